@@ -1,0 +1,225 @@
+//! The generic commandable HTTP service: every command of a [`Commandable`] dependency becomes
+//! `POST /<base_route>/<command>`, plus its OpenAPI document at `GET /<base_route>/swagger`.
+//!
+//! The body is one JSON object of parameters (an empty body is `{}`); a body that is not JSON is
+//! 400 `INVALID_JSON`, valid JSON that is not an object is 400 `INVALID_DATA`, and a body sent as
+//! a content type that cannot carry JSON is 415. Results follow Pip: a value → 200 JSON, none →
+//! 204 with an empty body, an error → its ErrorDescription.
+
+use super::endpoint::HttpEndpoint;
+use super::swagger::{commands_openapi, OpenApiDocument};
+use super::{join_route, HttpRequest, HttpResponse};
+use crate::toolkit::commands::{CommandSet, Commandable, Parameters};
+use crate::toolkit::component::Component;
+use crate::toolkit::config::ComponentConfig;
+use crate::toolkit::descriptor::Descriptor;
+use crate::toolkit::errors::ApplicationError;
+use crate::toolkit::references::References;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::Value;
+use std::sync::{Arc, OnceLock};
+use tracing::Instrument;
+use warp::http::{Method, StatusCode};
+
+/// Settings of a commandable HTTP service.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct CommandableSettings {
+    /// Route prefix of the commands, e.g. `v1/sessions`.
+    pub base_route: String,
+    /// OpenAPI document switches.
+    pub swagger: SwaggerSettings,
+    /// Dependency locators.
+    pub dependencies: CommandableDependencies,
+}
+
+/// `swagger.*` keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SwaggerSettings {
+    /// Serve the generated OpenAPI document (default true).
+    pub enable: bool,
+    /// Sub-route of the document (default `swagger`).
+    pub route: String,
+    /// Title of the document.
+    pub name: Option<String>,
+    /// Description of the document.
+    pub description: Option<String>,
+}
+
+impl Default for SwaggerSettings {
+    fn default() -> Self {
+        Self { enable: true, route: "swagger".to_string(), name: None, description: None }
+    }
+}
+
+/// `dependencies.*` keys.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct CommandableDependencies {
+    /// Locator of the commandable business component.
+    pub controller: Option<String>,
+    /// Locator of the HTTP endpoint (default `*:endpoint:http:*:1.0`).
+    pub endpoint: Option<String>,
+}
+
+/// A commandable HTTP service.
+pub struct CommandableHttpService {
+    settings: CommandableSettings,
+    controller_locator: Descriptor,
+    endpoint_locator: Descriptor,
+    commands: OnceLock<Arc<CommandSet>>,
+    title: String,
+}
+
+impl std::fmt::Debug for CommandableHttpService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandableHttpService").field("base_route", &self.settings.base_route).finish()
+    }
+}
+
+impl CommandableHttpService {
+    /// Builds the service from its entry, with the defaults a concrete service supplies.
+    ///
+    /// # Errors
+    /// `BAD_CONFIG` / `BAD_DESCRIPTOR` for invalid settings.
+    pub fn from_config(
+        config: &ComponentConfig,
+        default_base_route: &str,
+        default_controller: &Descriptor,
+        title: &str,
+    ) -> Result<Self, ApplicationError> {
+        let mut settings: CommandableSettings = config.section()?;
+        if settings.base_route.is_empty() {
+            settings.base_route = default_base_route.to_string();
+        }
+        let controller_locator = match &settings.dependencies.controller {
+            Some(s) => s.parse()?,
+            None => default_controller.clone(),
+        };
+        let endpoint_locator = match &settings.dependencies.endpoint {
+            Some(s) => s.parse()?,
+            None => Descriptor::new("*", "endpoint", "http", "*", "1.0"),
+        };
+        let title = settings.swagger.name.clone().unwrap_or_else(|| title.to_string());
+        Ok(Self { settings, controller_locator, endpoint_locator, commands: OnceLock::new(), title })
+    }
+
+    /// The base route (without slashes at the ends).
+    pub fn base_route(&self) -> &str {
+        self.settings.base_route.trim_matches('/')
+    }
+
+    /// The resolved command set (after `set_references`).
+    pub fn command_set(&self) -> Option<Arc<CommandSet>> {
+        self.commands.get().cloned()
+    }
+
+    fn document(&self) -> Option<Value> {
+        let commands = self.commands.get()?;
+        Some(commands_openapi(&self.title, self.settings.swagger.description.as_deref(), self.base_route(), commands))
+    }
+}
+
+/// Decodes a command body into parameters.
+///
+/// # Errors
+/// `INVALID_JSON` for text that is not JSON (never echoed), `INVALID_DATA` for non-objects,
+/// 415 `UNSUPPORTED_MEDIA_TYPE` for content types that cannot carry JSON.
+pub fn parse_parameters(request: &HttpRequest) -> Result<Parameters, ApplicationError> {
+    if let Some(ct) = request.header("content-type") {
+        let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let ok = media.is_empty()
+            || media == "application/json"
+            || media.ends_with("+json")
+            || media == "text/plain"
+            || media == "application/x-www-form-urlencoded";
+        if !ok {
+            return Err(ApplicationError::unsupported(
+                "UNSUPPORTED_MEDIA_TYPE",
+                format!("Content type {media} is not supported: send application/json"),
+            )
+            .with_status(415));
+        }
+    }
+    parse_json_object(&request.body).map(Parameters::new)
+}
+
+/// Parses a body as one JSON object; empty (or blank) means `{}`.
+///
+/// # Errors
+/// `INVALID_JSON` or `INVALID_DATA` as in [`parse_parameters`].
+pub fn parse_json_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, ApplicationError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApplicationError::bad_request("INVALID_DATA", "Request body must be a JSON object")),
+        Err(e) => Err(ApplicationError::bad_request(
+            "INVALID_JSON",
+            format!("Request body is not valid JSON (line {}, column {})", e.line(), e.column()),
+        )),
+    }
+}
+
+impl Component for CommandableHttpService {
+    fn set_references(&self, references: &References) -> Result<(), ApplicationError> {
+        let controller = references.get_one_required::<dyn Commandable>(&self.controller_locator)?;
+        let endpoint = references.get_one_required::<HttpEndpoint>(&self.endpoint_locator)?;
+        let commands = controller.command_set();
+        let _ = self.commands.set(commands.clone());
+        for command in commands.commands() {
+            let command = command.clone();
+            let route = join_route(self.base_route(), command.name());
+            endpoint.register_route(
+                Method::POST,
+                &route,
+                Arc::new(move |request: HttpRequest| {
+                    let command = command.clone();
+                    let cid = request.correlation_id.clone();
+                    let span = tracing::info_span!(
+                        "command",
+                        name = command.name(),
+                        correlation_id = cid.as_deref().unwrap_or("")
+                    );
+                    async move {
+                        let result = match parse_parameters(&request) {
+                            Ok(args) => command.execute(cid.as_deref(), args).await,
+                            Err(e) => Err(e),
+                        };
+                        HttpResponse::from_result(result, cid.as_deref())
+                    }
+                    .instrument(span)
+                }),
+            );
+        }
+        if self.settings.swagger.enable {
+            let doc = self.document().unwrap_or(Value::Null);
+            let yaml = serde_yaml::to_string(&doc).unwrap_or_default();
+            let body = Bytes::from(yaml);
+            endpoint.register_route(
+                Method::GET,
+                &join_route(self.base_route(), &self.settings.swagger.route),
+                Arc::new(move |_request: HttpRequest| {
+                    let body = body.clone();
+                    async move { HttpResponse::with_body(StatusCode::OK, "application/x-yaml", body) }
+                }),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl OpenApiDocument for CommandableHttpService {
+    fn document_url(&self) -> String {
+        join_route(self.base_route(), &self.settings.swagger.route)
+    }
+    fn document_name(&self) -> String {
+        self.title.clone()
+    }
+    fn enabled(&self) -> bool {
+        self.settings.swagger.enable
+    }
+}

@@ -1,0 +1,677 @@
+//! The shared HTTP endpoint (`pip-services:endpoint:http:*:1.0`).
+//!
+//! Owns the listener, the route table and every connection task. Requests enter through one warp
+//! filter that extracts method, path, query, headers and the body stream; the endpoint then
+//! answers CORS preflights, routes (404 for an unknown path, 405 with `Allow` for a wrong
+//! method), reads the body under `options.request_max_size` (413 beyond it, checked on
+//! `Content-Length` first and while streaming), extracts the correlation id and calls the
+//! handler. Every response gets the no-cache and CORS headers.
+//!
+//! Connections are served by hyper-util directly over `warp::service`, because warp 0.4 has no
+//! TLS and no public acceptor trait: this keeps TLS (`connection.protocol: https`), header-read
+//! timeouts against slow clients, a connection cap and graceful shutdown in one place.
+
+use super::{error_response, HttpRequest, HttpResponse, RouteHandler};
+use crate::toolkit::component::{Component, ComponentHealth};
+use crate::toolkit::config::ComponentConfig;
+use crate::toolkit::errors::ApplicationError;
+use async_trait::async_trait;
+use bytes::{Buf, Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use parking_lot::{Mutex, RwLock};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use warp::Filter;
+
+/// Endpoint settings (the component's config entry).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct EndpointSettings {
+    /// Where to listen.
+    pub connection: ConnectionSettings,
+    /// TLS material for `https`.
+    pub credential: CredentialSettings,
+    /// Limits and switches.
+    pub options: EndpointOptions,
+    /// Allowed CORS origins (comma list); `*` by default.
+    pub cors_origins: Vec<String>,
+    /// Extra headers allowed and exposed by CORS (added to `correlation_id`, `trace_id`).
+    pub cors_headers: Vec<String>,
+}
+
+impl Default for EndpointSettings {
+    fn default() -> Self {
+        Self {
+            connection: ConnectionSettings::default(),
+            credential: CredentialSettings::default(),
+            options: EndpointOptions::default(),
+            cors_origins: vec!["*".to_string()],
+            cors_headers: Vec::new(),
+        }
+    }
+}
+
+/// `connection.*` keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ConnectionSettings {
+    /// `http` (default) or `https`.
+    pub protocol: String,
+    /// Interface to bind, default `0.0.0.0`.
+    pub host: String,
+    /// Port, default 3000; 0 picks any free port.
+    pub port: u16,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        Self { protocol: "http".to_string(), host: "0.0.0.0".to_string(), port: 3000 }
+    }
+}
+
+/// `credential.*` keys (PEM file paths for https).
+#[derive(Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct CredentialSettings {
+    /// Private key file (PEM).
+    pub ssl_key_file: Option<String>,
+    /// Certificate chain file (PEM).
+    pub ssl_crt_file: Option<String>,
+}
+
+impl std::fmt::Debug for CredentialSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialSettings")
+            .field("ssl_key_file", &self.ssl_key_file.as_ref().map(|_| "***"))
+            .field("ssl_crt_file", &self.ssl_crt_file)
+            .finish()
+    }
+}
+
+/// `options.*` keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct EndpointOptions {
+    /// Largest accepted request body in bytes (default 1 MiB); larger → 413.
+    pub request_max_size: u64,
+    /// When true every request gets 503 with `Retry-After: 3600`.
+    pub maintenance_enabled: bool,
+    /// How long close waits for in-flight requests, ms (default 10 000).
+    pub shutdown_timeout: u64,
+    /// How long a client may take to send the request head, ms (default 10 000).
+    pub header_read_timeout: u64,
+    /// How long a client may take to send the body, ms (default 30 000).
+    pub body_read_timeout: u64,
+    /// Most simultaneous connections; more wait in the accept queue (default 20 000).
+    pub max_connections: usize,
+}
+
+impl Default for EndpointOptions {
+    fn default() -> Self {
+        Self {
+            request_max_size: 1024 * 1024,
+            maintenance_enabled: false,
+            shutdown_timeout: 10_000,
+            header_read_timeout: 10_000,
+            body_read_timeout: 30_000,
+            max_connections: 20_000,
+        }
+    }
+}
+
+struct Route {
+    method: Method,
+    segments: Vec<String>,
+    handler: Arc<dyn RouteHandler>,
+}
+
+impl Route {
+    fn matches(&self, path: &[&str]) -> Option<HashMap<String, String>> {
+        if path.len() != self.segments.len() {
+            return None;
+        }
+        let mut params = HashMap::new();
+        for (pattern, actual) in self.segments.iter().zip(path) {
+            if let Some(name) = pattern.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                params.insert(name.to_string(), (*actual).to_string());
+            } else if pattern != actual {
+                return None;
+            }
+        }
+        Some(params)
+    }
+}
+
+fn split_path(path: &str) -> Vec<&str> {
+    path.split('/').filter(|s| !s.is_empty()).collect()
+}
+
+/// An interceptor runs before every routed handler (authentication, for example) and may answer
+/// instead of it.
+#[async_trait]
+pub trait RequestInterceptor: Send + Sync {
+    /// `Some(response)` stops the request; `None` lets it through.
+    async fn intercept(&self, request: &HttpRequest) -> Option<HttpResponse>;
+}
+
+struct Inner {
+    settings: EndpointSettings,
+    routes: RwLock<Vec<Arc<Route>>>,
+    interceptors: RwLock<Vec<Arc<dyn RequestInterceptor>>>,
+}
+
+struct Running {
+    address: SocketAddr,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// The HTTP endpoint component.
+pub struct HttpEndpoint {
+    inner: Arc<Inner>,
+    running: Mutex<Option<Running>>,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+}
+
+impl std::fmt::Debug for HttpEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpEndpoint").field("settings", &self.inner.settings).finish()
+    }
+}
+
+impl HttpEndpoint {
+    /// Builds the endpoint from its config entry, validating it (protocol, TLS files).
+    ///
+    /// # Errors
+    /// `WRONG_PROTOCOL`, `NO_SSL_KEY_FILE`, `NO_SSL_CRT_FILE`, `BAD_CONFIG`, or a TLS file error.
+    pub fn from_config(config: &ComponentConfig) -> Result<Self, ApplicationError> {
+        let settings: EndpointSettings = config.section()?;
+        Self::new(settings)
+    }
+
+    /// Builds the endpoint from settings.
+    ///
+    /// # Errors
+    /// See [`HttpEndpoint::from_config`].
+    pub fn new(settings: EndpointSettings) -> Result<Self, ApplicationError> {
+        let tls = match settings.connection.protocol.to_ascii_lowercase().as_str() {
+            "http" => None,
+            "https" => Some(Arc::new(tls_config(&settings.credential)?)),
+            other => {
+                return Err(ApplicationError::config(
+                    "WRONG_PROTOCOL",
+                    format!("Protocol \"{other}\" is not supported by the HTTP endpoint: use http or https"),
+                ))
+            }
+        };
+        if settings.connection.host.trim().is_empty() {
+            return Err(ApplicationError::config("NO_HOST", "Connection host is not set"));
+        }
+        Ok(Self {
+            inner: Arc::new(Inner { settings, routes: RwLock::new(Vec::new()), interceptors: RwLock::new(Vec::new()) }),
+            running: Mutex::new(None),
+            tls,
+        })
+    }
+
+    /// Registers a route; `path` segments like `{id}` capture parameters.
+    pub fn register_route(&self, method: Method, path: &str, handler: Arc<dyn RouteHandler>) {
+        let segments = split_path(path).into_iter().map(str::to_string).collect();
+        self.inner.routes.write().push(Arc::new(Route { method, segments, handler }));
+    }
+
+    /// Adds an interceptor that runs before every routed handler.
+    pub fn add_interceptor(&self, interceptor: Arc<dyn RequestInterceptor>) {
+        self.inner.interceptors.write().push(interceptor);
+    }
+
+    /// The bound address once open (with the real port when configured with 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.running.lock().as_ref().map(|r| r.address)
+    }
+
+    /// The settings the endpoint runs with.
+    pub fn settings(&self) -> &EndpointSettings {
+        &self.inner.settings
+    }
+}
+
+fn tls_config(c: &CredentialSettings) -> Result<tokio_rustls::rustls::ServerConfig, ApplicationError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let key_file = c
+        .ssl_key_file
+        .as_deref()
+        .ok_or_else(|| ApplicationError::config("NO_SSL_KEY_FILE", "SSL key file is not configured in credentials"))?;
+    let crt_file = c
+        .ssl_crt_file
+        .as_deref()
+        .ok_or_else(|| ApplicationError::config("NO_SSL_CRT_FILE", "SSL crt file is not configured in credentials"))?;
+    let certs =
+        CertificateDer::pem_file_iter(crt_file).and_then(|it| it.collect::<Result<Vec<_>, _>>()).map_err(|e| {
+            ApplicationError::file_error("READ_FAILED", "Cannot read the SSL certificate file").with_cause(e)
+        })?;
+    let key = PrivateKeyDer::from_pem_file(key_file)
+        .map_err(|e| ApplicationError::file_error("READ_FAILED", "Cannot read the SSL key file").with_cause(e))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+        .map(|mut cfg| {
+            cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            cfg
+        })
+        .map_err(|e| ApplicationError::config("BAD_SSL", "The SSL key and certificate cannot be used").with_cause(e))
+}
+
+fn correlation_id(query: &[(String, String)], headers: &HeaderMap) -> Option<String> {
+    for name in ["correlation_id", "trace_id"] {
+        if let Some((_, v)) = query.iter().find(|(k, v)| k == name && !v.is_empty()) {
+            return Some(v.clone());
+        }
+    }
+    for name in ["correlation_id", "trace_id"] {
+        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
+            return Some(v.to_string());
+        }
+    }
+    None
+}
+
+fn decode_query(raw: &str) -> Vec<(String, String)> {
+    raw.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+}
+
+/// Decodes `%XX` escapes and `+` as space; invalid escapes are kept as text.
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi * 16 + lo);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Inner {
+    fn finish(&self, mut response: HttpResponse, request_headers: &HeaderMap) -> warp::reply::Response {
+        let h = &mut response.headers;
+        h.insert("cache-control", HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+        h.insert("pragma", HeaderValue::from_static("no-cache"));
+        h.insert("expires", HeaderValue::from_static("0"));
+        self.cors_headers(h, request_headers);
+        let mut out = warp::reply::Response::new(response.body.into());
+        *out.status_mut() = response.status;
+        *out.headers_mut() = response.headers;
+        out
+    }
+
+    fn cors_headers(&self, h: &mut HeaderMap, request_headers: &HeaderMap) {
+        let origins = &self.settings.cors_origins;
+        let allow = if origins.is_empty() || origins.iter().any(|o| o == "*") {
+            "*".to_string()
+        } else {
+            let origin = request_headers.get("origin").and_then(|v| v.to_str().ok()).unwrap_or("");
+            if origins.iter().any(|o| o == origin) {
+                h.insert("vary", HeaderValue::from_static("Origin"));
+                origin.to_string()
+            } else {
+                origins.join(", ")
+            }
+        };
+        if let Ok(v) = HeaderValue::from_str(&allow) {
+            h.insert("access-control-allow-origin", v);
+        }
+        let mut names = vec!["correlation_id", "trace_id"];
+        names.extend(self.settings.cors_headers.iter().map(String::as_str));
+        let list = names.join(", ");
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "Content-Type, Authorization, x-api-key, x-auth-key, If-Match, If-None-Match, {list}"
+        )) {
+            h.insert("access-control-allow-headers", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!("ETag, Location, {list}")) {
+            h.insert("access-control-expose-headers", v);
+        }
+    }
+
+    async fn dispatch<S, B>(
+        self: Arc<Self>,
+        method: Method,
+        path: String,
+        raw_query: String,
+        headers: HeaderMap,
+        body: S,
+    ) -> warp::reply::Response
+    where
+        S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
+        B: Buf,
+    {
+        let query = decode_query(&raw_query);
+        let cid = correlation_id(&query, &headers);
+        let response = self.route(method, path, query, &headers, body, cid.clone()).await;
+        self.finish(response, &headers)
+    }
+
+    async fn route<S, B>(
+        &self,
+        method: Method,
+        path: String,
+        query: Vec<(String, String)>,
+        headers: &HeaderMap,
+        body: S,
+        cid: Option<String>,
+    ) -> HttpResponse
+    where
+        S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
+        B: Buf,
+    {
+        let fail = |e: ApplicationError| error_response(&e.with_correlation_id(cid.as_deref()));
+        if self.settings.options.maintenance_enabled {
+            return fail(ApplicationError::no_response("MAINTENANCE", "The service is under maintenance"))
+                .with_header("retry-after", "3600");
+        }
+        if method == Method::OPTIONS {
+            let mut r = HttpResponse::empty(StatusCode::NO_CONTENT);
+            r.headers.insert(
+                "access-control-allow-methods",
+                HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, OPTIONS"),
+            );
+            return r;
+        }
+        let segments = split_path(&path);
+        let routes: Vec<Arc<Route>> = self.routes.read().clone();
+        let mut allowed: Vec<&str> = Vec::new();
+        let mut found = None;
+        for route in &routes {
+            if let Some(params) = route.matches(&segments) {
+                if route.method == method || (method == Method::HEAD && route.method == Method::GET) {
+                    found = Some((route.clone(), params));
+                    break;
+                }
+                allowed.push(route.method.as_str());
+            }
+        }
+        let Some((route, params)) = found else {
+            if allowed.is_empty() {
+                return fail(
+                    ApplicationError::not_found("ROUTE_NOT_FOUND", format!("Route {method} {path} was not found"))
+                        .with_details("route", path.clone()),
+                );
+            }
+            allowed.dedup();
+            let list = allowed.join(", ");
+            return fail(
+                ApplicationError::unsupported(
+                    "METHOD_NOT_ALLOWED",
+                    format!("Method {method} is not allowed on {path}"),
+                )
+                .with_details("allowed", list.clone()),
+            )
+            .with_header("allow", &list);
+        };
+        let body = match self.read_body(headers, body).await {
+            Ok(b) => b,
+            Err(e) => return fail(e),
+        };
+        let request =
+            HttpRequest { method, path, params, query, headers: headers.clone(), body, correlation_id: cid.clone() };
+        let interceptors: Vec<Arc<dyn RequestInterceptor>> = self.interceptors.read().clone();
+        for i in interceptors {
+            if let Some(r) = i.intercept(&request).await {
+                return r;
+            }
+        }
+        route.handler.handle(request).await
+    }
+
+    async fn read_body<S, B>(&self, headers: &HeaderMap, mut body: S) -> Result<Bytes, ApplicationError>
+    where
+        S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
+        B: Buf,
+    {
+        let max = self.settings.options.request_max_size;
+        let too_large = || {
+            ApplicationError::bad_request("PAYLOAD_TOO_LARGE", format!("Request body exceeds the limit of {max} bytes"))
+                .with_status(413)
+                .with_details("limit", max)
+        };
+        let declared = headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max) {
+            return Err(too_large());
+        }
+        let timeout = Duration::from_millis(self.settings.options.body_read_timeout);
+        let read = async {
+            let mut buf = BytesMut::new();
+            while let Some(chunk) = body.next().await {
+                let mut chunk = chunk.map_err(|e| {
+                    ApplicationError::bad_request("BAD_BODY", "The request body could not be read").with_cause(e)
+                })?;
+                if buf.len() as u64 + chunk.remaining() as u64 > max {
+                    return Err(too_large());
+                }
+                while chunk.has_remaining() {
+                    let part = chunk.chunk();
+                    let n = part.len();
+                    buf.extend_from_slice(part);
+                    chunk.advance(n);
+                }
+            }
+            Ok(buf.freeze())
+        };
+        tokio::time::timeout(timeout, read).await.unwrap_or_else(|_| {
+            Err(ApplicationError::bad_request("REQUEST_TIMEOUT", "The request body was not received in time")
+                .with_status(408))
+        })
+    }
+}
+
+#[async_trait]
+impl Component for HttpEndpoint {
+    async fn open(&self, _correlation_id: Option<&str>) -> Result<(), ApplicationError> {
+        if self.running.lock().is_some() {
+            return Ok(());
+        }
+        let s = &self.inner.settings;
+        let bind = format!("{}:{}", s.connection.host, s.connection.port);
+        let listener = TcpListener::bind(&bind).await.map_err(|e| {
+            ApplicationError::no_response("CANNOT_CONNECT", format!("Opening HTTP endpoint on {bind} failed"))
+                .with_status(500)
+                .with_cause(e)
+                .with_details("url", bind.clone())
+        })?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| ApplicationError::internal("CANNOT_CONNECT", "Cannot read the bound address").with_cause(e))?;
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(serve(listener, self.inner.clone(), self.tls.clone(), cancel.clone()));
+        tracing::info!(address = %address, protocol = %s.connection.protocol, "HTTP endpoint listening.");
+        *self.running.lock() = Some(Running { address, cancel, task });
+        Ok(())
+    }
+
+    async fn close(&self, _correlation_id: Option<&str>) -> Result<(), ApplicationError> {
+        let running = self.running.lock().take();
+        if let Some(r) = running {
+            r.cancel.cancel();
+            if let Err(e) = r.task.await {
+                tracing::warn!(error = %e, "HTTP endpoint task ended abnormally.");
+            }
+            tracing::info!(address = %r.address, "HTTP endpoint closed.");
+        }
+        Ok(())
+    }
+
+    async fn health(&self) -> ComponentHealth {
+        match self.local_addr() {
+            Some(a) => ComponentHealth { ready: true, message: format!("listening on {a}") },
+            None => ComponentHealth::not_ready("not listening"),
+        }
+    }
+}
+
+/// The accept loop: serves until cancelled, then lets in-flight requests finish within
+/// `options.shutdown_timeout` and drops what is left.
+async fn serve(
+    listener: TcpListener,
+    inner: Arc<Inner>,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    cancel: CancellationToken,
+) {
+    let state = inner.clone();
+    let filter = warp::method()
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .then(move |method, path: warp::path::FullPath, query, headers, body| {
+            let state = state.clone();
+            async move { state.dispatch(method, path.as_str().to_string(), query, headers, Box::pin(body)).await }
+        });
+    let service = warp::service(filter);
+    let options = inner.settings.options.clone();
+    let mut builder = ConnBuilder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_millis(options.header_read_timeout));
+    let builder = Arc::new(builder);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    loop {
+        let permit: OwnedSemaphorePermit = tokio::select! {
+            () = cancel.cancelled() => break,
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let (stream, _peer) = tokio::select! {
+            () = cancel.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "Accepting a connection failed.");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(service.clone());
+        let builder = builder.clone();
+        let acceptor = acceptor.clone();
+        let handshake_timeout = Duration::from_millis(options.header_read_timeout);
+        match acceptor {
+            None => {
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "HTTP connection ended with an error.");
+                    }
+                });
+            }
+            Some(acceptor) => {
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e, "TLS handshake failed.");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(error = %e, "HTTPS connection ended with an error.");
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    let timeout = Duration::from_millis(options.shutdown_timeout);
+    if tokio::time::timeout(timeout, graceful.shutdown()).await.is_err() {
+        tracing::warn!(
+            timeout_ms = options.shutdown_timeout,
+            "In-flight requests did not finish in time; closing them."
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_queries_and_correlation_ids() {
+        let q = decode_query("correlation_id=a%20b&x=1+2&flag&bad=%zz&end=%4");
+        assert_eq!(
+            q,
+            vec![
+                ("correlation_id".to_string(), "a b".to_string()),
+                ("x".to_string(), "1 2".to_string()),
+                ("flag".to_string(), String::new()),
+                ("bad".to_string(), "%zz".to_string()),
+                ("end".to_string(), "%4".to_string()),
+            ]
+        );
+        let mut h = HeaderMap::new();
+        h.insert("correlation_id", HeaderValue::from_static("from-header"));
+        assert_eq!(correlation_id(&q, &h).as_deref(), Some("a b"));
+        assert_eq!(correlation_id(&[], &h).as_deref(), Some("from-header"));
+        let t = decode_query("trace_id=t1");
+        assert_eq!(correlation_id(&t, &HeaderMap::new()).as_deref(), Some("t1"));
+        assert_eq!(correlation_id(&[], &HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn routes_match_segments_and_params() {
+        let handler: Arc<dyn RouteHandler> = Arc::new(|_r: HttpRequest| async { HttpResponse::empty(StatusCode::OK) });
+        let r = Route { method: Method::GET, segments: vec!["api".into(), "{id}".into()], handler };
+        assert_eq!(r.matches(&["api", "x1"]).map(|p| p["id"].clone()).as_deref(), Some("x1"));
+        assert!(r.matches(&["api"]).is_none());
+        assert!(r.matches(&["other", "x"]).is_none());
+    }
+
+    #[test]
+    fn rejects_unknown_protocols_and_missing_tls_files() {
+        let mut s = EndpointSettings::default();
+        s.connection.protocol = "ftp".into();
+        assert_eq!(HttpEndpoint::new(s.clone()).err().map(|e| e.code).as_deref(), Some("WRONG_PROTOCOL"));
+        s.connection.protocol = "https".into();
+        assert_eq!(HttpEndpoint::new(s).err().map(|e| e.code).as_deref(), Some("NO_SSL_KEY_FILE"));
+    }
+}

@@ -1,0 +1,62 @@
+//! `GET /heartbeat`: the current UTC time as a JSON string (Pip's liveness probe).
+
+use super::endpoint::HttpEndpoint;
+use super::{join_route, HttpRequest, HttpResponse};
+use crate::toolkit::component::Component;
+use crate::toolkit::config::ComponentConfig;
+use crate::toolkit::descriptor::Descriptor;
+use crate::toolkit::errors::ApplicationError;
+use crate::toolkit::references::References;
+use crate::toolkit::time::format_time;
+use serde::Deserialize;
+use std::sync::Arc;
+use warp::http::Method;
+
+/// Route settings shared by the heartbeat and status services.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct RouteSettings {
+    /// Optional prefix.
+    pub base_route: String,
+    /// The route (default `heartbeat` / `status`).
+    pub route: Option<String>,
+}
+
+impl RouteSettings {
+    /// The full route with `default` as the route name when none is configured.
+    pub fn full_route(&self, default: &str) -> String {
+        join_route(&self.base_route, self.route.as_deref().unwrap_or(default))
+    }
+}
+
+/// The heartbeat service.
+#[derive(Debug)]
+pub struct HeartbeatService {
+    route: String,
+}
+
+impl HeartbeatService {
+    /// Builds the service from its entry.
+    ///
+    /// # Errors
+    /// `BAD_CONFIG` for invalid settings.
+    pub fn from_config(config: &ComponentConfig) -> Result<Self, ApplicationError> {
+        let s: RouteSettings = config.section()?;
+        Ok(Self { route: s.full_route("heartbeat") })
+    }
+}
+
+impl Component for HeartbeatService {
+    fn set_references(&self, references: &References) -> Result<(), ApplicationError> {
+        let endpoint =
+            references.get_one_required::<HttpEndpoint>(&Descriptor::new("*", "endpoint", "http", "*", "1.0"))?;
+        endpoint.register_route(
+            Method::GET,
+            &self.route,
+            Arc::new(|_r: HttpRequest| async {
+                HttpResponse::json(&serde_json::Value::String(format_time(chrono::Utc::now())))
+            }),
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,178 @@
+//! HTTP building blocks: the shared endpoint, the generic commandable service, heartbeat,
+//! status and swagger services, and the single error renderer.
+//!
+//! The endpoint owns the listener and a route table; services register routes during
+//! `set_references` and never see warp's rejections: a handler receives an [`HttpRequest`] with
+//! its body already read (and capped) and returns an [`HttpResponse`]. Every failure, from a
+//! malformed body to an unknown route, is rendered by [`error_response`].
+
+pub mod commandable;
+pub mod endpoint;
+pub mod heartbeat;
+pub mod status;
+pub mod swagger;
+
+use super::errors::ApplicationError;
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::collections::HashMap;
+use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
+
+pub use endpoint::HttpEndpoint;
+
+/// A request as handlers see it: routed, body read and capped, correlation id extracted.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    /// The HTTP method.
+    pub method: Method,
+    /// The request path (without the query).
+    pub path: String,
+    /// Values of `{name}` segments of the matched route.
+    pub params: HashMap<String, String>,
+    /// Decoded query pairs in order.
+    pub query: Vec<(String, String)>,
+    /// The request headers.
+    pub headers: HeaderMap,
+    /// The whole body (at most `request_max_size` bytes).
+    pub body: Bytes,
+    /// The correlation id (query `correlation_id`/`trace_id`, else the same-named header).
+    pub correlation_id: Option<String>,
+}
+
+impl HttpRequest {
+    /// The first query value named `name`.
+    pub fn query_value(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// A header value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A response built by a handler.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: StatusCode,
+    /// Extra headers (the endpoint adds no-cache and CORS headers itself).
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl HttpResponse {
+    /// A response with a status and no body.
+    pub fn empty(status: StatusCode) -> Self {
+        Self { status, headers: HeaderMap::new(), body: Bytes::new() }
+    }
+
+    /// A 200 JSON response.
+    pub fn json(value: &serde_json::Value) -> Self {
+        Self::json_with_status(StatusCode::OK, value)
+    }
+
+    /// A JSON response with a status.
+    pub fn json_with_status(status: StatusCode, value: &serde_json::Value) -> Self {
+        Self::with_body(status, "application/json", Bytes::from(value.to_string()))
+    }
+
+    /// A response with a content type and body.
+    pub fn with_body(status: StatusCode, content_type: &'static str, body: Bytes) -> Self {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static(content_type));
+        Self { status, headers, body }
+    }
+
+    /// Pip's result mapping: `None` → 204 with an empty body, `Some(v)` → 200 JSON.
+    pub fn from_result(
+        result: Result<Option<serde_json::Value>, ApplicationError>,
+        correlation_id: Option<&str>,
+    ) -> Self {
+        match result {
+            Ok(Some(v)) => Self::json(&v),
+            Ok(None) => Self::empty(StatusCode::NO_CONTENT),
+            Err(e) => error_response(&e.with_correlation_id(correlation_id)),
+        }
+    }
+
+    /// Adds a header (ignored if the value is not a valid header value).
+    #[must_use]
+    pub fn with_header(mut self, name: &'static str, value: &str) -> Self {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.headers.insert(name, v);
+        }
+        self
+    }
+}
+
+/// Renders any error as an ErrorDescription response: the one error renderer of the product.
+///
+/// Server errors (5xx) are logged here with their cause; the body carries only the category,
+/// code and message.
+pub fn error_response(error: &ApplicationError) -> HttpResponse {
+    if error.is_server_error() {
+        tracing::error!(
+            code = %error.code,
+            category = %error.category,
+            cause = error.cause.as_deref().unwrap_or(""),
+            correlation_id = error.correlation_id.as_deref().unwrap_or(""),
+            "Request failed: {}.",
+            error.message
+        );
+    }
+    let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::to_vec(&error.to_description()).unwrap_or_default();
+    HttpResponse::with_body(status, "application/json", Bytes::from(body))
+}
+
+/// A route handler.
+#[async_trait]
+pub trait RouteHandler: Send + Sync {
+    /// Handles one routed request.
+    async fn handle(&self, request: HttpRequest) -> HttpResponse;
+}
+
+#[async_trait]
+impl<F, Fut> RouteHandler for F
+where
+    F: Fn(HttpRequest) -> Fut + Send + Sync,
+    Fut: std::future::Future<Output = HttpResponse> + Send,
+{
+    async fn handle(&self, request: HttpRequest) -> HttpResponse {
+        self(request).await
+    }
+}
+
+/// Joins a base route and a sub-path into `/a/b` form.
+pub fn join_route(base: &str, path: &str) -> String {
+    let parts: Vec<&str> = base.split('/').chain(path.split('/')).filter(|p| !p.is_empty()).collect();
+    format!("/{}", parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_routes() {
+        assert_eq!(join_route("v1/sessions", "get_sessions"), "/v1/sessions/get_sessions");
+        assert_eq!(join_route("/v1/sessions/", "/swagger"), "/v1/sessions/swagger");
+        assert_eq!(join_route("", "heartbeat"), "/heartbeat");
+        assert_eq!(join_route("", ""), "/");
+    }
+
+    #[test]
+    fn result_mapping() {
+        assert_eq!(HttpResponse::from_result(Ok(None), None).status, StatusCode::NO_CONTENT);
+        let ok = HttpResponse::from_result(Ok(Some(serde_json::json!({"a": 1}))), None);
+        assert_eq!(ok.status, StatusCode::OK);
+        assert_eq!(&ok.body[..], br#"{"a":1}"#);
+        let err = HttpResponse::from_result(Err(ApplicationError::conflict("X", "no")), Some("c9"));
+        assert_eq!(err.status, StatusCode::CONFLICT);
+        let v: serde_json::Value = serde_json::from_slice(&err.body).unwrap_or_default();
+        assert_eq!(v["correlation_id"], "c9");
+        assert_eq!(v["code"], "X");
+    }
+}

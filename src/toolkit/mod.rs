@@ -1,0 +1,20 @@
+//! The generic Pip.Services-style kernel: descriptors, templated configuration, the reference
+//! registry, factories, the component lifecycle, the container and process, errors, commands,
+//! schemas and the HTTP layer. Nothing here knows about sessions.
+
+pub mod commands;
+pub mod component;
+pub mod config;
+pub mod container;
+pub mod defaults;
+pub mod descriptor;
+pub mod errors;
+pub mod factory;
+pub mod http;
+pub mod info;
+pub mod log;
+pub mod process;
+pub mod references;
+pub mod schema;
+pub mod template;
+pub mod time;

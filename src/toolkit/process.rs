@@ -1,0 +1,133 @@
+//! The process container: command line, parameters, logging, signals and exit codes.
+//!
+//! `-c/--config <file>` (default `./config/config.yml`), `-p/--param k=v` (repeatable, and one
+//! value may carry `k=v;k2=v2`), `-h/--help`. Template parameters are the `-p` pairs overridden
+//! by the process environment, as in Pip. SIGINT and SIGTERM close every component (awaited,
+//! bounded) and exit 0; a start-up failure prints every reason on stderr and exits 1.
+
+use super::config::ConfigParameters;
+use super::container::Container;
+use super::factory::Factory;
+use clap::Parser;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Command-line arguments of a process container.
+#[derive(Debug, Parser)]
+#[command(about, version)]
+pub struct ProcessArgs {
+    /// Path of the configuration file.
+    #[arg(short = 'c', long = "config", default_value = "./config/config.yml")]
+    pub config: String,
+    /// Template parameter `k=v` (repeatable; `k=v;k2=v2` allowed).
+    #[arg(short = 'p', long = "param", visible_alias = "params")]
+    pub params: Vec<String>,
+}
+
+/// Parses `k=v;k2=v2` lists (later keys win).
+pub fn parse_params(values: &[String]) -> ConfigParameters {
+    let mut out = ConfigParameters::new();
+    for value in values {
+        for pair in value.split(';').filter(|p| !p.trim().is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            out.insert(k.trim().to_string(), v.trim().to_string());
+        }
+    }
+    out
+}
+
+/// The template parameters: `-p` pairs, then the environment on top (Pip's precedence).
+pub fn parameters(args: &ProcessArgs) -> ConfigParameters {
+    let mut p = parse_params(&args.params);
+    for (k, v) in std::env::vars() {
+        p.insert(k, v);
+    }
+    p
+}
+
+/// A process container around a factory.
+pub struct ProcessContainer {
+    name: String,
+    factory: Arc<dyn Factory>,
+}
+
+impl ProcessContainer {
+    /// A process named `name` (used in messages) creating components with `factory`.
+    pub fn new(name: &str, factory: Arc<dyn Factory>) -> Self {
+        Self { name: name.to_string(), factory }
+    }
+
+    /// Runs until SIGINT/SIGTERM; returns the process exit code.
+    pub async fn run(self, args: ProcessArgs) -> i32 {
+        let text = match std::fs::read_to_string(&args.config) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{}: cannot read the configuration file {}: {e}", self.name, args.config);
+                return 1;
+            }
+        };
+        let container = Container::new(self.factory.clone());
+        if let Err(e) = container.open_text(&text, &parameters(&args), Some(&self.name)).await {
+            eprintln!("{}: failed to start: {}", self.name, e.message);
+            if let Some(errors) = e.details.get("errors").and_then(|v| v.as_array()) {
+                for err in errors {
+                    eprintln!("  - {}", err.as_str().unwrap_or_default());
+                }
+            }
+            return 1;
+        }
+        if !super::log::is_installed() {
+            super::log::install(tracing_subscriber::filter::LevelFilter::INFO, super::log::LogFormat::Text);
+        }
+        tracing::info!("Press Control-C to stop the microservice...");
+        wait_for_signal().await;
+        tracing::info!("Stopping the microservice.");
+        let _ = tokio::time::timeout(Duration::from_secs(60), container.close(Some(&self.name))).await;
+        tracing::info!("Goodbye!");
+        0
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_params() {
+        let p = parse_params(&["a=1;b=2".to_string(), "c=x=y".to_string(), "a=3".to_string(), "flag".to_string()]);
+        assert_eq!(p.get("a").map(String::as_str), Some("3"));
+        assert_eq!(p.get("b").map(String::as_str), Some("2"));
+        assert_eq!(p.get("c").map(String::as_str), Some("x=y"));
+        assert_eq!(p.get("flag").map(String::as_str), Some(""));
+    }
+
+    #[test]
+    fn cli_accepts_pip_flags() {
+        let a = ProcessArgs::try_parse_from(["x", "-c", "cfg.yml", "-p", "A=1", "--param", "B=2"])
+            .unwrap_or_else(|_| ProcessArgs { config: String::new(), params: vec![] });
+        assert_eq!(a.config, "cfg.yml");
+        assert_eq!(a.params, vec!["A=1", "B=2"]);
+    }
+}

@@ -1,0 +1,159 @@
+//! Time: the injectable [`Clock`], and the one date format of the wire (RFC 3339, UTC,
+//! milliseconds, `Z`).
+//!
+//! Every timestamp the product stores is truncated to milliseconds, so all backends agree with
+//! MongoDB, which keeps milliseconds. Tests use a [`ManualClock`] — registered in a container as
+//! `pip-services:clock:manual:default:1.0` — and move time forward instead of sleeping.
+
+use crate::toolkit::component::Component;
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use parking_lot::Mutex;
+
+/// A source of the current time.
+pub trait Clock: Send + Sync {
+    /// The current time, truncated to milliseconds.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        truncate_millis(Utc::now())
+    }
+}
+
+impl Component for SystemClock {}
+
+/// A clock that moves only when told to (for tests).
+#[derive(Debug)]
+pub struct ManualClock {
+    now: Mutex<DateTime<Utc>>,
+}
+
+impl ManualClock {
+    /// A manual clock showing `start`.
+    pub fn new(start: DateTime<Utc>) -> Self {
+        Self { now: Mutex::new(truncate_millis(start)) }
+    }
+
+    /// Moves the clock forward by `ms` milliseconds.
+    pub fn advance_ms(&self, ms: i64) {
+        let mut now = self.now.lock();
+        *now += chrono::Duration::milliseconds(ms);
+    }
+
+    /// Sets the clock.
+    pub fn set(&self, t: DateTime<Utc>) {
+        *self.now.lock() = truncate_millis(t);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.now.lock()
+    }
+}
+
+impl Component for ManualClock {}
+
+/// Drops sub-millisecond precision.
+pub fn truncate_millis(t: DateTime<Utc>) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(t.timestamp_millis()).single().unwrap_or(t)
+}
+
+/// Formats a time as `2026-11-21T10:15:30.123Z`.
+pub fn format_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Parses an RFC 3339 / ISO 8601 date-time (a bare date means midnight UTC), truncated to ms.
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(truncate_millis(t.with_timezone(&Utc)));
+    }
+    if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f") {
+        return Some(truncate_millis(t.and_utc()));
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc())
+}
+
+/// Serde helpers for times on the wire (millisecond RFC 3339).
+pub mod serde_time {
+    use super::{format_time, parse_time};
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serialises a time.
+    ///
+    /// # Errors
+    /// Never fails for a valid serializer.
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_time(*t))
+    }
+
+    /// Deserialises a time.
+    ///
+    /// # Errors
+    /// When the text is not a date-time.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_time(&s).ok_or_else(|| serde::de::Error::custom(format!("invalid date-time {s:?}")))
+    }
+
+    /// The same for optional times.
+    pub mod option {
+        use super::*;
+
+        /// Serialises an optional time.
+        ///
+        /// # Errors
+        /// Never fails for a valid serializer.
+        pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => s.serialize_str(&format_time(*t)),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// Deserialises an optional time.
+        ///
+        /// # Errors
+        /// When the text is not a date-time.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+            match Option::<String>::deserialize(d)? {
+                None => Ok(None),
+                Some(s) => {
+                    parse_time(&s).map(Some).ok_or_else(|| serde::de::Error::custom(format!("invalid date-time {s:?}")))
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_and_parses_milliseconds() {
+        let t = parse_time("2026-11-21T10:15:30.123456+01:00").unwrap();
+        assert_eq!(format_time(t), "2026-11-21T09:15:30.123Z");
+        assert_eq!(format_time(parse_time("2026-01-02").unwrap()), "2026-01-02T00:00:00.000Z");
+        assert_eq!(format_time(parse_time("2026-01-02T03:04:05").unwrap()), "2026-01-02T03:04:05.000Z");
+        assert!(parse_time("yesterday").is_none());
+        assert!(parse_time("2026-13-01").is_none());
+    }
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let c = ManualClock::new(parse_time("2026-01-01T00:00:00Z").unwrap());
+        assert_eq!(format_time(c.now()), "2026-01-01T00:00:00.000Z");
+        c.advance_ms(1500);
+        assert_eq!(format_time(c.now()), "2026-01-01T00:00:01.500Z");
+    }
+}
