@@ -1,5 +1,19 @@
 //! service-sessions: the user-sessions microservice of the Pip.Services ecosystem, in Rust.
 //!
-//! Layout (dependencies point inward):
-//! - [`toolkit`]: the generic Pip-style kernel (container, registry, config, commands, HTTP).
+//! Layout (dependencies point inward: toolkit ← data ← persistence ← logic ← services):
+//! - [`toolkit`]: the generic Pip-style kernel (container, registry, config, commands, HTTP);
+//!   it imports nothing of the sessions modules.
+//! - [`data`]: `SessionV1` and the typed filter.
+//! - [`persistence`]: the `SessionsPersistence` contract and its backends.
+//! - [`logic`]: `SessionsController` (expiry, sweep, clock) and its command set.
+//! - [`services`]: the commandable HTTP API.
+//! - [`build`]: `SessionsServiceFactory`, the only place naming concrete types.
+//! - [`container`]: `SessionsProcess`, run by the `service-sessions` binary.
+
+pub mod build;
+pub mod container;
+pub mod data;
+pub mod logic;
+pub mod persistence;
+pub mod services;
 pub mod toolkit;

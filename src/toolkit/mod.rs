@@ -6,6 +6,7 @@ pub mod commands;
 pub mod component;
 pub mod config;
 pub mod container;
+pub mod data;
 pub mod defaults;
 pub mod descriptor;
 pub mod errors;

@@ -1,0 +1,3 @@
+//! Data contracts of the sessions service.
+
+pub mod version1;

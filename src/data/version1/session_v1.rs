@@ -1,0 +1,129 @@
+//! `SessionV1`: the session record exactly as it travels on the wire (contract §1).
+
+use crate::toolkit::time::serde_time;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+/// A user session.
+///
+/// `user` and `data` are `Some(value)` on a full session (`Some(Value::Null)` is JSON `null`) and
+/// `None` in list items, where the keys are left out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SessionV1 {
+    /// 32 lowercase hex characters, 128 bits from the OS CSPRNG.
+    pub id: String,
+    /// The user the session belongs to.
+    pub user_id: String,
+    /// The user's display name.
+    #[serde(default)]
+    pub user_name: Option<String>,
+    /// The client's address.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The client's description.
+    #[serde(default)]
+    pub client: Option<String>,
+    /// True while open.
+    pub active: bool,
+    /// When the session was opened.
+    #[serde(with = "serde_time")]
+    pub open_time: DateTime<Utc>,
+    /// Last activity.
+    #[serde(with = "serde_time")]
+    pub request_time: DateTime<Utc>,
+    /// When the session was closed; absent while open.
+    #[serde(default, with = "serde_time::option", skip_serializing_if = "Option::is_none")]
+    pub close_time: Option<DateTime<Utc>>,
+    /// Cached user object.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub user: Option<Value>,
+    /// Session data.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    /// 1 on open, +1 on every change (extension).
+    #[serde(default = "first_version")]
+    pub version: i64,
+}
+
+fn first_version() -> i64 {
+    1
+}
+
+/// A key that is present deserialises to `Some`, even when its value is `null`.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+impl SessionV1 {
+    /// A new open session.
+    pub fn open(id: String, user_id: String, now: DateTime<Utc>) -> Self {
+        Self {
+            id,
+            user_id,
+            user_name: None,
+            address: None,
+            client: None,
+            active: true,
+            open_time: now,
+            request_time: now,
+            close_time: None,
+            user: Some(Value::Null),
+            data: Some(Value::Null),
+            version: 1,
+        }
+    }
+
+    /// The list projection: the same session without `user` and `data`.
+    #[must_use]
+    pub fn without_payload(&self) -> Self {
+        Self { user: None, data: None, ..self.clone() }
+    }
+}
+
+/// A new session id: 128 bits from the OS CSPRNG as 32 lowercase hex characters.
+///
+/// # Errors
+/// When the OS random source fails (never expected; reported as an internal error).
+pub fn new_session_id() -> Result<String, crate::toolkit::errors::ApplicationError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        crate::toolkit::errors::ApplicationError::internal("RANDOM_FAILED", "Cannot generate a session id")
+            .with_cause(e)
+    })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::toolkit::time::parse_time;
+    use serde_json::json;
+
+    #[test]
+    fn serialises_exactly_as_the_contract() {
+        let t = parse_time("2026-11-21T10:15:30.123Z").unwrap();
+        let mut s = SessionV1::open("ab".into(), "u1".into(), t);
+        s.data = Some(json!(false));
+        assert_eq!(
+            serde_json::to_value(&s).unwrap(),
+            json!({"id": "ab", "user_id": "u1", "user_name": null, "address": null, "client": null,
+                "active": true, "open_time": "2026-11-21T10:15:30.123Z", "request_time": "2026-11-21T10:15:30.123Z",
+                "user": null, "data": false, "version": 1})
+        );
+        let list = serde_json::to_value(s.without_payload()).unwrap();
+        assert!(list.get("user").is_none() && list.get("data").is_none());
+        let back: SessionV1 = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn ids_are_128_bit_hex_and_distinct() {
+        let a = new_session_id().unwrap();
+        let b = new_session_id().unwrap();
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(a, b);
+    }
+}

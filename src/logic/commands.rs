@@ -1,0 +1,206 @@
+//! `SessionsCommandSet`: the eight Pip commands with their parameter schemas (contract §3).
+
+use super::controller::{OpenSessionRequest, SessionsController};
+use crate::data::version1::SessionsFilter;
+use crate::toolkit::commands::{Command, CommandResult, CommandSet, Parameters};
+use crate::toolkit::data::PagingParams;
+use crate::toolkit::errors::ApplicationError;
+use crate::toolkit::schema::{ObjectSchema, Schema, TypeCode};
+use futures::FutureExt;
+use serde_json::Value;
+use std::future::Future;
+use std::sync::{Arc, Weak};
+
+/// Longest accepted session id.
+const MAX_ID_LENGTH: usize = 64;
+/// Longest accepted `user_id`.
+const MAX_USER_ID_LENGTH: usize = 256;
+/// Longest accepted `user_name`, `address`, `client`.
+const MAX_TEXT_LENGTH: usize = 1024;
+
+/// Checks a session id before it touches the store: 1–64 characters of `[A-Za-z0-9_-]`.
+///
+/// # Errors
+/// `INVALID_DATA` (400) naming the parameter.
+pub fn validate_session_id(id: &str) -> Result<(), ApplicationError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_ID_LENGTH
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApplicationError::bad_request(
+            "INVALID_DATA",
+            "Validation failed: session_id must be 1 to 64 letters, digits, '_' or '-'",
+        )
+        .with_details("field", "session_id"))
+    }
+}
+
+fn session_id_schema() -> Schema {
+    Schema::string().max_length(MAX_ID_LENGTH).describe("Session id")
+}
+
+fn schema() -> ObjectSchema {
+    ObjectSchema::new().allow_undefined(true)
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, ApplicationError> {
+    serde_json::to_value(v)
+        .map_err(|e| ApplicationError::internal("SERIALIZATION_FAILED", "Cannot encode the result").with_cause(e))
+}
+
+/// Builds a command whose action runs on the controller (if it still exists).
+fn command<F, Fut>(
+    name: &str,
+    description: &str,
+    schema: ObjectSchema,
+    me: &Weak<SessionsController>,
+    action: F,
+) -> Command
+where
+    F: Fn(Arc<SessionsController>, Option<String>, Parameters) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<Value>, ApplicationError>> + Send + 'static,
+{
+    let me = me.clone();
+    let action = Arc::new(action);
+    Command::new(name, description, schema, move |cid, args| -> CommandResult {
+        let me = me.upgrade();
+        let action = action.clone();
+        async move {
+            match me {
+                Some(c) => action(c, cid, args).await,
+                None => Err(ApplicationError::invalid_state("CLOSED", "The sessions controller is closed")),
+            }
+        }
+        .boxed()
+    })
+}
+
+fn session_id(args: &Parameters) -> Result<String, ApplicationError> {
+    let id = args.required_str("session_id")?;
+    validate_session_id(id)?;
+    Ok(id.to_string())
+}
+
+fn optional(v: Option<crate::data::version1::SessionV1>) -> Result<Option<Value>, ApplicationError> {
+    v.map(|s| to_json(&s)).transpose()
+}
+
+/// The command set of a controller.
+pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
+    let mut set = CommandSet::new();
+    set.add(command(
+        "get_sessions",
+        "Gets a page of sessions by filter (id, user_id, active, from_time, to_time)",
+        schema()
+            .with_optional_property("filter", Schema::map(TypeCode::Any).describe("Filter values (Pip FilterParams)"))
+            .with_optional_property(
+                "paging",
+                ObjectSchema::new()
+                    .allow_undefined(true)
+                    .with_optional_property("skip", Schema::integer().min(0))
+                    .with_optional_property("take", Schema::integer().min(0))
+                    .with_optional_property("total", TypeCode::Boolean),
+            ),
+        &me,
+        |c, cid, args| async move {
+            let filter = SessionsFilter::from_value(args.get("filter"))?;
+            let paging = PagingParams::from_value(args.get("paging"))?;
+            let page = c.get_sessions(cid.as_deref(), &filter, &paging).await?;
+            to_json(&page).map(Some)
+        },
+    ));
+    set.add(command(
+        "get_session_by_id",
+        "Gets a session by id (closed ones too); 204 for an unknown id",
+        schema().with_required_property("session_id", session_id_schema()),
+        &me,
+        |c, cid, args| async move {
+            let id = session_id(&args)?;
+            optional(c.get_session_by_id(cid.as_deref(), &id).await?)
+        },
+    ));
+    set.add(command(
+        "open_session",
+        "Opens a new session for a user",
+        schema()
+            .with_required_property("user_id", Schema::string().max_length(MAX_USER_ID_LENGTH))
+            .with_optional_property("user_name", Schema::string().max_length(MAX_TEXT_LENGTH))
+            .with_optional_property("address", Schema::string().max_length(MAX_TEXT_LENGTH))
+            .with_optional_property("client", Schema::string().max_length(MAX_TEXT_LENGTH))
+            .with_optional_property("user", Schema::any().describe("Cached user object"))
+            .with_optional_property("data", Schema::any().describe("Session data")),
+        &me,
+        |c, cid, args| async move {
+            let text = |k: &str| args.get_str(k).map(str::to_string);
+            let request = OpenSessionRequest {
+                user_id: args.required_str("user_id")?.to_string(),
+                user_name: text("user_name"),
+                address: text("address"),
+                client: text("client"),
+                user: args.get_raw("user").cloned().unwrap_or(Value::Null),
+                data: args.get_raw("data").cloned().unwrap_or(Value::Null),
+            };
+            let s = c.open_session(cid.as_deref(), request).await?;
+            to_json(&s).map(Some)
+        },
+    ));
+    set.add(command(
+        "store_session_data",
+        "Replaces the data of an open session; 409 SESSION_CLOSED for a closed one",
+        schema()
+            .with_required_property("session_id", session_id_schema())
+            .with_required_property("data", Schema::any().describe("Session data")),
+        &me,
+        |c, cid, args| async move {
+            let id = session_id(&args)?;
+            let data = args.get_raw("data").cloned().unwrap_or(Value::Null);
+            optional(c.store_session_data(cid.as_deref(), &id, data).await?)
+        },
+    ));
+    set.add(command(
+        "update_session_user",
+        "Replaces the cached user of an open session; 409 SESSION_CLOSED for a closed one",
+        schema()
+            .with_required_property("session_id", session_id_schema())
+            .with_required_property("user", Schema::any().describe("Cached user object")),
+        &me,
+        |c, cid, args| async move {
+            let id = session_id(&args)?;
+            let user = args.get_raw("user").cloned().unwrap_or(Value::Null);
+            optional(c.update_session_user(cid.as_deref(), &id, user).await?)
+        },
+    ));
+    set.add(command(
+        "close_session",
+        "Closes a session (idempotent)",
+        schema().with_required_property("session_id", session_id_schema()),
+        &me,
+        |c, cid, args| async move {
+            let id = session_id(&args)?;
+            optional(c.close_session(cid.as_deref(), &id).await?)
+        },
+    ));
+    set.add(command(
+        "close_expired_sessions",
+        "Closes every expired session now; always 204",
+        schema(),
+        &me,
+        |c, cid, _args| async move {
+            c.close_expired_sessions(cid.as_deref()).await?;
+            Ok(None)
+        },
+    ));
+    set.add(command(
+        "delete_session_by_id",
+        "Deletes a session; returns it as it was",
+        schema().with_required_property("session_id", session_id_schema()),
+        &me,
+        |c, cid, args| async move {
+            let id = session_id(&args)?;
+            optional(c.delete_session_by_id(cid.as_deref(), &id).await?)
+        },
+    ));
+    set
+}

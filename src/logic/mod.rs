@@ -1,0 +1,7 @@
+//! Business logic: the [`SessionsController`] and its command set.
+
+mod commands;
+mod controller;
+
+pub use commands::{sessions_command_set, validate_session_id};
+pub use controller::{ControllerOptions, OpenSessionRequest, SessionsController};

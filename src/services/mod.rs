@@ -1,0 +1,3 @@
+//! Network services of the sessions microservice.
+
+pub mod version1;

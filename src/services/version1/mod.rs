@@ -1,0 +1,30 @@
+//! `SessionsCommandableHttpServiceV1` (`service-sessions:service:commandable-http:*:1.0`): the
+//! Pip commandable HTTP API at `POST /v1/sessions/<command>`, a configuration of the toolkit's
+//! generic commandable service.
+
+use crate::toolkit::config::ComponentConfig;
+use crate::toolkit::descriptor::Descriptor;
+use crate::toolkit::errors::ApplicationError;
+use crate::toolkit::http::commandable::CommandableHttpService;
+
+/// Default base route of the commands.
+pub const BASE_ROUTE: &str = "v1/sessions";
+
+/// The sessions commandable HTTP service.
+pub struct SessionsCommandableHttpServiceV1;
+
+impl SessionsCommandableHttpServiceV1 {
+    /// Builds the service from its entry: base route `v1/sessions`, controller
+    /// `service-sessions:controller:*:*:1.0` unless configured otherwise.
+    ///
+    /// # Errors
+    /// `BAD_CONFIG` for invalid settings.
+    pub fn from_config(config: &ComponentConfig) -> Result<CommandableHttpService, ApplicationError> {
+        CommandableHttpService::from_config(
+            config,
+            BASE_ROUTE,
+            &Descriptor::new("service-sessions", "controller", "*", "*", "1.0"),
+            "Sessions microservice V1",
+        )
+    }
+}

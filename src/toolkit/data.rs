@@ -1,0 +1,100 @@
+//! Paging and pages: [`PagingParams`] and [`DataPage`] with Pip's semantics.
+
+use super::errors::ApplicationError;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `{skip, take, total}` of a page request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PagingParams {
+    /// Items to skip (`None` = 0).
+    pub skip: Option<u64>,
+    /// Items to return (`None` or 0 = the store's maximum page size).
+    pub take: Option<u64>,
+    /// Whether to count all matching items.
+    pub total: bool,
+}
+
+impl PagingParams {
+    /// A request for one page.
+    pub fn new(skip: u64, take: u64, total: bool) -> Self {
+        Self { skip: Some(skip), take: Some(take), total }
+    }
+
+    /// Reads `paging` from command parameters (already schema-checked: integers ≥ 0, boolean).
+    ///
+    /// # Errors
+    /// `INVALID_DATA` for a non-object or negative/non-integer values.
+    pub fn from_value(value: Option<&Value>) -> Result<Self, ApplicationError> {
+        let Some(v) = value.filter(|v| !v.is_null()) else { return Ok(Self::default()) };
+        let obj = v.as_object().ok_or_else(|| {
+            ApplicationError::bad_request("INVALID_DATA", "Validation failed: paging must be an object")
+        })?;
+        let number = |name: &str| -> Result<Option<u64>, ApplicationError> {
+            match obj.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+                    ApplicationError::bad_request(
+                        "INVALID_DATA",
+                        format!("Validation failed: paging.{name} must be a non-negative integer"),
+                    )
+                }),
+            }
+        };
+        let total = match obj.get("total") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(ApplicationError::bad_request(
+                    "INVALID_DATA",
+                    "Validation failed: paging.total type must be boolean",
+                ))
+            }
+        };
+        Ok(Self { skip: number("skip")?, take: number("take")?, total })
+    }
+
+    /// Items to skip.
+    pub fn skip(&self) -> u64 {
+        self.skip.unwrap_or(0)
+    }
+
+    /// Items to take: `take` capped at `max`, and `max` when absent or 0.
+    pub fn take(&self, max: u64) -> u64 {
+        match self.take {
+            None | Some(0) => max,
+            Some(t) => t.min(max),
+        }
+    }
+}
+
+/// A page of items: `{"total": n | null, "data": [...]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataPage<T> {
+    /// Count of all matching items, when asked for.
+    pub total: Option<u64>,
+    /// The items.
+    pub data: Vec<T>,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn paging_defaults_and_caps() {
+        let p = PagingParams::from_value(None).unwrap();
+        assert_eq!((p.skip(), p.take(100), p.total), (0, 100, false));
+        let p = PagingParams::from_value(Some(&json!({"skip": 5, "take": 0, "total": true}))).unwrap();
+        assert_eq!((p.skip(), p.take(100), p.total), (5, 100, true));
+        let p = PagingParams::from_value(Some(&json!({"take": 1000}))).unwrap();
+        assert_eq!(p.take(100), 100);
+        assert!(PagingParams::from_value(Some(&json!({"skip": -1}))).is_err());
+        assert!(PagingParams::from_value(Some(&json!({"take": "1"}))).is_err());
+        assert!(PagingParams::from_value(Some(&json!({"total": "yes"}))).is_err());
+        let page = DataPage { total: None, data: vec![1] };
+        assert_eq!(serde_json::to_string(&page).unwrap(), r#"{"total":null,"data":[1]}"#);
+    }
+}
