@@ -1,1 +1,6 @@
+//! Integration tests: one binary. `helpers` boots the real container from YAML on port 0;
+//! `persistence` holds the conformance fixture every backend runs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod helpers;
+mod persistence;

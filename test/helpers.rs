@@ -1,0 +1,135 @@
+//! Test helpers: boot a real container from a YAML string on port 0 and talk HTTP to it.
+
+use serde_json::Value;
+use service_sessions::build::SessionsServiceFactory;
+use service_sessions::toolkit::config::ConfigParameters;
+use service_sessions::toolkit::container::Container;
+use service_sessions::toolkit::descriptor::Descriptor;
+use service_sessions::toolkit::http::HttpEndpoint;
+use service_sessions::toolkit::time::ManualClock;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// A running container and an HTTP client for it.
+pub struct TestApp {
+    pub container: Container,
+    pub address: SocketAddr,
+    pub client: reqwest::Client,
+}
+
+/// A parsed HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    /// The body as JSON (`Value::Null` when empty).
+    pub fn json(&self) -> Value {
+        if self.body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        }
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Boots a container with the product factory from `yaml`.
+pub async fn spawn_app(yaml: &str) -> TestApp {
+    spawn_with(yaml, &ConfigParameters::new()).await
+}
+
+/// Boots a container with template parameters.
+pub async fn spawn_with(yaml: &str, params: &ConfigParameters) -> TestApp {
+    let container = Container::new(Arc::new(SessionsServiceFactory::composite()));
+    container.open_text(yaml, params, Some("test")).await.unwrap_or_else(|e| panic!("container did not open: {e:?}"));
+    let endpoint = container
+        .references()
+        .get_one_required::<HttpEndpoint>(&Descriptor::new("*", "endpoint", "http", "*", "1.0"))
+        .expect("endpoint");
+    let address = endpoint.local_addr().expect("listening");
+    TestApp { container, address, client: reqwest::Client::new() }
+}
+
+/// The standard sessions service on the memory backend with a manual clock at
+/// 2026-01-01T00:00:00Z, an idle timeout of one hour and no background sweep.
+pub fn sessions_yaml(extra_controller_options: &str) -> String {
+    format!(
+        r#"
+- descriptor: "pip-services:clock:manual:default:1.0"
+  start: "2026-01-01T00:00:00.000Z"
+- descriptor: "service-sessions:persistence:memory:default:1.0"
+- descriptor: "service-sessions:controller:default:default:1.0"
+  options:
+    expire_timeout: 3600000
+    cleanup_interval: 0
+{extra_controller_options}
+- descriptor: "pip-services:endpoint:http:default:1.0"
+  connection: {{ protocol: http, host: 127.0.0.1, port: 0 }}
+- descriptor: "service-sessions:service:commandable-http:default:1.0"
+- descriptor: "pip-services:heartbeat-service:http:default:1.0"
+- descriptor: "pip-services:status-service:http:default:1.0"
+- descriptor: "pip-services:swagger-service:http:default:1.0"
+"#
+    )
+}
+
+impl TestApp {
+    /// The base URL.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    /// `POST /v1/sessions/<command>` with a JSON body.
+    pub async fn command(&self, command: &str, body: Value) -> Answer {
+        self.post_raw(&format!("/v1/sessions/{command}"), body.to_string(), Some("application/json")).await
+    }
+
+    /// A POST with a raw body.
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>, content_type: Option<&str>) -> Answer {
+        let mut req = self.client.post(self.url(path)).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        answer(req.send().await.expect("request")).await
+    }
+
+    /// A request with any method.
+    pub async fn request(&self, method: reqwest::Method, path: &str) -> Answer {
+        answer(self.client.request(method, self.url(path)).send().await.expect("request")).await
+    }
+
+    /// The manual clock of the container.
+    pub fn clock(&self) -> Arc<ManualClock> {
+        self.container
+            .references()
+            .get_one_required::<ManualClock>(&Descriptor::new("*", "clock", "manual", "*", "1.0"))
+            .expect("manual clock")
+    }
+
+    /// Opens a session for `user_id` and returns it.
+    pub async fn open(&self, user_id: &str) -> Value {
+        let a = self.command("open_session", serde_json::json!({"user_id": user_id})).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        a.json()
+    }
+
+    /// Closes the container.
+    pub async fn stop(self) {
+        self.container.close(None).await;
+    }
+}
+
+async fn answer(r: reqwest::Response) -> Answer {
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let body = r.text().await.expect("body");
+    Answer { status, headers, body }
+}

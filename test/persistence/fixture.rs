@@ -1,0 +1,322 @@
+//! The conformance fixture: what every `SessionsPersistence` backend must do, case by case.
+//! Every case starts from an empty store and sets times explicitly (the store is not the clock).
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{json, Value};
+use service_sessions::data::version1::{SessionV1, SessionsFilter};
+use service_sessions::persistence::{SessionChange, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition};
+use service_sessions::toolkit::data::PagingParams;
+use service_sessions::toolkit::time::parse_time;
+use std::sync::Arc;
+
+type Store = Arc<dyn SessionsPersistence>;
+
+pub fn t0() -> DateTime<Utc> {
+    parse_time("2026-01-01T00:00:00.000Z").unwrap()
+}
+
+pub fn at(ms: i64) -> DateTime<Utc> {
+    t0() + Duration::milliseconds(ms)
+}
+
+/// A session `id` of `user` last active at `t0 + ms`.
+pub fn session(id: &str, user: &str, ms: i64) -> SessionV1 {
+    let mut s = SessionV1::open(id.to_string(), user.to_string(), at(ms));
+    s.user_name = Some(format!("name of {user}"));
+    s.address = Some("10.0.0.1".into());
+    s.client = Some("test".into());
+    s.user = Some(json!({"id": user, "roles": ["a", "b"]}));
+    s.data = Some(json!({"cart": [1, 2, 3]}));
+    s
+}
+
+fn update(condition: WriteCondition, change: SessionChange, ms: i64) -> SessionUpdate {
+    SessionUpdate { condition, change, now: at(ms) }
+}
+
+async fn seed(p: &Store, sessions: Vec<SessionV1>) {
+    for s in sessions {
+        p.create(None, s).await.unwrap();
+    }
+}
+
+fn ids(page: &[SessionV1]) -> Vec<&str> {
+    page.iter().map(|s| s.id.as_str()).collect()
+}
+
+async fn list(p: &Store, filter: SessionsFilter) -> Vec<String> {
+    let page = p.get_page_by_filter(None, &filter, &PagingParams::default()).await.unwrap();
+    page.data.into_iter().map(|s| s.id).collect()
+}
+
+pub async fn create_and_get(p: Store) {
+    let s = session("a1", "u1", 0);
+    assert_eq!(p.create(None, s.clone()).await.unwrap(), s);
+    assert_eq!(p.get_one_by_id(None, "a1").await.unwrap(), Some(s));
+    assert_eq!(p.get_one_by_id(None, "missing").await.unwrap(), None);
+}
+
+pub async fn create_rejects_taken_ids(p: Store) {
+    p.create(None, session("a1", "u1", 0)).await.unwrap();
+    let e = p.create(None, session("a1", "u2", 5)).await.unwrap_err();
+    assert_eq!((e.code.as_str(), e.status), ("SESSION_EXISTS", 409));
+    assert_eq!(p.get_one_by_id(None, "a1").await.unwrap().unwrap().user_id, "u1");
+}
+
+pub async fn store_data_replaces_and_bumps(p: Store) {
+    let s = session("a1", "u1", 0);
+    seed(&p, vec![s.clone()]).await;
+    let out =
+        p.update(None, "a1", &update(WriteCondition::default(), SessionChange::StoreData(json!({"x": 1})), 500)).await;
+    let mut expected = s;
+    expected.data = Some(json!({"x": 1}));
+    expected.request_time = at(500);
+    expected.version = 2;
+    assert_eq!(out.unwrap(), UpdateOutcome::Updated(expected.clone()));
+    assert_eq!(p.get_one_by_id(None, "a1").await.unwrap(), Some(expected));
+}
+
+pub async fn update_user_replaces(p: Store) {
+    seed(&p, vec![session("a1", "u1", 0)]).await;
+    let out = p
+        .update(None, "a1", &update(WriteCondition::default(), SessionChange::UpdateUser(json!("bob")), 7))
+        .await
+        .unwrap();
+    let UpdateOutcome::Updated(s) = out else { panic!("not updated: {out:?}") };
+    assert_eq!(
+        (s.user, s.data, s.version, s.request_time),
+        (Some(json!("bob")), Some(json!({"cart": [1, 2, 3]})), 2, at(7))
+    );
+}
+
+pub async fn close_clears_payload(p: Store) {
+    seed(&p, vec![session("a1", "u1", 0)]).await;
+    let out = p.update(None, "a1", &update(WriteCondition::default(), SessionChange::Close, 9)).await.unwrap();
+    let UpdateOutcome::Updated(s) = out else { panic!("not updated: {out:?}") };
+    assert!(!s.active);
+    assert_eq!((s.close_time, s.request_time, s.version), (Some(at(9)), at(9), 2));
+    assert_eq!((s.user.clone(), s.data.clone()), (Some(Value::Null), Some(Value::Null)));
+    assert_eq!(s.open_time, at(0));
+    assert_eq!(p.get_one_by_id(None, "a1").await.unwrap(), Some(s));
+}
+
+pub async fn conditions_fail_with_current_record(p: Store) {
+    let mut closed = session("c1", "u1", 0);
+    closed.active = false;
+    closed.close_time = Some(at(1));
+    seed(&p, vec![session("a1", "u1", 1000), closed.clone()]).await;
+    let active = WriteCondition { require_active: true, ..Default::default() };
+    let store = SessionChange::StoreData(json!(1));
+    assert_eq!(
+        p.update(None, "c1", &update(active, store.clone(), 5)).await.unwrap(),
+        UpdateOutcome::ConditionFailed(closed)
+    );
+    let fresh = WriteCondition { idle_cutoff: Some(at(1001)), ..Default::default() };
+    let UpdateOutcome::ConditionFailed(cur) = p.update(None, "a1", &update(fresh, store.clone(), 5)).await.unwrap()
+    else {
+        panic!("idle cutoff must fail")
+    };
+    assert_eq!(cur.version, 1);
+    let boundary = WriteCondition { idle_cutoff: Some(at(1000)), ..Default::default() };
+    assert!(matches!(
+        p.update(None, "a1", &update(boundary, store.clone(), 5)).await.unwrap(),
+        UpdateOutcome::Updated(_)
+    ));
+    let stale = WriteCondition { expected_version: Some(1), ..Default::default() };
+    let UpdateOutcome::ConditionFailed(cur) = p.update(None, "a1", &update(stale, store.clone(), 6)).await.unwrap()
+    else {
+        panic!("stale version must fail")
+    };
+    assert_eq!(cur.version, 2);
+    let good = WriteCondition { expected_version: Some(2), require_active: true, idle_cutoff: Some(at(0)) };
+    assert!(
+        matches!(p.update(None, "a1", &update(good, store.clone(), 7)).await.unwrap(), UpdateOutcome::Updated(s) if s.version == 3)
+    );
+    assert_eq!(p.update(None, "zz", &update(active, store, 8)).await.unwrap(), UpdateOutcome::NotFound);
+}
+
+async fn seed_mixed(p: &Store) {
+    let mut c = session("c1", "u2", 300);
+    c.active = false;
+    c.close_time = Some(at(300));
+    seed(p, vec![session("a1", "u1", 100), session("a2", "u1", 200), c, session("a3", "u2", 400)]).await;
+}
+
+pub async fn filter_by_each_field(p: Store) {
+    seed_mixed(&p).await;
+    let f = |v: Value| SessionsFilter::from_value(Some(&v)).unwrap();
+    assert_eq!(list(&p, f(json!({}))).await, ["a3", "c1", "a2", "a1"]);
+    assert_eq!(list(&p, f(json!({"id": "a2"}))).await, ["a2"]);
+    assert_eq!(list(&p, f(json!({"id": "a2", "user_id": "u2"}))).await, Vec::<String>::new());
+    assert_eq!(list(&p, f(json!({"user_id": "u1"}))).await, ["a2", "a1"]);
+    assert_eq!(list(&p, f(json!({"user_id": "nobody"}))).await, Vec::<String>::new());
+    assert_eq!(list(&p, f(json!({"active": "true"}))).await, ["a3", "a2", "a1"]);
+    assert_eq!(list(&p, f(json!({"active": false}))).await, ["c1"]);
+    assert_eq!(list(&p, f(json!({"user_id": "u2", "active": "1"}))).await, ["a3"]);
+    assert_eq!(list(&p, f(json!({"user_id": "u2", "active": "no"}))).await, ["c1"]);
+}
+
+pub async fn time_window_bounds(p: Store) {
+    seed_mixed(&p).await;
+    let f = |from: Option<i64>, to: Option<i64>| SessionsFilter {
+        from_time: from.map(at),
+        to_time: to.map(at),
+        ..Default::default()
+    };
+    assert_eq!(list(&p, f(Some(200), None)).await, ["a3", "c1", "a2"], "from_time is inclusive");
+    assert_eq!(list(&p, f(Some(201), None)).await, ["a3", "c1"]);
+    assert_eq!(list(&p, f(None, Some(300))).await, ["a2", "a1"], "to_time is exclusive");
+    assert_eq!(list(&p, f(None, Some(301))).await, ["c1", "a2", "a1"]);
+    assert_eq!(list(&p, f(Some(200), Some(400))).await, ["c1", "a2"]);
+    assert_eq!(list(&p, f(Some(300), Some(300))).await, Vec::<String>::new());
+    assert_eq!(list(&p, f(Some(400), Some(100))).await, Vec::<String>::new());
+    let user = SessionsFilter { user_id: Some("u1".into()), from_time: Some(at(150)), ..Default::default() };
+    assert_eq!(list(&p, user).await, ["a2"]);
+    let open = SessionsFilter { active: Some(true), to_time: Some(at(400)), ..Default::default() };
+    assert_eq!(list(&p, open).await, ["a2", "a1"]);
+}
+
+pub async fn order_is_time_desc_then_id(p: Store) {
+    seed(&p, vec![session("b", "u1", 10), session("c", "u1", 20), session("a", "u1", 10), session("d", "u2", 20)])
+        .await;
+    assert_eq!(list(&p, SessionsFilter::default()).await, ["c", "d", "a", "b"]);
+    let u1 = SessionsFilter { user_id: Some("u1".into()), ..Default::default() };
+    assert_eq!(list(&p, u1).await, ["c", "a", "b"]);
+}
+
+pub async fn paging_and_totals(p: Store) {
+    let sessions: Vec<SessionV1> =
+        (0..150).map(|i| session(&format!("s{i:03}"), if i % 3 == 0 { "x" } else { "y" }, i)).collect();
+    seed(&p, sessions).await;
+    let all = SessionsFilter::default();
+    let page = p.get_page_by_filter(None, &all, &PagingParams::default()).await.unwrap();
+    assert_eq!((page.data.len(), page.total), (100, None), "default take is max_page_size, no total");
+    assert_eq!(page.data[0].id, "s149");
+    let page = p.get_page_by_filter(None, &all, &PagingParams::new(0, 1000, true)).await.unwrap();
+    assert_eq!((page.data.len(), page.total), (100, Some(150)), "take is capped");
+    let page = p.get_page_by_filter(None, &all, &PagingParams::new(10, 5, true)).await.unwrap();
+    assert_eq!(ids(&page.data), ["s139", "s138", "s137", "s136", "s135"]);
+    assert_eq!(page.total, Some(150));
+    let page = p.get_page_by_filter(None, &all, &PagingParams::new(148, 10, false)).await.unwrap();
+    assert_eq!(ids(&page.data), ["s001", "s000"]);
+    let page = p.get_page_by_filter(None, &all, &PagingParams::new(500, 10, true)).await.unwrap();
+    assert_eq!((page.data.len(), page.total), (0, Some(150)));
+    let x = SessionsFilter { user_id: Some("x".into()), ..Default::default() };
+    let page = p.get_page_by_filter(None, &x, &PagingParams::new(0, 3, true)).await.unwrap();
+    assert_eq!(ids(&page.data), ["s147", "s144", "s141"]);
+    assert_eq!(page.total, Some(50));
+}
+
+pub async fn list_leaves_out_payload(p: Store) {
+    seed(&p, vec![session("a1", "u1", 0)]).await;
+    let page = p.get_page_by_filter(None, &SessionsFilter::default(), &PagingParams::default()).await.unwrap();
+    assert_eq!(page.data, vec![session("a1", "u1", 0).without_payload()]);
+    let json = serde_json::to_value(&page.data[0]).unwrap();
+    assert!(json.get("user").is_none() && json.get("data").is_none());
+}
+
+pub async fn close_expired_respects_cutoff(p: Store) {
+    let mut closed = session("c1", "u1", 0);
+    closed.active = false;
+    closed.close_time = Some(at(0));
+    seed(&p, vec![session("old", "u1", 0), session("edge", "u2", 1000), session("new", "u1", 2000), closed.clone()])
+        .await;
+    assert_eq!(p.close_expired(None, at(1000), at(5000)).await.unwrap(), 1);
+    let old = p.get_one_by_id(None, "old").await.unwrap().unwrap();
+    assert!(!old.active);
+    assert_eq!(
+        (old.close_time, old.request_time, old.version, old.data),
+        (Some(at(5000)), at(5000), 2, Some(Value::Null))
+    );
+    assert!(p.get_one_by_id(None, "edge").await.unwrap().unwrap().active, "request_time == cutoff is not expired");
+    assert!(p.get_one_by_id(None, "new").await.unwrap().unwrap().active);
+    assert_eq!(p.get_one_by_id(None, "c1").await.unwrap(), Some(closed), "closed sessions are untouched");
+    assert_eq!(p.close_expired(None, at(1000), at(6000)).await.unwrap(), 0);
+    assert_eq!(p.close_expired(None, at(10_000), at(10_000)).await.unwrap(), 2);
+}
+
+pub async fn delete_returns_record(p: Store) {
+    let s = session("a1", "u1", 0);
+    seed(&p, vec![s.clone(), session("a2", "u1", 1)]).await;
+    assert_eq!(p.delete_by_id(None, "a1").await.unwrap(), Some(s));
+    assert_eq!(p.get_one_by_id(None, "a1").await.unwrap(), None);
+    assert_eq!(p.delete_by_id(None, "a1").await.unwrap(), None);
+    let u1 = SessionsFilter { user_id: Some("u1".into()), ..Default::default() };
+    assert_eq!(list(&p, u1).await, ["a2"]);
+}
+
+pub async fn concurrent_writes_lose_nothing(p: Store) {
+    seed(&p, vec![session("a1", "u1", 0)]).await;
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let p = p.clone();
+        tasks.push(tokio::spawn(async move {
+            let cond = WriteCondition { require_active: true, ..Default::default() };
+            p.update(None, "a1", &update(cond, SessionChange::StoreData(json!(i)), 100 + i)).await.unwrap()
+        }));
+    }
+    let mut versions = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            UpdateOutcome::Updated(s) => versions.push(s.version),
+            other => panic!("write lost: {other:?}"),
+        }
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (2..=51).collect::<Vec<i64>>(), "every write got its own version");
+    assert_eq!(p.get_one_by_id(None, "a1").await.unwrap().unwrap().version, 51);
+    // Racing writers with one expected version: exactly one wins.
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let p = p.clone();
+        tasks.push(tokio::spawn(async move {
+            let cond = WriteCondition { expected_version: Some(51), ..Default::default() };
+            p.update(None, "a1", &update(cond, SessionChange::StoreData(json!(i)), 500)).await.unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap(), UpdateOutcome::Updated(_)) {
+            wins += 1;
+        }
+    }
+    assert_eq!(wins, 1);
+}
+
+pub async fn values_round_trip_exactly(p: Store) {
+    let cases = [
+        json!(false),
+        json!(0),
+        json!(""),
+        json!(null),
+        json!(1.5),
+        json!(-7),
+        json!(9007199254740993_i64),
+        json!([1, "two", {"three": [3]}, null]),
+        json!({"nested": {"deep": {"x": [true, false]}}, "empty": {}, "list": []}),
+        json!("ünïcødé ✓"),
+        json!({"$dollar": 1, "dot.key": 2}),
+    ];
+    for (i, v) in cases.iter().enumerate() {
+        let mut s = session(&format!("v{i}"), "u", i as i64);
+        s.data = Some(v.clone());
+        s.user = Some(v.clone());
+        s.user_name = None;
+        p.create(None, s.clone()).await.unwrap();
+        assert_eq!(p.get_one_by_id(None, &s.id).await.unwrap(), Some(s.clone()), "value {v}");
+        let out = p
+            .update(None, &s.id, &update(WriteCondition::default(), SessionChange::StoreData(v.clone()), 100))
+            .await
+            .unwrap();
+        let UpdateOutcome::Updated(after) = out else { panic!() };
+        assert_eq!(after.data, Some(v.clone()));
+    }
+}
+
+pub async fn clear_empties(p: Store) {
+    seed_mixed(&p).await;
+    p.clear(None).await.unwrap();
+    assert_eq!(list(&p, SessionsFilter::default()).await, Vec::<String>::new());
+    assert_eq!(p.get_one_by_id(None, "a1").await.unwrap(), None);
+    p.create(None, session("a1", "u1", 0)).await.unwrap();
+}

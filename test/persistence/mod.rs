@@ -1,0 +1,41 @@
+//! The persistence conformance fixture and the backends that run it.
+//!
+//! `conformance_tests!(module, factory)` expands to one `#[tokio::test]` per fixture case;
+//! `factory` is an async function returning a fresh, opened [`Subject`].
+
+pub mod fixture;
+mod memory;
+
+use service_sessions::persistence::SessionsPersistence;
+use std::any::Any;
+use std::sync::Arc;
+
+/// A fresh store under test, plus whatever must live as long as it (a temp folder, a server).
+pub struct Subject {
+    pub persistence: Arc<dyn SessionsPersistence>,
+    pub _guard: Box<dyn Any + Send + Sync>,
+}
+
+#[macro_export]
+macro_rules! conformance_tests {
+    ($name:ident, $factory:path) => {
+        mod $name {
+            use $crate::persistence::fixture;
+            $crate::conformance_tests!(@cases $factory;
+                create_and_get, create_rejects_taken_ids, store_data_replaces_and_bumps, update_user_replaces,
+                close_clears_payload, conditions_fail_with_current_record, filter_by_each_field,
+                time_window_bounds, order_is_time_desc_then_id, paging_and_totals, list_leaves_out_payload,
+                close_expired_respects_cutoff, delete_returns_record, concurrent_writes_lose_nothing,
+                values_round_trip_exactly, clear_empties);
+        }
+    };
+    (@cases $factory:path; $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let subject = $factory().await;
+                fixture::$case(subject.persistence.clone()).await;
+            }
+        )*
+    };
+}
