@@ -8,6 +8,7 @@
 //! MongoDB backend expresses the same rules as a query filter and update document.
 
 pub mod memory;
+pub mod mongodb;
 
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::data::{DataPage, PagingParams};
