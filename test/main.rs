@@ -2,5 +2,6 @@
 //! `persistence` holds the conformance fixture every backend runs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[allow(dead_code)] // shared by every test module; each uses only part of it
 mod helpers;
 mod persistence;

@@ -5,6 +5,7 @@
 
 pub mod fixture;
 mod memory;
+mod mongodb;
 
 use service_sessions::persistence::SessionsPersistence;
 use std::any::Any;
