@@ -878,6 +878,50 @@ mod tests {
     }
 
     #[test]
+    fn shipped_config_template_enables_mongodb_with_the_mongo_variables() {
+        use crate::toolkit::config::{parse_config, ConfigParameters};
+        let template = include_str!("../../config/config.yml");
+        let persistences = |params: &[(&str, &str)]| {
+            let params: ConfigParameters = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            parse_config(template, &params)
+                .unwrap()
+                .into_iter()
+                .filter(|c| c.descriptor.typ() == Some("persistence"))
+                .collect::<Vec<_>>()
+        };
+        let only = persistences(&[("MONGO_ENABLED", "true")]);
+        assert_eq!(only.len(), 1, "MONGO_ENABLED replaces the default memory store");
+        assert_eq!(only[0].descriptor.to_string(), "service-sessions:persistence:mongodb:default:1.0");
+        let s = Settings::from_config(&only[0]).unwrap();
+        assert_eq!((s.uri.as_str(), s.target.as_str()), ("mongodb://localhost:27017/", "localhost:27017/app.sessions"));
+        assert_eq!(s.credential, None);
+
+        let c = persistences(&[
+            ("MONGO_ENABLED", "1"),
+            ("MONGO_SERVICE_HOST", "db"),
+            ("MONGO_SERVICE_PORT", "27018"),
+            ("MONGO_DB", "sess"),
+            ("MONGO_COLLECTION", "s1"),
+            ("MONGO_USER", "app"),
+            ("MONGO_PASS", r#"p"a#ss: \x"#),
+        ]);
+        let s = Settings::from_config(&c[0]).unwrap();
+        assert_eq!((s.uri.as_str(), s.target.as_str()), ("mongodb://db:27018/", "db:27018/sess.s1"));
+        assert_eq!(s.credential, Some(("app".to_string(), Some(r#"p"a#ss: \x"#.to_string()))));
+
+        let c = persistences(&[("MONGO_ENABLED", "1"), ("MONGO_SERVICE_URI", "mongodb://u:p@h1,h2/d?replicaSet=rs")]);
+        let s = Settings::from_config(&c[0]).unwrap();
+        assert_eq!(
+            (s.uri.as_str(), s.target.as_str()),
+            ("mongodb://u:p@h1,h2/d?replicaSet=rs", "h1:27017,h2:27017/d.sessions")
+        );
+
+        let default = persistences(&[]);
+        assert_eq!(default.len(), 1);
+        assert_eq!(default[0].descriptor.kind(), Some("memory"));
+    }
+
+    #[test]
     fn userinfo_is_found_only_in_the_authority() {
         assert_eq!(uri_userinfo("mongodb://a:b@h/db?x=@"), Some("a:b"));
         assert_eq!(uri_userinfo("mongodb://h/db?x=a@b"), None);
