@@ -471,8 +471,8 @@ impl Shared {
                 | ErrorKind::DnsResolve { .. }
                 | ErrorKind::Shutdown
         ) || code.is_some_and(|c| UNAVAILABLE_CODES.contains(&c));
+        // Readiness is left to the driver's topology events: one failed call is not an outage.
         if unreachable {
-            self.reachable.store(false, Ordering::Relaxed);
             return self.unavailable(format!("{op}: {e}"));
         }
         match (e.kind.as_ref(), code) {
