@@ -7,15 +7,18 @@
 #
 #   MONGO_IMPL=py (default)  PyPI `SecantusDB` in a venv: installs in ~15 s. Clients must use
 #                            `retryWrites=false` (its retryable-write bookkeeping slows down after
-#                            ~10k writes), which the exported URIs carry.
-#   MONGO_IMPL=rs            crates.io `secantus-mdb` (`secantusd-rs`): faster, but a ~5 min cold
-#                            build that needs cmake.
+#                            ~10k writes), which the exported URIs carry. Its findAndModify does
+#                            not use the `_id` index (cost grows with the collection): fine for
+#                            tests, wrong for benchmarks.
+#   MONGO_IMPL=rs            crates.io `secantus-mdb` (`secantusd-rs`): faster and index-backed
+#                            findAndModify, but a ~5 min cold build (2 idle cores) that needs cmake.
 #
 # The server is installed once into a cache folder outside the repository
 # (${XDG_CACHE_HOME:-$HOME/.cache}/service-sessions) and started on a free 127.0.0.1 port with a
 # fresh data folder. Functions:
 #   mongo_install      install (if missing) and export SECANTUS_CMD: the server command without
-#                      `--port` / `--storage-path`, which tests append to run private instances
+#                      `--port` / `--storage-path`, which tests append to run private instances,
+#                      and SECANTUS_URI_OPTIONS: the query options its clients need
 #   mongo_start VAR    start a server, export its URI in VAR and stop it when the shell exits
 
 MONGO_IMPL="${MONGO_IMPL:-py}"
@@ -58,10 +61,13 @@ mongo_install() {
     # An empty config file stops the server from picking up a secantusd.toml from the machine.
     : >"$MONGO_CACHE/empty.toml"
     SECANTUS_CMD="$bin --config $MONGO_CACHE/empty.toml --host 127.0.0.1 --cache-size 256M --log-level WARNING"
+    # Connection-string options clients of this server need (see above).
+    SECANTUS_URI_OPTIONS="retryWrites=false"
     if [[ "$MONGO_IMPL" == rs ]]; then
         SECANTUS_CMD="$SECANTUS_CMD --log-file-max 16MB"
+        SECANTUS_URI_OPTIONS=""
     fi
-    export SECANTUS_CMD
+    export SECANTUS_CMD SECANTUS_URI_OPTIONS
 }
 
 _mongo_free_port() {
@@ -98,7 +104,7 @@ mongo_start() {
     _MONGO_PIDS+=("$pid")
     for _ in $(seq 600); do
         if (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            export "$var=mongodb://127.0.0.1:$port/?retryWrites=false"
+            export "$var=mongodb://127.0.0.1:$port/${SECANTUS_URI_OPTIONS:+?$SECANTUS_URI_OPTIONS}"
             echo "MongoDB test server (SecantusDB, $MONGO_IMPL) listening on 127.0.0.1:$port" >&2
             return 0
         fi

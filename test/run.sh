@@ -5,9 +5,9 @@
 # MongoDB: with MONGODB_URI set, the suite uses that deployment (it creates and drops its own
 # uniquely named collections). Otherwise a SecantusDB test server is installed if missing (into a
 # cache folder outside the repository), started on a free 127.0.0.1 port in a fresh data folder,
-# and stopped when this script exits. Either way SECANTUS_CMD is exported, so the outage tests can
-# start and stop private server instances of their own. MONGO_IMPL=rs selects the Rust server
-# (see test/mongo_server.sh).
+# and stopped when this script exits. Either way SECANTUS_CMD and SECANTUS_URI_OPTIONS are
+# exported, so the outage tests can start and stop private server instances of their own.
+# MONGO_IMPL=rs selects the Rust build of the server (see test/mongo_server.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source test/mongo_server.sh
