@@ -2,5 +2,9 @@
 //! `persistence` holds the conformance fixture every backend runs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod controller;
 mod helpers;
+mod kernel;
 mod persistence;
+mod process;
+mod sessions_http;

@@ -376,8 +376,9 @@ impl Component for SessionsController {
         let token = CancellationToken::new();
         let me = self.me.clone();
         let stop = token.clone();
+        let first = tokio::time::Instant::now() + period;
         let task = tokio::spawn(async move {
-            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            let mut ticks = tokio::time::interval_at(first, period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {

@@ -56,9 +56,14 @@ pub fn install(level: LevelFilter, format: LogFormat) {
     let (filter, handle) = reload::Layer::new(level);
     let registry = tracing_subscriber::registry().with(filter);
     let installed = match format {
-        LogFormat::Text => {
-            registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false)).try_init()
-        }
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_target(false)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+            )
+            .try_init(),
         LogFormat::Json => registry
             .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_current_span(true))
             .try_init(),
