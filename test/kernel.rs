@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use futures::FutureExt;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
-use service_sessions::toolkit::commands::{Command, CommandSet, Commandable};
+use service_sessions::toolkit::commands::{output, Command, CommandSet, Commandable};
 use service_sessions::toolkit::component::Component;
 use service_sessions::toolkit::config::{ComponentConfig, ConfigParameters};
 use service_sessions::toolkit::container::Container;
@@ -41,7 +41,7 @@ impl Echo {
             ObjectSchema::new().allow_undefined(true).with_required_property("text", Schema::string().max_length(10)),
             |_cid, args| {
                 let text = args.get_str("text").map(str::to_string);
-                async move { Ok(text.map(Value::String)) }.boxed()
+                async move { text.map_or(Ok(None), |t| output(&t)) }.boxed()
             },
         ));
         set.add(Command::new("nothing", "Returns no value", ObjectSchema::new().allow_undefined(true), |_c, _a| {

@@ -2,7 +2,7 @@
 
 use super::controller::{OpenSessionRequest, SessionsController};
 use crate::data::version1::SessionsFilter;
-use crate::toolkit::commands::{Command, CommandResult, CommandSet, Parameters};
+use crate::toolkit::commands::{output, Command, CommandOutput, CommandResult, CommandSet, Parameters};
 use crate::toolkit::data::PagingParams;
 use crate::toolkit::errors::ApplicationError;
 use crate::toolkit::schema::{ObjectSchema, Schema, TypeCode};
@@ -45,11 +45,6 @@ fn schema() -> ObjectSchema {
     ObjectSchema::new().allow_undefined(true)
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, ApplicationError> {
-    serde_json::to_value(v)
-        .map_err(|e| ApplicationError::internal("SERIALIZATION_FAILED", "Cannot encode the result").with_cause(e))
-}
-
 /// Builds a command whose action runs on the controller (if it still exists).
 fn command<F, Fut>(
     name: &str,
@@ -60,7 +55,7 @@ fn command<F, Fut>(
 ) -> Command
 where
     F: Fn(Arc<SessionsController>, Option<String>, Parameters) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Option<Value>, ApplicationError>> + Send + 'static,
+    Fut: Future<Output = Result<CommandOutput, ApplicationError>> + Send + 'static,
 {
     let me = me.clone();
     let action = Arc::new(action);
@@ -83,8 +78,8 @@ fn session_id(args: &Parameters) -> Result<String, ApplicationError> {
     Ok(id.to_string())
 }
 
-fn optional(v: Option<crate::data::version1::SessionV1>) -> Result<Option<Value>, ApplicationError> {
-    v.map(|s| to_json(&s)).transpose()
+fn optional(v: Option<crate::data::version1::SessionV1>) -> Result<CommandOutput, ApplicationError> {
+    v.map_or(Ok(None), |s| output(&s))
 }
 
 /// The command set of a controller.
@@ -108,7 +103,7 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
             let filter = SessionsFilter::from_value(args.get("filter"))?;
             let paging = PagingParams::from_value(args.get("paging"))?;
             let page = c.get_sessions(cid.as_deref(), &filter, &paging).await?;
-            to_json(&page).map(Some)
+            output(&page)
         },
     ));
     set.add(command(
@@ -143,7 +138,7 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
                 data: args.get_raw("data").cloned().unwrap_or(Value::Null),
             };
             let s = c.open_session(cid.as_deref(), request).await?;
-            to_json(&s).map(Some)
+            output(&s)
         },
     ));
     set.add(command(

@@ -131,6 +131,7 @@ impl Default for EndpointOptions {
     }
 }
 
+#[derive(Clone)]
 struct Route {
     method: Method,
     segments: Vec<String>,
@@ -168,8 +169,11 @@ pub trait RequestInterceptor: Send + Sync {
 
 struct Inner {
     settings: EndpointSettings,
-    routes: RwLock<Vec<Arc<Route>>>,
-    interceptors: RwLock<Vec<Arc<dyn RequestInterceptor>>>,
+    /// Replaced whole on registration, so a request takes one `Arc` clone, not one per route.
+    routes: RwLock<Arc<Vec<Route>>>,
+    interceptors: RwLock<Arc<Vec<Arc<dyn RequestInterceptor>>>>,
+    allow_headers: HeaderValue,
+    expose_headers: HeaderValue,
 }
 
 struct Running {
@@ -219,8 +223,24 @@ impl HttpEndpoint {
         if settings.connection.host.trim().is_empty() {
             return Err(ApplicationError::config("NO_HOST", "Connection host is not set"));
         }
+        let mut names = vec!["correlation_id".to_string(), "trace_id".to_string()];
+        names.extend(settings.cors_headers.iter().cloned());
+        let list = names.join(", ");
+        let header = |text: String| {
+            HeaderValue::from_str(&text)
+                .map_err(|_| ApplicationError::config("BAD_CONFIG", "cors_headers must be valid header names"))
+        };
+        let allow_headers =
+            header(format!("Content-Type, Authorization, x-api-key, x-auth-key, If-Match, If-None-Match, {list}"))?;
+        let expose_headers = header(format!("ETag, Location, {list}"))?;
         Ok(Self {
-            inner: Arc::new(Inner { settings, routes: RwLock::new(Vec::new()), interceptors: RwLock::new(Vec::new()) }),
+            inner: Arc::new(Inner {
+                settings,
+                routes: RwLock::new(Arc::new(Vec::new())),
+                interceptors: RwLock::new(Arc::new(Vec::new())),
+                allow_headers,
+                expose_headers,
+            }),
             running: Mutex::new(None),
             tls,
         })
@@ -229,12 +249,18 @@ impl HttpEndpoint {
     /// Registers a route; `path` segments like `{id}` capture parameters.
     pub fn register_route(&self, method: Method, path: &str, handler: Arc<dyn RouteHandler>) {
         let segments = split_path(path).into_iter().map(str::to_string).collect();
-        self.inner.routes.write().push(Arc::new(Route { method, segments, handler }));
+        let mut routes = self.inner.routes.write();
+        let mut next: Vec<Route> = routes.iter().cloned().collect();
+        next.push(Route { method, segments, handler });
+        *routes = Arc::new(next);
     }
 
     /// Adds an interceptor that runs before every routed handler.
     pub fn add_interceptor(&self, interceptor: Arc<dyn RequestInterceptor>) {
-        self.inner.interceptors.write().push(interceptor);
+        let mut interceptors = self.inner.interceptors.write();
+        let mut next: Vec<Arc<dyn RequestInterceptor>> = interceptors.iter().cloned().collect();
+        next.push(interceptor);
+        *interceptors = Arc::new(next);
     }
 
     /// The bound address once open (with the real port when configured with 0).
@@ -355,17 +381,8 @@ impl Inner {
         if let Ok(v) = HeaderValue::from_str(&allow) {
             h.insert("access-control-allow-origin", v);
         }
-        let mut names = vec!["correlation_id", "trace_id"];
-        names.extend(self.settings.cors_headers.iter().map(String::as_str));
-        let list = names.join(", ");
-        if let Ok(v) = HeaderValue::from_str(&format!(
-            "Content-Type, Authorization, x-api-key, x-auth-key, If-Match, If-None-Match, {list}"
-        )) {
-            h.insert("access-control-allow-headers", v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&format!("ETag, Location, {list}")) {
-            h.insert("access-control-expose-headers", v);
-        }
+        h.insert("access-control-allow-headers", self.allow_headers.clone());
+        h.insert("access-control-expose-headers", self.expose_headers.clone());
     }
 
     async fn dispatch<S, B>(
@@ -413,19 +430,19 @@ impl Inner {
             return r;
         }
         let segments = split_path(&path);
-        let routes: Vec<Arc<Route>> = self.routes.read().clone();
+        let routes = self.routes.read().clone();
         let mut allowed: Vec<&str> = Vec::new();
         let mut found = None;
-        for route in &routes {
+        for route in routes.iter() {
             if let Some(params) = route.matches(&segments) {
                 if route.method == method || (method == Method::HEAD && route.method == Method::GET) {
-                    found = Some((route.clone(), params));
+                    found = Some((route.handler.clone(), params));
                     break;
                 }
                 allowed.push(route.method.as_str());
             }
         }
-        let Some((route, params)) = found else {
+        let Some((handler, params)) = found else {
             if allowed.is_empty() {
                 return fail(
                     ApplicationError::not_found("ROUTE_NOT_FOUND", format!("Route {method} {path} was not found"))
@@ -449,13 +466,13 @@ impl Inner {
         };
         let request =
             HttpRequest { method, path, params, query, headers: headers.clone(), body, correlation_id: cid.clone() };
-        let interceptors: Vec<Arc<dyn RequestInterceptor>> = self.interceptors.read().clone();
-        for i in interceptors {
+        let interceptors = self.interceptors.read().clone();
+        for i in interceptors.iter() {
             if let Some(r) = i.intercept(&request).await {
                 return r;
             }
         }
-        route.handler.handle(request).await
+        handler.handle(request).await
     }
 
     async fn read_body<S, B>(&self, headers: &HeaderMap, mut body: S) -> Result<Bytes, ApplicationError>
