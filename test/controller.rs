@@ -14,7 +14,7 @@ use std::time::Duration;
 async fn the_sweep_closes_expired_sessions_on_its_period_and_stops_on_close() {
     let store = Arc::new(SessionsMemoryPersistence::new());
     let clock = Arc::new(ManualClock::new(parse_time("2026-01-01T00:00:00Z").unwrap()));
-    let options = ControllerOptions { expire_timeout: 1_000, cleanup_interval: 60_000 };
+    let options = ControllerOptions { expire_timeout: 1_000, cleanup_interval: 60_000, ..Default::default() };
     let c = SessionsController::with(options, store.clone(), clock.clone());
     c.open(None).await.unwrap();
     let request = |user: &str| OpenSessionRequest { user_id: user.into(), data: json!({"k": 1}), ..Default::default() };
@@ -57,8 +57,11 @@ async fn the_sweep_closes_expired_sessions_on_its_period_and_stops_on_close() {
 async fn an_idle_timeout_of_zero_never_expires() {
     let store = Arc::new(SessionsMemoryPersistence::new());
     let clock = Arc::new(ManualClock::new(parse_time("2026-01-01T00:00:00Z").unwrap()));
-    let c =
-        SessionsController::with(ControllerOptions { expire_timeout: 0, cleanup_interval: 0 }, store, clock.clone());
+    let c = SessionsController::with(
+        ControllerOptions { expire_timeout: 0, cleanup_interval: 0, ..Default::default() },
+        store,
+        clock.clone(),
+    );
     let s = c.open_session(None, OpenSessionRequest { user_id: "u".into(), ..Default::default() }).await.unwrap();
     clock.advance_ms(10_000_000_000);
     assert_eq!(c.close_expired_sessions(None).await.unwrap(), 0);

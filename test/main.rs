@@ -5,6 +5,7 @@
 mod controller;
 mod helpers;
 mod kernel;
+mod lifecycle_http;
 mod persistence;
 mod process;
 mod sessions_http;

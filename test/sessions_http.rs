@@ -36,7 +36,8 @@ async fn open_session_returns_the_full_record() {
     assert_eq!(
         s,
         json!({"id": id, "user_id": "u1", "user_name": "Ann", "address": "10.1.2.3", "client": "web", "active": true,
-            "open_time": T0, "request_time": T0, "user": {"roles": ["admin"]}, "data": {"cart": []}, "version": 1})
+            "open_time": T0, "request_time": T0, "user": {"roles": ["admin"]}, "data": {"cart": []}, "version": 1,
+            "expire_time": "2026-01-01T01:00:00.000Z"})
     );
     let minimal = app.command("open_session", json!({"user_id": "u2"})).await.json();
     assert_eq!(
@@ -372,7 +373,12 @@ async fn correlation_ids_and_status_of_the_real_service() {
             "/v1/sessions/update_session_user",
             "/v1/sessions/close_session",
             "/v1/sessions/close_expired_sessions",
-            "/v1/sessions/delete_session_by_id"
+            "/v1/sessions/delete_session_by_id",
+            "/v1/sessions/touch_session",
+            "/v1/sessions/validate_session",
+            "/v1/sessions/close_user_sessions",
+            "/v1/sessions/rotate_session_id",
+            "/v1/sessions/purge_sessions"
         ]
     );
     app.stop().await;

@@ -1,4 +1,7 @@
-//! `SessionsCommandSet`: the eight Pip commands with their parameter schemas (contract §3).
+//! `SessionsCommandSet`: the eight Pip commands with their parameter schemas (contract §3), plus
+//! the lifecycle extensions: optional `version` on writes (optimistic concurrency), `ttl` on
+//! open, `touch_session`, `validate_session`, `close_user_sessions`, `rotate_session_id` and
+//! `purge_sessions`.
 
 use super::controller::{OpenSessionRequest, SessionsController};
 use crate::data::version1::SessionsFilter;
@@ -72,6 +75,21 @@ where
     })
 }
 
+fn version_schema() -> Schema {
+    Schema::integer().min(1).describe("Expected current version (optimistic concurrency)")
+}
+
+/// `{session_id, version?}`.
+fn by_id_schema() -> ObjectSchema {
+    schema()
+        .with_required_property("session_id", session_id_schema())
+        .with_optional_property("version", version_schema())
+}
+
+fn count(n: u64) -> Result<CommandOutput, ApplicationError> {
+    output(&serde_json::json!({ "count": n }))
+}
+
 fn session_id(args: &Parameters) -> Result<String, ApplicationError> {
     let id = args.required_str("session_id")?;
     validate_session_id(id)?;
@@ -125,7 +143,8 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
             .with_optional_property("address", Schema::string().max_length(MAX_TEXT_LENGTH))
             .with_optional_property("client", Schema::string().max_length(MAX_TEXT_LENGTH))
             .with_optional_property("user", Schema::any().describe("Cached user object"))
-            .with_optional_property("data", Schema::any().describe("Session data")),
+            .with_optional_property("data", Schema::any().describe("Session data"))
+            .with_optional_property("ttl", Schema::integer().min(1000).describe("Own idle timeout in ms")),
         &me,
         |c, cid, args| async move {
             let text = |k: &str| args.get_str(k).map(str::to_string);
@@ -136,6 +155,7 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
                 client: text("client"),
                 user: args.get_raw("user").cloned().unwrap_or(Value::Null),
                 data: args.get_raw("data").cloned().unwrap_or(Value::Null),
+                ttl: args.get_i64("ttl"),
             };
             let s = c.open_session(cid.as_deref(), request).await?;
             output(&s)
@@ -144,37 +164,33 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
     set.add(command(
         "store_session_data",
         "Replaces the data of an open session; 409 SESSION_CLOSED for a closed one",
-        schema()
-            .with_required_property("session_id", session_id_schema())
-            .with_required_property("data", Schema::any().describe("Session data")),
+        by_id_schema().with_required_property("data", Schema::any().describe("Session data")),
         &me,
         |c, cid, args| async move {
             let id = session_id(&args)?;
             let data = args.get_raw("data").cloned().unwrap_or(Value::Null);
-            optional(c.store_session_data(cid.as_deref(), &id, data).await?)
+            optional(c.store_session_data(cid.as_deref(), &id, data, args.get_i64("version")).await?)
         },
     ));
     set.add(command(
         "update_session_user",
         "Replaces the cached user of an open session; 409 SESSION_CLOSED for a closed one",
-        schema()
-            .with_required_property("session_id", session_id_schema())
-            .with_required_property("user", Schema::any().describe("Cached user object")),
+        by_id_schema().with_required_property("user", Schema::any().describe("Cached user object")),
         &me,
         |c, cid, args| async move {
             let id = session_id(&args)?;
             let user = args.get_raw("user").cloned().unwrap_or(Value::Null);
-            optional(c.update_session_user(cid.as_deref(), &id, user).await?)
+            optional(c.update_session_user(cid.as_deref(), &id, user, args.get_i64("version")).await?)
         },
     ));
     set.add(command(
         "close_session",
         "Closes a session (idempotent)",
-        schema().with_required_property("session_id", session_id_schema()),
+        by_id_schema(),
         &me,
         |c, cid, args| async move {
             let id = session_id(&args)?;
-            optional(c.close_session(cid.as_deref(), &id).await?)
+            optional(c.close_session(cid.as_deref(), &id, args.get_i64("version")).await?)
         },
     ));
     set.add(command(
@@ -190,12 +206,67 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
     set.add(command(
         "delete_session_by_id",
         "Deletes a session; returns it as it was",
-        schema().with_required_property("session_id", session_id_schema()),
+        by_id_schema(),
         &me,
         |c, cid, args| async move {
             let id = session_id(&args)?;
-            optional(c.delete_session_by_id(cid.as_deref(), &id).await?)
+            optional(c.delete_session_by_id(cid.as_deref(), &id, args.get_i64("version")).await?)
         },
     ));
+    add_extensions(&mut set, &me);
     set
+}
+
+/// The lifecycle extensions (additive: Pip clients never call them).
+fn add_extensions(set: &mut CommandSet, me: &Weak<SessionsController>) {
+    set.add(command(
+        "touch_session",
+        "Refreshes request_time (and expire_time) of an open session",
+        by_id_schema(),
+        me,
+        |c, cid, args| async move {
+            let id = session_id(&args)?;
+            optional(c.touch_session(cid.as_deref(), &id, args.get_i64("version")).await?)
+        },
+    ));
+    set.add(command(
+        "validate_session",
+        "Tells whether a session is valid now, without touching it: {is_valid, expire_time, ttl}",
+        schema().with_required_property("session_id", session_id_schema()),
+        me,
+        |c, cid, args| async move {
+            let id = session_id(&args)?;
+            output(&c.validate_session(cid.as_deref(), &id).await?)
+        },
+    ));
+    set.add(command(
+        "close_user_sessions",
+        "Closes every open session of a user, optionally except one: {count}",
+        schema()
+            .with_required_property("user_id", Schema::string().max_length(MAX_USER_ID_LENGTH))
+            .with_optional_property("except_session_id", session_id_schema()),
+        me,
+        |c, cid, args| async move {
+            let user_id = args.required_str("user_id")?.to_string();
+            let except = args.get_str("except_session_id").map(str::to_string);
+            count(c.close_user_sessions(cid.as_deref(), &user_id, except.as_deref()).await?)
+        },
+    ));
+    set.add(command(
+        "rotate_session_id",
+        "Moves an open session to a new id; the old id stops working at once",
+        by_id_schema(),
+        me,
+        |c, cid, args| async move {
+            let id = session_id(&args)?;
+            optional(c.rotate_session_id(cid.as_deref(), &id, args.get_i64("version")).await?)
+        },
+    ));
+    set.add(command(
+        "purge_sessions",
+        "Deletes closed sessions past the retention period now: {count}",
+        schema(),
+        me,
+        |c, cid, _args| async move { count(c.purge_sessions(cid.as_deref()).await?) },
+    ));
 }

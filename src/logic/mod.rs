@@ -4,4 +4,4 @@ mod commands;
 mod controller;
 
 pub use commands::{sessions_command_set, validate_session_id};
-pub use controller::{ControllerOptions, OpenSessionRequest, SessionsController};
+pub use controller::{ControllerOptions, OpenSessionRequest, SessionValidity, SessionsController};

@@ -44,6 +44,12 @@ pub struct SessionV1 {
     /// 1 on open, +1 on every change (extension).
     #[serde(default = "first_version")]
     pub version: i64,
+    /// When the session expires unless it is used again (extension; open sessions only).
+    #[serde(default, with = "serde_time::option", skip_serializing_if = "Option::is_none")]
+    pub expire_time: Option<DateTime<Utc>>,
+    /// The session's own idle timeout in ms, set by `open_session`'s `ttl` (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<i64>,
 }
 
 fn first_version() -> i64 {
@@ -71,6 +77,8 @@ impl SessionV1 {
             user: Some(Value::Null),
             data: Some(Value::Null),
             version: 1,
+            expire_time: None,
+            ttl: None,
         }
     }
 

@@ -89,11 +89,16 @@ impl SessionsFilter {
 
     /// Whether a session passes the filter.
     pub fn matches(&self, s: &SessionV1) -> bool {
-        self.id.as_ref().is_none_or(|id| *id == s.id)
-            && self.user_id.as_ref().is_none_or(|u| *u == s.user_id)
-            && self.active.is_none_or(|a| a == s.active)
-            && self.from_time.is_none_or(|t| s.request_time >= t)
-            && self.to_time.is_none_or(|t| s.request_time < t)
+        self.matches_fields(&s.id, &s.user_id, s.active, s.request_time)
+    }
+
+    /// Whether a session with these fields passes the filter.
+    pub fn matches_fields(&self, id: &str, user_id: &str, active: bool, request_time: DateTime<Utc>) -> bool {
+        self.id.as_deref().is_none_or(|x| x == id)
+            && self.user_id.as_deref().is_none_or(|u| u == user_id)
+            && self.active.is_none_or(|a| a == active)
+            && self.from_time.is_none_or(|t| request_time >= t)
+            && self.to_time.is_none_or(|t| request_time < t)
     }
 
     /// The filter as Pip's string map (used by clients).
