@@ -46,6 +46,15 @@ fn wait_listening(port: u16) {
     }
 }
 
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
 fn run_and_signal(signal: &str) {
     let port = free_port();
     let mut child = Command::new(BIN)
@@ -61,14 +70,7 @@ fn run_and_signal(signal: &str) {
         .spawn()
         .unwrap();
     wait_listening(port);
-    let reply = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut s| {
-        use std::io::Read;
-        s.write_all(b"GET /heartbeat HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
-        Ok(out)
-    });
-    assert!(reply.unwrap().starts_with("HTTP/1.1 200"));
+    assert!(http_get(port, "/heartbeat").starts_with("HTTP/1.1 200"));
     let started = Instant::now();
     assert!(Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap().success());
     let status = loop {
@@ -89,4 +91,115 @@ fn sigterm_closes_and_exits_zero() {
 #[test]
 fn sigint_closes_and_exits_zero() {
     run_and_signal("-INT");
+}
+
+/// Runs the real binary at trace level with JSON logs, exercises every command with marked
+/// values, and checks that no session id, `user` or `data` value reaches any log line.
+#[tokio::test]
+async fn logs_never_carry_session_ids_or_payloads() {
+    let port = free_port();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["-c", concat!(env!("CARGO_MANIFEST_DIR"), "/config/config.yml")])
+        .args(["-p", &format!("HTTP_PORT={port};LOG_LEVEL=trace;LOG_FORMAT=json")])
+        .env_remove("HTTP_PORT")
+        .env_remove("LOG_LEVEL")
+        .env_remove("LOG_FORMAT")
+        .stdout(Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    let client = reqwest::Client::new();
+    let call = |cmd: &str, body: serde_json::Value| {
+        let req = client.post(format!("http://127.0.0.1:{port}/v1/sessions/{cmd}?correlation_id=corr-1")).json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            let text = r.text().await.unwrap();
+            serde_json::from_str::<serde_json::Value>(&text).unwrap_or(serde_json::Value::Null)
+        }
+    };
+    let s = call("open_session", serde_json::json!({"user_id": "user-marker-7", "user": {"pw": "USER-SECRET-1"}, "data": {"k": "DATA-SECRET-2"}})).await;
+    let id = s["id"].as_str().unwrap().to_string();
+    call("store_session_data", serde_json::json!({"session_id": id, "data": "DATA-SECRET-3"})).await;
+    call("update_session_user", serde_json::json!({"session_id": id, "user": "USER-SECRET-4"})).await;
+    call("get_session_by_id", serde_json::json!({"session_id": id})).await;
+    call("get_sessions", serde_json::json!({"filter": {"user_id": "user-marker-7"}})).await;
+    let rotated = call("rotate_session_id", serde_json::json!({"session_id": id})).await;
+    let new_id = rotated["id"].as_str().unwrap().to_string();
+    call("close_session", serde_json::json!({"session_id": new_id})).await;
+    call("store_session_data", serde_json::json!({"session_id": new_id, "data": "DATA-SECRET-5"})).await;
+    call("delete_session_by_id", serde_json::json!({"session_id": new_id})).await;
+    call("get_session_by_id", serde_json::json!({"session_id": "bad id!"})).await;
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() > 10, "trace logs were written");
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+        assert!(v.get("level").is_some());
+    }
+    for secret in [id.as_str(), new_id.as_str(), "USER-SECRET", "DATA-SECRET"] {
+        assert!(!text.contains(secret), "{secret} leaked into the logs");
+    }
+    assert!(text.contains("Effective configuration."));
+    assert!(text.contains("corr-1"), "request spans carry the correlation id");
+    assert!(text.contains("\"session\":\""), "session events are logged with a hashed id");
+}
+
+/// A request in flight when SIGTERM arrives completes; the listener closes first; exit 0.
+#[test]
+fn sigterm_lets_in_flight_requests_finish() {
+    use std::io::Read;
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args([
+            "-c",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/config.yml"),
+            "-p",
+            &format!("HTTP_PORT={port};LOG_LEVEL=warn"),
+        ])
+        .env_remove("HTTP_PORT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    let body = br#"{"user_id":"in-flight","data":{"n":1}}"#;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let head = format!(
+        "POST /v1/sessions/open_session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body[..10]).unwrap();
+    stream.flush().unwrap();
+    // Wait until the server is inside that request (it waits for the rest of the body): the
+    // in-flight gauge counts it plus the scrape itself.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http_get(port, "/metrics").lines().all(|l| !l.starts_with("http_requests_in_flight 2")) {
+        assert!(Instant::now() < deadline, "the request never got in flight");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(Instant::now() < deadline, "the listener did not close");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stream.write_all(&body[10..]).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains(r#""user_id":"in-flight""#), "{reply}");
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(0));
 }

@@ -383,3 +383,62 @@ async fn correlation_ids_and_status_of_the_real_service() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_count_requests_sessions_and_store_operations() {
+    let app = app().await;
+    let s = app.open("metrics-user").await;
+    app.command("store_session_data", json!({"session_id": s["id"], "data": 1})).await;
+    app.command("close_session", json!({"session_id": s["id"]})).await;
+    app.command("nope", json!({})).await;
+    let m = app.request(reqwest::Method::GET, "/metrics").await;
+    assert_eq!(m.status, 200);
+    assert!(m.header("content-type").unwrap().starts_with("text/plain"));
+    let text = m.body;
+    for needle in [
+        r#"http_requests_total{method="POST",route="/v1/sessions/open_session",status="200"}"#,
+        r#"http_requests_total{method="POST",route="unmatched",status="404"}"#,
+        r#"http_request_duration_seconds_bucket{method="POST",route="/v1/sessions/store_session_data""#,
+        r#"sessions_events_total{event="opened"}"#,
+        r#"sessions_closed_total{reason="close"}"#,
+        r#"store_operation_duration_seconds_count{backend="memory",operation="update"}"#,
+        "sessions_active ",
+        "build_info{version=",
+    ] {
+        assert!(text.contains(needle), "missing {needle}");
+    }
+    assert!(!text.contains(s["id"].as_str().unwrap()), "no session ids in metrics");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_complete_and_valid() {
+    let app = app().await;
+    let doc = app.request(reqwest::Method::GET, "/v1/sessions/swagger").await;
+    let spec: openapiv3::OpenAPI = serde_yaml::from_str(&doc.body).expect("a valid OpenAPI 3 document");
+    assert!(spec.openapi.starts_with("3.0"));
+    assert_eq!(spec.paths.paths.len(), 13);
+    for (path, item) in &spec.paths.paths {
+        let item = item.as_item().expect("inline path item");
+        let op = item.post.as_ref().unwrap_or_else(|| panic!("{path} has POST"));
+        assert!(op.operation_id.as_deref().is_some_and(|id| path.ends_with(id)), "{path}");
+        assert!(op.request_body.is_some(), "{path}");
+        for status in ["200", "204", "400", "409", "500", "503"] {
+            assert!(
+                op.responses.responses.contains_key(&openapiv3::StatusCode::Code(status.parse().unwrap())),
+                "{path} documents {status}"
+            );
+        }
+    }
+    let components = spec.components.expect("components");
+    assert!(components.schemas.contains_key("ErrorDescription"));
+    let open = &spec.paths.paths["/v1/sessions/open_session"].as_item().unwrap().post.as_ref().unwrap();
+    let body = serde_json::to_value(open.request_body.as_ref().unwrap()).unwrap();
+    let schema = &body["content"]["application/json"]["schema"];
+    assert_eq!(schema["required"], json!(["user_id"]));
+    assert_eq!(schema["properties"]["user_id"]["maxLength"], 256);
+    assert_eq!(schema["properties"]["ttl"]["minimum"], 1000);
+    let page = app.request(reqwest::Method::GET, "/swagger").await;
+    assert!(page.body.contains("/v1/sessions/swagger"));
+    app.stop().await;
+}

@@ -1,8 +1,8 @@
 //! `SessionsServiceFactory`: the only place that names the concrete component types.
 
 use crate::logic::SessionsController;
+use crate::persistence::instrumented::InstrumentedPersistence;
 use crate::persistence::memory::SessionsMemoryPersistence;
-use crate::persistence::SessionsPersistence;
 use crate::services::version1::SessionsCommandableHttpServiceV1;
 use crate::toolkit::commands::Commandable;
 use crate::toolkit::defaults::default_factory;
@@ -10,6 +10,7 @@ use crate::toolkit::descriptor::Descriptor;
 use crate::toolkit::factory::{CompositeFactory, TableFactory};
 use crate::toolkit::http::commandable::CommandableHttpService;
 use crate::toolkit::http::swagger::OpenApiDocument;
+use crate::toolkit::metrics::MetricsSource;
 use crate::toolkit::references::Registration;
 use std::sync::Arc;
 
@@ -41,11 +42,13 @@ impl SessionsServiceFactory {
         TableFactory::new()
             .register(memory_persistence_descriptor(), |c| {
                 let p = Arc::new(SessionsMemoryPersistence::from_config(c)?);
-                Ok(Registration::new(any(), p.clone()).provide::<dyn SessionsPersistence>(p))
+                Ok(Registration::new(any(), p.clone()).provide(InstrumentedPersistence::wrap("memory", p)))
             })
             .register(controller_descriptor(), |c| {
                 let ctl = SessionsController::from_config(c)?;
-                Ok(Registration::new(any(), ctl.clone()).provide::<dyn Commandable>(ctl))
+                Ok(Registration::new(any(), ctl.clone())
+                    .provide::<dyn Commandable>(ctl.clone())
+                    .provide::<dyn MetricsSource>(ctl))
             })
             .register(commandable_http_service_descriptor(), |c| {
                 let s: Arc<CommandableHttpService> = Arc::new(SessionsCommandableHttpServiceV1::from_config(c)?);

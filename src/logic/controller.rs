@@ -8,6 +8,7 @@
 //! controller: started on open, cancelled and joined on close.
 
 use super::commands::sessions_command_set;
+use super::metrics;
 use crate::data::version1::{new_session_id, SessionV1, SessionsFilter};
 use crate::persistence::{
     is_alive, ExpiryPolicy, LimitPolicy, SessionChange, SessionLimit, SessionUpdate, SessionsPersistence,
@@ -19,6 +20,8 @@ use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::descriptor::Descriptor;
 use crate::toolkit::errors::ApplicationError;
+use crate::toolkit::log::redact_id;
+use crate::toolkit::metrics::MetricsSource;
 use crate::toolkit::references::References;
 use crate::toolkit::time::{Clock, SystemClock};
 use async_trait::async_trait;
@@ -257,7 +260,12 @@ impl SessionsController {
         let condition =
             WriteCondition { require_active: true, expected_version: Some(s.version), ..Default::default() };
         Ok(match self.persistence()?.update(cid, &s.id, &self.update(condition, SessionChange::Close, now)).await? {
-            UpdateOutcome::Updated(s) | UpdateOutcome::ConditionFailed(s) => Some(s),
+            UpdateOutcome::Updated(s) => {
+                metrics::closed("expired", 1);
+                tracing::debug!(session = %redact_id(&s.id), "Expired session closed.");
+                Some(s)
+            }
+            UpdateOutcome::ConditionFailed(s) => Some(s),
             UpdateOutcome::NotFound => None,
         })
     }
@@ -368,7 +376,13 @@ impl SessionsController {
             match created {
                 // A 128-bit collision is practically impossible; one retry covers it anyway.
                 Err(e) if e.code == "SESSION_EXISTS" && attempt == 0 => attempt += 1,
-                other => return other,
+                other => {
+                    if let Ok(s) = &other {
+                        metrics::event("opened", 1);
+                        tracing::debug!(session = %redact_id(&s.id), "Session opened.");
+                    }
+                    return other;
+                }
             }
         }
     }
@@ -445,7 +459,11 @@ impl SessionsController {
         let now = self.now();
         let condition = WriteCondition { require_active: true, expected_version: version, ..Default::default() };
         match self.persistence()?.update(cid, id, &self.update(condition, SessionChange::Close, now)).await? {
-            UpdateOutcome::Updated(s) => Ok(Some(s)),
+            UpdateOutcome::Updated(s) => {
+                metrics::closed("close", 1);
+                tracing::debug!(session = %redact_id(&s.id), "Session closed.");
+                Ok(Some(s))
+            }
             UpdateOutcome::ConditionFailed(s) if !s.active => Ok(Some(s)),
             UpdateOutcome::ConditionFailed(s) => Err(version_conflict(id, s.version)),
             UpdateOutcome::NotFound => Ok(None),
@@ -459,7 +477,9 @@ impl SessionsController {
     pub async fn close_expired_sessions(&self, cid: Option<&str>) -> Result<u64, ApplicationError> {
         let now = self.now();
         let cutoff = self.idle_cutoff(now).unwrap_or(DateTime::<Utc>::MIN_UTC);
-        self.persistence()?.close_expired(cid, cutoff, now).await
+        let n = self.persistence()?.close_expired(cid, cutoff, now).await?;
+        metrics::closed("expired", n);
+        Ok(n)
     }
 
     /// Closes every open session of a user, except one if given ("log out everywhere else").
@@ -472,7 +492,9 @@ impl SessionsController {
         user_id: &str,
         except_id: Option<&str>,
     ) -> Result<u64, ApplicationError> {
-        self.persistence()?.close_user_sessions(cid, user_id, except_id, self.now()).await
+        let n = self.persistence()?.close_user_sessions(cid, user_id, except_id, self.now()).await?;
+        metrics::closed("revoked", n);
+        Ok(n)
     }
 
     /// Moves a session to a fresh id (after a privilege change); the old id stops working at once.
@@ -489,7 +511,11 @@ impl SessionsController {
         let update = self.update(self.alive_condition(now, version), SessionChange::Touch, now);
         let new_id = new_session_id()?;
         match self.persistence()?.rotate_id(cid, id, &new_id, &update).await? {
-            UpdateOutcome::Updated(s) => Ok(Some(s)),
+            UpdateOutcome::Updated(s) => {
+                metrics::event("rotated", 1);
+                tracing::debug!(from = %redact_id(id), to = %redact_id(&s.id), "Session id rotated.");
+                Ok(Some(s))
+            }
             UpdateOutcome::NotFound => Ok(None),
             UpdateOutcome::ConditionFailed(current) => Err(self.refused(cid, id, current, now).await?),
         }
@@ -527,6 +553,7 @@ impl SessionsController {
             let n = self.persistence()?.purge_closed(cid, before, batch).await?;
             total += n;
             if n < batch {
+                metrics::event("purged", total);
                 return Ok(total);
             }
             // Let other requests in between batches.
@@ -540,6 +567,20 @@ impl SessionsController {
     /// # Errors
     /// `SESSION_VERSION_CONFLICT` (409); store failures.
     pub async fn delete_session_by_id(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<SessionV1>, ApplicationError> {
+        let deleted = self.delete(cid, id, version).await?;
+        if deleted.is_some() {
+            metrics::event("deleted", 1);
+            tracing::debug!(session = %redact_id(id), "Session deleted.");
+        }
+        Ok(deleted)
+    }
+
+    async fn delete(
         &self,
         cid: Option<&str>,
         id: &str,
@@ -570,6 +611,20 @@ impl SessionsController {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "Purged closed sessions past retention."),
             Err(e) => tracing::warn!(error = %e, code = %e.code, "Purge failed; it will run again."),
+        }
+    }
+}
+
+#[async_trait]
+impl MetricsSource for SessionsController {
+    async fn refresh_metrics(&self) {
+        let active = SessionsFilter { active: Some(true), ..Default::default() };
+        let count = match self.persistence() {
+            Ok(p) => p.get_page_by_filter(Some("metrics"), &active, &PagingParams::new(0, 1, true)).await.ok(),
+            Err(_) => None,
+        };
+        if let (Some(m), Some(total)) = (metrics::sessions(), count.and_then(|page| page.total)) {
+            m.active.with_label_values(&[] as &[&str]).set(i64::try_from(total).unwrap_or(i64::MAX));
         }
     }
 }

@@ -13,6 +13,7 @@
 //! applies to a session from its next write. Records without an `expire_time` (written by the
 //! original service) fall back to the idle cutoff on `request_time`.
 
+pub mod instrumented;
 pub mod memory;
 
 use crate::data::version1::{SessionV1, SessionsFilter};

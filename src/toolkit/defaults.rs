@@ -12,6 +12,7 @@ use super::http::swagger::SwaggerService;
 use super::http::HttpEndpoint;
 use super::info::ContextInfo;
 use super::log::ConsoleLogger;
+use super::metrics::PrometheusService;
 use super::references::Registration;
 use super::time::{parse_time, Clock, ManualClock, SystemClock};
 use std::sync::Arc;
@@ -56,4 +57,8 @@ pub fn default_factory() -> TableFactory {
         .register(d("pip-services", "heartbeat-service", "http"), |c| plain(HeartbeatService::from_config(c)?))
         .register(d("pip-services", "status-service", "http"), |c| plain(StatusService::from_config(c)?))
         .register(d("pip-services", "swagger-service", "http"), |_| plain(SwaggerService::new()))
+        .register(d("pip-services", "prometheus-service", "http"), |c| {
+            let s: super::http::heartbeat::RouteSettings = c.section()?;
+            plain(PrometheusService::new(s.route.as_deref()))
+        })
 }

@@ -14,6 +14,7 @@ pub mod factory;
 pub mod http;
 pub mod info;
 pub mod log;
+pub mod metrics;
 pub mod process;
 pub mod references;
 pub mod schema;

@@ -32,6 +32,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use warp::Filter;
 
@@ -133,6 +134,8 @@ impl Default for EndpointOptions {
 
 #[derive(Clone)]
 struct Route {
+    /// The route as registered (`/api/v1/sessions/{id}`): the metrics label.
+    pattern: Arc<str>,
     method: Method,
     segments: Vec<String>,
     handler: Arc<dyn RouteHandler>,
@@ -251,7 +254,7 @@ impl HttpEndpoint {
         let segments = split_path(path).into_iter().map(str::to_string).collect();
         let mut routes = self.inner.routes.write();
         let mut next: Vec<Route> = routes.iter().cloned().collect();
-        next.push(Route { method, segments, handler });
+        next.push(Route { pattern: Arc::from(super::join_route("", path).as_str()), method, segments, handler });
         *routes = Arc::new(next);
     }
 
@@ -326,6 +329,51 @@ fn decode_query(raw: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Counts a request in `http_requests_in_flight` while it lives.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        if let Some(m) = crate::toolkit::metrics::http() {
+            m.in_flight.with_label_values(&[] as &[&str]).inc();
+        }
+        Self
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(m) = crate::toolkit::metrics::http() {
+            m.in_flight.with_label_values(&[] as &[&str]).dec();
+        }
+    }
+}
+
+/// A static label for a status code (no allocation per request).
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        404 => "404",
+        405 => "405",
+        408 => "408",
+        409 => "409",
+        412 => "412",
+        413 => "413",
+        415 => "415",
+        500 => "500",
+        503 => "503",
+        s if s < 300 => "2xx",
+        s if s < 400 => "3xx",
+        s if s < 500 => "4xx",
+        _ => "5xx",
+    }
+}
+
 fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
@@ -397,9 +445,20 @@ impl Inner {
         S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
         B: Buf,
     {
+        let started = std::time::Instant::now();
+        let _in_flight = InFlight::enter();
         let query = decode_query(&raw_query);
         let cid = correlation_id(&query, &headers);
-        let response = self.route(method, path, query, &headers, body, cid.clone()).await;
+        let span = tracing::info_span!("request", method = %method, correlation_id = cid.as_deref().unwrap_or(""));
+        let method_label = method.clone();
+        let (response, route) = self.route(method, path, query, &headers, body, cid).instrument(span.clone()).await;
+        let status = response.status.as_u16();
+        span.in_scope(|| tracing::debug!(route = %route, status, elapsed_us = started.elapsed().as_micros() as u64, "Request served."));
+        if let Some(m) = crate::toolkit::metrics::http() {
+            let m_label = method_label.as_str();
+            m.requests.with_label_values(&[m_label, &route, status_label(status)]).inc();
+            m.duration.with_label_values(&[m_label, &route]).observe(started.elapsed().as_secs_f64());
+        }
         self.finish(response, &headers)
     }
 
@@ -411,15 +470,17 @@ impl Inner {
         headers: &HeaderMap,
         body: S,
         cid: Option<String>,
-    ) -> HttpResponse
+    ) -> (HttpResponse, Arc<str>)
     where
         S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
         B: Buf,
     {
+        let unmatched: Arc<str> = Arc::from("unmatched");
         let fail = |e: ApplicationError| error_response(&e.with_correlation_id(cid.as_deref()));
         if self.settings.options.maintenance_enabled {
-            return fail(ApplicationError::no_response("MAINTENANCE", "The service is under maintenance"))
+            let r = fail(ApplicationError::no_response("MAINTENANCE", "The service is under maintenance"))
                 .with_header("retry-after", "3600");
+            return (r, unmatched);
         }
         if method == Method::OPTIONS {
             let mut r = HttpResponse::empty(StatusCode::NO_CONTENT);
@@ -427,7 +488,7 @@ impl Inner {
                 "access-control-allow-methods",
                 HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, OPTIONS"),
             );
-            return r;
+            return (r, Arc::from("preflight"));
         }
         let segments = split_path(&path);
         let routes = self.routes.read().clone();
@@ -436,22 +497,23 @@ impl Inner {
         for route in routes.iter() {
             if let Some(params) = route.matches(&segments) {
                 if route.method == method || (method == Method::HEAD && route.method == Method::GET) {
-                    found = Some((route.handler.clone(), params));
+                    found = Some((route.handler.clone(), route.pattern.clone(), params));
                     break;
                 }
                 allowed.push(route.method.as_str());
             }
         }
-        let Some((handler, params)) = found else {
+        let Some((handler, pattern, params)) = found else {
             if allowed.is_empty() {
-                return fail(
+                let r = fail(
                     ApplicationError::not_found("ROUTE_NOT_FOUND", format!("Route {method} {path} was not found"))
                         .with_details("route", path.clone()),
                 );
+                return (r, unmatched);
             }
             allowed.dedup();
             let list = allowed.join(", ");
-            return fail(
+            let r = fail(
                 ApplicationError::unsupported(
                     "METHOD_NOT_ALLOWED",
                     format!("Method {method} is not allowed on {path}"),
@@ -459,20 +521,21 @@ impl Inner {
                 .with_details("allowed", list.clone()),
             )
             .with_header("allow", &list);
+            return (r, unmatched);
         };
         let body = match self.read_body(headers, body).await {
             Ok(b) => b,
-            Err(e) => return fail(e),
+            Err(e) => return (fail(e), pattern),
         };
         let request =
             HttpRequest { method, path, params, query, headers: headers.clone(), body, correlation_id: cid.clone() };
         let interceptors = self.interceptors.read().clone();
         for i in interceptors.iter() {
             if let Some(r) = i.intercept(&request).await {
-                return r;
+                return (r, pattern);
             }
         }
-        handler.handle(request).await
+        (handler.handle(request).await, pattern)
     }
 
     async fn read_body<S, B>(&self, headers: &HeaderMap, mut body: S) -> Result<Bytes, ApplicationError>
@@ -677,7 +740,12 @@ mod tests {
     #[test]
     fn routes_match_segments_and_params() {
         let handler: Arc<dyn RouteHandler> = Arc::new(|_r: HttpRequest| async { HttpResponse::empty(StatusCode::OK) });
-        let r = Route { method: Method::GET, segments: vec!["api".into(), "{id}".into()], handler };
+        let r = Route {
+            pattern: Arc::from("/api/{id}"),
+            method: Method::GET,
+            segments: vec!["api".into(), "{id}".into()],
+            handler,
+        };
         assert_eq!(r.matches(&["api", "x1"]).map(|p| p["id"].clone()).as_deref(), Some("x1"));
         assert!(r.matches(&["api"]).is_none());
         assert!(r.matches(&["other", "x"]).is_none());
