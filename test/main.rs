@@ -2,7 +2,9 @@
 //! `persistence` holds the conformance fixture every backend runs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod bad_input;
 mod controller;
+mod fuzz;
 mod helpers;
 mod kernel;
 mod lifecycle_http;

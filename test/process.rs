@@ -203,3 +203,44 @@ fn sigterm_lets_in_flight_requests_finish() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+/// Ten thousand simultaneous connections to the real binary: all are held open at once, each
+/// then gets its answer, and the service keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_concurrent_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args([
+            "-c",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/config.yml"),
+            "-p",
+            &format!("HTTP_PORT={port};LOG_LEVEL=error"),
+        ])
+        .env_remove("HTTP_PORT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    let mut streams = Vec::with_capacity(10_000);
+    for batch in 0..20 {
+        let connects = (0..500).map(|_| tokio::net::TcpStream::connect(("127.0.0.1", port)));
+        for s in futures::future::join_all(connects).await {
+            streams.push(s.unwrap_or_else(|e| panic!("connection in batch {batch} failed: {e}")));
+        }
+    }
+    assert_eq!(streams.len(), 10_000);
+    let requests = streams.into_iter().map(|mut s| async move {
+        s.write_all(b"GET /heartbeat HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await?;
+        Ok::<_, std::io::Error>(out.starts_with(b"HTTP/1.1 200"))
+    });
+    let results = futures::future::join_all(requests).await;
+    let ok = results.iter().filter(|r| matches!(r, Ok(true))).count();
+    assert_eq!(ok, 10_000, "every connection was answered");
+    assert!(http_get(port, "/heartbeat").starts_with("HTTP/1.1 200"));
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}

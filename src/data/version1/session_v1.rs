@@ -99,7 +99,13 @@ pub fn new_session_id() -> Result<String, crate::toolkit::errors::ApplicationErr
         crate::toolkit::errors::ApplicationError::internal("RANDOM_FAILED", "Cannot generate a session id")
             .with_cause(e)
     })?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(32);
+    for b in bytes {
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    Ok(id)
 }
 
 #[cfg(test)]
@@ -124,6 +130,14 @@ mod tests {
         assert!(list.get("user").is_none() && list.get("data").is_none());
         let back: SessionV1 = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn a_million_ids_never_collide() {
+        let mut seen = std::collections::HashSet::with_capacity(1_000_000);
+        for _ in 0..1_000_000 {
+            assert!(seen.insert(new_session_id().unwrap()));
+        }
     }
 
     #[test]
