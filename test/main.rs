@@ -7,6 +7,7 @@ mod controller;
 mod fuzz;
 mod helpers;
 mod kernel;
+mod model;
 mod lifecycle_http;
 mod persistence;
 mod process;
