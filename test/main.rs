@@ -2,6 +2,7 @@
 //! `persistence` holds the conformance fixture every backend runs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod clients;
 mod controller;
 mod helpers;
 mod kernel;
