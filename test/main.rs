@@ -3,12 +3,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bad_input;
+mod clients;
 mod controller;
 mod fuzz;
 mod helpers;
 mod kernel;
-mod model;
 mod lifecycle_http;
+mod model;
 mod persistence;
 mod process;
 mod sessions_http;

@@ -2,7 +2,7 @@
 //! backend and against a plain reference model of the contract; every observable result must
 //! agree. `run_sequence` takes any persistence, so other backends run the same sequences.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use service_sessions::data::version1::{SessionV1, SessionsFilter};
@@ -41,7 +41,16 @@ pub enum Op {
 pub enum Obs {
     Nothing,
     Error(String),
-    Session { handle: usize, active: bool, version: i64, data: Value, user: Value, request_ms: i64, expire_ms: Option<i64>, close_ms: Option<i64> },
+    Session {
+        handle: usize,
+        active: bool,
+        version: i64,
+        data: Value,
+        user: Value,
+        request_ms: i64,
+        expire_ms: Option<i64>,
+        close_ms: Option<i64>,
+    },
     Count(u64),
     Handles(BTreeSet<usize>),
     Validity(bool, Option<i64>),
@@ -167,9 +176,12 @@ impl Model {
         match op {
             Op::Open { user, ttl } => {
                 let mine: Vec<usize> = (0..self.sessions.len())
-                    .filter(|i| !self.sessions[*i].deleted && self.sessions[*i].user == *user && self.sessions[*i].active)
+                    .filter(|i| {
+                        !self.sessions[*i].deleted && self.sessions[*i].user == *user && self.sessions[*i].active
+                    })
                     .collect();
-                let (alive, expired): (Vec<usize>, Vec<usize>) = mine.iter().partition(|i| self.sessions[**i].alive(now));
+                let (alive, expired): (Vec<usize>, Vec<usize>) =
+                    mine.iter().partition(|i| self.sessions[**i].alive(now));
                 for i in expired {
                     self.sessions[i].close_at(now);
                 }
@@ -177,7 +189,18 @@ impl Model {
                 if alive >= LIMIT {
                     return Obs::Error("SESSION_LIMIT".into());
                 }
-                self.sessions.push(M { user: *user, active: true, deleted: false, open: now, request: now, close: None, ttl: *ttl, version: 1, data: Value::Null, user_val: Value::Null });
+                self.sessions.push(M {
+                    user: *user,
+                    active: true,
+                    deleted: false,
+                    open: now,
+                    request: now,
+                    close: None,
+                    ttl: *ttl,
+                    version: 1,
+                    data: Value::Null,
+                    user_val: Value::Null,
+                });
                 self.sessions[self.sessions.len() - 1].obs(self.sessions.len() - 1)
             }
             Op::Store { s, v, stale } => self.write(*s, *stale, |m| m.data = json!(v)),
@@ -261,14 +284,22 @@ pub async fn run_sequence(store: Arc<dyn SessionsPersistence>, ops: &[Op]) -> Ve
     let handle_of = |ids: &Vec<String>, id: &str| ids.iter().position(|x| x == id);
     for op in ops {
         let id = |s: &usize| ids.get(*s).cloned().unwrap_or_else(|| "ffffffffffffffffffffffffffffffff".to_string());
-        let session = |ids: &Vec<String>, r: Result<Option<SessionV1>, service_sessions::toolkit::errors::ApplicationError>| match r {
-            Ok(Some(s)) => observe(handle_of(ids, &s.id).unwrap_or(usize::MAX), &s),
-            Ok(None) => Obs::Nothing,
-            Err(e) => Obs::Error(e.code),
-        };
+        let session =
+            |ids: &Vec<String>, r: Result<Option<SessionV1>, service_sessions::toolkit::errors::ApplicationError>| {
+                match r {
+                    Ok(Some(s)) => observe(handle_of(ids, &s.id).unwrap_or(usize::MAX), &s),
+                    Ok(None) => Obs::Nothing,
+                    Err(e) => Obs::Error(e.code),
+                }
+            };
         let obs = match op {
             Op::Open { user, ttl } => {
-                let r = c.open_session(None, OpenSessionRequest { user_id: format!("u{user}"), ttl: *ttl, ..Default::default() }).await;
+                let r = c
+                    .open_session(
+                        None,
+                        OpenSessionRequest { user_id: format!("u{user}"), ttl: *ttl, ..Default::default() },
+                    )
+                    .await;
                 match r {
                     Ok(s) => {
                         ids.push(s.id.clone());
@@ -304,7 +335,8 @@ pub async fn run_sequence(store: Arc<dyn SessionsPersistence>, ops: &[Op]) -> Ve
             }
             Op::CloseExpired => Obs::Count(c.close_expired_sessions(None).await.unwrap()),
             Op::List { user, active } => {
-                let filter = SessionsFilter { user_id: user.map(|u| format!("u{u}")), active: *active, ..Default::default() };
+                let filter =
+                    SessionsFilter { user_id: user.map(|u| format!("u{u}")), active: *active, ..Default::default() };
                 let page = c.get_sessions(None, &filter, &PagingParams::new(0, 100, true)).await.unwrap();
                 let order: Vec<(std::cmp::Reverse<DateTime<Utc>>, String)> =
                     page.data.iter().map(|s| (std::cmp::Reverse(s.request_time), s.id.clone())).collect();

@@ -1,5 +1,6 @@
 //! `SessionsServiceFactory`: the only place that names the concrete component types.
 
+use crate::clients::version1::{SessionsClientV1, SessionsDirectClientV1, SessionsHttpClientV1};
 use crate::logic::SessionsController;
 use crate::persistence::instrumented::InstrumentedPersistence;
 use crate::persistence::memory::SessionsMemoryPersistence;
@@ -29,6 +30,16 @@ pub fn commandable_http_service_descriptor() -> Descriptor {
     Descriptor::new("service-sessions", "service", "commandable-http", "*", "1.0")
 }
 
+/// `service-sessions:client:commandable-http:*:1.0`.
+pub fn http_client_descriptor() -> Descriptor {
+    Descriptor::new("service-sessions", "client", "commandable-http", "*", "1.0")
+}
+
+/// `service-sessions:client:direct:*:1.0`.
+pub fn direct_client_descriptor() -> Descriptor {
+    Descriptor::new("service-sessions", "client", "direct", "*", "1.0")
+}
+
 fn any() -> Descriptor {
     Descriptor::new("*", "*", "*", "*", "*")
 }
@@ -53,6 +64,14 @@ impl SessionsServiceFactory {
             .register(commandable_http_service_descriptor(), |c| {
                 let s: Arc<CommandableHttpService> = Arc::new(SessionsCommandableHttpServiceV1::from_config(c)?);
                 Ok(Registration::new(any(), s.clone()).provide::<dyn OpenApiDocument>(s))
+            })
+            .register(http_client_descriptor(), |c| {
+                let client = Arc::new(SessionsHttpClientV1::from_config(c)?);
+                Ok(Registration::new(any(), client.clone()).provide::<dyn SessionsClientV1>(client))
+            })
+            .register(direct_client_descriptor(), |c| {
+                let client = Arc::new(SessionsDirectClientV1::from_config(c)?);
+                Ok(Registration::new(any(), client.clone()).provide::<dyn SessionsClientV1>(client))
             })
     }
 
