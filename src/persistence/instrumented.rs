@@ -10,7 +10,7 @@ use crate::toolkit::errors::ApplicationError;
 use crate::toolkit::metrics::{counter_vec, histogram_vec};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use prometheus::{HistogramVec, IntCounterVec};
+use prometheus::{Histogram, HistogramVec, IntCounterVec};
 use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
@@ -42,12 +42,33 @@ fn metrics() -> Option<&'static StoreMetrics> {
 pub struct InstrumentedPersistence {
     inner: Arc<dyn SessionsPersistence>,
     backend: &'static str,
+    /// One histogram per operation, resolved once (no label lookup per call).
+    histograms: Vec<(&'static str, Histogram)>,
 }
+
+const OPERATIONS: &[&str] = &[
+    "get_page_by_filter",
+    "get_one_by_id",
+    "create",
+    "update",
+    "close_expired",
+    "delete_by_id",
+    "delete_if",
+    "create_limited",
+    "close_user_sessions",
+    "purge_closed",
+    "rotate_id",
+    "clear",
+];
 
 impl InstrumentedPersistence {
     /// Wraps `inner`, labelling its metrics with `backend`.
     pub fn wrap(backend: &'static str, inner: Arc<dyn SessionsPersistence>) -> Arc<dyn SessionsPersistence> {
-        Arc::new(Self { inner, backend })
+        let histograms = match metrics() {
+            Some(m) => OPERATIONS.iter().map(|op| (*op, m.duration.with_label_values(&[backend, op]))).collect(),
+            None => Vec::new(),
+        };
+        Arc::new(Self { inner, backend, histograms })
     }
 
     async fn observe<T>(
@@ -57,11 +78,11 @@ impl InstrumentedPersistence {
     ) -> Result<T, ApplicationError> {
         let started = Instant::now();
         let result = call.await;
-        if let Some(m) = metrics() {
-            m.duration.with_label_values(&[self.backend, operation]).observe(started.elapsed().as_secs_f64());
-            if let Err(e) = &result {
-                m.errors.with_label_values(&[self.backend, operation, e.category.as_str()]).inc();
-            }
+        if let Some((_, h)) = self.histograms.iter().find(|(op, _)| *op == operation) {
+            h.observe(started.elapsed().as_secs_f64());
+        }
+        if let (Err(e), Some(m)) = (&result, metrics()) {
+            m.errors.with_label_values(&[self.backend, operation, e.category.as_str()]).inc();
         }
         result
     }

@@ -401,36 +401,32 @@ pub fn percent_decode(s: &str) -> String {
 }
 
 impl Inner {
-    fn finish(&self, mut response: HttpResponse, request_headers: &HeaderMap) -> warp::reply::Response {
+    fn finish(&self, mut response: HttpResponse, allow_origin: (HeaderValue, bool)) -> warp::reply::Response {
         let h = &mut response.headers;
         h.insert("cache-control", HeaderValue::from_static("no-cache, no-store, must-revalidate"));
         h.insert("pragma", HeaderValue::from_static("no-cache"));
         h.insert("expires", HeaderValue::from_static("0"));
-        self.cors_headers(h, request_headers);
+        h.insert("access-control-allow-origin", allow_origin.0);
+        if allow_origin.1 {
+            h.insert("vary", HeaderValue::from_static("Origin"));
+        }
+        h.insert("access-control-allow-headers", self.allow_headers.clone());
+        h.insert("access-control-expose-headers", self.expose_headers.clone());
         let mut out = warp::reply::Response::new(response.body.into());
         *out.status_mut() = response.status;
         *out.headers_mut() = response.headers;
         out
     }
 
-    fn cors_headers(&self, h: &mut HeaderMap, request_headers: &HeaderMap) {
+    /// `Access-Control-Allow-Origin` for a request, and whether it depends on `Origin`.
+    fn allow_origin(&self, request_headers: &HeaderMap) -> (HeaderValue, bool) {
         let origins = &self.settings.cors_origins;
-        let allow = if origins.is_empty() || origins.iter().any(|o| o == "*") {
-            "*".to_string()
-        } else {
-            let origin = request_headers.get("origin").and_then(|v| v.to_str().ok()).unwrap_or("");
-            if origins.iter().any(|o| o == origin) {
-                h.insert("vary", HeaderValue::from_static("Origin"));
-                origin.to_string()
-            } else {
-                origins.join(", ")
-            }
-        };
-        if let Ok(v) = HeaderValue::from_str(&allow) {
-            h.insert("access-control-allow-origin", v);
+        if origins.is_empty() || origins.iter().any(|o| o == "*") {
+            return (HeaderValue::from_static("*"), false);
         }
-        h.insert("access-control-allow-headers", self.allow_headers.clone());
-        h.insert("access-control-expose-headers", self.expose_headers.clone());
+        let origin = request_headers.get("origin").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let allow = if origins.iter().any(|o| o == origin) { origin.to_string() } else { origins.join(", ") };
+        (HeaderValue::from_str(&allow).unwrap_or_else(|_| HeaderValue::from_static("null")), true)
     }
 
     async fn dispatch<S, B>(
@@ -451,7 +447,8 @@ impl Inner {
         let cid = correlation_id(&query, &headers);
         let span = tracing::info_span!("request", method = %method, correlation_id = cid.as_deref().unwrap_or(""));
         let method_label = method.clone();
-        let (response, route) = self.route(method, path, query, &headers, body, cid).instrument(span.clone()).await;
+        let allow_origin = self.allow_origin(&headers);
+        let (response, route) = self.route(method, path, query, headers, body, cid).instrument(span.clone()).await;
         let status = response.status.as_u16();
         span.in_scope(|| tracing::debug!(route = %route, status, elapsed_us = started.elapsed().as_micros() as u64, "Request served."));
         if let Some(m) = crate::toolkit::metrics::http() {
@@ -459,7 +456,7 @@ impl Inner {
             m.requests.with_label_values(&[m_label, &route, status_label(status)]).inc();
             m.duration.with_label_values(&[m_label, &route]).observe(started.elapsed().as_secs_f64());
         }
-        self.finish(response, &headers)
+        self.finish(response, allow_origin)
     }
 
     async fn route<S, B>(
@@ -467,7 +464,7 @@ impl Inner {
         method: Method,
         path: String,
         query: Vec<(String, String)>,
-        headers: &HeaderMap,
+        headers: HeaderMap,
         body: S,
         cid: Option<String>,
     ) -> (HttpResponse, Arc<str>)
@@ -523,12 +520,11 @@ impl Inner {
             .with_header("allow", &list);
             return (r, unmatched);
         };
-        let body = match self.read_body(headers, body).await {
+        let body = match self.read_body(&headers, body).await {
             Ok(b) => b,
             Err(e) => return (fail(e), pattern),
         };
-        let request =
-            HttpRequest { method, path, params, query, headers: headers.clone(), body, correlation_id: cid.clone() };
+        let request = HttpRequest { method, path, params, query, headers, body, correlation_id: cid.clone() };
         let interceptors = self.interceptors.read().clone();
         for i in interceptors.iter() {
             if let Some(r) = i.intercept(&request).await {
