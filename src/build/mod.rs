@@ -3,7 +3,7 @@
 use crate::logic::SessionsController;
 use crate::persistence::memory::SessionsMemoryPersistence;
 use crate::persistence::SessionsPersistence;
-use crate::services::version1::SessionsCommandableHttpServiceV1;
+use crate::services::version1::{SessionsCommandableHttpServiceV1, SessionsRestServiceV1};
 use crate::toolkit::commands::Commandable;
 use crate::toolkit::defaults::default_factory;
 use crate::toolkit::descriptor::Descriptor;
@@ -28,6 +28,11 @@ pub fn commandable_http_service_descriptor() -> Descriptor {
     Descriptor::new("service-sessions", "service", "commandable-http", "*", "1.0")
 }
 
+/// `service-sessions:service:rest:*:1.0`.
+pub fn rest_service_descriptor() -> Descriptor {
+    Descriptor::new("service-sessions", "service", "rest", "*", "1.0")
+}
+
 fn any() -> Descriptor {
     Descriptor::new("*", "*", "*", "*", "*")
 }
@@ -49,6 +54,10 @@ impl SessionsServiceFactory {
             })
             .register(commandable_http_service_descriptor(), |c| {
                 let s: Arc<CommandableHttpService> = Arc::new(SessionsCommandableHttpServiceV1::from_config(c)?);
+                Ok(Registration::new(any(), s.clone()).provide::<dyn OpenApiDocument>(s))
+            })
+            .register(rest_service_descriptor(), |c| {
+                let s = Arc::new(SessionsRestServiceV1::from_config(c)?);
                 Ok(Registration::new(any(), s.clone()).provide::<dyn OpenApiDocument>(s))
             })
     }
