@@ -8,4 +8,5 @@ mod kernel;
 mod lifecycle_http;
 mod persistence;
 mod process;
+mod rest_http;
 mod sessions_http;
