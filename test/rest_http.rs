@@ -502,6 +502,10 @@ async fn api_keys_guard_rest_and_commandable_routes() {
     assert_eq!(cid.json()["correlation_id"], "k1");
     let created = call(&app, Method::POST, API, &[("x-api-key", OPS_KEY)], Some(r#"{"user_id": "u"}"#)).await.json();
     unauthorized(&call(&app, Method::DELETE, &by_id(&sid(&created), ""), &[], None).await);
+    let big = "x".repeat(2 * 1024 * 1024);
+    unauthorized(&call(&app, Method::POST, API, &[], Some(&big)).await);
+    let keyed_big = call(&app, Method::POST, API, &[("x-api-key", OPS_KEY)], Some(&big)).await;
+    error(&keyed_big, 413, "PAYLOAD_TOO_LARGE");
     let preflight = call(&app, Method::OPTIONS, API, &[], None).await;
     assert_eq!(preflight.status, 204, "CORS preflights stay open");
     app.stop().await;

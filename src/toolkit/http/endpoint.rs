@@ -3,9 +3,9 @@
 //! Owns the listener, the route table and every connection task. Requests enter through one warp
 //! filter that extracts method, path, query, headers and the body stream; the endpoint then
 //! answers CORS preflights, routes (404 for an unknown path, 405 with `Allow` for a wrong
-//! method), reads the body under `options.request_max_size` (413 beyond it, checked on
-//! `Content-Length` first and while streaming), extracts the correlation id and calls the
-//! handler. Every response gets the no-cache and CORS headers.
+//! method), runs the interceptors on the request head (a refused request's body is never read),
+//! reads the body under `options.request_max_size` (413 beyond it, checked on `Content-Length`
+//! first and while streaming), extracts the correlation id and calls the handler. Every response gets the no-cache and CORS headers.
 //!
 //! Connections are served by hyper-util directly over `warp::service`, because warp 0.4 has no
 //! TLS and no public acceptor trait: this keeps TLS (`connection.protocol: https`), header-read
@@ -160,7 +160,7 @@ fn split_path(path: &str) -> Vec<&str> {
 }
 
 /// An interceptor runs before every routed handler (authentication, for example) and may answer
-/// instead of it.
+/// instead of it. It runs before the body is read: the request it sees has an empty body.
 #[async_trait]
 pub trait RequestInterceptor: Send + Sync {
     /// `Some(response)` stops the request; `None` lets it through.
@@ -460,18 +460,26 @@ impl Inner {
             )
             .with_header("allow", &list);
         };
-        let body = match self.read_body(headers, body).await {
-            Ok(b) => b,
-            Err(e) => return fail(e),
+        let mut request = HttpRequest {
+            method,
+            path,
+            params,
+            query,
+            headers: headers.clone(),
+            body: Bytes::new(),
+            correlation_id: cid.clone(),
         };
-        let request =
-            HttpRequest { method, path, params, query, headers: headers.clone(), body, correlation_id: cid.clone() };
+        // Interceptors see the head only, so a refused request is never read.
         let interceptors = self.interceptors.read().clone();
         for i in interceptors.iter() {
             if let Some(r) = i.intercept(&request).await {
                 return r;
             }
         }
+        request.body = match self.read_body(headers, body).await {
+            Ok(b) => b,
+            Err(e) => return fail(e),
+        };
         handler.handle(request).await
     }
 
