@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 BACKEND=${BACKEND:-memory}
 PORT=${PORT:-18091}
 WORK=$(mktemp -d)
-cargo build --release --quiet --bin service-sessions --bench soak
+cargo build --release --quiet --bin service-sessions --example soak
 case "$BACKEND" in
   memory) export MEMORY_ENABLED=true ;;
   file) export FILE_ENABLED=true FILE_PATH="$WORK/store" ;;
@@ -18,5 +18,5 @@ HTTP_PORT=$PORT LOG_LEVEL=warn ./target/release/service-sessions -c config/confi
 PID=$!
 trap 'kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 200); do curl -sf "http://127.0.0.1:$PORT/heartbeat" >/dev/null && break; sleep 0.05; done
-BENCH=$(ls -t target/release/deps/soak-* | grep -v '\.d$' | head -1)
+BENCH=target/release/examples/soak
 URL="http://127.0.0.1:$PORT" SERVER_PID=$PID DURATION=${SOAK_SECONDS:-1800} INTERVAL=${INTERVAL:-60} RATE=${RATE:-500} "$BENCH"

@@ -554,7 +554,7 @@ struct Scripted {
 
 #[async_trait]
 impl RequestInterceptor for Scripted {
-    async fn intercept(&self, request: &HttpRequest) -> Option<HttpResponse> {
+    async fn inspect(&self, request: &HttpRequest) -> Option<HttpResponse> {
         self.seen.lock().unwrap().push(request.clone());
         if let Some(key) = &self.api_key {
             if request.header("x-api-key") != Some(key.as_str()) {

@@ -12,4 +12,5 @@ mod lifecycle_http;
 mod model;
 mod persistence;
 mod process;
+mod rest_http;
 mod sessions_http;

@@ -4,7 +4,7 @@ use crate::clients::version1::{SessionsClientV1, SessionsDirectClientV1, Session
 use crate::logic::SessionsController;
 use crate::persistence::instrumented::InstrumentedPersistence;
 use crate::persistence::memory::SessionsMemoryPersistence;
-use crate::services::version1::SessionsCommandableHttpServiceV1;
+use crate::services::version1::{SessionsCommandableHttpServiceV1, SessionsRestServiceV1};
 use crate::toolkit::commands::Commandable;
 use crate::toolkit::defaults::default_factory;
 use crate::toolkit::descriptor::Descriptor;
@@ -40,6 +40,11 @@ pub fn direct_client_descriptor() -> Descriptor {
     Descriptor::new("service-sessions", "client", "direct", "*", "1.0")
 }
 
+/// `service-sessions:service:rest:*:1.0`.
+pub fn rest_service_descriptor() -> Descriptor {
+    Descriptor::new("service-sessions", "service", "rest", "*", "1.0")
+}
+
 fn any() -> Descriptor {
     Descriptor::new("*", "*", "*", "*", "*")
 }
@@ -72,6 +77,10 @@ impl SessionsServiceFactory {
             .register(direct_client_descriptor(), |c| {
                 let client = Arc::new(SessionsDirectClientV1::from_config(c)?);
                 Ok(Registration::new(any(), client.clone()).provide::<dyn SessionsClientV1>(client))
+            })
+            .register(rest_service_descriptor(), |c| {
+                let s = Arc::new(SessionsRestServiceV1::from_config(c)?);
+                Ok(Registration::new(any(), s.clone()).provide::<dyn OpenApiDocument>(s))
             })
     }
 

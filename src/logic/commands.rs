@@ -100,6 +100,35 @@ fn optional(v: Option<crate::data::version1::SessionV1>) -> Result<CommandOutput
     v.map_or(Ok(None), |s| output(&s))
 }
 
+/// The parameters of `open_session` (also the body of `POST /api/v1/sessions`).
+pub fn open_session_schema() -> ObjectSchema {
+    schema()
+        .with_required_property("user_id", Schema::string().max_length(MAX_USER_ID_LENGTH))
+        .with_optional_property("user_name", Schema::string().max_length(MAX_TEXT_LENGTH))
+        .with_optional_property("address", Schema::string().max_length(MAX_TEXT_LENGTH))
+        .with_optional_property("client", Schema::string().max_length(MAX_TEXT_LENGTH))
+        .with_optional_property("user", Schema::any().describe("Cached user object"))
+        .with_optional_property("data", Schema::any().describe("Session data"))
+        .with_optional_property("ttl", Schema::integer().min(1000).describe("Own idle timeout in ms"))
+}
+
+/// Reads `open_session` parameters already validated by [`open_session_schema`].
+///
+/// # Errors
+/// `INVALID_DATA` when `user_id` is missing (only if the schema was not checked).
+pub fn open_session_request(args: &Parameters) -> Result<OpenSessionRequest, ApplicationError> {
+    let text = |k: &str| args.get_str(k).map(str::to_string);
+    Ok(OpenSessionRequest {
+        user_id: args.required_str("user_id")?.to_string(),
+        user_name: text("user_name"),
+        address: text("address"),
+        client: text("client"),
+        user: args.get_raw("user").cloned().unwrap_or(Value::Null),
+        data: args.get_raw("data").cloned().unwrap_or(Value::Null),
+        ttl: args.get_i64("ttl"),
+    })
+}
+
 /// The command set of a controller.
 pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
     let mut set = CommandSet::new();
@@ -137,27 +166,10 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
     set.add(command(
         "open_session",
         "Opens a new session for a user",
-        schema()
-            .with_required_property("user_id", Schema::string().max_length(MAX_USER_ID_LENGTH))
-            .with_optional_property("user_name", Schema::string().max_length(MAX_TEXT_LENGTH))
-            .with_optional_property("address", Schema::string().max_length(MAX_TEXT_LENGTH))
-            .with_optional_property("client", Schema::string().max_length(MAX_TEXT_LENGTH))
-            .with_optional_property("user", Schema::any().describe("Cached user object"))
-            .with_optional_property("data", Schema::any().describe("Session data"))
-            .with_optional_property("ttl", Schema::integer().min(1000).describe("Own idle timeout in ms")),
+        open_session_schema(),
         &me,
         |c, cid, args| async move {
-            let text = |k: &str| args.get_str(k).map(str::to_string);
-            let request = OpenSessionRequest {
-                user_id: args.required_str("user_id")?.to_string(),
-                user_name: text("user_name"),
-                address: text("address"),
-                client: text("client"),
-                user: args.get_raw("user").cloned().unwrap_or(Value::Null),
-                data: args.get_raw("data").cloned().unwrap_or(Value::Null),
-                ttl: args.get_i64("ttl"),
-            };
-            let s = c.open_session(cid.as_deref(), request).await?;
+            let s = c.open_session(cid.as_deref(), open_session_request(&args)?).await?;
             output(&s)
         },
     ));

@@ -20,6 +20,7 @@ use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::descriptor::Descriptor;
 use crate::toolkit::errors::ApplicationError;
+use crate::toolkit::json::merge_patch;
 use crate::toolkit::log::redact_id;
 use crate::toolkit::metrics::MetricsSource;
 use crate::toolkit::references::References;
@@ -123,6 +124,10 @@ pub struct OpenSessionRequest {
     /// The session's own idle timeout in ms (instead of `expire_timeout`).
     pub ttl: Option<i64>,
 }
+
+/// How many times [`SessionsController::merge_session_data`] reads and writes before it gives up
+/// on a session that keeps changing under it.
+pub const MERGE_ATTEMPTS: u32 = 8;
 
 /// The `SESSION_VERSION_CONFLICT` conflict, with the current version.
 fn version_conflict(id: &str, current: i64) -> ApplicationError {
@@ -418,6 +423,40 @@ impl SessionsController {
         version: Option<i64>,
     ) -> Result<Option<SessionV1>, ApplicationError> {
         self.write(cid, id, SessionChange::StoreData(data), version).await
+    }
+
+    /// Applies an RFC 7396 merge patch to the session's data and refreshes `request_time`.
+    ///
+    /// The patch is applied to the data as stored and written only if the session is still at the
+    /// version it was read at, so a concurrent change is never lost. With `version` that is the
+    /// expected version (a stale one fails at once); without it a lost race re-reads and retries,
+    /// up to [`MERGE_ATTEMPTS`] times in all.
+    ///
+    /// # Errors
+    /// As [`SessionsController::store_session_data`]; `SESSION_VERSION_CONFLICT` (409) also when
+    /// every attempt lost a race.
+    pub async fn merge_session_data(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        patch: &Value,
+        version: Option<i64>,
+    ) -> Result<Option<SessionV1>, ApplicationError> {
+        let mut attempt = 1;
+        loop {
+            // Read as stored: no expiry close and no touch here; the conditional write below
+            // checks both, and a read that touched would make the caller's version stale.
+            let Some(current) = self.persistence()?.get_one_by_id(cid, id).await? else { return Ok(None) };
+            let mut data = current.data.unwrap_or(Value::Null);
+            merge_patch(&mut data, patch);
+            let expected = version.unwrap_or(current.version);
+            match self.write(cid, id, SessionChange::StoreData(data), Some(expected)).await {
+                Err(e) if version.is_none() && e.code == "SESSION_VERSION_CONFLICT" && attempt < MERGE_ATTEMPTS => {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Replaces the session's cached user and refreshes `request_time`.

@@ -1,11 +1,12 @@
 //! The toolkit's own factory: context info, console logger, clocks, and the HTTP components
-//! (endpoint, heartbeat, status, swagger). Product factories are added after it and override it.
+//! (endpoint, heartbeat, status, swagger, API-key authenticator). Product factories are added after it and override it.
 
 use super::component::Component;
 use super::config::ComponentConfig;
 use super::descriptor::Descriptor;
 use super::errors::ApplicationError;
 use super::factory::TableFactory;
+use super::http::auth::ApiKeyAuthenticator;
 use super::http::heartbeat::HeartbeatService;
 use super::http::status::StatusService;
 use super::http::swagger::SwaggerService;
@@ -61,4 +62,5 @@ pub fn default_factory() -> TableFactory {
             let s: super::http::heartbeat::RouteSettings = c.section()?;
             plain(PrometheusService::new(s.route.as_deref()))
         })
+        .register(d("pip-services", "authenticator", "api-key"), |c| plain(ApiKeyAuthenticator::from_config(c)?))
 }

@@ -13,6 +13,7 @@ pub mod errors;
 pub mod factory;
 pub mod http;
 pub mod info;
+pub mod json;
 pub mod log;
 pub mod metrics;
 pub mod process;

@@ -1,6 +1,7 @@
 //! The typed `get_sessions` filter (contract §3), parsed from Pip's string-valued FilterParams.
 
 use crate::data::version1::SessionV1;
+use crate::toolkit::data::boolean_word;
 use crate::toolkit::errors::ApplicationError;
 use crate::toolkit::time::{format_time, parse_time};
 use chrono::{DateTime, Utc};
@@ -39,11 +40,7 @@ fn boolean(v: &Value) -> Option<bool> {
             Some(0) => Some(false),
             _ => None,
         },
-        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "t" | "yes" | "y" => Some(true),
-            "false" | "0" | "f" | "no" | "n" => Some(false),
-            _ => None,
-        },
+        Value::String(s) => boolean_word(s),
         _ => None,
     }
 }

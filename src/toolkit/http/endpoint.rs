@@ -3,9 +3,9 @@
 //! Owns the listener, the route table and every connection task. Requests enter through one warp
 //! filter that extracts method, path, query, headers and the body stream; the endpoint then
 //! answers CORS preflights, routes (404 for an unknown path, 405 with `Allow` for a wrong
-//! method), reads the body under `options.request_max_size` (413 beyond it, checked on
-//! `Content-Length` first and while streaming), extracts the correlation id and calls the
-//! handler. Every response gets the no-cache and CORS headers.
+//! method), runs the interceptors on the request head (a refused request's body is never read),
+//! reads the body under `options.request_max_size` (413 beyond it, checked on `Content-Length`
+//! first and while streaming), extracts the correlation id and calls the handler. Every response gets the no-cache and CORS headers.
 //!
 //! Connections are served by hyper-util directly over `warp::service`, because warp 0.4 has no
 //! TLS and no public acceptor trait: this keeps TLS (`connection.protocol: https`), header-read
@@ -162,12 +162,20 @@ fn split_path(path: &str) -> Vec<&str> {
     path.split('/').filter(|s| !s.is_empty()).collect()
 }
 
-/// An interceptor runs before every routed handler (authentication, for example) and may answer
-/// instead of it.
+/// An interceptor runs before every routed handler and may answer instead of it, in two phases:
+/// [`RequestInterceptor::intercept`] sees the head before the body is read (authentication: a
+/// refused request is never read), [`RequestInterceptor::inspect`] sees the whole request.
 #[async_trait]
 pub trait RequestInterceptor: Send + Sync {
-    /// `Some(response)` stops the request; `None` lets it through.
-    async fn intercept(&self, request: &HttpRequest) -> Option<HttpResponse>;
+    /// Before the body is read (the request's body is empty). `Some(response)` stops the request.
+    async fn intercept(&self, _head: &HttpRequest) -> Option<HttpResponse> {
+        None
+    }
+
+    /// After the body is read. `Some(response)` stops the request.
+    async fn inspect(&self, _request: &HttpRequest) -> Option<HttpResponse> {
+        None
+    }
 }
 
 struct Inner {
@@ -520,14 +528,21 @@ impl Inner {
             .with_header("allow", &list);
             return (r, unmatched);
         };
-        let body = match self.read_body(&headers, body).await {
-            Ok(b) => b,
-            Err(e) => return (fail(e), pattern),
-        };
-        let request = HttpRequest { method, path, params, query, headers, body, correlation_id: cid.clone() };
+        // Interceptors see the head only, so a refused request is never read.
+        let mut request =
+            HttpRequest { method, path, params, query, headers, body: Bytes::new(), correlation_id: cid.clone() };
         let interceptors = self.interceptors.read().clone();
         for i in interceptors.iter() {
             if let Some(r) = i.intercept(&request).await {
+                return (r, pattern);
+            }
+        }
+        request.body = match self.read_body(&request.headers, body).await {
+            Ok(b) => b,
+            Err(e) => return (fail(e), pattern),
+        };
+        for i in interceptors.iter() {
+            if let Some(r) = i.inspect(&request).await {
                 return (r, pattern);
             }
         }

@@ -1,11 +1,12 @@
 //! HTTP building blocks: the shared endpoint, the generic commandable service, heartbeat,
-//! status and swagger services, and the single error renderer.
+//! status and swagger services, API-key authentication, and the single error renderer.
 //!
 //! The endpoint owns the listener and a route table; services register routes during
 //! `set_references` and never see warp's rejections: a handler receives an [`HttpRequest`] with
 //! its body already read (and capped) and returns an [`HttpResponse`]. Every failure, from a
 //! malformed body to an unknown route, is rendered by [`error_response`].
 
+pub mod auth;
 pub mod commandable;
 pub mod endpoint;
 pub mod heartbeat;

@@ -1,4 +1,4 @@
-//! Soak load generator (a benchmark program, not a test): mixed traffic at a fixed rate against a
+//! Soak load generator (a benchmark program, not a test; run by `benches/soak.sh`): mixed traffic at a fixed rate against a
 //! running service, printing every interval the requests sent, errors, p50/p99 latency and the
 //! server's RSS. Run it through `benches/soak.sh`, which starts the service on a backend.
 //!
