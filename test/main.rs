@@ -2,6 +2,16 @@
 //! `persistence` holds the conformance fixture every backend runs.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod bad_input;
+mod clients;
+mod controller;
+mod fuzz;
 #[allow(dead_code)] // shared by every test module; each uses only part of it
 mod helpers;
+mod kernel;
+mod lifecycle_http;
+mod model;
 mod persistence;
+mod process;
+mod rest_http;
+mod sessions_http;

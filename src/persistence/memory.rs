@@ -1,12 +1,18 @@
-//! The memory backend (`service-sessions:persistence:memory:*:1.0`).
+//! The memory backend (`service-sessions:persistence:memory:*:1.0`) and [`SessionsIndex`], the
+//! indexed in-memory engine the file backend shares.
 //!
-//! One `RwLock` over a map by id plus ordered indexes keyed by `(Reverse(request_time), id)` —
-//! the list order itself — for all sessions, for each user and for open sessions. So a lookup by
-//! id is O(1), a page of one user's sessions costs O(log n + skip + take) without scanning other
-//! users, and the expiry sweep visits only the expired open sessions. Every method holds the
-//! lock for its whole step, which makes each one atomic.
+//! One `RwLock` over compact records (one boxed record per session, its id allocated once and
+//! shared by every index) plus ordered indexes keyed by `(Reverse(request_time), id)` — the list
+//! order itself — for open sessions, closed sessions and each user, and an index of open
+//! sessions by `expire_time`. So a lookup by id is O(1); a page of one user's sessions costs
+//! O(log n + skip + take) without touching other users; the expiry sweep visits only expired
+//! sessions and the purge only the oldest closed ones. Every method holds the lock for its whole
+//! step, which makes each one atomic.
 
-use super::{session_exists, PageOptions, SessionUpdate, SessionsPersistence, UpdateOutcome};
+use super::{
+    is_alive, session_exists, session_limit, ExpiryPolicy, LimitPolicy, PageOptions, SessionChange, SessionLimit,
+    SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition,
+};
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::component::Component;
 use crate::toolkit::config::ComponentConfig;
@@ -15,25 +21,106 @@ use crate::toolkit::errors::ApplicationError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
+use serde_json::Value;
+use std::borrow::Borrow;
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::btree_set::Range;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::ops::Bound;
 use std::sync::Arc;
 
 /// Index key in list order: newest `request_time` first, then id ascending.
 type Key = (Reverse<DateTime<Utc>>, Arc<str>);
 
-fn key(s: &SessionV1, id: &Arc<str>) -> Key {
-    (Reverse(s.request_time), id.clone())
+/// A stored session, laid out compactly (payloads boxed, `null` costs nothing).
+#[derive(Debug, Clone)]
+struct Record {
+    id: Arc<str>,
+    user_id: Arc<str>,
+    user_name: Option<Box<str>>,
+    address: Option<Box<str>>,
+    client: Option<Box<str>>,
+    active: bool,
+    open_time: DateTime<Utc>,
+    request_time: DateTime<Utc>,
+    close_time: Option<DateTime<Utc>>,
+    expire_time: Option<DateTime<Utc>>,
+    ttl: Option<i64>,
+    user: Option<Box<Value>>,
+    data: Option<Box<Value>>,
+    version: i64,
+}
+
+/// A record in the id set, found by its id.
+#[derive(Debug)]
+struct Slot(Box<Record>);
+
+impl Borrow<str> for Slot {
+    fn borrow(&self) -> &str {
+        &self.0.id
+    }
+}
+impl Hash for Slot {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.id.as_ref().hash(state);
+    }
+}
+impl PartialEq for Slot {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+impl Eq for Slot {}
+
+fn payload(v: Option<Value>) -> Option<Box<Value>> {
+    v.filter(|v| !v.is_null()).map(Box::new)
+}
+
+fn text(v: Option<String>) -> Option<Box<str>> {
+    v.map(String::into_boxed_str)
+}
+
+impl Record {
+    fn key(&self) -> Key {
+        (Reverse(self.request_time), self.id.clone())
+    }
+
+    fn to_session(&self) -> SessionV1 {
+        let mut s = self.to_list_item();
+        s.user = Some(self.user.as_deref().cloned().unwrap_or(Value::Null));
+        s.data = Some(self.data.as_deref().cloned().unwrap_or(Value::Null));
+        s
+    }
+
+    fn to_list_item(&self) -> SessionV1 {
+        SessionV1 {
+            id: self.id.to_string(),
+            user_id: self.user_id.to_string(),
+            user_name: self.user_name.as_deref().map(str::to_string),
+            address: self.address.as_deref().map(str::to_string),
+            client: self.client.as_deref().map(str::to_string),
+            active: self.active,
+            open_time: self.open_time,
+            request_time: self.request_time,
+            close_time: self.close_time,
+            user: None,
+            data: None,
+            version: self.version,
+            expire_time: self.expire_time,
+            ttl: self.ttl,
+        }
+    }
 }
 
 /// The in-memory state with its indexes; also the engine of the file backend.
 #[derive(Debug, Default)]
 pub struct SessionsIndex {
-    by_id: HashMap<Arc<str>, SessionV1>,
-    all: BTreeSet<Key>,
+    records: HashSet<Slot>,
     open: BTreeSet<Key>,
+    closed: BTreeSet<Key>,
     by_user: HashMap<Arc<str>, BTreeSet<Key>>,
+    by_expiry: BTreeSet<(DateTime<Utc>, Arc<str>)>,
 }
 
 impl SessionsIndex {
@@ -44,68 +131,99 @@ impl SessionsIndex {
 
     /// Number of stored sessions.
     pub fn len(&self) -> usize {
-        self.by_id.len()
+        self.records.len()
     }
 
     /// Whether nothing is stored.
     pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
+        self.records.is_empty()
+    }
+
+    /// Whether a session with this id exists.
+    pub fn contains(&self, id: &str) -> bool {
+        self.records.contains(id)
     }
 
     /// A session by id.
-    pub fn get(&self, id: &str) -> Option<&SessionV1> {
-        self.by_id.get(id)
+    pub fn get(&self, id: &str) -> Option<SessionV1> {
+        self.records.get(id).map(|r| r.0.to_session())
     }
 
     /// Every stored session (any order).
-    pub fn iter(&self) -> impl Iterator<Item = &SessionV1> {
-        self.by_id.values()
+    pub fn iter(&self) -> impl Iterator<Item = SessionV1> + '_ {
+        self.records.iter().map(|r| r.0.to_session())
     }
 
-    fn index(&mut self, id: &Arc<str>, s: &SessionV1) {
-        let k = key(s, id);
-        self.all.insert(k.clone());
-        if s.active {
-            self.open.insert(k.clone());
-        }
-        let user: Arc<str> = match self.by_user.get_key_value(s.user_id.as_str()) {
+    fn record(&mut self, s: SessionV1) -> Record {
+        let id = match self.records.get(s.id.as_str()) {
+            Some(old) => old.0.id.clone(),
+            None => Arc::from(s.id.as_str()),
+        };
+        let user_id = match self.by_user.get_key_value(s.user_id.as_str()) {
             Some((u, _)) => u.clone(),
             None => Arc::from(s.user_id.as_str()),
         };
-        self.by_user.entry(user).or_default().insert(k);
+        Record {
+            id,
+            user_id,
+            user_name: text(s.user_name),
+            address: text(s.address),
+            client: text(s.client),
+            active: s.active,
+            open_time: s.open_time,
+            request_time: s.request_time,
+            close_time: s.close_time,
+            expire_time: s.expire_time,
+            ttl: s.ttl,
+            user: payload(s.user),
+            data: payload(s.data),
+            version: s.version,
+        }
     }
 
-    fn unindex(&mut self, id: &Arc<str>, s: &SessionV1) {
-        let k = key(s, id);
-        self.all.remove(&k);
+    fn index(&mut self, r: &Record) {
+        let k = r.key();
+        if r.active {
+            self.open.insert(k.clone());
+            if let Some(t) = r.expire_time {
+                self.by_expiry.insert((t, r.id.clone()));
+            }
+        } else {
+            self.closed.insert(k.clone());
+        }
+        self.by_user.entry(r.user_id.clone()).or_default().insert(k);
+    }
+
+    fn unindex(&mut self, r: &Record) {
+        let k = r.key();
         self.open.remove(&k);
-        if let Some(set) = self.by_user.get_mut(s.user_id.as_str()) {
+        self.closed.remove(&k);
+        if let Some(t) = r.expire_time {
+            self.by_expiry.remove(&(t, r.id.clone()));
+        }
+        if let Some(set) = self.by_user.get_mut(&*r.user_id) {
             set.remove(&k);
             if set.is_empty() {
-                self.by_user.remove(s.user_id.as_str());
+                self.by_user.remove(&*r.user_id);
             }
         }
     }
 
     /// Inserts or replaces a session.
     pub fn put(&mut self, s: SessionV1) {
-        let id: Arc<str> = match self.by_id.get_key_value(s.id.as_str()) {
-            Some((k, old)) => {
-                let (k, old) = (k.clone(), old.clone());
-                self.unindex(&k, &old);
-                k
-            }
-            None => Arc::from(s.id.as_str()),
-        };
-        self.index(&id, &s);
-        self.by_id.insert(id, s);
+        let record = self.record(s);
+        if let Some(old) = self.records.take(&*record.id) {
+            self.unindex(&old.0);
+        }
+        self.index(&record);
+        self.records.insert(Slot(Box::new(record)));
     }
 
     /// Removes a session, returning it.
     pub fn remove(&mut self, id: &str) -> Option<SessionV1> {
-        let (k, s) = self.by_id.remove_entry(id)?;
-        self.unindex(&k, &s);
-        Some(s)
+        let old = self.records.take(id)?;
+        self.unindex(&old.0);
+        Some(old.0.to_session())
     }
 
     /// Inserts a new session; `SESSION_EXISTS` if the id is taken.
@@ -113,7 +231,7 @@ impl SessionsIndex {
     /// # Errors
     /// `Conflict` / `SESSION_EXISTS`.
     pub fn create(&mut self, s: SessionV1) -> Result<SessionV1, ApplicationError> {
-        if self.by_id.contains_key(s.id.as_str()) {
+        if self.contains(&s.id) {
             return Err(session_exists(&s.id));
         }
         self.put(s.clone());
@@ -122,13 +240,12 @@ impl SessionsIndex {
 
     /// Computes a conditional change without applying it.
     pub fn plan_update(&self, id: &str, update: &SessionUpdate) -> UpdateOutcome {
-        match self.by_id.get(id) {
+        match self.get(id) {
             None => UpdateOutcome::NotFound,
-            Some(s) if !update.condition.holds(s) => UpdateOutcome::ConditionFailed(s.clone()),
-            Some(s) => {
-                let mut next = s.clone();
-                update.change.apply(&mut next, update.now);
-                UpdateOutcome::Updated(next)
+            Some(s) if !update.condition.holds(&s) => UpdateOutcome::ConditionFailed(s),
+            Some(mut s) => {
+                update.change.apply(&mut s, update.now, &update.policy);
+                UpdateOutcome::Updated(s)
             }
         }
     }
@@ -142,20 +259,139 @@ impl SessionsIndex {
         outcome
     }
 
-    /// The open sessions idle since before `idle_cutoff`, closed at `now` (not yet applied).
+    /// Deletes a session if `condition` holds.
+    pub fn delete_if(&mut self, id: &str, condition: &WriteCondition) -> UpdateOutcome {
+        match self.get(id) {
+            None => UpdateOutcome::NotFound,
+            Some(s) if !condition.holds(&s) => UpdateOutcome::ConditionFailed(s),
+            Some(_) => self.remove(id).map_or(UpdateOutcome::NotFound, UpdateOutcome::Updated),
+        }
+    }
+
+    fn closed_copy(&self, id: &str, now: DateTime<Utc>) -> Option<SessionV1> {
+        self.get(id).map(|mut s| {
+            SessionChange::Close.apply(&mut s, now, &ExpiryPolicy::default());
+            s
+        })
+    }
+
+    /// The open sessions not alive at `now`, closed at `now` (not yet applied).
     pub fn plan_close_expired(&self, idle_cutoff: DateTime<Utc>, now: DateTime<Utc>) -> Vec<SessionV1> {
-        // Keys are in descending time order; expired ones (time < cutoff) are at the end.
-        let start = (Reverse(idle_cutoff - chrono::Duration::milliseconds(1)), Arc::<str>::from(""));
-        self.open
-            .range((Bound::Included(start), Bound::Unbounded))
-            .filter_map(|(_, id)| self.by_id.get(id))
-            .filter(|s| s.active && s.request_time < idle_cutoff)
-            .map(|s| {
-                let mut closed = s.clone();
-                super::SessionChange::Close.apply(&mut closed, now);
-                closed
-            })
+        self.plan_close_expired_at(now, Some(idle_cutoff))
+    }
+
+    /// The open sessions not alive at `now` (records without `expire_time` judged by
+    /// `idle_cutoff`), closed at `now` (not yet applied).
+    pub fn plan_close_expired_at(&self, now: DateTime<Utc>, idle_cutoff: Option<DateTime<Utc>>) -> Vec<SessionV1> {
+        let mut ids: Vec<Arc<str>> =
+            self.by_expiry.range(..(now, Arc::<str>::from(""))).map(|(_, id)| id.clone()).collect();
+        if let Some(before) = idle_cutoff.and_then(|c| c.checked_sub_signed(chrono::Duration::milliseconds(1))) {
+            // Records without an expire_time, idle since before the cutoff.
+            let start = (Reverse(before), Arc::<str>::from(""));
+            ids.extend(
+                self.open
+                    .range((Bound::Included(start), Bound::Unbounded))
+                    .filter(|(_, id)| self.records.get(&**id).is_some_and(|r| r.0.expire_time.is_none()))
+                    .map(|(_, id)| id.clone()),
+            );
+        }
+        ids.iter()
+            .filter(|id| self.get(id).is_some_and(|s| s.active && !is_alive(&s, Some(now), idle_cutoff)))
+            .filter_map(|id| self.closed_copy(id, now))
             .collect()
+    }
+
+    /// Closes the open sessions of a user except one; returns them closed.
+    pub fn close_user_sessions(
+        &mut self,
+        user_id: &str,
+        except_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Vec<SessionV1> {
+        let ids: Vec<Arc<str>> =
+            self.by_user.get(user_id).map(|set| set.iter().map(|(_, id)| id.clone()).collect()).unwrap_or_default();
+        let closed: Vec<SessionV1> = ids
+            .iter()
+            .filter(|id| Some(&***id) != except_id)
+            .filter(|id| self.records.get(&***id).is_some_and(|r| r.0.active))
+            .filter_map(|id| self.closed_copy(id, now))
+            .collect();
+        closed.iter().for_each(|s| self.put(s.clone()));
+        closed
+    }
+
+    /// The ids of at most `limit` closed sessions closed before `closed_before`, oldest first.
+    pub fn purgeable(&self, closed_before: DateTime<Utc>, limit: u64) -> Vec<String> {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        self.closed
+            .iter()
+            .rev()
+            .take_while(|(Reverse(t), _)| *t < closed_before)
+            .filter(|(_, id)| {
+                self.records.get(&**id).is_some_and(|r| r.0.close_time.unwrap_or(r.0.request_time) < closed_before)
+            })
+            .take(limit)
+            .map(|(_, id)| id.to_string())
+            .collect()
+    }
+
+    /// Inserts a session within a per-user limit: returns the sessions closed to make room (under
+    /// `CloseOldest`) or to drop expired ones, already applied.
+    ///
+    /// # Errors
+    /// `SESSION_LIMIT` under `Deny`; `SESSION_EXISTS` if the id is taken.
+    pub fn create_limited(&mut self, s: SessionV1, limit: &SessionLimit) -> Result<Vec<SessionV1>, ApplicationError> {
+        if self.contains(&s.id) {
+            return Err(session_exists(&s.id));
+        }
+        let mut open: Vec<SessionV1> = self
+            .by_user
+            .get(s.user_id.as_str())
+            .map(|set| set.iter().filter_map(|(_, id)| self.get(id)).filter(|x| x.active).collect())
+            .unwrap_or_default();
+        let (alive, expired): (Vec<SessionV1>, Vec<SessionV1>) =
+            open.drain(..).partition(|x| is_alive(x, Some(limit.now), limit.idle_cutoff));
+        let mut to_close: Vec<String> = expired.into_iter().map(|x| x.id).collect();
+        let count = alive.len() as u64;
+        if count >= limit.max {
+            match limit.policy {
+                LimitPolicy::Deny => return Err(session_limit(&s.user_id, limit.max)),
+                LimitPolicy::CloseOldest => {
+                    let mut oldest = alive;
+                    oldest.sort_by(|a, b| a.open_time.cmp(&b.open_time).then_with(|| a.id.cmp(&b.id)));
+                    let excess = usize::try_from(count + 1 - limit.max).unwrap_or(usize::MAX);
+                    to_close.extend(oldest.into_iter().take(excess).map(|x| x.id));
+                }
+            }
+        }
+        let closed: Vec<SessionV1> = to_close.iter().filter_map(|id| self.closed_copy(id, limit.now)).collect();
+        closed.iter().for_each(|c| self.put(c.clone()));
+        self.put(s);
+        Ok(closed)
+    }
+
+    /// Moves a session to a new id when the update's condition holds.
+    ///
+    /// # Errors
+    /// `SESSION_EXISTS` if `new_id` is taken.
+    pub fn rotate_id(
+        &mut self,
+        id: &str,
+        new_id: &str,
+        update: &SessionUpdate,
+    ) -> Result<UpdateOutcome, ApplicationError> {
+        if self.contains(new_id) {
+            return Err(session_exists(new_id));
+        }
+        let outcome = self.plan_update(id, update);
+        if let UpdateOutcome::Updated(s) = &outcome {
+            self.remove(id);
+            let mut moved = s.clone();
+            moved.id = new_id.to_string();
+            self.put(moved.clone());
+            return Ok(UpdateOutcome::Updated(moved));
+        }
+        Ok(outcome)
     }
 
     /// Deletes everything.
@@ -167,45 +403,76 @@ impl SessionsIndex {
     pub fn page(&self, filter: &SessionsFilter, paging: &PagingParams, max_page_size: u64) -> DataPage<SessionV1> {
         let skip = usize::try_from(paging.skip()).unwrap_or(usize::MAX);
         let take = usize::try_from(paging.take(max_page_size)).unwrap_or(usize::MAX);
+        let item = |id: &Arc<str>| {
+            self.records
+                .get(&**id)
+                .map(|r| &r.0)
+                .filter(|r| filter.matches_fields(&r.id, &r.user_id, r.active, r.request_time))
+        };
         if let Some(id) = &filter.id {
-            let found: Vec<SessionV1> = self
-                .by_id
-                .get(id.as_str())
-                .filter(|s| filter.matches(s))
-                .map(SessionV1::without_payload)
-                .into_iter()
-                .collect();
+            let found: Vec<SessionV1> = item(&Arc::from(id.as_str())).map(|r| r.to_list_item()).into_iter().collect();
             let total = paging.total.then_some(found.len() as u64);
             return DataPage { total, data: found.into_iter().skip(skip).take(take).collect() };
         }
-        let empty = BTreeSet::new();
-        let set = match (&filter.user_id, filter.active) {
-            (Some(u), _) => self.by_user.get(u.as_str()).unwrap_or(&empty),
-            (None, Some(true)) => &self.open,
-            _ => &self.all,
-        };
         // Narrow to the time window first: keys are (Reverse(time), id), so `time < to` starts at
         // Reverse(to - 1ms) and `time >= from` ends before Reverse(from - 1ms).
-        let ms = chrono::Duration::milliseconds(1);
+        let before = |t: DateTime<Utc>| t.checked_sub_signed(chrono::Duration::milliseconds(1)).unwrap_or(t);
         let lower =
-            filter.to_time.map_or(Bound::Unbounded, |t| Bound::Included((Reverse(t - ms), Arc::<str>::from(""))));
+            filter.to_time.map_or(Bound::Unbounded, |t| Bound::Included((Reverse(before(t)), Arc::<str>::from(""))));
         let upper =
-            filter.from_time.map_or(Bound::Unbounded, |t| Bound::Excluded((Reverse(t - ms), Arc::<str>::from(""))));
-        let valid_range = match (&lower, &upper) {
-            (Bound::Included(l), Bound::Excluded(u)) => l < u,
-            _ => true,
-        };
-        if !valid_range {
-            return DataPage { total: paging.total.then_some(0), data: Vec::new() };
+            filter.from_time.map_or(Bound::Unbounded, |t| Bound::Excluded((Reverse(before(t)), Arc::<str>::from(""))));
+        if let (Bound::Included(l), Bound::Excluded(u)) = (&lower, &upper) {
+            if l >= u {
+                return DataPage { total: paging.total.then_some(0), data: Vec::new() };
+            }
         }
-        let matching = || {
+        let empty = BTreeSet::new();
+        fn within<'a>(set: &'a BTreeSet<Key>, lower: &Bound<Key>, upper: &Bound<Key>) -> Range<'a, Key> {
             set.range((lower.clone(), upper.clone()))
-                .filter_map(|(_, id)| self.by_id.get(id))
-                .filter(|s| filter.matches(s))
+        }
+        let range = |set| within(set, &lower, &upper);
+        let keys: Box<dyn Iterator<Item = &Key> + '_> = match (&filter.user_id, filter.active) {
+            (Some(u), _) => Box::new(range(self.by_user.get(u.as_str()).unwrap_or(&empty))),
+            (None, Some(true)) => Box::new(range(&self.open)),
+            (None, Some(false)) => Box::new(range(&self.closed)),
+            (None, None) => Box::new(MergeSorted::new(range(&self.open), range(&self.closed))),
         };
-        let data: Vec<SessionV1> = matching().skip(skip).take(take).map(SessionV1::without_payload).collect();
-        let total = paging.total.then(|| matching().count() as u64);
+        let mut data = Vec::new();
+        let mut seen = 0usize;
+        for r in keys.filter_map(|(_, id)| item(id)) {
+            if seen >= skip && data.len() < take {
+                data.push(r.to_list_item());
+            }
+            seen += 1;
+            if !paging.total && data.len() >= take {
+                break;
+            }
+        }
+        let total = paging.total.then_some(seen as u64);
         DataPage { total, data }
+    }
+}
+
+/// Merges two iterators that are each sorted ascending.
+struct MergeSorted<'a, A: Iterator<Item = &'a Key>, B: Iterator<Item = &'a Key>> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+}
+
+impl<'a, A: Iterator<Item = &'a Key>, B: Iterator<Item = &'a Key>> MergeSorted<'a, A, B> {
+    fn new(a: A, b: B) -> Self {
+        Self { a: a.peekable(), b: b.peekable() }
+    }
+}
+
+impl<'a, A: Iterator<Item = &'a Key>, B: Iterator<Item = &'a Key>> Iterator for MergeSorted<'a, A, B> {
+    type Item = &'a Key;
+    fn next(&mut self) -> Option<&'a Key> {
+        match (self.a.peek(), self.b.peek()) {
+            (Some(x), Some(y)) if y < x => self.b.next(),
+            (Some(_), _) => self.a.next(),
+            (None, _) => self.b.next(),
+        }
     }
 }
 
@@ -252,7 +519,7 @@ impl SessionsPersistence for SessionsMemoryPersistence {
     }
 
     async fn get_one_by_id(&self, _cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
-        Ok(self.state.read().get(id).cloned())
+        Ok(self.state.read().get(id))
     }
 
     async fn create(&self, _cid: Option<&str>, session: SessionV1) -> Result<SessionV1, ApplicationError> {
@@ -283,6 +550,59 @@ impl SessionsPersistence for SessionsMemoryPersistence {
 
     async fn delete_by_id(&self, _cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
         Ok(self.state.write().remove(id))
+    }
+
+    async fn delete_if(
+        &self,
+        _cid: Option<&str>,
+        id: &str,
+        condition: &WriteCondition,
+    ) -> Result<UpdateOutcome, ApplicationError> {
+        Ok(self.state.write().delete_if(id, condition))
+    }
+
+    async fn create_limited(
+        &self,
+        _cid: Option<&str>,
+        session: SessionV1,
+        limit: &SessionLimit,
+    ) -> Result<SessionV1, ApplicationError> {
+        self.state.write().create_limited(session.clone(), limit)?;
+        Ok(session)
+    }
+
+    async fn close_user_sessions(
+        &self,
+        _cid: Option<&str>,
+        user_id: &str,
+        except_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, ApplicationError> {
+        Ok(self.state.write().close_user_sessions(user_id, except_id, now).len() as u64)
+    }
+
+    async fn purge_closed(
+        &self,
+        _cid: Option<&str>,
+        closed_before: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<u64, ApplicationError> {
+        let mut state = self.state.write();
+        let ids = state.purgeable(closed_before, limit);
+        ids.iter().for_each(|id| {
+            state.remove(id);
+        });
+        Ok(ids.len() as u64)
+    }
+
+    async fn rotate_id(
+        &self,
+        _cid: Option<&str>,
+        id: &str,
+        new_id: &str,
+        update: &SessionUpdate,
+    ) -> Result<UpdateOutcome, ApplicationError> {
+        self.state.write().rotate_id(id, new_id, update)
     }
 
     async fn clear(&self, _cid: Option<&str>) -> Result<(), ApplicationError> {

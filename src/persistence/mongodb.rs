@@ -1,31 +1,54 @@
 //! The MongoDB backend (`service-sessions:persistence:mongodb:*:1.0`), on the official `mongodb`
 //! driver: how several stateless service instances share one store.
 //!
-//! **Atomicity.** Every write is one server-side atomic operation whose filter carries the
-//! [`WriteCondition`] and whose update document carries the [`SessionChange`]:
-//! `find_one_and_update({_id, active?, request_time >= cutoff?, version?}, {$set…, $inc: {version:
-//! 1}})`, `update_many` for the expiry sweep, `find_one_and_delete`, `insert_one` (duplicate key →
-//! `SESSION_EXISTS`). Two instances racing on one session therefore cannot lose an update or
-//! reopen a closed session, and the sweep may run on every instance at once (a session already
-//! closed no longer matches `active: true`, so it is closed — and its version bumped — once).
-//! When the conditional update matches nothing, one `find_one({_id})` tells "no such session"
-//! from "condition failed" and returns the current record; if that record satisfies the condition
-//! after all (another instance changed it in between), the write is tried again, a bounded number
-//! of times.
+//! **Atomicity.** Every method is one server-side atomic step, so several service instances can
+//! share the collection:
+//!
+//! - `update` reads the record, decides the outcome with [`WriteCondition::holds`] and computes the
+//!   new state with [`SessionChange::apply`] — the logic the memory backend runs — and then writes
+//!   with one `find_one_and_update` whose filter is `_id`, the condition expressed as a query
+//!   (`active`, `version`, and liveness as `$or: [{expire_time >= alive_at}, {no expire_time,
+//!   request_time >= idle_cutoff}]`) and the `active` flag as read. Its update document sets only
+//!   the fields the change touches, the recomputed `expire_time` (which depends only on `open_time`,
+//!   `ttl` and `active` — fields no matching concurrent write changes — and on `now`) and
+//!   increments `version`. So the stored result equals `SessionChange::apply` on whatever record
+//!   the write matched, and concurrent writers never retry against each other (no write is lost:
+//!   each gets its own version). When the write matches nothing, the record is read again: gone →
+//!   `NotFound`, condition now false → `ConditionFailed` with that record; otherwise (changed in
+//!   between, still qualifying) the whole step is tried again, a bounded number of times.
+//! - `delete_if` is one `find_one_and_delete` with the same filter, and the same re-read on a miss.
+//! - `close_expired` and `close_user_sessions` are one `update_many` each: a session already
+//!   closed no longer matches `active: true`, so sweeps running on every instance at once close
+//!   (and bump the version of) each session once.
+//! - `purge_closed` finds at most `limit` ids of closed sessions (`close_time < before`, oldest
+//!   first), then one `delete_many` on those ids that are still closed.
+//! - `create_limited` and `rotate_id` are multi-document **transactions** (a replica set or a
+//!   sharded cluster is needed for them; a standalone `mongod` refuses transactions).
+//!   `create_limited` first upserts a per-user guard document in `<collection>_user_locks`, so
+//!   two transactions opening sessions for one user always write the same document and cannot
+//!   both commit (the loser gets a `WriteConflict` / `TransientTransactionError` and is retried
+//!   from the start); inside it the user's open sessions are read, expired ones and — under
+//!   `CloseOldest` — the oldest by `open_time` are closed, and the new session is inserted.
+//!   `rotate_id` inserts the moved record under the new id and deletes the old id guarded by the
+//!   version that was read (a concurrent change aborts and retries the transaction). Retries are
+//!   bounded by the call deadline.
+//! - `create` is one `insert_one` (duplicate key → `SESSION_EXISTS`).
 //!
 //! **Documents.** `_id` is the session id; times are BSON dates (milliseconds, as the product
-//! keeps them); `version` is Int64. `user` and `data` are stored as **JSON text** (BSON strings):
-//! they must round-trip any JSON exactly — integers beyond 32 and 53 bits, float bits, key order,
-//! `false`/`0`/`""`, and keys such as `$x` or `a.b`, which MongoDB refuses or treats specially in
-//! update documents. Nothing queries inside them, so native BSON would buy nothing and cost an
-//! escaping scheme. (This also means the collection is this service's own format, not the one
-//! the Node service wrote.)
+//! keeps them), `expire_time` included (absent when the session has none: closed, or no timeout
+//! applies); `version` and `ttl` are Int64 (`ttl` absent when unset). `user` and `data` are stored
+//! as **JSON text** (BSON strings): they must round-trip any JSON exactly — integers beyond 32 and
+//! 53 bits, float bits, key order, `false`/`0`/`""`, and keys such as `$x` or `a.b`, which MongoDB
+//! refuses or treats specially in update documents. Nothing queries inside them, so native BSON
+//! would buy nothing and cost an escaping scheme. (This also means the collection is this
+//! service's own format, not the one the Node service wrote.) Records without `expire_time` are
+//! judged by the idle cutoff on `request_time`, as the contract says for legacy records.
 //!
 //! **Indexes** (created on open, idempotently, with the driver's default names):
 //! `{user_id: 1, request_time: -1, _id: 1}`, `{active: 1, request_time: -1, _id: 1}` and
 //! `{request_time: -1, _id: 1}` — each serves a `get_sessions` filter *and* its sort order
-//! (`request_time` descending, `_id` ascending), and the second serves the expiry sweep, so no
-//! read needs a collection scan.
+//! (`request_time` descending, `_id` ascending); `{active: 1, expire_time: 1}` serves the expiry
+//! sweep and `{active: 1, close_time: 1}` the purge, so no read needs a collection scan.
 //!
 //! **Availability.** `open` never waits for the server: the client connects lazily, and an owned
 //! background task creates the indexes, retrying with backoff until the server answers. Readiness
@@ -41,8 +64,8 @@
 //! document values).
 
 use super::{
-    session_exists, SessionChange, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition,
-    DEFAULT_MAX_PAGE_SIZE,
+    is_alive, session_exists, session_limit, LimitPolicy, SessionChange, SessionLimit, SessionUpdate,
+    SessionsPersistence, UpdateOutcome, WriteCondition, DEFAULT_MAX_PAGE_SIZE,
 };
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::component::{Component, ComponentHealth};
@@ -51,20 +74,21 @@ use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::errors::ApplicationError;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
+use futures::future::BoxFuture;
 use futures::TryStreamExt;
 use mongodb::bson::{doc, DateTime as BsonDateTime, Document};
 use mongodb::error::{Error as DriverError, ErrorKind, WriteFailure};
 use mongodb::event::sdam::SdamEvent;
 use mongodb::event::EventHandler;
 use mongodb::options::{ClientOptions, ConnectionString, HostInfo, ReturnDocument};
-use mongodb::{Client, Collection, IndexModel};
+use mongodb::{Client, ClientSession, Collection, IndexModel};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::future::IntoFuture;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -81,6 +105,12 @@ pub const DEFAULT_DATABASE: &str = "app";
 /// How often a write whose condition failed is retried when the current record turns out to
 /// satisfy the condition (it was changed by another instance between the two steps).
 const WRITE_ATTEMPTS: usize = 5;
+
+/// Suffix of the collection of per-user guard documents (see the module documentation).
+const LOCKS_SUFFIX: &str = "_user_locks";
+
+/// Server error code of a write conflict between transactions.
+const WRITE_CONFLICT: i32 = 112;
 
 /// Server error codes that mean "the server is going away or not primary now": the call may
 /// succeed later, so they are `NoResponse` like network failures.
@@ -272,7 +302,7 @@ fn redact(message: &str, secrets: &[String]) -> String {
 }
 
 /// A session as stored.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct SessionDoc {
     #[serde(rename = "_id")]
     id: String,
@@ -288,6 +318,12 @@ struct SessionDoc {
     request_time: BsonDateTime,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     close_time: Option<BsonDateTime>,
+    /// When an open session expires; absent when it never does, and on closed sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expire_time: Option<BsonDateTime>,
+    /// The session's own idle timeout in ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ttl: Option<i64>,
     /// JSON text of `user`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     user: Option<String>,
@@ -334,6 +370,8 @@ impl SessionDoc {
             open_time: bson_time(s.open_time),
             request_time: bson_time(s.request_time),
             close_time: s.close_time.map(bson_time),
+            expire_time: s.expire_time.map(bson_time),
+            ttl: s.ttl,
             user: Some(text(&s.user)?),
             data: Some(text(&s.data)?),
             version: s.version,
@@ -357,18 +395,21 @@ impl SessionDoc {
             user,
             data,
             version: self.version,
+            expire_time: self.expire_time.map(chrono_time).transpose()?,
+            ttl: self.ttl,
         })
     }
 }
 
-/// The filter of a conditional write: the id plus the [`WriteCondition`].
+/// The filter of a conditional write: the id plus the [`WriteCondition`] as a query (the same
+/// rule as [`WriteCondition::holds`]).
 fn write_filter(id: &str, c: &WriteCondition) -> Document {
     let mut f = doc! { "_id": id };
     if c.require_active {
         f.insert("active", true);
     }
-    if let Some(cutoff) = c.idle_cutoff {
-        f.insert("request_time", doc! { "$gte": bson_time(cutoff) });
+    if let Some(alive) = alive_filter(c.alive_at, c.idle_cutoff) {
+        f.insert("$or", alive);
     }
     if let Some(v) = c.expected_version {
         f.insert("version", v);
@@ -376,19 +417,61 @@ fn write_filter(id: &str, c: &WriteCondition) -> Document {
     f
 }
 
-/// The update document of a [`SessionChange`] at `now` (same effect as [`SessionChange::apply`]).
-fn change_update(change: &SessionChange, now: DateTime<Utc>) -> Result<Document, ApplicationError> {
-    let now = bson_time(now);
-    let set = match change {
+/// The `$or` branches of [`is_alive`]: a record with an `expire_time` is alive while
+/// `expire_time >= now`; one without is alive while `request_time >= idle_cutoff`.
+fn alive_filter(now: Option<DateTime<Utc>>, idle_cutoff: Option<DateTime<Utc>>) -> Option<Vec<Document>> {
+    let with = match now {
+        Some(now) => doc! { "expire_time": { "$gte": bson_time(now) } },
+        None => doc! { "expire_time": { "$exists": true } },
+    };
+    let without = match idle_cutoff {
+        Some(c) => doc! { "expire_time": { "$exists": false }, "request_time": { "$gte": bson_time(c) } },
+        None => doc! { "expire_time": { "$exists": false } },
+    };
+    (now.is_some() || idle_cutoff.is_some()).then(|| vec![with, without])
+}
+
+/// The query of the open sessions that are not alive at `now` (see [`is_alive`]).
+fn expired_filter(now: DateTime<Utc>, idle_cutoff: DateTime<Utc>) -> Document {
+    doc! {
+        "active": true,
+        "$or": [
+            { "expire_time": { "$lt": bson_time(now) } },
+            { "expire_time": { "$exists": false }, "request_time": { "$lt": bson_time(idle_cutoff) } },
+        ],
+    }
+}
+
+/// The update document that turns a record into `next`, the result of [`SessionChange::apply`]
+/// on it: only the fields `change` touches, `expire_time`, and `version` + 1.
+fn change_update(change: &SessionChange, next: &SessionV1) -> Result<Document, ApplicationError> {
+    let now = bson_time(next.request_time);
+    let mut set = match change {
         SessionChange::StoreData(v) => doc! { "data": json_text(v)?, "request_time": now },
         SessionChange::UpdateUser(v) => doc! { "user": json_text(v)?, "request_time": now },
+        SessionChange::Touch => doc! { "request_time": now },
         SessionChange::Close => close_set(now),
     };
-    Ok(doc! { "$set": set, "$inc": { "version": 1_i64 } })
+    let mut update = doc! { "$inc": { "version": 1_i64 } };
+    match next.expire_time {
+        Some(t) => {
+            set.insert("expire_time", bson_time(t));
+        }
+        None => {
+            update.insert("$unset", doc! { "expire_time": "" });
+        }
+    }
+    update.insert("$set", set);
+    Ok(update)
 }
 
 fn close_set(now: BsonDateTime) -> Document {
     doc! { "active": false, "close_time": now, "request_time": now, "user": "null", "data": "null" }
+}
+
+/// The update document that closes sessions at `now` (as [`SessionChange::Close`] does).
+fn close_update(now: DateTime<Utc>) -> Document {
+    doc! { "$set": close_set(bson_time(now)), "$unset": { "expire_time": "" }, "$inc": { "version": 1_i64 } }
 }
 
 /// The query of a `get_sessions` filter.
@@ -422,10 +505,89 @@ fn index_models() -> Vec<IndexModel> {
         doc! { "user_id": 1, "request_time": -1, "_id": 1 },
         doc! { "active": 1, "request_time": -1, "_id": 1 },
         doc! { "request_time": -1, "_id": 1 },
+        doc! { "active": 1, "expire_time": 1 },
+        doc! { "active": 1, "close_time": 1 },
     ]
     .into_iter()
     .map(|keys| IndexModel::builder().keys(keys).build())
     .collect()
+}
+
+/// The ids of the user's open sessions `create_limited` closes before inserting: the expired
+/// ones, and under `CloseOldest` the oldest alive ones (by `open_time`, then id) beyond the room
+/// the new session needs — the memory backend's rule.
+///
+/// # Errors
+/// `Err(())` when the user is at the limit under `Deny`.
+fn limit_victims(open: Vec<SessionV1>, limit: &SessionLimit) -> Result<Vec<String>, ()> {
+    let (mut alive, expired): (Vec<SessionV1>, Vec<SessionV1>) =
+        open.into_iter().filter(|s| s.active).partition(|s| is_alive(s, Some(limit.now), limit.idle_cutoff));
+    let mut victims: Vec<String> = expired.into_iter().map(|s| s.id).collect();
+    let count = alive.len() as u64;
+    if count >= limit.max {
+        match limit.policy {
+            LimitPolicy::Deny => return Err(()),
+            LimitPolicy::CloseOldest => {
+                alive.sort_by(|a, b| a.open_time.cmp(&b.open_time).then_with(|| a.id.cmp(&b.id)));
+                let excess = usize::try_from(count + 1 - limit.max).unwrap_or(usize::MAX);
+                victims.extend(alive.into_iter().take(excess).map(|s| s.id));
+            }
+        }
+    }
+    Ok(victims)
+}
+
+/// Why a transaction body stopped.
+enum TxError {
+    /// A driver error; the transaction is retried when it is transient.
+    Driver(DriverError),
+    /// A final answer (`SESSION_LIMIT`, `SESSION_EXISTS`, a bad document): abort and return it.
+    App(ApplicationError),
+    /// A guarded write matched nothing because the record changed: retry from the start.
+    Raced,
+}
+
+impl From<DriverError> for TxError {
+    fn from(e: DriverError) -> Self {
+        Self::Driver(e)
+    }
+}
+
+impl From<ApplicationError> for TxError {
+    fn from(e: ApplicationError) -> Self {
+        Self::App(e)
+    }
+}
+
+/// Server error code of `create_collection` on an existing collection.
+const NAMESPACE_EXISTS: i32 = 48;
+
+/// The server's error code, if any.
+fn error_code(e: &DriverError) -> Option<i32> {
+    match e.kind.as_ref() {
+        ErrorKind::Command(c) => Some(c.code),
+        ErrorKind::Write(WriteFailure::WriteConcernError(w)) => Some(w.code),
+        ErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
+        _ => None,
+    }
+}
+
+/// Whether a transaction failed in a way that running it again may fix.
+fn is_transient(e: &DriverError) -> bool {
+    e.contains_label(mongodb::error::TRANSIENT_TRANSACTION_ERROR) || error_code(e) == Some(WRITE_CONFLICT)
+}
+
+/// Commits, retrying the commit itself while its result is unknown (the driver makes the retry
+/// safe); a transient failure is left to the caller, which runs the whole transaction again.
+async fn commit(session: &mut ClientSession) -> Result<(), DriverError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match session.commit_transaction().await {
+            Err(e) if tries < 3 && e.contains_label(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT) => {}
+            result => return result,
+        }
+    }
 }
 
 fn is_duplicate_key(e: &DriverError) -> bool {
@@ -436,11 +598,19 @@ fn is_duplicate_key(e: &DriverError) -> bool {
     }
 }
 
+/// The client and the collections it serves.
+struct Store {
+    client: Client,
+    sessions: Collection<SessionDoc>,
+    /// Per-user guard documents of `create_limited` (`<collection>_user_locks`).
+    locks: Collection<Document>,
+}
+
 /// The state shared by the component and its connector task.
 struct Shared {
     settings: Settings,
-    /// The client and collection, built on first use (no I/O for `mongodb://` URIs).
-    store: OnceCell<(Client, Collection<SessionDoc>)>,
+    /// The client and collections, built on first use (no I/O for `mongodb://` URIs).
+    store: OnceCell<Store>,
     /// Indexes were ensured (the server answered at least once).
     prepared: AtomicBool,
     /// The driver currently knows a writable server (from its topology events).
@@ -457,12 +627,7 @@ impl Shared {
 
     /// Maps a driver error: unreachable/interrupted → `NoResponse` (503), the rest → internal.
     fn map_error(&self, e: &DriverError, op: &str) -> ApplicationError {
-        let code = match e.kind.as_ref() {
-            ErrorKind::Command(c) => Some(c.code),
-            ErrorKind::Write(WriteFailure::WriteConcernError(w)) => Some(w.code),
-            ErrorKind::Write(WriteFailure::WriteError(w)) => Some(w.code),
-            _ => None,
-        };
+        let code = error_code(e);
         let unreachable = matches!(
             e.kind.as_ref(),
             ErrorKind::ServerSelection { .. }
@@ -489,7 +654,7 @@ impl Shared {
     }
 
     /// Builds the client (parsing a `mongodb+srv` URI resolves DNS, hence the timeout).
-    async fn connect(&self) -> Result<(Client, Collection<SessionDoc>), ApplicationError> {
+    async fn connect(&self) -> Result<Store, ApplicationError> {
         let s = &self.settings;
         let parsed = tokio::time::timeout(s.connect_timeout, ClientOptions::parse(&s.uri)).await;
         let mut options = match parsed {
@@ -523,12 +688,18 @@ impl Shared {
             }
         }));
         let client = Client::with_options(options).map_err(|e| self.map_error(&e, "create client"))?;
-        let collection = client.database(&s.database).collection::<SessionDoc>(&s.collection);
-        Ok((client, collection))
+        let db = client.database(&s.database);
+        let sessions = db.collection::<SessionDoc>(&s.collection);
+        let locks = db.collection::<Document>(&format!("{}{LOCKS_SUFFIX}", s.collection));
+        Ok(Store { client, sessions, locks })
+    }
+
+    async fn store(&self) -> Result<&Store, ApplicationError> {
+        self.store.get_or_try_init(|| self.connect()).await
     }
 
     async fn collection(&self) -> Result<&Collection<SessionDoc>, ApplicationError> {
-        self.store.get_or_try_init(|| self.connect()).await.map(|(_, c)| c)
+        self.store().await.map(|s| &s.sessions)
     }
 
     /// Runs one driver call under the call deadline, mapping its error.
@@ -547,9 +718,69 @@ impl Shared {
 
     /// Ensures the indexes; succeeds once the server has answered.
     async fn prepare(&self) -> Result<(), ApplicationError> {
-        let coll = self.collection().await?;
-        self.call(None, "create indexes", coll.create_indexes(index_models())).await?;
-        Ok(())
+        let store = self.store().await?;
+        self.call(None, "create indexes", store.sessions.create_indexes(index_models())).await?;
+        // Transactions may not create collections on older servers: create the guard collection
+        // up front ("already exists" is fine).
+        let db = store.client.database(&self.settings.database);
+        match tokio::time::timeout(self.settings.call_timeout, db.create_collection(store.locks.name())).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) if error_code(&e) == Some(NAMESPACE_EXISTS) => Ok(()),
+            Ok(Err(e)) => Err(self.map_error(&e, "create collection")),
+            Err(_) => Err(self.unavailable("create collection: no answer in time")),
+        }
+    }
+
+    /// Runs `body` in a transaction and commits it, retrying the whole transaction on transient
+    /// errors (write conflicts) and on [`TxError::Raced`], with a short randomized backoff, until
+    /// the call deadline.
+    async fn transaction<T, F>(&self, cid: Option<&str>, op: &str, mut body: F) -> Result<T, ApplicationError>
+    where
+        F: for<'s> FnMut(&'s mut ClientSession) -> BoxFuture<'s, Result<T, TxError>>,
+    {
+        let store = self.store().await?;
+        let deadline = Instant::now() + self.settings.call_timeout;
+        let mut attempt: u32 = 0;
+        loop {
+            attempt = attempt.saturating_add(1);
+            let mut session = self.call(cid, op, store.client.start_session()).await?;
+            let run = async {
+                session.start_transaction().await?;
+                let value = body(&mut session).await?;
+                commit(&mut session).await?;
+                Ok::<T, TxError>(value)
+            };
+            let error = match tokio::time::timeout_at(deadline.into(), run).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(e)) => e,
+                // Dropping the session aborts its transaction.
+                Err(_) => return Err(self.unavailable(format!("{op}: no answer in time")).with_correlation_id(cid)),
+            };
+            // Best effort (it fails harmlessly when nothing is in progress); the server also aborts
+            // the transaction when the session ends.
+            let _ = tokio::time::timeout(self.settings.connect_timeout, session.abort_transaction()).await;
+            let retry = match &error {
+                TxError::App(_) => false,
+                TxError::Raced => true,
+                TxError::Driver(e) => is_transient(e),
+            };
+            if !retry {
+                return Err(match error {
+                    TxError::App(e) => e,
+                    TxError::Driver(e) => self.map_error(&e, op),
+                    TxError::Raced => self.unavailable(format!("{op}: conflicting writes")),
+                }
+                .with_correlation_id(cid));
+            }
+            let cap = 1u64 << attempt.min(6);
+            let pause = Duration::from_millis(cap + u64::from(getrandom::u32().unwrap_or(0)) % cap);
+            if Instant::now() + pause >= deadline {
+                return Err(self
+                    .unavailable(format!("{op}: still conflicting after {attempt} attempts"))
+                    .with_correlation_id(cid));
+            }
+            tokio::time::sleep(pause).await;
+        }
     }
 
     /// The connector task: prepares the store, retrying with backoff until it succeeds.
@@ -626,13 +857,15 @@ impl SessionsMongoDbPersistence {
         self.shared.collection().await
     }
 
-    /// Drops the whole collection, indexes included (tests and tooling; `clear` keeps them).
+    /// Drops the whole collection, indexes included, and its guard documents (tests and tooling;
+    /// `clear` keeps the indexes).
     ///
     /// # Errors
     /// Store failures.
     pub async fn drop_collection(&self, cid: Option<&str>) -> Result<(), ApplicationError> {
-        let coll = self.collection().await?;
-        self.shared.call(cid, "drop", coll.drop()).await
+        let store = self.shared.store().await?;
+        self.shared.call(cid, "drop", store.locks.drop()).await?;
+        self.shared.call(cid, "drop", store.sessions.drop()).await
     }
 }
 
@@ -654,8 +887,8 @@ impl Component for SessionsMongoDbPersistence {
             token.cancel();
             let _ = task.await;
         }
-        if let Some((client, _)) = self.shared.store.get() {
-            let shutdown = client.clone().shutdown().immediate(true);
+        if let Some(store) = self.shared.store.get() {
+            let shutdown = store.client.clone().shutdown().immediate(true);
             if tokio::time::timeout(self.shared.settings.call_timeout, shutdown).await.is_err() {
                 tracing::warn!(store = %self.shared.settings.target, "MongoDB client did not shut down in time.");
             }
@@ -729,28 +962,33 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
         update: &SessionUpdate,
     ) -> Result<UpdateOutcome, ApplicationError> {
         let coll = self.collection().await?;
-        let filter = write_filter(id, &update.condition);
-        let change = change_update(&update.change, update.now)?;
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let current = self.shared.call(cid, "find_one", coll.find_one(doc! { "_id": id })).await?;
+            let Some(current) = current else { return Ok(UpdateOutcome::NotFound) };
+            let current = current.into_session(true)?;
+            // Tried again only when the record changed between the read and the write and still
+            // qualifies; after that many attempts the record as read is the answer.
+            if !update.condition.holds(&current) || attempt > WRITE_ATTEMPTS {
+                return Ok(UpdateOutcome::ConditionFailed(current));
+            }
+            let mut next = current.clone();
+            update.change.apply(&mut next, update.now, &update.policy);
+            let mut filter = write_filter(id, &update.condition);
+            // `expire_time` was computed for a record with this `active`.
+            filter.insert("active", current.active);
+            let change = change_update(&update.change, &next)?;
             let updated = self
                 .shared
                 .call(
                     cid,
                     "find_one_and_update",
-                    coll.find_one_and_update(filter.clone(), change.clone()).return_document(ReturnDocument::After),
+                    coll.find_one_and_update(filter, change).return_document(ReturnDocument::After),
                 )
                 .await?;
             if let Some(d) = updated {
                 return Ok(UpdateOutcome::Updated(d.into_session(true)?));
-            }
-            let current = self.shared.call(cid, "find_one", coll.find_one(doc! { "_id": id })).await?;
-            let Some(current) = current else { return Ok(UpdateOutcome::NotFound) };
-            let current = current.into_session(true)?;
-            // The record changed between the two steps and now qualifies: try the write again.
-            if !update.condition.holds(&current) || attempt >= WRITE_ATTEMPTS {
-                return Ok(UpdateOutcome::ConditionFailed(current));
             }
         }
     }
@@ -762,9 +1000,8 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
         now: DateTime<Utc>,
     ) -> Result<u64, ApplicationError> {
         let coll = self.collection().await?;
-        let filter = doc! { "active": true, "request_time": { "$lt": bson_time(idle_cutoff) } };
-        let update = doc! { "$set": close_set(bson_time(now)), "$inc": { "version": 1_i64 } };
-        let result = self.shared.call(cid, "update_many", coll.update_many(filter, update)).await?;
+        let filter = expired_filter(now, idle_cutoff);
+        let result = self.shared.call(cid, "update_many", coll.update_many(filter, close_update(now))).await?;
         Ok(result.modified_count)
     }
 
@@ -775,9 +1012,180 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
         deleted.map(|d| d.into_session(true)).transpose()
     }
 
-    async fn clear(&self, cid: Option<&str>) -> Result<(), ApplicationError> {
+    async fn delete_if(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        condition: &WriteCondition,
+    ) -> Result<UpdateOutcome, ApplicationError> {
         let coll = self.collection().await?;
-        self.shared.call(cid, "delete_many", coll.delete_many(doc! {})).await?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let deleted = self
+                .shared
+                .call(cid, "find_one_and_delete", coll.find_one_and_delete(write_filter(id, condition)))
+                .await?;
+            if let Some(d) = deleted {
+                return Ok(UpdateOutcome::Updated(d.into_session(true)?));
+            }
+            let current = self.shared.call(cid, "find_one", coll.find_one(doc! { "_id": id })).await?;
+            let Some(current) = current else { return Ok(UpdateOutcome::NotFound) };
+            let current = current.into_session(true)?;
+            if !condition.holds(&current) || attempt >= WRITE_ATTEMPTS {
+                return Ok(UpdateOutcome::ConditionFailed(current));
+            }
+        }
+    }
+
+    async fn create_limited(
+        &self,
+        cid: Option<&str>,
+        session: SessionV1,
+        limit: &SessionLimit,
+    ) -> Result<SessionV1, ApplicationError> {
+        let store = self.shared.store().await?;
+        let new = SessionDoc::from_session(&session)?;
+        let (sessions, locks, limit) = (store.sessions.clone(), store.locks.clone(), *limit);
+        self.shared
+            .transaction(cid, "create_limited", move |tx| {
+                let (sessions, locks, new) = (sessions.clone(), locks.clone(), new.clone());
+                Box::pin(async move {
+                    // Every transaction opening a session for this user writes this document
+                    // (`$inc` always changes it), so two of them cannot both commit.
+                    locks
+                        .update_one(doc! { "_id": &new.user_id }, doc! { "$inc": { "opens": 1_i64 } })
+                        .upsert(true)
+                        .session(&mut *tx)
+                        .await
+                        .map_err(|e| if is_duplicate_key(&e) { TxError::Raced } else { e.into() })?;
+                    if sessions.find_one(doc! { "_id": &new.id }).session(&mut *tx).await?.is_some() {
+                        return Err(session_exists(&new.id).into());
+                    }
+                    let mut cursor = sessions
+                        .find(doc! { "user_id": &new.user_id, "active": true })
+                        .projection(doc! { "user": 0, "data": 0 })
+                        .session(&mut *tx)
+                        .await?;
+                    let open: Vec<SessionDoc> = cursor.stream(&mut *tx).try_collect().await?;
+                    let open = open.into_iter().map(|d| d.into_session(false)).collect::<Result<Vec<_>, _>>()?;
+                    let to_close = limit_victims(open, &limit).map_err(|_| session_limit(&new.user_id, limit.max))?;
+                    if !to_close.is_empty() {
+                        let filter = doc! { "_id": { "$in": &to_close }, "active": true };
+                        let closed = sessions.update_many(filter, close_update(limit.now)).session(&mut *tx).await?;
+                        if closed.modified_count != to_close.len() as u64 {
+                            return Err(TxError::Raced);
+                        }
+                    }
+                    sessions.insert_one(&new).session(&mut *tx).await.map_err(|e| {
+                        if is_duplicate_key(&e) {
+                            TxError::App(session_exists(&new.id))
+                        } else {
+                            e.into()
+                        }
+                    })?;
+                    Ok(())
+                })
+            })
+            .await?;
+        Ok(session)
+    }
+
+    async fn close_user_sessions(
+        &self,
+        cid: Option<&str>,
+        user_id: &str,
+        except_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, ApplicationError> {
+        let coll = self.collection().await?;
+        let mut filter = doc! { "user_id": user_id, "active": true };
+        if let Some(except) = except_id {
+            filter.insert("_id", doc! { "$ne": except });
+        }
+        let result = self.shared.call(cid, "update_many", coll.update_many(filter, close_update(now))).await?;
+        Ok(result.modified_count)
+    }
+
+    async fn purge_closed(
+        &self,
+        cid: Option<&str>,
+        closed_before: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<u64, ApplicationError> {
+        // A driver limit of 0 means "no limit".
+        if limit == 0 {
+            return Ok(0);
+        }
+        let coll = self.collection().await?.clone_with_type::<Document>();
+        let find = async {
+            coll.find(doc! { "active": false, "close_time": { "$lt": bson_time(closed_before) } })
+                .sort(doc! { "close_time": 1, "_id": 1 })
+                .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+                .projection(doc! { "_id": 1 })
+                .await?
+                .try_collect::<Vec<Document>>()
+                .await
+        };
+        let found = self.shared.call(cid, "find", find).await?;
+        let ids: Vec<&str> = found.iter().filter_map(|d| d.get_str("_id").ok()).collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let filter = doc! { "_id": { "$in": ids }, "active": false };
+        let result = self.shared.call(cid, "delete_many", coll.delete_many(filter)).await?;
+        Ok(result.deleted_count)
+    }
+
+    async fn rotate_id(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        new_id: &str,
+        update: &SessionUpdate,
+    ) -> Result<UpdateOutcome, ApplicationError> {
+        let store = self.shared.store().await?;
+        if self.shared.call(cid, "find_one", store.sessions.find_one(doc! { "_id": new_id })).await?.is_some() {
+            return Err(session_exists(new_id).with_correlation_id(cid));
+        }
+        let (sessions, update, id, new_id) =
+            (store.sessions.clone(), update.clone(), id.to_string(), new_id.to_string());
+        self.shared
+            .transaction(cid, "rotate_id", move |tx| {
+                let (sessions, update, id, new_id) = (sessions.clone(), update.clone(), id.clone(), new_id.clone());
+                Box::pin(async move {
+                    let Some(current) = sessions.find_one(doc! { "_id": &id }).session(&mut *tx).await? else {
+                        return Ok(UpdateOutcome::NotFound);
+                    };
+                    let current = current.into_session(true)?;
+                    if !update.condition.holds(&current) {
+                        return Ok(UpdateOutcome::ConditionFailed(current));
+                    }
+                    let mut moved = current.clone();
+                    update.change.apply(&mut moved, update.now, &update.policy);
+                    moved.id = new_id.clone();
+                    let doc = SessionDoc::from_session(&moved)?;
+                    sessions.insert_one(doc).session(&mut *tx).await.map_err(|e| {
+                        if is_duplicate_key(&e) {
+                            TxError::App(session_exists(&new_id))
+                        } else {
+                            e.into()
+                        }
+                    })?;
+                    let old = doc! { "_id": &id, "version": current.version };
+                    if sessions.delete_one(old).session(&mut *tx).await?.deleted_count != 1 {
+                        return Err(TxError::Raced);
+                    }
+                    Ok(UpdateOutcome::Updated(moved))
+                })
+            })
+            .await
+    }
+
+    async fn clear(&self, cid: Option<&str>) -> Result<(), ApplicationError> {
+        let store = self.shared.store().await?;
+        self.shared.call(cid, "delete_many", store.sessions.delete_many(doc! {})).await?;
+        self.shared.call(cid, "delete_many", store.locks.delete_many(doc! {})).await?;
         Ok(())
     }
 }
@@ -847,12 +1255,16 @@ mod tests {
         let t = parse_time("2026-11-21T10:15:30.123Z").unwrap();
         let mut s = SessionV1::open("ab".into(), "u1".into(), t);
         s.data = Some(json!({"$dollar": 1, "dot.key": [9007199254740993_i64, 1.5, false, ""]}));
+        s.expire_time = Some(t + chrono::Duration::milliseconds(5));
+        s.ttl = Some(5);
         s.user = Some(json!(0));
         let d = SessionDoc::from_session(&s).unwrap();
         let bson = mongodb::bson::to_document(&d).unwrap();
         assert_eq!(bson.get_datetime("open_time").unwrap().timestamp_millis(), t.timestamp_millis());
         assert_eq!(bson.get_i64("version").unwrap(), 1);
         assert!(bson.get("close_time").is_none());
+        assert_eq!(bson.get_datetime("expire_time").unwrap().timestamp_millis(), t.timestamp_millis() + 5);
+        assert_eq!(bson.get_i64("ttl").unwrap(), 5);
         let back: SessionDoc = mongodb::bson::from_document(bson).unwrap();
         assert_eq!(back.into_session(true).unwrap(), s);
         let listed = SessionDoc::from_session(&s).unwrap().into_session(false).unwrap();
@@ -862,15 +1274,39 @@ mod tests {
     #[test]
     fn conditions_and_changes_become_filters_and_updates() {
         let t = parse_time("2026-01-01T00:00:00.000Z").unwrap();
-        let c = WriteCondition { require_active: true, idle_cutoff: Some(t), expected_version: Some(3) };
+        let t1 = t + chrono::Duration::milliseconds(1000);
+        let c = WriteCondition {
+            require_active: true,
+            alive_at: Some(t1),
+            idle_cutoff: Some(t),
+            expected_version: Some(3),
+        };
         assert_eq!(
             write_filter("x", &c),
-            doc! { "_id": "x", "active": true, "request_time": { "$gte": bson_time(t) }, "version": 3_i64 }
+            doc! {
+                "_id": "x",
+                "active": true,
+                "$or": [
+                    { "expire_time": { "$gte": bson_time(t1) } },
+                    { "expire_time": { "$exists": false }, "request_time": { "$gte": bson_time(t) } },
+                ],
+                "version": 3_i64,
+            }
         );
         assert_eq!(write_filter("x", &WriteCondition::default()), doc! { "_id": "x" });
+        let mut next = SessionV1::open("x".into(), "u".into(), t);
+        next.expire_time = Some(t1);
         assert_eq!(
-            change_update(&SessionChange::StoreData(json!({"a": 1})), t).unwrap(),
-            doc! { "$set": { "data": "{\"a\":1}", "request_time": bson_time(t) }, "$inc": { "version": 1_i64 } }
+            change_update(&SessionChange::StoreData(json!({"a": 1})), &next).unwrap(),
+            doc! {
+                "$inc": { "version": 1_i64 },
+                "$set": { "data": "{\"a\":1}", "request_time": bson_time(t), "expire_time": bson_time(t1) },
+            }
+        );
+        next.expire_time = None;
+        assert_eq!(
+            change_update(&SessionChange::Close, &next).unwrap(),
+            doc! { "$inc": { "version": 1_i64 }, "$unset": { "expire_time": "" }, "$set": close_set(bson_time(t)) }
         );
         let f =
             SessionsFilter { user_id: Some("u".into()), active: Some(false), from_time: Some(t), ..Default::default() };

@@ -13,7 +13,9 @@ use serde_json::{json, Value};
 use service_sessions::data::version1::{SessionV1, SessionsFilter};
 use service_sessions::logic::{ControllerOptions, OpenSessionRequest, SessionsController};
 use service_sessions::persistence::mongodb::SessionsMongoDbPersistence;
-use service_sessions::persistence::{SessionChange, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition};
+use service_sessions::persistence::{
+    ExpiryPolicy, SessionChange, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition,
+};
 use service_sessions::toolkit::component::Component;
 use service_sessions::toolkit::config::ComponentConfig;
 use service_sessions::toolkit::data::PagingParams;
@@ -136,10 +138,12 @@ async fn documents_and_indexes_have_the_documented_shape() {
         doc! {"user_id": 1, "request_time": -1, "_id": 1},
         doc! {"active": 1, "request_time": -1, "_id": 1},
         doc! {"request_time": -1, "_id": 1},
+        doc! {"active": 1, "expire_time": 1},
+        doc! {"active": 1, "close_time": 1},
     ] {
         assert!(keys.contains(&expected), "index {expected} missing from {keys:?}");
     }
-    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert_eq!(keys.len(), 6, "{keys:?}");
 }
 
 /// Two "service instances": two stores (two clients, two pools) on one collection, each with
@@ -155,7 +159,7 @@ async fn two_instances() -> TwoInstances {
     let collection = unique_name("instances");
     let (a, b) = (open_store(&collection).await, open_store(&collection).await);
     let clock = Arc::new(ManualClock::new(truncate_millis(Utc::now())));
-    let options = ControllerOptions { expire_timeout: 3_600_000, cleanup_interval: 0 };
+    let options = ControllerOptions { expire_timeout: 3_600_000, cleanup_interval: 0, ..Default::default() };
     let controller = |p: &Arc<SessionsMongoDbPersistence>| {
         SessionsController::with(options.clone(), p.clone() as Arc<dyn SessionsPersistence>, clock.clone())
     };
@@ -175,7 +179,7 @@ async fn two_instances_racing_on_one_session_lose_no_write() {
     let mut tasks = Vec::new();
     for i in 0..50 {
         let (c, id) = (t.controllers[i % 2].clone(), id.clone());
-        tasks.push(tokio::spawn(async move { c.store_session_data(None, &id, json!({"n": i})).await }));
+        tasks.push(tokio::spawn(async move { c.store_session_data(None, &id, json!({"n": i}), None).await }));
     }
     let mut versions = Vec::new();
     for task in tasks {
@@ -198,9 +202,15 @@ async fn racing_writers_with_one_expected_version_have_one_winner() {
     for i in 0..20 {
         let (p, id) = (t.stores[i % 2].clone(), s.id.clone());
         let update = SessionUpdate {
-            condition: WriteCondition { require_active: true, idle_cutoff: None, expected_version: Some(s.version) },
+            condition: WriteCondition {
+                require_active: true,
+                alive_at: Some(t.clock.now()),
+                idle_cutoff: None,
+                expected_version: Some(s.version),
+            },
             change: SessionChange::StoreData(json!(i)),
             now: t.clock.now() + Ms::milliseconds(1),
+            policy: ExpiryPolicy { idle_timeout: Some(3_600_000), max_lifetime: None },
         };
         tasks.push(tokio::spawn(async move { p.update(None, &id, &update).await.unwrap() }));
     }
@@ -443,4 +453,28 @@ async fn starts_with_the_server_down_and_connects_later() {
     let a = app.command("get_session_by_id", json!({"session_id": s["id"]})).await;
     assert_eq!((a.status, a.json()["user_id"].as_str()), (200, Some("u1")));
     app.stop().await;
+}
+
+/// Random command sequences through the controller on MongoDB give exactly the answers of the
+/// reference model (which the memory backend is checked against too), each on a fresh collection.
+#[test]
+fn random_sequences_on_mongodb_behave_like_the_model() {
+    use crate::model::{model_answers, run_sequence, sequences};
+    use proptest::prelude::*;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let config = ProptestConfig { cases: 20, failure_persistence: None, ..ProptestConfig::default() };
+    proptest!(config, |(ops in sequences())| {
+        let got = rt.block_on(async {
+            let p = open_store(&unique_name("model")).await;
+            let got = run_sequence(p.clone(), &ops).await;
+            p.drop_collection(None).await.unwrap();
+            p.close(None).await.unwrap();
+            got
+        });
+        let want = model_answers(&ops);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            prop_assert_eq!(g, w, "step {} {:?} of {:?}", i, ops[i], ops);
+        }
+        prop_assert_eq!(got.len(), want.len());
+    });
 }
