@@ -39,10 +39,13 @@ run() { # name script method-free-args...
 
 RSS0=$(rss_kb)
 echo "preloading $SESSIONS sessions of $USERS users..."
-PER_THREAD=$(( SESSIONS / 2 ))
-LIMIT=$PER_THREAD wrk -t2 -c64 -d600s -s benches/lua/open.lua "http://127.0.0.1:$PORT" | grep '^RESULT' | sed 's/^RESULT/preload:/'
+stored() { curl -s -XPOST "http://127.0.0.1:$PORT/v1/sessions/get_sessions" -d '{"paging":{"take":1,"total":true}}' | sed -E 's/.*"total":([0-9]+).*/\1/'; }
+STORED=0
+while [ "$STORED" -lt "$SESSIONS" ]; do
+  wrk -t2 -c64 -d5s -s benches/lua/open.lua "http://127.0.0.1:$PORT" | grep '^RESULT' | sed 's/^RESULT/preload:/'
+  STORED=$(stored)
+done
 RSS1=$(rss_kb)
-STORED=$(curl -s -XPOST "http://127.0.0.1:$PORT/v1/sessions/get_sessions" -d '{"paging":{"take":1,"total":true}}' | sed -E 's/.*"total":([0-9]+).*/\1/')
 echo "stored=$STORED rss_before_kb=$RSS0 rss_after_kb=$RSS1 bytes_per_session=$(( (RSS1 - RSS0) * 1024 / STORED ))"
 
 for u in $(seq 0 99); do
@@ -56,4 +59,5 @@ run get_session_by_id by_id.lua
 run store_session_data store.lua
 run open_session open.lua
 run get_sessions_by_user by_user.lua
+CONNECTIONS=8 run get_sessions_by_user_c8 by_user.lua
 echo "final_rss_kb=$(rss_kb)"

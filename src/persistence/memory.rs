@@ -541,6 +541,11 @@ impl SessionsPersistence for SessionsMemoryPersistence {
         idle_cutoff: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<u64, ApplicationError> {
+        // Nearly always nothing is expired: look under the shared lock first, so listings (which
+        // sweep before they read) do not serialise on the exclusive one.
+        if self.state.read().plan_close_expired(idle_cutoff, now).is_empty() {
+            return Ok(0);
+        }
         let mut state = self.state.write();
         let closed = state.plan_close_expired(idle_cutoff, now);
         let n = closed.len() as u64;
