@@ -452,3 +452,31 @@ async fn https_endpoint_needs_readable_key_files() {
     assert_eq!(e.code, "BAD_CONFIG");
     assert!(e.details["errors"][0].as_str().unwrap().contains("Cannot read the SSL"), "{e:?}");
 }
+
+#[tokio::test]
+async fn https_endpoint_serves_tls() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (key_file, crt_file) = (dir.path().join("key.pem"), dir.path().join("crt.pem"));
+    std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+    std::fs::write(&crt_file, cert.cert.pem()).unwrap();
+    let yaml = format!(
+        "- descriptor: test:controller:echo:default:1.0\n- descriptor: pip-services:endpoint:http:default:1.0\n  connection: {{ protocol: https, host: 127.0.0.1, port: 0 }}\n  credential: {{ ssl_key_file: \"{}\", ssl_crt_file: \"{}\" }}\n- descriptor: test:service:commandable-http:default:1.0\n- descriptor: pip-services:heartbeat-service:http:default:1.0\n",
+        key_file.display(),
+        crt_file.display()
+    );
+    let container = Container::new(Arc::new(test_factory()));
+    container.open_text(&yaml, &ConfigParameters::new(), None).await.unwrap();
+    let ep =
+        container.references().get_one_required::<HttpEndpoint>(&"*:endpoint:http:*:1.0".parse().unwrap()).unwrap();
+    let port = ep.local_addr().unwrap().port();
+    let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
+    let client = reqwest::Client::builder().add_root_certificate(root).build().unwrap();
+    let r =
+        client.post(format!("https://localhost:{port}/v1/echo/echo")).body(r#"{"text":"tls"}"#).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.text().await.unwrap(), "\"tls\"");
+    let plain = reqwest::Client::new().get(format!("http://localhost:{port}/heartbeat")).send().await;
+    assert!(plain.is_err() || plain.unwrap().status().as_u16() != 200, "plain HTTP is not served on the TLS port");
+    container.close(None).await;
+}
