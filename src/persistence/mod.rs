@@ -7,6 +7,7 @@
 //! The in-process backends share [`WriteCondition::holds`] and [`SessionChange::apply`]; the
 //! MongoDB backend expresses the same rules as a query filter and update document.
 
+pub mod index;
 pub mod memory;
 
 use crate::data::version1::{SessionV1, SessionsFilter};
