@@ -1,6 +1,7 @@
 //! `SessionsServiceFactory`: the only place that names the concrete component types.
 
 use crate::logic::SessionsController;
+use crate::persistence::file::SessionsFilePersistence;
 use crate::persistence::memory::SessionsMemoryPersistence;
 use crate::persistence::SessionsPersistence;
 use crate::services::version1::SessionsCommandableHttpServiceV1;
@@ -16,6 +17,11 @@ use std::sync::Arc;
 /// `service-sessions:persistence:memory:*:1.0`.
 pub fn memory_persistence_descriptor() -> Descriptor {
     Descriptor::new("service-sessions", "persistence", "memory", "*", "1.0")
+}
+
+/// `service-sessions:persistence:file:*:1.0`.
+pub fn file_persistence_descriptor() -> Descriptor {
+    Descriptor::new("service-sessions", "persistence", "file", "*", "1.0")
 }
 
 /// `service-sessions:controller:default:*:1.0`.
@@ -41,6 +47,10 @@ impl SessionsServiceFactory {
         TableFactory::new()
             .register(memory_persistence_descriptor(), |c| {
                 let p = Arc::new(SessionsMemoryPersistence::from_config(c)?);
+                Ok(Registration::new(any(), p.clone()).provide::<dyn SessionsPersistence>(p))
+            })
+            .register(file_persistence_descriptor(), |c| {
+                let p = Arc::new(SessionsFilePersistence::from_config(c)?);
                 Ok(Registration::new(any(), p.clone()).provide::<dyn SessionsPersistence>(p))
             })
             .register(controller_descriptor(), |c| {

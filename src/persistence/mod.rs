@@ -7,6 +7,7 @@
 //! The in-process backends share [`WriteCondition::holds`] and [`SessionChange::apply`]; the
 //! MongoDB backend expresses the same rules as a query filter and update document.
 
+pub mod file;
 pub mod index;
 pub mod memory;
 
