@@ -86,6 +86,11 @@ impl IndexBuilder {
         }
     }
 
+    /// Makes room for `additional` more sessions (saves rehashing a large map while loading).
+    pub fn reserve(&mut self, additional: usize) {
+        self.by_id.reserve(additional);
+    }
+
     /// Removes a session.
     pub fn remove(&mut self, id: &str) {
         self.by_id.remove(id);
@@ -106,21 +111,28 @@ impl IndexBuilder {
         self.by_id.is_empty()
     }
 
-    /// The index: keys sorted once, each ordered set built from sorted input.
+    /// The index: keys sorted once, each ordered set built from sorted input (the per-user sets
+    /// on a second thread).
     pub fn build(self) -> SessionsIndex {
         let mut keys: Vec<(Key, bool, &str)> =
             self.by_id.iter().map(|(id, s)| (key(s, id), s.active, s.user_id.as_str())).collect();
         keys.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut users: HashMap<&str, Vec<Key>> = HashMap::new();
-        for (k, _, user) in &keys {
-            users.entry(user).or_default().push(k.clone());
-        }
-        let orders = Orders {
-            open: keys.iter().filter(|(_, active, _)| *active).map(|(k, _, _)| k.clone()).collect(),
-            by_user: users.into_iter().map(|(u, ks)| (Arc::from(u), ks.into_iter().collect())).collect(),
-            all: keys.into_iter().map(|(k, _, _)| k).collect(),
+        let by_user_of = |keys: &[(Key, bool, &str)]| {
+            let mut users: HashMap<&str, Vec<Key>> = HashMap::new();
+            for (k, _, user) in keys {
+                users.entry(user).or_default().push(k.clone());
+            }
+            users.into_iter().map(|(u, ks)| (Arc::from(u), ks.into_iter().collect())).collect()
         };
-        SessionsIndex { by_id: self.by_id, orders }
+        let (by_user, open, all) = std::thread::scope(|scope| {
+            let users = scope.spawn(|| by_user_of(&keys));
+            let open: BTreeSet<Key> = keys.iter().filter(|(_, active, _)| *active).map(|(k, _, _)| k.clone()).collect();
+            let all: BTreeSet<Key> = keys.iter().map(|(k, _, _)| k.clone()).collect();
+            // The thread cannot panic; should it anyway, build the sets here.
+            (users.join().unwrap_or_else(|_| by_user_of(&keys)), open, all)
+        });
+        drop(keys);
+        SessionsIndex { by_id: self.by_id, orders: Orders { all, open, by_user } }
     }
 }
 

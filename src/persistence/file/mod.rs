@@ -8,7 +8,7 @@
 //! - `sessions.<N>.log` — the changes of generation *N*, for every *N* > *G*; the highest is the
 //!   active log, appended to.
 //!
-//! Both files are sequences of checksummed frames (see [`format`]); a frame holds one record, a
+//! Both files are sequences of checksummed frames (see `format.rs`); a frame holds one record, a
 //! whole session state (`put`), a `delete` or a `clear`, as compact JSON. Whole states make
 //! replay idempotent: start-up loads the snapshot into a [`SessionsIndex`] (the same engine, and
 //! so the same semantics and query paths, as the memory backend) and applies the newer logs in
@@ -16,7 +16,7 @@
 //!
 //! # Writes
 //! A write takes the state lock only to check its condition, apply it to the index and hand its
-//! record to the writer thread (see [`writer`]), so the log order is the order of application.
+//! record to the writer thread (see `writer.rs`), so the log order is the order of application.
 //! The writer appends everything queued with one `write` and, under `sync: always`, one
 //! `fdatasync` (group commit), then acknowledges. A write costs O(log n) in memory and O(1) on
 //! disk, whatever the number of stored sessions.
@@ -39,7 +39,7 @@
 //! When the logs outgrow both `options.compact_threshold` bytes (default 64 MiB) and the
 //! snapshot, a background task owned by the component compacts: the writer closes the active
 //! log *N* (fsynced) and continues in *N*+1; then the index is walked in short steps under the
-//! read lock (512 sessions each, so requests wait at most a fraction of a millisecond) into
+//! read lock (512 sessions each, so a write waits about a millisecond at most) into
 //! `sessions.snapshot.tmp`, which is fsynced, renamed over `sessions.snapshot` (header *G* = *N*),
 //! and the folder fsynced; then the logs ≤ *N* are removed. Writes go on during all of it and
 //! land in *N*+1. The walk is not a point-in-time copy, but every session that changes during it
