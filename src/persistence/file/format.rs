@@ -4,10 +4,20 @@
 //! A frame is `len: u32 LE | crc32(len bytes): u32 LE | crc32(payload): u32 LE | payload`. The
 //! length has its own checksum so that a damaged length is told apart from a torn append: a
 //! frame whose header is complete but wrong is corruption, while a frame cut short by the end of
-//! the file is a torn tail. The payload is one [`Record`] as compact JSON.
+//! the file is a torn tail.
+//!
+//! The payload is one [`Record`]: a tag byte, then for a session its fixed fields in a byte
+//! layout (strings as `u32 LE` length + UTF-8, optional values behind a `0`/`1` byte, times as
+//! `i64 LE` seconds + `u32 LE` nanoseconds, `active` as a byte, `version` as `i64 LE`) and `user`
+//! and `data` as JSON text. Hand-written rather than a serde format: the fields are fixed, and
+//! decoding a million sessions at start-up is where the time goes — this layout decodes in about
+//! half the time of an all-JSON record and is about a third smaller. `user` and `data` are
+//! arbitrary JSON, so they stay JSON.
 
 use crate::data::version1::SessionV1;
-use serde::{Deserialize, Serialize};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use std::borrow::Borrow;
 use std::path::{Path, PathBuf};
 
 /// First bytes of every log file.
@@ -29,8 +39,7 @@ pub const LOCK_FILE: &str = "LOCK";
 ///
 /// Records carry whole states, so applying one is idempotent and replay is "last record wins".
 /// `S` is `SessionV1` when reading and `&SessionV1` when writing from the index.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Record<S = SessionV1> {
     /// The new state of a session (created or changed).
     Put(S),
@@ -61,24 +70,194 @@ pub fn log_path(dir: &Path, generation: u64) -> PathBuf {
     dir.join(log_file_name(generation))
 }
 
-/// Appends one frame holding `record` to `buf`.
+const TAG_PUT: u8 = 1;
+const TAG_DELETE: u8 = 2;
+const TAG_CLEAR: u8 = 3;
+const TAG_END: u8 = 4;
+
+fn put_str(buf: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
+    let len = u32::try_from(s.len()).map_err(serde::ser::Error::custom)?;
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+fn put_opt_str(buf: &mut Vec<u8>, s: Option<&str>) -> Result<(), serde_json::Error> {
+    match s {
+        None => buf.push(0),
+        Some(s) => {
+            buf.push(1);
+            put_str(buf, s)?;
+        }
+    }
+    Ok(())
+}
+
+fn put_time(buf: &mut Vec<u8>, t: &DateTime<Utc>) {
+    buf.extend_from_slice(&t.timestamp().to_le_bytes());
+    buf.extend_from_slice(&t.timestamp_subsec_nanos().to_le_bytes());
+}
+
+fn put_json(buf: &mut Vec<u8>, v: Option<&Value>) -> Result<(), serde_json::Error> {
+    match v {
+        None => buf.push(0),
+        Some(v) => {
+            buf.push(1);
+            let at = buf.len();
+            buf.extend_from_slice(&[0; 4]);
+            serde_json::to_writer(&mut *buf, v)?;
+            let len = u32::try_from(buf.len() - at - 4).map_err(serde::ser::Error::custom)?;
+            buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        }
+    }
+    Ok(())
+}
+
+fn put_session(buf: &mut Vec<u8>, s: &SessionV1) -> Result<(), serde_json::Error> {
+    put_str(buf, &s.id)?;
+    put_str(buf, &s.user_id)?;
+    put_opt_str(buf, s.user_name.as_deref())?;
+    put_opt_str(buf, s.address.as_deref())?;
+    put_opt_str(buf, s.client.as_deref())?;
+    buf.push(u8::from(s.active));
+    put_time(buf, &s.open_time);
+    put_time(buf, &s.request_time);
+    match &s.close_time {
+        None => buf.push(0),
+        Some(t) => {
+            buf.push(1);
+            put_time(buf, t);
+        }
+    }
+    buf.extend_from_slice(&s.version.to_le_bytes());
+    put_json(buf, s.user.as_ref())?;
+    put_json(buf, s.data.as_ref())
+}
+
+/// Appends one frame holding `record` to `buf` (nothing on error).
 ///
 /// # Errors
-/// When the record cannot be serialised (not expected for sessions).
-pub fn encode_frame<S: Serialize>(buf: &mut Vec<u8>, record: &Record<S>) -> Result<(), serde_json::Error> {
+/// When a value cannot be serialised (not expected for sessions) or a field exceeds 4 GiB.
+pub fn encode_frame<S: Borrow<SessionV1>>(buf: &mut Vec<u8>, record: &Record<S>) -> Result<(), serde_json::Error> {
     let start = buf.len();
     buf.extend_from_slice(&[0u8; FRAME_HEADER]);
-    if let Err(e) = serde_json::to_writer(&mut *buf, record) {
-        buf.truncate(start);
-        return Err(e);
-    }
-    let len = u32::try_from(buf.len() - start - FRAME_HEADER).map_err(serde::ser::Error::custom)?;
+    let body = match record {
+        Record::Put(s) => {
+            buf.push(TAG_PUT);
+            put_session(buf, s.borrow())
+        }
+        Record::Delete(id) => {
+            buf.push(TAG_DELETE);
+            put_str(buf, id)
+        }
+        Record::Clear => {
+            buf.push(TAG_CLEAR);
+            Ok(())
+        }
+        Record::End(n) => {
+            buf.push(TAG_END);
+            buf.extend_from_slice(&n.to_le_bytes());
+            Ok(())
+        }
+    };
+    let len = body.and_then(|()| u32::try_from(buf.len() - start - FRAME_HEADER).map_err(serde::ser::Error::custom));
+    let len = match len {
+        Ok(len) => len,
+        Err(e) => {
+            buf.truncate(start);
+            return Err(e);
+        }
+    };
     let len_bytes = len.to_le_bytes();
     let payload_crc = crc32fast::hash(&buf[start + FRAME_HEADER..]);
     buf[start..start + 4].copy_from_slice(&len_bytes);
     buf[start + 4..start + 8].copy_from_slice(&crc32fast::hash(&len_bytes).to_le_bytes());
     buf[start + 8..start + 12].copy_from_slice(&payload_crc.to_le_bytes());
     Ok(())
+}
+
+/// A cursor over a payload; every read fails (`None`) past the end.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = (self.0.get(..n)?, self.0.get(n..)?);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+
+    fn i64(&mut self) -> Option<i64> {
+        self.array().map(i64::from_le_bytes)
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len = usize::try_from(u32::from_le_bytes(self.array()?)).ok()?;
+        self.take(len)
+    }
+
+    fn string(&mut self) -> Option<String> {
+        std::str::from_utf8(self.bytes()?).ok().map(str::to_owned)
+    }
+
+    fn option<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
+        match self.u8()? {
+            0 => Some(None),
+            1 => read(self).map(Some),
+            _ => None,
+        }
+    }
+
+    fn time(&mut self) -> Option<DateTime<Utc>> {
+        let secs = self.i64()?;
+        let nanos = u32::from_le_bytes(self.array()?);
+        DateTime::from_timestamp(secs, nanos)
+    }
+
+    fn json(&mut self) -> Option<Value> {
+        serde_json::from_slice(self.bytes()?).ok()
+    }
+
+    fn session(&mut self) -> Option<SessionV1> {
+        Some(SessionV1 {
+            id: self.string()?,
+            user_id: self.string()?,
+            user_name: self.option(Self::string)?,
+            address: self.option(Self::string)?,
+            client: self.option(Self::string)?,
+            active: match self.u8()? {
+                0 => false,
+                1 => true,
+                _ => return None,
+            },
+            open_time: self.time()?,
+            request_time: self.time()?,
+            close_time: self.option(Self::time)?,
+            version: self.i64()?,
+            user: self.option(Self::json)?,
+            data: self.option(Self::json)?,
+        })
+    }
+}
+
+/// Decodes a frame's payload; `None` if it is not a whole, valid record.
+pub fn decode_record(payload: &[u8]) -> Option<Record> {
+    let mut r = Reader(payload);
+    let record = match r.u8()? {
+        TAG_PUT => Record::Put(r.session()?),
+        TAG_DELETE => Record::Delete(r.string()?),
+        TAG_CLEAR => Record::Clear,
+        TAG_END => Record::End(u64::from_le_bytes(r.array()?)),
+        _ => return None,
+    };
+    r.0.is_empty().then_some(record)
 }
 
 /// The snapshot file header for a generation.
@@ -212,7 +391,7 @@ mod tests {
         let mut out = Vec::new();
         for f in Frames::new(buf, 8) {
             match f {
-                Ok((_, p)) => out.push(serde_json::from_slice(p).unwrap()),
+                Ok((_, p)) => out.push(decode_record(p).unwrap()),
                 Err(d) => return (out, Some(d)),
             }
         }
@@ -221,9 +400,26 @@ mod tests {
 
     #[test]
     fn frames_round_trip() {
-        let recs = vec![Record::Delete("a".into()), Record::Clear, Record::End(3)];
-        assert_eq!(scan(&frames(&recs)), (recs, None));
-        assert_eq!(String::from_utf8(frames(&[Record::Clear])[12..].to_vec()).unwrap(), "\"clear\"");
+        let mut closed =
+            SessionV1::open("ab".into(), "u1".into(), DateTime::from_timestamp(1_700_000_000, 123_456_789).unwrap());
+        closed.active = false;
+        closed.close_time = Some(DateTime::from_timestamp(1_700_000_001, 5_000_000).unwrap());
+        closed.user_name = Some("ünï".into());
+        closed.client = Some(String::new());
+        closed.user = Some(serde_json::json!({"z": 1, "a": [false, null, "x"]}));
+        closed.data = None;
+        closed.version = 42;
+        let open = SessionV1::open("cd".into(), "u2".into(), DateTime::from_timestamp(-5, 0).unwrap());
+        let recs =
+            vec![Record::Put(closed), Record::Put(open), Record::Delete("a".into()), Record::Clear, Record::End(3)];
+        assert_eq!(scan(&frames(&recs)), (recs.clone(), None));
+        assert_eq!(frames(&[Record::Clear])[12..], [TAG_CLEAR]);
+        assert_eq!(decode_record(&[TAG_CLEAR, 0]), None, "trailing bytes");
+        assert_eq!(decode_record(&[9]), None, "unknown tag");
+        let put = frames(&recs[..1]);
+        for cut in 13..put.len() {
+            assert_eq!(decode_record(&put[12..cut]), None, "cut at {cut}");
+        }
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! to open with `CORRUPT_STORE` is left exactly as it was for an operator to inspect.
 
 use super::format::{
-    log_path, parse_log_file_name, parse_snapshot_header, Damage, Frames, Record, LOCK_FILE, LOG_MAGIC, SNAPSHOT_FILE,
-    SNAPSHOT_HEADER, SNAPSHOT_TEMP_FILE,
+    decode_record, log_path, parse_log_file_name, parse_snapshot_header, Damage, Frames, Record, LOCK_FILE, LOG_MAGIC,
+    SNAPSHOT_FILE, SNAPSHOT_HEADER, SNAPSHOT_TEMP_FILE,
 };
 use super::snapshot::{sync_dir, SnapshotWriter};
 use super::{RecoveryReport, TornTail};
@@ -19,6 +19,8 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
+/// Files at least this large are read on two threads.
+const PARALLEL_READ: usize = 64 << 20;
 /// Frames decoded per step of the start-up pipeline.
 const CHUNK: usize = 4096;
 
@@ -211,8 +213,26 @@ pub fn create_log(dir: &Path, generation: u64) -> io::Result<File> {
     Ok(file)
 }
 
+/// Reads a whole file. A large one is read in two halves on two threads: most of the time goes
+/// to faulting in the fresh buffer's pages, which then happens on both cores.
 fn read_file(path: &Path) -> Result<Vec<u8>, ApplicationError> {
-    fs::read(path).map_err(|e| open_failed(path, "read", &e))
+    let fail = |e: io::Error| open_failed(path, "read", &e);
+    let file = File::open(path).map_err(fail)?;
+    let len = usize::try_from(file.metadata().map_err(fail)?.len()).map_err(|e| fail(io::Error::other(e)))?;
+    if len < PARALLEL_READ {
+        return fs::read(path).map_err(fail);
+    }
+    let mut buf = vec![0u8; len];
+    let (first, second) = buf.split_at_mut(len / 2);
+    let read_at =
+        |part: &mut [u8], offset: usize| std::os::unix::fs::FileExt::read_exact_at(&file, part, offset as u64);
+    std::thread::scope(|scope| {
+        let other = scope.spawn(|| read_at(second, len / 2));
+        let mine = read_at(first, 0);
+        mine.and(other.join().unwrap_or_else(|_| Err(io::Error::other("reader thread failed"))))
+    })
+    .map_err(fail)?;
+    Ok(buf)
 }
 
 /// Loads the snapshot into `index`; returns its generation and size.
@@ -222,8 +242,8 @@ fn load_snapshot(path: &Path, index: &mut IndexBuilder) -> Result<(u64, u64), Ap
     let mut puts = 0u64;
     let mut end = None;
     let frames = Frames::new(&bytes[SNAPSHOT_HEADER..], SNAPSHOT_HEADER as u64);
-    // About 400 bytes a session; reserving saves rehashing a map of large entries while loading.
-    index.reserve(bytes.len() / 400);
+    // About 300 bytes a session; reserving saves rehashing a map of large entries while loading.
+    index.reserve(bytes.len() / 300);
     replay_frames(path, frames, |offset, record| {
         if end.is_some() {
             return Err(corrupt(path, offset, "data after the snapshot trailer"));
@@ -362,10 +382,9 @@ fn replay_frames(
     Ok(damage)
 }
 
-/// Decodes payloads. The decoder's message may quote stored values, so only the fact of a
-/// failure is kept.
+/// Decodes payloads (a failure carries no detail: it could only quote stored values).
 fn decode(frames: &[(u64, &[u8])]) -> Vec<(u64, Result<Record, ()>)> {
-    frames.iter().map(|(o, p)| (*o, serde_json::from_slice(p).map_err(|_| ()))).collect()
+    frames.iter().map(|(o, p)| (*o, decode_record(p).ok_or(()))).collect()
 }
 
 /// Reads a Node service JSON file: a JSON array of SessionV1 (without `version`; `user` and

@@ -36,7 +36,7 @@
 //! read. Closing the store (graceful shutdown) always writes and fsyncs everything.
 //!
 //! # Compaction
-//! When the logs outgrow both `options.compact_threshold` bytes (default 64 MiB) and the
+//! When the logs outgrow both `options.compact_threshold` bytes (default 64 MiB) and half the
 //! snapshot, a background task owned by the component compacts: the writer closes the active
 //! log *N* (fsynced) and continues in *N*+1; then the index is walked in short steps under the
 //! read lock (512 sessions each, so a write waits about a millisecond at most) into
@@ -45,7 +45,9 @@
 //! land in *N*+1. The walk is not a point-in-time copy, but every session that changes during it
 //! has its new state in log *N*+1, which replay applies after the snapshot, so nothing is lost.
 //! A crash at any step leaves a consistent set of files: start-up removes a leftover temp file
-//! and any log ≤ *G*. The compaction work is proportional to the writes since the previous one.
+//! and any log ≤ *G*. The compaction work is proportional to the writes since the previous one
+//! (each write pays for rewriting about two sessions), and start-up never replays more than about
+//! one and a half times the live data.
 //!
 //! # Start-up and corruption
 //! A frame cut short at the end of the last log (a crash during an append, possibly followed by
