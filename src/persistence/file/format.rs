@@ -247,6 +247,32 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// What a payload is, read from its first bytes only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peek<'a> {
+    /// A session state, with the session id.
+    Put(&'a [u8]),
+    /// A deletion, with the session id.
+    Delete(&'a [u8]),
+    /// Everything deleted.
+    Clear,
+    /// A snapshot trailer.
+    End,
+}
+
+/// The kind of a payload and its session id, without decoding the rest; `None` if even that much
+/// is not valid.
+pub fn peek_record(payload: &[u8]) -> Option<Peek<'_>> {
+    let mut r = Reader(payload);
+    Some(match r.u8()? {
+        TAG_PUT => Peek::Put(r.bytes()?),
+        TAG_DELETE => Peek::Delete(r.bytes()?),
+        TAG_CLEAR => Peek::Clear,
+        TAG_END => Peek::End,
+        _ => return None,
+    })
+}
+
 /// Decodes a frame's payload; `None` if it is not a whole, valid record.
 pub fn decode_record(payload: &[u8]) -> Option<Record> {
     let mut r = Reader(payload);
@@ -420,6 +446,9 @@ mod tests {
         for cut in 13..put.len() {
             assert_eq!(decode_record(&put[12..cut]), None, "cut at {cut}");
         }
+        assert_eq!(peek_record(&put[12..]), Some(Peek::Put(b"ab")));
+        assert_eq!(peek_record(&frames(&recs[2..3])[12..]), Some(Peek::Delete(b"a")));
+        assert_eq!(peek_record(&[TAG_PUT, 9, 0, 0, 0, b'x']), None, "id cut short");
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! Opening a store folder: the lock, replay of snapshot and logs, torn-tail repair, and the
 //! import of a Node service JSON file.
 //!
-//! Nothing is changed on disk until every file has been read and checked, so a store that fails
-//! to open with `CORRUPT_STORE` is left exactly as it was for an operator to inspect.
+//! Nothing is changed on disk (beyond removing an interrupted temp snapshot) until every file has
+//! been read and checked, so a store that fails to open with `CORRUPT_STORE` is left as it was
+//! for an operator to inspect. Replay decodes only the newest record of each session (see
+//! `replay`), so start-up costs about the same whatever the length of the logs.
 
 use super::format::{
-    decode_record, log_path, parse_log_file_name, parse_snapshot_header, Damage, Frames, Record, LOCK_FILE, LOG_MAGIC,
-    SNAPSHOT_FILE, SNAPSHOT_HEADER, SNAPSHOT_TEMP_FILE,
+    decode_record, log_path, parse_log_file_name, parse_snapshot_header, peek_record, Damage, Frames, Peek, Record,
+    LOCK_FILE, LOG_MAGIC, SNAPSHOT_FILE, SNAPSHOT_HEADER, SNAPSHOT_TEMP_FILE,
 };
 use super::snapshot::{sync_dir, SnapshotWriter};
 use super::{RecoveryReport, TornTail};
@@ -14,6 +16,7 @@ use crate::data::version1::SessionV1;
 use crate::persistence::index::{IndexBuilder, SessionsIndex};
 use crate::toolkit::errors::ApplicationError;
 use serde_json::Value;
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -126,8 +129,15 @@ pub fn open_store(dir: &Path, import: Option<&Path>) -> Result<Opened, Applicati
     }
     let mut report = RecoveryReport::default();
     let mut index = IndexBuilder::new();
+    // Every file is read whole, then checked, before anything is applied or changed.
+    let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     let (snapshot_generation, snapshot_bytes) = if has_snapshot {
-        load_snapshot(&dir.join(SNAPSHOT_FILE), &mut index)?
+        let path = dir.join(SNAPSHOT_FILE);
+        let bytes = read_file(&path)?;
+        let generation = parse_snapshot_header(&bytes).ok_or_else(|| corrupt(&path, 0, "bad snapshot header"))?;
+        let size = bytes.len() as u64;
+        files.push((path, bytes));
+        (generation, size)
     } else if logs.is_empty() {
         match import.filter(|p| p.exists()) {
             Some(json) => {
@@ -155,18 +165,28 @@ pub fn open_store(dir: &Path, import: Option<&Path>) -> Result<Opened, Applicati
             return Err(corrupt(&log_path(dir, expected), 0, "missing log file"));
         }
     }
+    for g in &live {
+        let path = log_path(dir, *g);
+        let bytes = read_file(&path)?;
+        files.push((path, bytes));
+    }
+    let mut lists: Vec<FrameList<'_>> = Vec::with_capacity(files.len());
     let mut log_bytes = 0;
     let mut torn = None;
-    for (i, g) in live.iter().enumerate() {
-        let path = log_path(dir, *g);
-        let last = i + 1 == live.len();
-        let (valid, records, damage) = replay_log(&path, last, &mut index)?;
-        report.log_records += records;
+    for (i, (path, bytes)) in files.iter().enumerate() {
+        if i == 0 && has_snapshot {
+            lists.push(snapshot_frames(path, bytes)?);
+            continue;
+        }
+        let (frames, valid, damage) = log_frames(path, bytes, i + 1 == files.len())?;
+        report.log_records += frames.len() as u64;
         log_bytes += valid;
+        lists.push(frames);
         if let Some(t) = damage {
-            torn = Some((path, t));
+            torn = Some((path.clone(), t));
         }
     }
+    replay(&files, &lists, &mut index)?;
     // Every file checked: now repair and tidy.
     if let Some((path, t)) = &torn {
         repair_tail(path, t.offset)?;
@@ -235,81 +255,108 @@ fn read_file(path: &Path) -> Result<Vec<u8>, ApplicationError> {
     Ok(buf)
 }
 
-/// Loads the snapshot into `index`; returns its generation and size.
-fn load_snapshot(path: &Path, index: &mut IndexBuilder) -> Result<(u64, u64), ApplicationError> {
-    let bytes = read_file(path)?;
-    let generation = parse_snapshot_header(&bytes).ok_or_else(|| corrupt(path, 0, "bad snapshot header"))?;
-    let mut puts = 0u64;
-    let mut end = None;
-    let frames = Frames::new(&bytes[SNAPSHOT_HEADER..], SNAPSHOT_HEADER as u64);
-    // About 300 bytes a session; reserving saves rehashing a map of large entries while loading.
-    index.reserve(bytes.len() / 300);
-    replay_frames(path, frames, |offset, record| {
-        if end.is_some() {
-            return Err(corrupt(path, offset, "data after the snapshot trailer"));
+/// The frames of a snapshot, without its trailer, after checking that it is whole: every frame
+/// valid, all sessions, and the trailer's count right.
+fn snapshot_frames<'a>(path: &Path, bytes: &'a [u8]) -> Result<FrameList<'a>, ApplicationError> {
+    let mut frames = Vec::with_capacity(bytes.len() / 300);
+    for f in Frames::new(&bytes[SNAPSHOT_HEADER..], SNAPSHOT_HEADER as u64) {
+        match f {
+            Ok(frame) => frames.push(frame),
+            // A snapshot is complete by construction (written aside, synced, renamed).
+            Err(Damage::Torn { offset }) => return Err(corrupt(path, offset, "truncated snapshot")),
+            Err(Damage::Corrupt { offset, reason }) => return Err(corrupt(path, offset, reason)),
         }
-        match record {
-            Record::Put(s) => {
-                puts += 1;
-                index.put(s);
-            }
-            Record::End(n) if n == puts => end = Some(n),
-            _ => return Err(corrupt(path, offset, "unexpected record in a snapshot")),
-        }
-        Ok(())
-    })
-    .and_then(|damage| match damage {
-        None => Ok(()),
-        // A snapshot is complete by construction (written aside, synced, renamed).
-        Some(Damage::Torn { offset }) => Err(corrupt(path, offset, "truncated snapshot")),
-        Some(Damage::Corrupt { offset, reason }) => Err(corrupt(path, offset, reason)),
-    })?;
-    if end.is_none() {
-        return Err(corrupt(path, bytes.len() as u64, "snapshot without its trailer"));
     }
-    Ok((generation, bytes.len() as u64))
+    let Some((end_offset, end)) = frames.pop() else {
+        return Err(corrupt(path, bytes.len() as u64, "snapshot without its trailer"));
+    };
+    match decode_record(end) {
+        Some(Record::End(n)) if n == frames.len() as u64 => {}
+        Some(Record::End(_)) => return Err(corrupt(path, end_offset, "snapshot trailer count mismatch")),
+        _ => return Err(corrupt(path, bytes.len() as u64, "snapshot without its trailer")),
+    }
+    if let Some((offset, _)) = frames.iter().find(|(_, p)| !matches!(peek_record(p), Some(Peek::Put(_)))) {
+        return Err(corrupt(path, *offset, "unexpected record in a snapshot"));
+    }
+    Ok(frames)
 }
 
-/// Replays one log into `index`; returns the valid length, the records applied and, for the last
-/// log only, a torn tail to cut off.
-fn replay_log(
+/// Checked frames of a file: `(offset, payload)`.
+type FrameList<'a> = Vec<(u64, &'a [u8])>;
+
+/// The frames of a log, its valid length and, for the last log only, a torn tail to cut off.
+fn log_frames<'a>(
     path: &Path,
+    bytes: &'a [u8],
     last: bool,
-    index: &mut IndexBuilder,
-) -> Result<(u64, u64, Option<TornTail>), ApplicationError> {
-    let bytes = read_file(path)?;
+) -> Result<(FrameList<'a>, u64, Option<TornTail>), ApplicationError> {
     let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let len = bytes.len() as u64;
     let magic = LOG_MAGIC.len();
-    if bytes.len() < magic && last && LOG_MAGIC.starts_with(&bytes) {
+    if bytes.len() < magic && last && LOG_MAGIC.starts_with(bytes) {
         // Created but its header never reached the disk.
-        return Ok((magic as u64, 0, Some(TornTail { file: file_name, offset: 0, dropped_bytes: len })));
+        return Ok((Vec::new(), magic as u64, Some(TornTail { file: file_name, offset: 0, dropped_bytes: len })));
     }
     if bytes.get(..magic) != Some(&LOG_MAGIC[..]) {
         return Err(corrupt(path, 0, "not a sessions log (bad header)"));
     }
-    let mut records = 0u64;
-    let frames = Frames::new(&bytes[magic..], magic as u64);
-    let damage = replay_frames(path, frames, |offset, record| {
-        match record {
-            Record::Put(s) => index.put(s),
-            Record::Delete(id) => index.remove(&id),
-            Record::Clear => index.clear(),
-            Record::End(_) => return Err(corrupt(path, offset, "unexpected record in a log")),
+    let mut frames = Vec::new();
+    for f in Frames::new(&bytes[magic..], magic as u64) {
+        match f {
+            Ok(frame) => frames.push(frame),
+            Err(Damage::Torn { offset }) if last => {
+                let torn = TornTail { file: file_name, offset, dropped_bytes: len - offset };
+                return Ok((frames, offset, Some(torn)));
+            }
+            Err(Damage::Torn { offset }) => {
+                return Err(corrupt(path, offset, "incomplete record in a log that is not the last"))
+            }
+            Err(Damage::Corrupt { offset, reason }) => return Err(corrupt(path, offset, reason)),
         }
-        records += 1;
-        Ok(())
-    })?;
-    match damage {
-        None => Ok((len, records, None)),
-        Some(Damage::Torn { offset }) if last => {
-            Ok((offset, records, Some(TornTail { file: file_name, offset, dropped_bytes: len - offset })))
-        }
-        Some(Damage::Torn { offset }) => Err(corrupt(path, offset, "incomplete record in a log that is not the last")),
-        Some(Damage::Corrupt { offset, reason }) => Err(corrupt(path, offset, reason)),
     }
+    Ok((frames, len, None))
 }
 
+/// Applies checked frames (snapshot first, then logs, oldest first) to `index`.
+///
+/// Records are whole states, so only the newest record of each session matters: a walk from the
+/// newest frame back reads just the tag and id of each, stops at a `clear`, and picks the frames
+/// to decode — one per live session, however long the logs. Those are decoded on worker threads
+/// while this thread adds them to the index.
+fn replay(
+    files: &[(PathBuf, Vec<u8>)],
+    lists: &[FrameList<'_>],
+    index: &mut IndexBuilder,
+) -> Result<(), ApplicationError> {
+    let mut seen: HashSet<&[u8]> = HashSet::with_capacity(lists.first().map_or(0, Vec::len));
+    let mut picked: Vec<(usize, u64, &[u8])> = Vec::with_capacity(seen.capacity());
+    'walk: for (file, frames) in lists.iter().enumerate().rev() {
+        for (offset, payload) in frames.iter().rev() {
+            match peek_record(payload) {
+                Some(Peek::Put(id)) => {
+                    if seen.insert(id) {
+                        picked.push((file, *offset, payload));
+                    }
+                }
+                Some(Peek::Delete(id)) => {
+                    seen.insert(id);
+                }
+                Some(Peek::Clear) => break 'walk,
+                Some(Peek::End) => return Err(corrupt(&files[file].0, *offset, "unexpected record in a log")),
+                None => return Err(corrupt(&files[file].0, *offset, "undecodable record")),
+            }
+        }
+    }
+    drop(seen);
+    index.reserve(picked.len());
+    decode_parallel(&picked, |file, offset, record| match record {
+        Some(Record::Put(s)) => {
+            index.put(s);
+            Ok(())
+        }
+        _ => Err(corrupt(&files[file].0, offset, "undecodable record")),
+    })
+}
 /// Cuts a log at `offset` (keeping its header) and syncs it.
 fn repair_tail(path: &Path, offset: u64) -> Result<(), ApplicationError> {
     let fail = |e: io::Error| open_failed(path, "repair", &e);
@@ -323,42 +370,26 @@ fn repair_tail(path: &Path, offset: u64) -> Result<(), ApplicationError> {
     file.sync_all().map_err(fail)
 }
 
-/// Checks every frame, then decodes them on worker threads while this thread applies them in
-/// order; returns where the frames stopped being valid, if they did. Decoding (JSON) costs about
-/// twice as much as applying, so on two cores this roughly halves start-up.
-fn replay_frames(
-    path: &Path,
-    frames: Frames<'_>,
-    mut apply: impl FnMut(u64, Record) -> Result<(), ApplicationError>,
-) -> Result<Option<Damage>, ApplicationError> {
-    let mut list = Vec::new();
-    let mut damage = None;
-    for f in frames {
-        match f {
-            Ok(frame) => list.push(frame),
-            Err(d) => {
-                damage = Some(d);
-                break;
-            }
-        }
-    }
-    let mut apply_all = |decoded: Vec<(u64, Result<Record, ()>)>| -> Result<(), ApplicationError> {
-        decoded.into_iter().try_for_each(|(offset, record)| {
-            apply(offset, record.map_err(|()| corrupt(path, offset, "undecodable record"))?)
-        })
+/// Decodes the frames on worker threads (bounded channels keep the order and the memory) while
+/// this thread applies them in order.
+fn decode_parallel(
+    frames: &[(usize, u64, &[u8])],
+    mut apply: impl FnMut(usize, u64, Option<Record>) -> Result<(), ApplicationError>,
+) -> Result<(), ApplicationError> {
+    let mut apply_all = |decoded: Vec<(usize, u64, Option<Record>)>| {
+        decoded.into_iter().try_for_each(|(file, offset, record)| apply(file, offset, record))
     };
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-    if workers < 2 || list.len() < 2 * CHUNK {
-        apply_all(decode(&list))?;
-        return Ok(damage);
+    if workers < 2 || frames.len() < 2 * CHUNK {
+        return apply_all(decode(frames));
     }
-    let chunks: Vec<&[(u64, &[u8])]> = list.chunks(CHUNK).collect();
+    let chunks: Vec<&[(usize, u64, &[u8])]> = frames.chunks(CHUNK).collect();
     std::thread::scope(|scope| {
         let mut receivers = Vec::with_capacity(workers);
         let mut handles = Vec::with_capacity(workers);
         for w in 0..workers {
             let (tx, rx) = mpsc::sync_channel(2);
-            let mine: Vec<&[(u64, &[u8])]> = chunks.iter().skip(w).step_by(workers).copied().collect();
+            let mine: Vec<&[(usize, u64, &[u8])]> = chunks.iter().skip(w).step_by(workers).copied().collect();
             handles.push(scope.spawn(move || {
                 for chunk in mine {
                     if tx.send(decode(chunk)).is_err() {
@@ -378,13 +409,12 @@ fn replay_frames(
             let _ = h.join();
         }
         result
-    })?;
-    Ok(damage)
+    })
 }
 
 /// Decodes payloads (a failure carries no detail: it could only quote stored values).
-fn decode(frames: &[(u64, &[u8])]) -> Vec<(u64, Result<Record, ()>)> {
-    frames.iter().map(|(o, p)| (*o, decode_record(p).ok_or(()))).collect()
+fn decode(frames: &[(usize, u64, &[u8])]) -> Vec<(usize, u64, Option<Record>)> {
+    frames.iter().map(|(file, offset, payload)| (*file, *offset, decode_record(payload))).collect()
 }
 
 /// Reads a Node service JSON file: a JSON array of SessionV1 (without `version`; `user` and
