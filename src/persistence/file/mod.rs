@@ -9,10 +9,10 @@
 //!   active log, appended to.
 //!
 //! Both files are sequences of checksummed frames (see `format.rs`); a frame holds one record, a
-//! whole session state (`put`), a `delete` or a `clear`, as compact JSON. Whole states make
-//! replay idempotent: start-up loads the snapshot into a [`SessionsIndex`] (the same engine, and
-//! so the same semantics and query paths, as the memory backend) and applies the newer logs in
-//! order.
+//! whole session state (`put`), a `delete` or a `clear`: fixed fields in a byte layout, `user`
+//! and `data` as JSON. Whole states make replay "last record wins": start-up keeps the newest
+//! record of each session from the snapshot and the newer logs and builds a [`SessionsIndex`]
+//! (the same engine, and so the same semantics and query paths, as the memory backend).
 //!
 //! # Writes
 //! A write takes the state lock only to check its condition, apply it to the index and hand its
