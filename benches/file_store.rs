@@ -20,7 +20,7 @@ use serde_json::json;
 use service_sessions::data::version1::SessionV1;
 use service_sessions::persistence::file::{FileOptions, SessionsFilePersistence, SyncMode};
 use service_sessions::persistence::{
-    PageOptions, SessionChange, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition,
+    ExpiryPolicy, PageOptions, SessionChange, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition,
 };
 use service_sessions::toolkit::component::Component;
 use service_sessions::toolkit::time::truncate_millis;
@@ -54,11 +54,13 @@ fn update(n: usize) -> SessionUpdate {
     SessionUpdate {
         condition: WriteCondition {
             require_active: true,
+            alive_at: Some(now),
             idle_cutoff: Some(now - chrono::Duration::hours(24)),
             expected_version: None,
         },
         change: SessionChange::StoreData(json!({"cart": [1, 2, 3, n % 100], "theme": "dark", "visits": n})),
         now,
+        policy: ExpiryPolicy { idle_timeout: Some(24 * 3_600_000), max_lifetime: None },
     }
 }
 

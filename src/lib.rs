@@ -6,11 +6,13 @@
 //! - [`data`]: `SessionV1` and the typed filter.
 //! - [`persistence`]: the `SessionsPersistence` contract and its backends.
 //! - [`logic`]: `SessionsController` (expiry, sweep, clock) and its command set.
-//! - [`services`]: the commandable HTTP API.
+//! - [`services`]: the commandable HTTP API and the REST API.
+//! - [`clients`]: the Rust client SDK (HTTP and direct) other services use to call this one.
 //! - [`build`]: `SessionsServiceFactory`, the only place naming concrete types.
 //! - [`container`]: `SessionsProcess`, run by the `service-sessions` binary.
 
 pub mod build;
+pub mod clients;
 pub mod container;
 pub mod data;
 pub mod logic;

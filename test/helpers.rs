@@ -77,6 +77,7 @@ pub fn sessions_yaml(extra_controller_options: &str) -> String {
 - descriptor: "pip-services:heartbeat-service:http:default:1.0"
 - descriptor: "pip-services:status-service:http:default:1.0"
 - descriptor: "pip-services:swagger-service:http:default:1.0"
+- descriptor: "pip-services:prometheus-service:http:default:1.0"
 "#
     )
 }

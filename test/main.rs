@@ -3,6 +3,17 @@
 //! on the file backend under load and checks that no acknowledged write is lost.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod bad_input;
+mod clients;
+mod controller;
 mod crash;
+mod fuzz;
+#[allow(dead_code)] // shared by every test module; each uses only part of it
 mod helpers;
+mod kernel;
+mod lifecycle_http;
+mod model;
 mod persistence;
+mod process;
+mod rest_http;
+mod sessions_http;

@@ -1,6 +1,19 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: unit tests, the integration suite (every backend), doc tests.
+# Runs the whole test suite: unit tests, the integration suite (every backend, MongoDB included),
+# doc tests.
+#
+# MongoDB: with MONGODB_URI set, the suite uses that deployment (it creates and drops its own
+# uniquely named collections). Otherwise a SecantusDB test server is installed if missing (into a
+# cache folder outside the repository), started on a free 127.0.0.1 port in a fresh data folder,
+# and stopped when this script exits. Either way SECANTUS_CMD and SECANTUS_URI_OPTIONS are
+# exported, so the outage tests can start and stop private server instances of their own.
+# MONGO_IMPL=rs selects the Rust build of the server (see test/mongo_server.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source test/mongo_server.sh
+mongo_install
+if [[ -z "${MONGODB_URI:-}" ]]; then
+    mongo_start MONGODB_URI
+fi
 cargo test --all-targets
 cargo test --doc

@@ -1,16 +1,19 @@
 //! `SessionsServiceFactory`: the only place that names the concrete component types.
 
+use crate::clients::version1::{SessionsClientV1, SessionsDirectClientV1, SessionsHttpClientV1};
 use crate::logic::SessionsController;
 use crate::persistence::file::SessionsFilePersistence;
+use crate::persistence::instrumented::InstrumentedPersistence;
 use crate::persistence::memory::SessionsMemoryPersistence;
-use crate::persistence::SessionsPersistence;
-use crate::services::version1::SessionsCommandableHttpServiceV1;
+use crate::persistence::mongodb::SessionsMongoDbPersistence;
+use crate::services::version1::{SessionsCommandableHttpServiceV1, SessionsRestServiceV1};
 use crate::toolkit::commands::Commandable;
 use crate::toolkit::defaults::default_factory;
 use crate::toolkit::descriptor::Descriptor;
 use crate::toolkit::factory::{CompositeFactory, TableFactory};
 use crate::toolkit::http::commandable::CommandableHttpService;
 use crate::toolkit::http::swagger::OpenApiDocument;
+use crate::toolkit::metrics::MetricsSource;
 use crate::toolkit::references::Registration;
 use std::sync::Arc;
 
@@ -24,6 +27,11 @@ pub fn file_persistence_descriptor() -> Descriptor {
     Descriptor::new("service-sessions", "persistence", "file", "*", "1.0")
 }
 
+/// `service-sessions:persistence:mongodb:*:1.0`.
+pub fn mongodb_persistence_descriptor() -> Descriptor {
+    Descriptor::new("service-sessions", "persistence", "mongodb", "*", "1.0")
+}
+
 /// `service-sessions:controller:default:*:1.0`.
 pub fn controller_descriptor() -> Descriptor {
     Descriptor::new("service-sessions", "controller", "default", "*", "1.0")
@@ -32,6 +40,21 @@ pub fn controller_descriptor() -> Descriptor {
 /// `service-sessions:service:commandable-http:*:1.0`.
 pub fn commandable_http_service_descriptor() -> Descriptor {
     Descriptor::new("service-sessions", "service", "commandable-http", "*", "1.0")
+}
+
+/// `service-sessions:client:commandable-http:*:1.0`.
+pub fn http_client_descriptor() -> Descriptor {
+    Descriptor::new("service-sessions", "client", "commandable-http", "*", "1.0")
+}
+
+/// `service-sessions:client:direct:*:1.0`.
+pub fn direct_client_descriptor() -> Descriptor {
+    Descriptor::new("service-sessions", "client", "direct", "*", "1.0")
+}
+
+/// `service-sessions:service:rest:*:1.0`.
+pub fn rest_service_descriptor() -> Descriptor {
+    Descriptor::new("service-sessions", "service", "rest", "*", "1.0")
 }
 
 fn any() -> Descriptor {
@@ -47,18 +70,36 @@ impl SessionsServiceFactory {
         TableFactory::new()
             .register(memory_persistence_descriptor(), |c| {
                 let p = Arc::new(SessionsMemoryPersistence::from_config(c)?);
-                Ok(Registration::new(any(), p.clone()).provide::<dyn SessionsPersistence>(p))
+                Ok(Registration::new(any(), p.clone()).provide(InstrumentedPersistence::wrap("memory", p)))
+            })
+            .register(mongodb_persistence_descriptor(), |c| {
+                let p = Arc::new(SessionsMongoDbPersistence::from_config(c)?);
+                Ok(Registration::new(any(), p.clone()).provide(InstrumentedPersistence::wrap("mongodb", p)))
             })
             .register(file_persistence_descriptor(), |c| {
                 let p = Arc::new(SessionsFilePersistence::from_config(c)?);
-                Ok(Registration::new(any(), p.clone()).provide::<dyn SessionsPersistence>(p))
+                Ok(Registration::new(any(), p.clone()).provide(InstrumentedPersistence::wrap("file", p)))
             })
             .register(controller_descriptor(), |c| {
                 let ctl = SessionsController::from_config(c)?;
-                Ok(Registration::new(any(), ctl.clone()).provide::<dyn Commandable>(ctl))
+                Ok(Registration::new(any(), ctl.clone())
+                    .provide::<dyn Commandable>(ctl.clone())
+                    .provide::<dyn MetricsSource>(ctl))
             })
             .register(commandable_http_service_descriptor(), |c| {
                 let s: Arc<CommandableHttpService> = Arc::new(SessionsCommandableHttpServiceV1::from_config(c)?);
+                Ok(Registration::new(any(), s.clone()).provide::<dyn OpenApiDocument>(s))
+            })
+            .register(http_client_descriptor(), |c| {
+                let client = Arc::new(SessionsHttpClientV1::from_config(c)?);
+                Ok(Registration::new(any(), client.clone()).provide::<dyn SessionsClientV1>(client))
+            })
+            .register(direct_client_descriptor(), |c| {
+                let client = Arc::new(SessionsDirectClientV1::from_config(c)?);
+                Ok(Registration::new(any(), client.clone()).provide::<dyn SessionsClientV1>(client))
+            })
+            .register(rest_service_descriptor(), |c| {
+                let s = Arc::new(SessionsRestServiceV1::from_config(c)?);
                 Ok(Registration::new(any(), s.clone()).provide::<dyn OpenApiDocument>(s))
             })
     }

@@ -1,8 +1,11 @@
-//! `SessionsCommandSet`: the eight Pip commands with their parameter schemas (contract §3).
+//! `SessionsCommandSet`: the eight Pip commands with their parameter schemas (contract §3), plus
+//! the lifecycle extensions: optional `version` on writes (optimistic concurrency), `ttl` on
+//! open, `touch_session`, `validate_session`, `close_user_sessions`, `rotate_session_id` and
+//! `purge_sessions`.
 
 use super::controller::{OpenSessionRequest, SessionsController};
 use crate::data::version1::SessionsFilter;
-use crate::toolkit::commands::{Command, CommandResult, CommandSet, Parameters};
+use crate::toolkit::commands::{output, Command, CommandOutput, CommandResult, CommandSet, Parameters};
 use crate::toolkit::data::PagingParams;
 use crate::toolkit::errors::ApplicationError;
 use crate::toolkit::schema::{ObjectSchema, Schema, TypeCode};
@@ -45,11 +48,6 @@ fn schema() -> ObjectSchema {
     ObjectSchema::new().allow_undefined(true)
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, ApplicationError> {
-    serde_json::to_value(v)
-        .map_err(|e| ApplicationError::internal("SERIALIZATION_FAILED", "Cannot encode the result").with_cause(e))
-}
-
 /// Builds a command whose action runs on the controller (if it still exists).
 fn command<F, Fut>(
     name: &str,
@@ -60,7 +58,7 @@ fn command<F, Fut>(
 ) -> Command
 where
     F: Fn(Arc<SessionsController>, Option<String>, Parameters) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Option<Value>, ApplicationError>> + Send + 'static,
+    Fut: Future<Output = Result<CommandOutput, ApplicationError>> + Send + 'static,
 {
     let me = me.clone();
     let action = Arc::new(action);
@@ -77,14 +75,58 @@ where
     })
 }
 
+fn version_schema() -> Schema {
+    Schema::integer().min(1).describe("Expected current version (optimistic concurrency)")
+}
+
+/// `{session_id, version?}`.
+fn by_id_schema() -> ObjectSchema {
+    schema()
+        .with_required_property("session_id", session_id_schema())
+        .with_optional_property("version", version_schema())
+}
+
+fn count(n: u64) -> Result<CommandOutput, ApplicationError> {
+    output(&serde_json::json!({ "count": n }))
+}
+
 fn session_id(args: &Parameters) -> Result<String, ApplicationError> {
     let id = args.required_str("session_id")?;
     validate_session_id(id)?;
     Ok(id.to_string())
 }
 
-fn optional(v: Option<crate::data::version1::SessionV1>) -> Result<Option<Value>, ApplicationError> {
-    v.map(|s| to_json(&s)).transpose()
+fn optional(v: Option<crate::data::version1::SessionV1>) -> Result<CommandOutput, ApplicationError> {
+    v.map_or(Ok(None), |s| output(&s))
+}
+
+/// The parameters of `open_session` (also the body of `POST /api/v1/sessions`).
+pub fn open_session_schema() -> ObjectSchema {
+    schema()
+        .with_required_property("user_id", Schema::string().max_length(MAX_USER_ID_LENGTH))
+        .with_optional_property("user_name", Schema::string().max_length(MAX_TEXT_LENGTH))
+        .with_optional_property("address", Schema::string().max_length(MAX_TEXT_LENGTH))
+        .with_optional_property("client", Schema::string().max_length(MAX_TEXT_LENGTH))
+        .with_optional_property("user", Schema::any().describe("Cached user object"))
+        .with_optional_property("data", Schema::any().describe("Session data"))
+        .with_optional_property("ttl", Schema::integer().min(1000).describe("Own idle timeout in ms"))
+}
+
+/// Reads `open_session` parameters already validated by [`open_session_schema`].
+///
+/// # Errors
+/// `INVALID_DATA` when `user_id` is missing (only if the schema was not checked).
+pub fn open_session_request(args: &Parameters) -> Result<OpenSessionRequest, ApplicationError> {
+    let text = |k: &str| args.get_str(k).map(str::to_string);
+    Ok(OpenSessionRequest {
+        user_id: args.required_str("user_id")?.to_string(),
+        user_name: text("user_name"),
+        address: text("address"),
+        client: text("client"),
+        user: args.get_raw("user").cloned().unwrap_or(Value::Null),
+        data: args.get_raw("data").cloned().unwrap_or(Value::Null),
+        ttl: args.get_i64("ttl"),
+    })
 }
 
 /// The command set of a controller.
@@ -108,7 +150,7 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
             let filter = SessionsFilter::from_value(args.get("filter"))?;
             let paging = PagingParams::from_value(args.get("paging"))?;
             let page = c.get_sessions(cid.as_deref(), &filter, &paging).await?;
-            to_json(&page).map(Some)
+            output(&page)
         },
     ));
     set.add(command(
@@ -124,62 +166,43 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
     set.add(command(
         "open_session",
         "Opens a new session for a user",
-        schema()
-            .with_required_property("user_id", Schema::string().max_length(MAX_USER_ID_LENGTH))
-            .with_optional_property("user_name", Schema::string().max_length(MAX_TEXT_LENGTH))
-            .with_optional_property("address", Schema::string().max_length(MAX_TEXT_LENGTH))
-            .with_optional_property("client", Schema::string().max_length(MAX_TEXT_LENGTH))
-            .with_optional_property("user", Schema::any().describe("Cached user object"))
-            .with_optional_property("data", Schema::any().describe("Session data")),
+        open_session_schema(),
         &me,
         |c, cid, args| async move {
-            let text = |k: &str| args.get_str(k).map(str::to_string);
-            let request = OpenSessionRequest {
-                user_id: args.required_str("user_id")?.to_string(),
-                user_name: text("user_name"),
-                address: text("address"),
-                client: text("client"),
-                user: args.get_raw("user").cloned().unwrap_or(Value::Null),
-                data: args.get_raw("data").cloned().unwrap_or(Value::Null),
-            };
-            let s = c.open_session(cid.as_deref(), request).await?;
-            to_json(&s).map(Some)
+            let s = c.open_session(cid.as_deref(), open_session_request(&args)?).await?;
+            output(&s)
         },
     ));
     set.add(command(
         "store_session_data",
         "Replaces the data of an open session; 409 SESSION_CLOSED for a closed one",
-        schema()
-            .with_required_property("session_id", session_id_schema())
-            .with_required_property("data", Schema::any().describe("Session data")),
+        by_id_schema().with_required_property("data", Schema::any().describe("Session data")),
         &me,
         |c, cid, args| async move {
             let id = session_id(&args)?;
             let data = args.get_raw("data").cloned().unwrap_or(Value::Null);
-            optional(c.store_session_data(cid.as_deref(), &id, data).await?)
+            optional(c.store_session_data(cid.as_deref(), &id, data, args.get_i64("version")).await?)
         },
     ));
     set.add(command(
         "update_session_user",
         "Replaces the cached user of an open session; 409 SESSION_CLOSED for a closed one",
-        schema()
-            .with_required_property("session_id", session_id_schema())
-            .with_required_property("user", Schema::any().describe("Cached user object")),
+        by_id_schema().with_required_property("user", Schema::any().describe("Cached user object")),
         &me,
         |c, cid, args| async move {
             let id = session_id(&args)?;
             let user = args.get_raw("user").cloned().unwrap_or(Value::Null);
-            optional(c.update_session_user(cid.as_deref(), &id, user).await?)
+            optional(c.update_session_user(cid.as_deref(), &id, user, args.get_i64("version")).await?)
         },
     ));
     set.add(command(
         "close_session",
         "Closes a session (idempotent)",
-        schema().with_required_property("session_id", session_id_schema()),
+        by_id_schema(),
         &me,
         |c, cid, args| async move {
             let id = session_id(&args)?;
-            optional(c.close_session(cid.as_deref(), &id).await?)
+            optional(c.close_session(cid.as_deref(), &id, args.get_i64("version")).await?)
         },
     ));
     set.add(command(
@@ -195,12 +218,67 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
     set.add(command(
         "delete_session_by_id",
         "Deletes a session; returns it as it was",
-        schema().with_required_property("session_id", session_id_schema()),
+        by_id_schema(),
         &me,
         |c, cid, args| async move {
             let id = session_id(&args)?;
-            optional(c.delete_session_by_id(cid.as_deref(), &id).await?)
+            optional(c.delete_session_by_id(cid.as_deref(), &id, args.get_i64("version")).await?)
         },
     ));
+    add_extensions(&mut set, &me);
     set
+}
+
+/// The lifecycle extensions (additive: Pip clients never call them).
+fn add_extensions(set: &mut CommandSet, me: &Weak<SessionsController>) {
+    set.add(command(
+        "touch_session",
+        "Refreshes request_time (and expire_time) of an open session",
+        by_id_schema(),
+        me,
+        |c, cid, args| async move {
+            let id = session_id(&args)?;
+            optional(c.touch_session(cid.as_deref(), &id, args.get_i64("version")).await?)
+        },
+    ));
+    set.add(command(
+        "validate_session",
+        "Tells whether a session is valid now, without touching it: {is_valid, expire_time, ttl}",
+        schema().with_required_property("session_id", session_id_schema()),
+        me,
+        |c, cid, args| async move {
+            let id = session_id(&args)?;
+            output(&c.validate_session(cid.as_deref(), &id).await?)
+        },
+    ));
+    set.add(command(
+        "close_user_sessions",
+        "Closes every open session of a user, optionally except one: {count}",
+        schema()
+            .with_required_property("user_id", Schema::string().max_length(MAX_USER_ID_LENGTH))
+            .with_optional_property("except_session_id", session_id_schema()),
+        me,
+        |c, cid, args| async move {
+            let user_id = args.required_str("user_id")?.to_string();
+            let except = args.get_str("except_session_id").map(str::to_string);
+            count(c.close_user_sessions(cid.as_deref(), &user_id, except.as_deref()).await?)
+        },
+    ));
+    set.add(command(
+        "rotate_session_id",
+        "Moves an open session to a new id; the old id stops working at once",
+        by_id_schema(),
+        me,
+        |c, cid, args| async move {
+            let id = session_id(&args)?;
+            optional(c.rotate_session_id(cid.as_deref(), &id, args.get_i64("version")).await?)
+        },
+    ));
+    set.add(command(
+        "purge_sessions",
+        "Deletes closed sessions past the retention period now: {count}",
+        schema(),
+        me,
+        |c, cid, _args| async move { count(c.purge_sessions(cid.as_deref()).await?) },
+    ));
 }

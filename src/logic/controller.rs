@@ -8,14 +8,21 @@
 //! controller: started on open, cancelled and joined on close.
 
 use super::commands::sessions_command_set;
+use super::metrics;
 use crate::data::version1::{new_session_id, SessionV1, SessionsFilter};
-use crate::persistence::{SessionChange, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition};
+use crate::persistence::{
+    is_alive, ExpiryPolicy, LimitPolicy, SessionChange, SessionLimit, SessionUpdate, SessionsPersistence,
+    UpdateOutcome, WriteCondition,
+};
 use crate::toolkit::commands::{CommandSet, Commandable};
 use crate::toolkit::component::Component;
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::descriptor::Descriptor;
 use crate::toolkit::errors::ApplicationError;
+use crate::toolkit::json::merge_patch;
+use crate::toolkit::log::redact_id;
+use crate::toolkit::metrics::MetricsSource;
 use crate::toolkit::references::References;
 use crate::toolkit::time::{Clock, SystemClock};
 use async_trait::async_trait;
@@ -28,20 +35,61 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// `options.*` of the controller.
+/// `options.*` of the controller. Durations are in milliseconds.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct ControllerOptions {
-    /// Idle timeout in ms (default 86 400 000 = 24 h); 0 disables idle expiry.
+    /// Idle timeout (default 86 400 000 = 24 h); 0 disables idle expiry.
     pub expire_timeout: u64,
-    /// Period of the expiry sweep in ms (default 900 000 = 15 min); 0 disables the sweep.
+    /// Period of the background sweep (default 900 000 = 15 min); 0 disables the sweep.
     pub cleanup_interval: u64,
+    /// Absolute lifetime of a session whatever its activity (default 0 = unlimited).
+    pub max_lifetime: u64,
+    /// Largest per-session `ttl` a caller may ask for (default 30 days).
+    pub max_ttl: u64,
+    /// Whether reads (`get_session_by_id`) count as activity (default false).
+    pub touch_on_read: bool,
+    /// With `touch_on_read`, a session is written at most once per this interval (default 60 000).
+    pub touch_interval: u64,
+    /// Most open sessions per user (default 0 = unlimited).
+    pub max_sessions_per_user: u64,
+    /// At the limit: `deny` (409 `SESSION_LIMIT`, default) or `close_oldest`.
+    pub limit_policy: LimitPolicy,
+    /// How long closed sessions are kept before the sweep deletes them (default 7 days; 0 =
+    /// forever).
+    pub retention: u64,
+    /// Most sessions one purge step deletes (default 1000).
+    pub purge_batch_size: u64,
 }
 
 impl Default for ControllerOptions {
     fn default() -> Self {
-        Self { expire_timeout: 86_400_000, cleanup_interval: 900_000 }
+        Self {
+            expire_timeout: 86_400_000,
+            cleanup_interval: 900_000,
+            max_lifetime: 0,
+            max_ttl: 30 * 86_400_000,
+            touch_on_read: false,
+            touch_interval: 60_000,
+            max_sessions_per_user: 0,
+            limit_policy: LimitPolicy::Deny,
+            retention: 7 * 86_400_000,
+            purge_batch_size: 1000,
+        }
     }
+}
+
+/// What `validate_session` answers (also read back by the clients).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SessionValidity {
+    /// Whether the session is open and not expired.
+    pub is_valid: bool,
+    /// When it expires unless used again (`null` when invalid or never).
+    #[serde(default, with = "crate::toolkit::time::serde_time::option")]
+    pub expire_time: Option<DateTime<Utc>>,
+    /// Milliseconds left (`null` when invalid or never).
+    #[serde(default)]
+    pub ttl: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -73,6 +121,19 @@ pub struct OpenSessionRequest {
     pub user: Value,
     /// Initial session data (any JSON).
     pub data: Value,
+    /// The session's own idle timeout in ms (instead of `expire_timeout`).
+    pub ttl: Option<i64>,
+}
+
+/// How many times [`SessionsController::merge_session_data`] reads and writes before it gives up
+/// on a session that keeps changing under it.
+pub const MERGE_ATTEMPTS: u32 = 8;
+
+/// The `SESSION_VERSION_CONFLICT` conflict, with the current version.
+fn version_conflict(id: &str, current: i64) -> ApplicationError {
+    ApplicationError::conflict("SESSION_VERSION_CONFLICT", "Session was changed by another request")
+        .with_details("session_id", id)
+        .with_details("version", current)
 }
 
 /// The `SESSION_CLOSED` conflict.
@@ -158,14 +219,41 @@ impl SessionsController {
         }
     }
 
-    /// The idle cutoff at `now`: sessions with `request_time` before it are expired.
+    fn ms(v: u64) -> Option<i64> {
+        (v > 0).then(|| i64::try_from(v).unwrap_or(i64::MAX))
+    }
+
+    /// How `expire_time` is computed from the options.
+    pub fn policy(&self) -> ExpiryPolicy {
+        ExpiryPolicy {
+            idle_timeout: Self::ms(self.options.expire_timeout),
+            max_lifetime: Self::ms(self.options.max_lifetime),
+        }
+    }
+
+    /// The idle cutoff at `now` for records without an `expire_time`.
     fn idle_cutoff(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let ms = i64::try_from(self.options.expire_timeout).unwrap_or(i64::MAX);
-        (ms > 0).then(|| now - chrono::Duration::milliseconds(ms))
+        Self::ms(self.options.expire_timeout)
+            .and_then(chrono::Duration::try_milliseconds)
+            .and_then(|d| now.checked_sub_signed(d))
     }
 
     fn is_expired(&self, s: &SessionV1, now: DateTime<Utc>) -> bool {
-        s.active && self.idle_cutoff(now).is_some_and(|c| s.request_time < c)
+        s.active && !is_alive(s, Some(now), self.idle_cutoff(now))
+    }
+
+    /// The condition of a write to an open, unexpired session.
+    fn alive_condition(&self, now: DateTime<Utc>, expected_version: Option<i64>) -> WriteCondition {
+        WriteCondition {
+            require_active: true,
+            alive_at: Some(now),
+            idle_cutoff: self.idle_cutoff(now),
+            expected_version,
+        }
+    }
+
+    fn update(&self, condition: WriteCondition, change: SessionChange, now: DateTime<Utc>) -> SessionUpdate {
+        SessionUpdate { condition, change, now, policy: self.policy() }
     }
 
     /// Closes an expired session found by a command; returns the session as it is afterwards.
@@ -175,15 +263,35 @@ impl SessionsController {
         s: SessionV1,
         now: DateTime<Utc>,
     ) -> Result<Option<SessionV1>, ApplicationError> {
-        let update = SessionUpdate {
-            condition: WriteCondition { require_active: true, idle_cutoff: None, expected_version: Some(s.version) },
-            change: SessionChange::Close,
-            now,
-        };
-        Ok(match self.persistence()?.update(cid, &s.id, &update).await? {
-            UpdateOutcome::Updated(s) | UpdateOutcome::ConditionFailed(s) => Some(s),
+        let condition =
+            WriteCondition { require_active: true, expected_version: Some(s.version), ..Default::default() };
+        Ok(match self.persistence()?.update(cid, &s.id, &self.update(condition, SessionChange::Close, now)).await? {
+            UpdateOutcome::Updated(s) => {
+                metrics::closed("expired", 1);
+                tracing::debug!(session = %redact_id(&s.id), "Expired session closed.");
+                Some(s)
+            }
+            UpdateOutcome::ConditionFailed(s) => Some(s),
             UpdateOutcome::NotFound => None,
         })
+    }
+
+    /// Turns a failed write condition into the error it means (closing an expired session).
+    async fn refused(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        current: SessionV1,
+        now: DateTime<Utc>,
+    ) -> Result<ApplicationError, ApplicationError> {
+        if self.is_expired(&current, now) {
+            self.expire(cid, current, now).await?;
+            Ok(session_closed(id))
+        } else if !current.active {
+            Ok(session_closed(id))
+        } else {
+            Ok(version_conflict(id, current.version))
+        }
     }
 
     /// A page of sessions (expired ones are closed first, so the page shows them closed).
@@ -200,7 +308,8 @@ impl SessionsController {
         self.persistence()?.get_page_by_filter(cid, filter, paging).await
     }
 
-    /// A session by id; an expired one is closed on the spot and returned closed.
+    /// A session by id; an expired one is closed on the spot and returned closed. With
+    /// `touch_on_read`, a read refreshes `request_time` at most once per `touch_interval`.
     ///
     /// # Errors
     /// Store failures.
@@ -208,19 +317,44 @@ impl SessionsController {
         let now = self.now();
         match self.persistence()?.get_one_by_id(cid, id).await? {
             Some(s) if self.is_expired(&s, now) => self.expire(cid, s, now).await,
+            Some(s) if self.options.touch_on_read && s.active && self.touch_due(&s, now) => {
+                let condition = self.alive_condition(now, Some(s.version));
+                Ok(
+                    match self
+                        .persistence()?
+                        .update(cid, id, &self.update(condition, SessionChange::Touch, now))
+                        .await?
+                    {
+                        UpdateOutcome::Updated(t) | UpdateOutcome::ConditionFailed(t) => Some(t),
+                        UpdateOutcome::NotFound => None,
+                    },
+                )
+            }
             other => Ok(other),
         }
     }
 
-    /// Opens a session with a fresh 128-bit id.
+    fn touch_due(&self, s: &SessionV1, now: DateTime<Utc>) -> bool {
+        (now - s.request_time).num_milliseconds() >= Self::ms(self.options.touch_interval).unwrap_or(0)
+    }
+
+    /// Opens a session with a fresh 128-bit id (within the per-user limit, when configured).
     ///
     /// # Errors
-    /// Store failures.
+    /// `INVALID_DATA` for a `ttl` out of range; `SESSION_LIMIT` (409); store failures.
     pub async fn open_session(
         &self,
         cid: Option<&str>,
         request: OpenSessionRequest,
     ) -> Result<SessionV1, ApplicationError> {
+        let max_ttl = Self::ms(self.options.max_ttl).unwrap_or(i64::MAX);
+        if let Some(ttl) = request.ttl.filter(|t| *t < 1000 || *t > max_ttl) {
+            return Err(ApplicationError::bad_request(
+                "INVALID_DATA",
+                format!("Validation failed: ttl must be between 1000 and {max_ttl} ms"),
+            )
+            .with_details("ttl", ttl));
+        }
         let now = self.now();
         let mut attempt = 0;
         loop {
@@ -230,10 +364,31 @@ impl SessionsController {
             s.client = request.client.clone();
             s.user = Some(request.user.clone());
             s.data = Some(request.data.clone());
-            match self.persistence()?.create(cid, s).await {
+            s.ttl = request.ttl;
+            s.expire_time = self.policy().expire_time(&s);
+            let store = self.persistence()?;
+            let created = match self.options.max_sessions_per_user {
+                0 => store.create(cid, s).await,
+                max => {
+                    let limit = SessionLimit {
+                        max,
+                        policy: self.options.limit_policy,
+                        now,
+                        idle_cutoff: self.idle_cutoff(now),
+                    };
+                    store.create_limited(cid, s, &limit).await
+                }
+            };
+            match created {
                 // A 128-bit collision is practically impossible; one retry covers it anyway.
                 Err(e) if e.code == "SESSION_EXISTS" && attempt == 0 => attempt += 1,
-                other => return other,
+                other => {
+                    if let Ok(s) = &other {
+                        metrics::event("opened", 1);
+                        tracing::debug!(session = %redact_id(&s.id), "Session opened.");
+                    }
+                    return other;
+                }
             }
         }
     }
@@ -246,71 +401,113 @@ impl SessionsController {
         expected_version: Option<i64>,
     ) -> Result<Option<SessionV1>, ApplicationError> {
         let now = self.now();
-        let condition = WriteCondition { require_active: true, idle_cutoff: self.idle_cutoff(now), expected_version };
-        match self.persistence()?.update(cid, id, &SessionUpdate { condition, change, now }).await? {
+        let update = self.update(self.alive_condition(now, expected_version), change, now);
+        match self.persistence()?.update(cid, id, &update).await? {
             UpdateOutcome::Updated(s) => Ok(Some(s)),
             UpdateOutcome::NotFound => Ok(None),
-            UpdateOutcome::ConditionFailed(current) => {
-                if self.is_expired(&current, now) {
-                    self.expire(cid, current, now).await?;
-                    Err(session_closed(id))
-                } else if !current.active {
-                    Err(session_closed(id))
-                } else {
-                    Err(ApplicationError::conflict(
-                        "SESSION_VERSION_CONFLICT",
-                        "Session was changed by another request",
-                    )
-                    .with_details("session_id", id)
-                    .with_details("version", current.version))
-                }
-            }
+            UpdateOutcome::ConditionFailed(current) => Err(self.refused(cid, id, current, now).await?),
         }
     }
 
-    /// Replaces the session's data and refreshes `request_time`.
+    /// Replaces the session's data and refreshes `request_time`; with `version`, only if the
+    /// session is still at that version.
     ///
     /// # Errors
-    /// `SESSION_CLOSED` (409) for a closed or expired session; store failures.
+    /// `SESSION_CLOSED` (409) for a closed or expired session, `SESSION_VERSION_CONFLICT` (409);
+    /// store failures.
     pub async fn store_session_data(
         &self,
         cid: Option<&str>,
         id: &str,
         data: Value,
+        version: Option<i64>,
     ) -> Result<Option<SessionV1>, ApplicationError> {
-        self.write(cid, id, SessionChange::StoreData(data), None).await
+        self.write(cid, id, SessionChange::StoreData(data), version).await
+    }
+
+    /// Applies an RFC 7396 merge patch to the session's data and refreshes `request_time`.
+    ///
+    /// The patch is applied to the data as stored and written only if the session is still at the
+    /// version it was read at, so a concurrent change is never lost. With `version` that is the
+    /// expected version (a stale one fails at once); without it a lost race re-reads and retries,
+    /// up to [`MERGE_ATTEMPTS`] times in all.
+    ///
+    /// # Errors
+    /// As [`SessionsController::store_session_data`]; `SESSION_VERSION_CONFLICT` (409) also when
+    /// every attempt lost a race.
+    pub async fn merge_session_data(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        patch: &Value,
+        version: Option<i64>,
+    ) -> Result<Option<SessionV1>, ApplicationError> {
+        let mut attempt = 1;
+        loop {
+            // Read as stored: no expiry close and no touch here; the conditional write below
+            // checks both, and a read that touched would make the caller's version stale.
+            let Some(current) = self.persistence()?.get_one_by_id(cid, id).await? else { return Ok(None) };
+            let mut data = current.data.unwrap_or(Value::Null);
+            merge_patch(&mut data, patch);
+            let expected = version.unwrap_or(current.version);
+            match self.write(cid, id, SessionChange::StoreData(data), Some(expected)).await {
+                Err(e) if version.is_none() && e.code == "SESSION_VERSION_CONFLICT" && attempt < MERGE_ATTEMPTS => {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Replaces the session's cached user and refreshes `request_time`.
     ///
     /// # Errors
-    /// `SESSION_CLOSED` (409) for a closed or expired session; store failures.
+    /// As [`SessionsController::store_session_data`].
     pub async fn update_session_user(
         &self,
         cid: Option<&str>,
         id: &str,
         user: Value,
+        version: Option<i64>,
     ) -> Result<Option<SessionV1>, ApplicationError> {
-        self.write(cid, id, SessionChange::UpdateUser(user), None).await
+        self.write(cid, id, SessionChange::UpdateUser(user), version).await
+    }
+
+    /// Refreshes `request_time` (and so `expire_time`) without changing anything else.
+    ///
+    /// # Errors
+    /// As [`SessionsController::store_session_data`].
+    pub async fn touch_session(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<SessionV1>, ApplicationError> {
+        self.write(cid, id, SessionChange::Touch, version).await
     }
 
     /// Closes a session; closing a closed session returns it unchanged.
     ///
     /// # Errors
-    /// Store failures.
-    pub async fn close_session(&self, cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
+    /// `SESSION_VERSION_CONFLICT` (409) when `version` is stale; store failures.
+    pub async fn close_session(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<SessionV1>, ApplicationError> {
         let now = self.now();
-        let condition = WriteCondition { require_active: true, ..WriteCondition::default() };
-        Ok(
-            match self
-                .persistence()?
-                .update(cid, id, &SessionUpdate { condition, change: SessionChange::Close, now })
-                .await?
-            {
-                UpdateOutcome::Updated(s) | UpdateOutcome::ConditionFailed(s) => Some(s),
-                UpdateOutcome::NotFound => None,
-            },
-        )
+        let condition = WriteCondition { require_active: true, expected_version: version, ..Default::default() };
+        match self.persistence()?.update(cid, id, &self.update(condition, SessionChange::Close, now)).await? {
+            UpdateOutcome::Updated(s) => {
+                metrics::closed("close", 1);
+                tracing::debug!(session = %redact_id(&s.id), "Session closed.");
+                Ok(Some(s))
+            }
+            UpdateOutcome::ConditionFailed(s) if !s.active => Ok(Some(s)),
+            UpdateOutcome::ConditionFailed(s) => Err(version_conflict(id, s.version)),
+            UpdateOutcome::NotFound => Ok(None),
+        }
     }
 
     /// Closes every expired open session; returns how many were closed.
@@ -319,22 +516,128 @@ impl SessionsController {
     /// Store failures.
     pub async fn close_expired_sessions(&self, cid: Option<&str>) -> Result<u64, ApplicationError> {
         let now = self.now();
-        match self.idle_cutoff(now) {
-            Some(cutoff) => self.persistence()?.close_expired(cid, cutoff, now).await,
-            None => Ok(0),
-        }
+        let cutoff = self.idle_cutoff(now).unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let n = self.persistence()?.close_expired(cid, cutoff, now).await?;
+        metrics::closed("expired", n);
+        Ok(n)
     }
 
-    /// Deletes a session (open or closed); returns it as it was.
+    /// Closes every open session of a user, except one if given ("log out everywhere else").
     ///
     /// # Errors
     /// Store failures.
+    pub async fn close_user_sessions(
+        &self,
+        cid: Option<&str>,
+        user_id: &str,
+        except_id: Option<&str>,
+    ) -> Result<u64, ApplicationError> {
+        let n = self.persistence()?.close_user_sessions(cid, user_id, except_id, self.now()).await?;
+        metrics::closed("revoked", n);
+        Ok(n)
+    }
+
+    /// Moves a session to a fresh id (after a privilege change); the old id stops working at once.
+    ///
+    /// # Errors
+    /// As [`SessionsController::store_session_data`].
+    pub async fn rotate_session_id(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<SessionV1>, ApplicationError> {
+        let now = self.now();
+        let update = self.update(self.alive_condition(now, version), SessionChange::Touch, now);
+        let new_id = new_session_id()?;
+        match self.persistence()?.rotate_id(cid, id, &new_id, &update).await? {
+            UpdateOutcome::Updated(s) => {
+                metrics::event("rotated", 1);
+                tracing::debug!(from = %redact_id(id), to = %redact_id(&s.id), "Session id rotated.");
+                Ok(Some(s))
+            }
+            UpdateOutcome::NotFound => Ok(None),
+            UpdateOutcome::ConditionFailed(current) => Err(self.refused(cid, id, current, now).await?),
+        }
+    }
+
+    /// Whether a session is valid now, without touching it. Unknown ids are simply not valid.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn validate_session(&self, cid: Option<&str>, id: &str) -> Result<SessionValidity, ApplicationError> {
+        let now = self.now();
+        let s = self.persistence()?.get_one_by_id(cid, id).await?;
+        Ok(match s {
+            Some(s) if s.active && is_alive(&s, Some(now), self.idle_cutoff(now)) => {
+                let expire_time = s.expire_time.or_else(|| self.policy().expire_time(&s));
+                SessionValidity { is_valid: true, expire_time, ttl: expire_time.map(|t| (t - now).num_milliseconds()) }
+            }
+            _ => SessionValidity { is_valid: false, expire_time: None, ttl: None },
+        })
+    }
+
+    /// Deletes closed sessions older than `retention`, in batches; returns how many.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn purge_sessions(&self, cid: Option<&str>) -> Result<u64, ApplicationError> {
+        let Some(retention) = Self::ms(self.options.retention) else { return Ok(0) };
+        let Some(before) = chrono::Duration::try_milliseconds(retention).and_then(|d| self.now().checked_sub_signed(d))
+        else {
+            return Ok(0);
+        };
+        let batch = self.options.purge_batch_size.max(1);
+        let mut total = 0;
+        loop {
+            let n = self.persistence()?.purge_closed(cid, before, batch).await?;
+            total += n;
+            if n < batch {
+                metrics::event("purged", total);
+                return Ok(total);
+            }
+            // Let other requests in between batches.
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Deletes a session (open or closed); returns it as it was. With `version`, only if the
+    /// session is still at that version.
+    ///
+    /// # Errors
+    /// `SESSION_VERSION_CONFLICT` (409); store failures.
     pub async fn delete_session_by_id(
         &self,
         cid: Option<&str>,
         id: &str,
+        version: Option<i64>,
     ) -> Result<Option<SessionV1>, ApplicationError> {
-        self.persistence()?.delete_by_id(cid, id).await
+        let deleted = self.delete(cid, id, version).await?;
+        if deleted.is_some() {
+            metrics::event("deleted", 1);
+            tracing::debug!(session = %redact_id(id), "Session deleted.");
+        }
+        Ok(deleted)
+    }
+
+    async fn delete(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<SessionV1>, ApplicationError> {
+        let store = self.persistence()?;
+        match version {
+            None => store.delete_by_id(cid, id).await,
+            Some(v) => {
+                let condition = WriteCondition { expected_version: Some(v), ..Default::default() };
+                match store.delete_if(cid, id, &condition).await? {
+                    UpdateOutcome::Updated(s) => Ok(Some(s)),
+                    UpdateOutcome::NotFound => Ok(None),
+                    UpdateOutcome::ConditionFailed(s) => Err(version_conflict(id, s.version)),
+                }
+            }
+        }
     }
 
     /// One run of the expiry sweep (the step the background task repeats).
@@ -343,6 +646,25 @@ impl SessionsController {
             Ok(0) => {}
             Ok(n) => tracing::info!(closed = n, "Closed expired sessions."),
             Err(e) => tracing::warn!(error = %e, code = %e.code, "Expiry sweep failed; it will run again."),
+        }
+        match self.purge_sessions(Some("cleanup")).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "Purged closed sessions past retention."),
+            Err(e) => tracing::warn!(error = %e, code = %e.code, "Purge failed; it will run again."),
+        }
+    }
+}
+
+#[async_trait]
+impl MetricsSource for SessionsController {
+    async fn refresh_metrics(&self) {
+        let active = SessionsFilter { active: Some(true), ..Default::default() };
+        let count = match self.persistence() {
+            Ok(p) => p.get_page_by_filter(Some("metrics"), &active, &PagingParams::new(0, 1, true)).await.ok(),
+            Err(_) => None,
+        };
+        if let (Some(m), Some(total)) = (metrics::sessions(), count.and_then(|page| page.total)) {
+            m.active.with_label_values(&[] as &[&str]).set(i64::try_from(total).unwrap_or(i64::MAX));
         }
     }
 }
@@ -376,8 +698,9 @@ impl Component for SessionsController {
         let token = CancellationToken::new();
         let me = self.me.clone();
         let stop = token.clone();
+        let first = tokio::time::Instant::now() + period;
         let task = tokio::spawn(async move {
-            let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            let mut ticks = tokio::time::interval_at(first, period);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {

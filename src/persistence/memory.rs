@@ -1,10 +1,8 @@
-//! The memory backend (`service-sessions:persistence:memory:*:1.0`).
-//!
-//! One `RwLock` over a [`SessionsIndex`] (the indexed engine shared with the file backend). Every
-//! method holds the lock for its whole step, which makes each one atomic.
+//! The memory backend (`service-sessions:persistence:memory:*:1.0`): [`SessionsIndex`] under one
+//! `RwLock`. Every method holds the lock for its whole step, which makes each one atomic.
 
 use super::index::SessionsIndex;
-use super::{PageOptions, SessionUpdate, SessionsPersistence, UpdateOutcome};
+use super::{PageOptions, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition};
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::component::Component;
 use crate::toolkit::config::ComponentConfig;
@@ -57,7 +55,7 @@ impl SessionsPersistence for SessionsMemoryPersistence {
     }
 
     async fn get_one_by_id(&self, _cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
-        Ok(self.state.read().get(id).cloned())
+        Ok(self.state.read().get(id))
     }
 
     async fn create(&self, _cid: Option<&str>, session: SessionV1) -> Result<SessionV1, ApplicationError> {
@@ -88,6 +86,59 @@ impl SessionsPersistence for SessionsMemoryPersistence {
 
     async fn delete_by_id(&self, _cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
         Ok(self.state.write().remove(id))
+    }
+
+    async fn delete_if(
+        &self,
+        _cid: Option<&str>,
+        id: &str,
+        condition: &WriteCondition,
+    ) -> Result<UpdateOutcome, ApplicationError> {
+        Ok(self.state.write().delete_if(id, condition))
+    }
+
+    async fn create_limited(
+        &self,
+        _cid: Option<&str>,
+        session: SessionV1,
+        limit: &SessionLimit,
+    ) -> Result<SessionV1, ApplicationError> {
+        self.state.write().create_limited(session.clone(), limit)?;
+        Ok(session)
+    }
+
+    async fn close_user_sessions(
+        &self,
+        _cid: Option<&str>,
+        user_id: &str,
+        except_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, ApplicationError> {
+        Ok(self.state.write().close_user_sessions(user_id, except_id, now).len() as u64)
+    }
+
+    async fn purge_closed(
+        &self,
+        _cid: Option<&str>,
+        closed_before: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<u64, ApplicationError> {
+        let mut state = self.state.write();
+        let ids = state.purgeable(closed_before, limit);
+        ids.iter().for_each(|id| {
+            state.remove(id);
+        });
+        Ok(ids.len() as u64)
+    }
+
+    async fn rotate_id(
+        &self,
+        _cid: Option<&str>,
+        id: &str,
+        new_id: &str,
+        update: &SessionUpdate,
+    ) -> Result<UpdateOutcome, ApplicationError> {
+        self.state.write().rotate_id(id, new_id, update)
     }
 
     async fn clear(&self, _cid: Option<&str>) -> Result<(), ApplicationError> {

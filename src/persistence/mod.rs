@@ -6,10 +6,18 @@
 //! controller can tell "closed", "expired" and "stale version" apart without a second read.
 //! The in-process backends share [`WriteCondition::holds`] and [`SessionChange::apply`]; the
 //! MongoDB backend expresses the same rules as a query filter and update document.
+//!
+//! Expiry: each open session stores its `expire_time`, computed at every write by
+//! [`ExpiryPolicy`] (idle timeout or the session's own `ttl`, capped by the absolute lifetime),
+//! so "expired" is one indexed comparison on every backend. A change of the configured timeouts
+//! applies to a session from its next write. Records without an `expire_time` (written by the
+//! original service) fall back to the idle cutoff on `request_time`.
 
 pub mod file;
 pub mod index;
+pub mod instrumented;
 pub mod memory;
+pub mod mongodb;
 
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::data::{DataPage, PagingParams};
@@ -26,7 +34,10 @@ pub const DEFAULT_MAX_PAGE_SIZE: u64 = 100;
 pub struct WriteCondition {
     /// The session must be open.
     pub require_active: bool,
-    /// The session must not be idle-expired: `request_time >= idle_cutoff`.
+    /// The session must be alive (not expired) at this time: `expire_time >= alive_at`.
+    pub alive_at: Option<DateTime<Utc>>,
+    /// For sessions without an `expire_time` (written before it existed): the session must not
+    /// be idle-expired, `request_time >= idle_cutoff`.
     pub idle_cutoff: Option<DateTime<Utc>>,
     /// The session must be at this version.
     pub expected_version: Option<i64>,
@@ -36,8 +47,43 @@ impl WriteCondition {
     /// Whether `s` satisfies the condition.
     pub fn holds(&self, s: &SessionV1) -> bool {
         (!self.require_active || s.active)
-            && self.idle_cutoff.is_none_or(|c| s.request_time >= c)
+            && is_alive(s, self.alive_at, self.idle_cutoff)
             && self.expected_version.is_none_or(|v| v == s.version)
+    }
+}
+
+/// Whether a session is alive: its `expire_time` is not before `now`; a session without one
+/// is alive while `request_time >= idle_cutoff`. Closed sessions are judged the same way (the
+/// caller decides whether closed ones count).
+pub fn is_alive(s: &SessionV1, now: Option<DateTime<Utc>>, idle_cutoff: Option<DateTime<Utc>>) -> bool {
+    match s.expire_time {
+        Some(t) => now.is_none_or(|now| t >= now),
+        None => idle_cutoff.is_none_or(|c| s.request_time >= c),
+    }
+}
+
+/// How `expire_time` is derived: `min(request_time + idle, open_time + max_lifetime)`, where
+/// `idle` is the session's own `ttl` or the default idle timeout; `None` when neither applies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExpiryPolicy {
+    /// The default idle timeout in ms (`None` = sessions without a `ttl` never idle-expire).
+    pub idle_timeout: Option<i64>,
+    /// The absolute lifetime in ms (`None` = unlimited).
+    pub max_lifetime: Option<i64>,
+}
+
+impl ExpiryPolicy {
+    /// The `expire_time` of `s` as it is now.
+    pub fn expire_time(&self, s: &SessionV1) -> Option<DateTime<Utc>> {
+        let after =
+            |t: DateTime<Utc>, ms: i64| chrono::Duration::try_milliseconds(ms).and_then(|d| t.checked_add_signed(d));
+        // A timeout too large to represent means "never" for that bound.
+        let idle = s.ttl.or(self.idle_timeout).and_then(|t| after(s.request_time, t));
+        let life = self.max_lifetime.and_then(|t| after(s.open_time, t));
+        match (idle, life) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -48,16 +94,19 @@ pub enum SessionChange {
     StoreData(Value),
     /// Replace `user`.
     UpdateUser(Value),
-    /// Close: `active=false`, `close_time=now`, `user`/`data` null.
+    /// Only refresh `request_time` (and so `expire_time`).
+    Touch,
+    /// Close: `active=false`, `close_time=now`, `user`/`data` null, no `expire_time`.
     Close,
 }
 
 impl SessionChange {
-    /// Applies the change to a record at time `now`.
-    pub fn apply(&self, s: &mut SessionV1, now: DateTime<Utc>) {
+    /// Applies the change to a record at time `now`, recomputing `expire_time` with `policy`.
+    pub fn apply(&self, s: &mut SessionV1, now: DateTime<Utc>, policy: &ExpiryPolicy) {
         match self {
             Self::StoreData(v) => s.data = Some(v.clone()),
             Self::UpdateUser(v) => s.user = Some(v.clone()),
+            Self::Touch => {}
             Self::Close => {
                 s.active = false;
                 s.close_time = Some(now);
@@ -67,6 +116,7 @@ impl SessionChange {
         }
         s.request_time = now;
         s.version += 1;
+        s.expire_time = if s.active { policy.expire_time(s) } else { None };
     }
 }
 
@@ -79,17 +129,49 @@ pub struct SessionUpdate {
     pub change: SessionChange,
     /// The time of the change.
     pub now: DateTime<Utc>,
+    /// How the new `expire_time` is computed.
+    pub policy: ExpiryPolicy,
 }
 
 /// What a conditional write did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UpdateOutcome {
-    /// The write applied; the record after it.
+    /// The write applied; the record after it (for a delete: the record as it was).
     Updated(SessionV1),
     /// No record has the id.
     NotFound,
     /// The condition failed; the record as it is.
     ConditionFailed(SessionV1),
+}
+
+/// What to do when a user already has the most open sessions allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitPolicy {
+    /// Refuse the new session (409 `SESSION_LIMIT`).
+    Deny,
+    /// Close the user's oldest open sessions to make room.
+    CloseOldest,
+}
+
+/// A per-user limit of open (alive) sessions, enforced atomically with the insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimit {
+    /// Most open sessions per user.
+    pub max: u64,
+    /// What happens at the limit.
+    pub policy: LimitPolicy,
+    /// Sessions expired at this time do not count (they are closed as part of the insert).
+    pub now: DateTime<Utc>,
+    /// Idle cutoff for sessions without an `expire_time`.
+    pub idle_cutoff: Option<DateTime<Utc>>,
+}
+
+/// The `SESSION_LIMIT` conflict.
+pub fn session_limit(user_id: &str, max: u64) -> ApplicationError {
+    ApplicationError::conflict("SESSION_LIMIT", "The user has the most open sessions allowed")
+        .with_details("user_id", user_id)
+        .with_details("max_sessions", max)
 }
 
 /// Storage of sessions. Every method is one atomic step.
@@ -125,7 +207,7 @@ pub trait SessionsPersistence: Send + Sync {
         update: &SessionUpdate,
     ) -> Result<UpdateOutcome, ApplicationError>;
 
-    /// Closes every open session with `request_time < idle_cutoff` at time `now`; returns how many.
+    /// Closes every open session that is not alive at `now` (see [`is_alive`]); returns how many.
     async fn close_expired(
         &self,
         correlation_id: Option<&str>,
@@ -136,6 +218,58 @@ pub trait SessionsPersistence: Send + Sync {
     /// Deletes a session; returns it as it was.
     async fn delete_by_id(&self, correlation_id: Option<&str>, id: &str)
         -> Result<Option<SessionV1>, ApplicationError>;
+
+    /// Deletes a session if `condition` holds (`Updated` carries the record as it was).
+    async fn delete_if(
+        &self,
+        correlation_id: Option<&str>,
+        id: &str,
+        condition: &WriteCondition,
+    ) -> Result<UpdateOutcome, ApplicationError>;
+
+    /// Stores a new session unless its user is at `limit`; with `CloseOldest`, closes the user's
+    /// oldest open sessions (by `open_time`) first. Expired open sessions of the user are closed
+    /// and do not count. Counting and inserting are one atomic step.
+    ///
+    /// # Errors
+    /// `SESSION_LIMIT` (409) under `Deny`; `SESSION_EXISTS` if the id is taken.
+    async fn create_limited(
+        &self,
+        correlation_id: Option<&str>,
+        session: SessionV1,
+        limit: &SessionLimit,
+    ) -> Result<SessionV1, ApplicationError>;
+
+    /// Closes every open session of `user_id` except `except_id` at `now`; returns how many.
+    async fn close_user_sessions(
+        &self,
+        correlation_id: Option<&str>,
+        user_id: &str,
+        except_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, ApplicationError>;
+
+    /// Deletes at most `limit` closed sessions with `close_time < closed_before` (oldest first);
+    /// returns how many.
+    async fn purge_closed(
+        &self,
+        correlation_id: Option<&str>,
+        closed_before: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<u64, ApplicationError>;
+
+    /// Moves a session to `new_id` if `update.condition` holds, applying `update.change`
+    /// (normally `Touch`); the old id is gone in the same step.
+    ///
+    /// # Errors
+    /// `SESSION_EXISTS` if `new_id` is taken.
+    async fn rotate_id(
+        &self,
+        correlation_id: Option<&str>,
+        id: &str,
+        new_id: &str,
+        update: &SessionUpdate,
+    ) -> Result<UpdateOutcome, ApplicationError>;
 
     /// Deletes everything (tests and tooling).
     async fn clear(&self, correlation_id: Option<&str>) -> Result<(), ApplicationError>;

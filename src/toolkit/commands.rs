@@ -9,17 +9,29 @@ use super::errors::ApplicationError;
 use super::schema::ObjectSchema;
 use futures::future::BoxFuture;
 use indexmap::IndexMap;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// The parameters of one command call (the JSON object of the request body).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Parameters(pub Map<String, Value>);
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parameters(Value);
+
+impl Default for Parameters {
+    fn default() -> Self {
+        Self(Value::Object(Map::new()))
+    }
+}
 
 impl Parameters {
     /// Wraps a JSON object.
     pub fn new(map: Map<String, Value>) -> Self {
-        Self(map)
+        Self(Value::Object(map))
+    }
+
+    /// The parameters as one JSON object.
+    pub fn as_value(&self) -> &Value {
+        &self.0
     }
 
     /// A parameter, `None` when absent or `null`.
@@ -58,8 +70,22 @@ impl Parameters {
     }
 }
 
-/// The future a command action returns: `Ok(None)` is "no value" (HTTP 204).
-pub type CommandResult = BoxFuture<'static, Result<Option<Value>, ApplicationError>>;
+/// What a command returns: serialised JSON, or `None` for "no value" (HTTP 204). Results are
+/// serialised once, straight from the typed value, and sent as they are.
+pub type CommandOutput = Option<Box<RawValue>>;
+
+/// The future a command action returns.
+pub type CommandResult = BoxFuture<'static, Result<CommandOutput, ApplicationError>>;
+
+/// Serialises a typed result into a command output.
+///
+/// # Errors
+/// `SERIALIZATION_FAILED` (500) if the value cannot be encoded.
+pub fn output<T: serde::Serialize + ?Sized>(value: &T) -> Result<CommandOutput, ApplicationError> {
+    serde_json::value::to_raw_value(value)
+        .map(Some)
+        .map_err(|e| ApplicationError::internal("SERIALIZATION_FAILED", "Cannot encode the result").with_cause(e))
+}
 
 /// A command action.
 pub type CommandAction = Arc<dyn Fn(Option<String>, Parameters) -> CommandResult + Send + Sync>;
@@ -111,8 +137,8 @@ impl Command {
         &self,
         correlation_id: Option<&str>,
         args: Parameters,
-    ) -> Result<Option<Value>, ApplicationError> {
-        self.schema.validate_and_throw(correlation_id, &Value::Object(args.0.clone()))?;
+    ) -> Result<CommandOutput, ApplicationError> {
+        self.schema.validate_and_throw(correlation_id, &args.0)?;
         (self.action)(correlation_id.map(str::to_string), args).await.map_err(|e| e.with_correlation_id(correlation_id))
     }
 }
@@ -153,7 +179,7 @@ impl CommandSet {
         correlation_id: Option<&str>,
         name: &str,
         args: Parameters,
-    ) -> Result<Option<Value>, ApplicationError> {
+    ) -> Result<CommandOutput, ApplicationError> {
         match self.find(name) {
             Some(c) => c.execute(correlation_id, args).await,
             None => Err(ApplicationError::bad_request("CMD_NOT_FOUND", "Request command does not exist")
@@ -185,7 +211,7 @@ mod tests {
             ObjectSchema::new().allow_undefined(true).with_required_property("text", Schema::from(TypeCode::String)),
             |_cid, p| {
                 let text = p.get_str("text").map(str::to_string);
-                async move { Ok(text.map(Value::String)) }.boxed()
+                async move { text.map_or(Ok(None), |t| output(&t)) }.boxed()
             },
         ));
         s
@@ -198,7 +224,8 @@ mod tests {
     #[tokio::test]
     async fn validates_before_running() {
         let s = set();
-        assert_eq!(s.execute(None, "echo", args(json!({"text": "hi"}))).await.unwrap(), Some(json!("hi")));
+        let out = s.execute(None, "echo", args(json!({"text": "hi"}))).await.unwrap().unwrap();
+        assert_eq!(out.get(), r#""hi""#);
         let e = s.execute(Some("c1"), "echo", args(json!({"text": 5}))).await.unwrap_err();
         assert_eq!(e.code, "INVALID_DATA");
         assert_eq!(e.message, "Validation failed: text type must be string but found long");

@@ -147,14 +147,6 @@ fn is_absent(v: &Value) -> bool {
     v.is_null() || v.as_str().is_some_and(str::is_empty)
 }
 
-fn parse_bool(s: &str) -> Option<bool> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "t" | "yes" | "y" => Some(true),
-        "false" | "0" | "f" | "no" | "n" => Some(false),
-        _ => None,
-    }
-}
-
 impl<'de> Lenient<'de> {
     fn invalid(&self, exp: &str) -> DeError {
         de::Error::custom(format!("invalid value {}, expected {exp}", self.0))
@@ -198,7 +190,9 @@ impl<'de> de::Deserializer<'de> for Lenient<'de> {
     fn deserialize_bool<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
         match self.0 {
             Value::Bool(b) => visitor.visit_bool(*b),
-            Value::String(s) => parse_bool(s).map_or_else(|| Err(self.invalid("a boolean")), |b| visitor.visit_bool(b)),
+            Value::String(s) => {
+                super::data::boolean_word(s).map_or_else(|| Err(self.invalid("a boolean")), |b| visitor.visit_bool(b))
+            }
             Value::Number(n) if n.as_i64() == Some(0) || n.as_i64() == Some(1) => {
                 visitor.visit_bool(n.as_i64() == Some(1))
             }

@@ -119,6 +119,15 @@ impl Container {
             self.references.remove_all(&Descriptor::new("*", "*", "*", "*", "*"));
             return Err(config_problems(problems).with_correlation_id(correlation_id));
         }
+        for config in &configs {
+            let settings: Vec<String> = config
+                .redacted()
+                .into_iter()
+                .filter(|(k, _)| k != "descriptor")
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            tracing::info!(component = %config.descriptor, settings = %settings.join(" "), "Effective configuration.");
+        }
         for r in self.references.all() {
             if let Err(e) = r.component().open(correlation_id).await {
                 tracing::error!(component = %r.locator(), error = %e, "Component failed to open; closing the container.");

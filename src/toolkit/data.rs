@@ -4,6 +4,16 @@ use super::errors::ApplicationError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// Pip's boolean words: `true/1/t/yes/y` and `false/0/f/no/n` (any case, trimmed); anything else
+/// is `None`. The one reading of booleans sent as text (config values, filters, query strings).
+pub fn boolean_word(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "t" | "yes" | "y" => Some(true),
+        "false" | "0" | "f" | "no" | "n" => Some(false),
+        _ => None,
+    }
+}
+
 /// `{skip, take, total}` of a page request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PagingParams {
@@ -95,6 +105,7 @@ mod tests {
         assert!(PagingParams::from_value(Some(&json!({"take": "1"}))).is_err());
         assert!(PagingParams::from_value(Some(&json!({"total": "yes"}))).is_err());
         let page = DataPage { total: None, data: vec![1] };
+        assert_eq!((boolean_word(" Yes"), boolean_word("0"), boolean_word("maybe")), (Some(true), Some(false), None));
         assert_eq!(serde_json::to_string(&page).unwrap(), r#"{"total":null,"data":[1]}"#);
     }
 }

@@ -1,17 +1,19 @@
 //! The toolkit's own factory: context info, console logger, clocks, and the HTTP components
-//! (endpoint, heartbeat, status, swagger). Product factories are added after it and override it.
+//! (endpoint, heartbeat, status, swagger, API-key authenticator). Product factories are added after it and override it.
 
 use super::component::Component;
 use super::config::ComponentConfig;
 use super::descriptor::Descriptor;
 use super::errors::ApplicationError;
 use super::factory::TableFactory;
+use super::http::auth::ApiKeyAuthenticator;
 use super::http::heartbeat::HeartbeatService;
 use super::http::status::StatusService;
 use super::http::swagger::SwaggerService;
 use super::http::HttpEndpoint;
 use super::info::ContextInfo;
 use super::log::ConsoleLogger;
+use super::metrics::PrometheusService;
 use super::references::Registration;
 use super::time::{parse_time, Clock, ManualClock, SystemClock};
 use std::sync::Arc;
@@ -56,4 +58,9 @@ pub fn default_factory() -> TableFactory {
         .register(d("pip-services", "heartbeat-service", "http"), |c| plain(HeartbeatService::from_config(c)?))
         .register(d("pip-services", "status-service", "http"), |c| plain(StatusService::from_config(c)?))
         .register(d("pip-services", "swagger-service", "http"), |_| plain(SwaggerService::new()))
+        .register(d("pip-services", "prometheus-service", "http"), |c| {
+            let s: super::http::heartbeat::RouteSettings = c.section()?;
+            plain(PrometheusService::new(s.route.as_deref()))
+        })
+        .register(d("pip-services", "authenticator", "api-key"), |c| plain(ApiKeyAuthenticator::from_config(c)?))
 }

@@ -56,9 +56,14 @@ pub fn install(level: LevelFilter, format: LogFormat) {
     let (filter, handle) = reload::Layer::new(level);
     let registry = tracing_subscriber::registry().with(filter);
     let installed = match format {
-        LogFormat::Text => {
-            registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false)).try_init()
-        }
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_target(false)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+            )
+            .try_init(),
         LogFormat::Json => registry
             .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).with_current_span(true))
             .try_init(),
@@ -66,6 +71,21 @@ pub fn install(level: LevelFilter, format: LogFormat) {
     if installed.is_ok() {
         let _ = RELOAD.set(handle);
     }
+}
+
+/// A log-safe stand-in for a secret identifier (a session id): the first 12 hex characters of
+/// SHA-256 over a per-process random salt and the id. Stable within a process, so log lines
+/// about one session can be correlated, and useless to anyone reading the logs.
+pub fn redact_id(id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    static SALT: OnceLock<[u8; 16]> = OnceLock::new();
+    let salt = SALT.get_or_init(|| {
+        let mut s = [0u8; 16];
+        let _ = getrandom::fill(&mut s);
+        s
+    });
+    let digest = Sha256::new().chain_update(salt).chain_update(id.as_bytes()).finalize();
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether a subscriber was installed by [`install`].
@@ -94,28 +114,34 @@ pub struct ConsoleLogger {
 }
 
 impl ConsoleLogger {
-    /// Builds the logger from its entry (`level`, `options.format`).
+    /// Builds the logger from its entry (`level`, `options.format`) and installs it at once, so
+    /// the rest of start-up (the effective configuration, open failures) is logged.
     ///
     /// # Errors
     /// `BAD_CONFIG` for an unknown level or format.
     pub fn from_config(config: &ComponentConfig) -> Result<Self, ApplicationError> {
         let s: LoggerSettings = config.section()?;
-        Ok(Self { level: parse_level(s.level.as_deref().unwrap_or("info"))?, format: s.options.format })
+        let logger = Self { level: parse_level(s.level.as_deref().unwrap_or("info"))?, format: s.options.format };
+        install(logger.level, logger.format);
+        Ok(logger)
     }
 }
 
-#[async_trait::async_trait]
-impl Component for ConsoleLogger {
-    async fn open(&self, _correlation_id: Option<&str>) -> Result<(), ApplicationError> {
-        install(self.level, self.format);
-        Ok(())
-    }
-}
+impl Component for ConsoleLogger {}
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redacted_ids_are_stable_short_and_not_the_id() {
+        let a = redact_id("0123456789abcdef0123456789abcdef");
+        assert_eq!(a.len(), 12);
+        assert_eq!(a, redact_id("0123456789abcdef0123456789abcdef"));
+        assert_ne!(a, redact_id("0123456789abcdef0123456789abcdee"));
+        assert!(!"0123456789abcdef0123456789abcdef".contains(&a));
+    }
 
     #[test]
     fn parses_pip_levels() {

@@ -10,7 +10,7 @@ use service_sessions::build::file_persistence_descriptor;
 use service_sessions::data::version1::{SessionV1, SessionsFilter};
 use service_sessions::persistence::file::{FileOptions, SessionsFilePersistence, SyncMode};
 use service_sessions::persistence::{
-    PageOptions, SessionChange, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition,
+    ExpiryPolicy, PageOptions, SessionChange, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition,
 };
 use service_sessions::toolkit::component::Component;
 use service_sessions::toolkit::config::ComponentConfig;
@@ -41,7 +41,12 @@ pub async fn subject() -> Subject {
 crate::conformance_tests!(file_conformance, crate::persistence::file::subject);
 
 fn store_data(value: Value, ms: i64) -> SessionUpdate {
-    SessionUpdate { condition: WriteCondition::default(), change: SessionChange::StoreData(value), now: at(ms) }
+    SessionUpdate {
+        condition: WriteCondition::default(),
+        change: SessionChange::StoreData(value),
+        now: at(ms),
+        policy: ExpiryPolicy::default(),
+    }
 }
 
 /// Every session of a store, in list order, full.
@@ -70,8 +75,12 @@ async fn write_mix(p: &SessionsFilePersistence, prefix: &str, n: usize) {
             p.update(None, &id, &store_data(json!({"n": i, "s": "ünï"}), 10_000 + i as i64)).await.unwrap();
         }
         if i % 5 == 0 {
-            let close =
-                SessionUpdate { condition: WriteCondition::default(), change: SessionChange::Close, now: at(20_000) };
+            let close = SessionUpdate {
+                condition: WriteCondition::default(),
+                change: SessionChange::Close,
+                now: at(20_000),
+                policy: ExpiryPolicy::default(),
+            };
             p.update(None, &id, &close).await.unwrap();
         }
         if i % 11 == 3 {
@@ -472,4 +481,68 @@ async fn a_restarted_container_serves_the_stored_sessions() {
         (json!({"cart": [1, 2]}), json!(2), json!("u1"))
     );
     app.stop().await;
+}
+
+/// Model replay: random command sequences through the real controller on a fresh file store give
+/// the reference model's answers, and after a close and a reopen every session reads back exactly
+/// as it was.
+mod model_replay {
+    use super::{dump, opened, store, FileOptions, SessionsFilePersistence};
+    use crate::model::{model_answers, run_sequence, sequences};
+    use proptest::prelude::*;
+    use service_sessions::persistence::SessionsPersistence;
+    use service_sessions::toolkit::component::Component;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    /// Reopens a store just closed. Other tests in this binary start processes, and a child holds
+    /// a copy of every descriptor (so of the folder's lock) between its fork and its exec; a
+    /// `FILE_LOCKED` is therefore retried, for at most five seconds.
+    async fn reopen(path: &Path) -> Arc<SessionsFilePersistence> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let s = store(path, FileOptions::default());
+            match s.open(None).await {
+                Ok(()) => return s,
+                Err(e) if e.code == "FILE_LOCKED" && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("reopen: {e:?}"),
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 30, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_file_backend_behaves_like_the_model_and_survives_a_reopen(ops in sequences()) {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("store");
+            let (got, before, after) = rt.block_on(async {
+                let store = opened(&path, FileOptions::default()).await;
+                let got = run_sequence(store.clone() as Arc<dyn SessionsPersistence>, &ops).await;
+                let before = dump(&store).await;
+                store.close(None).await.unwrap();
+                let reopened = reopen(&path).await;
+                let mut after = Vec::new();
+                for s in &before {
+                    after.push(reopened.get_one_by_id(None, &s.id).await.unwrap());
+                }
+                let listed = dump(&reopened).await;
+                reopened.close(None).await.unwrap();
+                assert_eq!(listed, before, "the reopened store lists the same sessions");
+                (got, before, after)
+            });
+            let want = model_answers(&ops);
+            prop_assert_eq!(got.len(), want.len());
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                prop_assert_eq!(g, w, "step {} {:?} of {:?}", i, ops[i], ops);
+            }
+            let before: Vec<_> = before.into_iter().map(Some).collect();
+            prop_assert_eq!(after, before);
+        }
+    }
 }

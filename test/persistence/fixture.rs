@@ -4,7 +4,10 @@
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 use service_sessions::data::version1::{SessionV1, SessionsFilter};
-use service_sessions::persistence::{SessionChange, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition};
+use service_sessions::persistence::{
+    ExpiryPolicy, LimitPolicy, SessionChange, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome,
+    WriteCondition,
+};
 use service_sessions::toolkit::data::PagingParams;
 use service_sessions::toolkit::time::parse_time;
 use std::sync::Arc;
@@ -31,7 +34,7 @@ pub fn session(id: &str, user: &str, ms: i64) -> SessionV1 {
 }
 
 fn update(condition: WriteCondition, change: SessionChange, ms: i64) -> SessionUpdate {
-    SessionUpdate { condition, change, now: at(ms) }
+    SessionUpdate { condition, change, now: at(ms), policy: ExpiryPolicy::default() }
 }
 
 async fn seed(p: &Store, sessions: Vec<SessionV1>) {
@@ -128,7 +131,8 @@ pub async fn conditions_fail_with_current_record(p: Store) {
         panic!("stale version must fail")
     };
     assert_eq!(cur.version, 2);
-    let good = WriteCondition { expected_version: Some(2), require_active: true, idle_cutoff: Some(at(0)) };
+    let good =
+        WriteCondition { expected_version: Some(2), require_active: true, idle_cutoff: Some(at(0)), alive_at: None };
     assert!(
         matches!(p.update(None, "a1", &update(good, store.clone(), 7)).await.unwrap(), UpdateOutcome::Updated(s) if s.version == 3)
     );
@@ -319,4 +323,179 @@ pub async fn clear_empties(p: Store) {
     assert_eq!(list(&p, SessionsFilter::default()).await, Vec::<String>::new());
     assert_eq!(p.get_one_by_id(None, "a1").await.unwrap(), None);
     p.create(None, session("a1", "u1", 0)).await.unwrap();
+}
+
+/// A session that expires at `t0 + expire_ms` (an `expire_time` computed by the controller).
+fn expiring(id: &str, user: &str, ms: i64, expire_ms: i64) -> SessionV1 {
+    let mut s = session(id, user, ms);
+    s.expire_time = Some(at(expire_ms));
+    s
+}
+
+pub async fn expire_time_decides_liveness(p: Store) {
+    seed(&p, vec![expiring("a", "u1", 0, 1000), expiring("b", "u1", 500, 5000), session("legacy", "u1", 0)]).await;
+    let alive = |t: i64| WriteCondition {
+        require_active: true,
+        alive_at: Some(at(t)),
+        idle_cutoff: Some(at(t - 2000)),
+        ..Default::default()
+    };
+    let touch = |t: i64| update(alive(t), SessionChange::Touch, t);
+    let policy = ExpiryPolicy { idle_timeout: Some(3000), max_lifetime: Some(4500) };
+    let mut u = touch(1000);
+    u.policy = policy;
+    let UpdateOutcome::Updated(a) = p.update(None, "a", &u).await.unwrap() else { panic!("alive at its expire_time") };
+    assert_eq!((a.request_time, a.version, a.expire_time), (at(1000), 2, Some(at(4000))), "idle 3000 from now");
+    let mut u = touch(2000);
+    u.policy = policy;
+    let UpdateOutcome::Updated(a) = p.update(None, "a", &u).await.unwrap() else { panic!() };
+    assert_eq!(a.expire_time, Some(at(4500)), "capped by the absolute lifetime");
+    assert!(
+        matches!(p.update(None, "a", &touch(4501)).await.unwrap(), UpdateOutcome::ConditionFailed(_)),
+        "expired after expire_time"
+    );
+    assert!(
+        matches!(p.update(None, "legacy", &touch(2000)).await.unwrap(), UpdateOutcome::Updated(_)),
+        "legacy: request_time >= cutoff"
+    );
+    assert!(matches!(p.update(None, "legacy", &touch(4001)).await.unwrap(), UpdateOutcome::ConditionFailed(_)));
+    let mut ttl = session("own", "u2", 0);
+    ttl.ttl = Some(100);
+    p.create(None, ttl).await.unwrap();
+    let mut u = update(WriteCondition::default(), SessionChange::Touch, 50);
+    u.policy = policy;
+    let UpdateOutcome::Updated(own) = p.update(None, "own", &u).await.unwrap() else { panic!() };
+    assert_eq!(own.expire_time, Some(at(150)), "a session's own ttl replaces the idle timeout");
+    // The sweep closes exactly the sessions not alive now.
+    assert_eq!(
+        p.close_expired(None, at(0), at(4600)).await.unwrap(),
+        2,
+        "a (4500) and own (150); b (5000) and legacy live"
+    );
+    assert!(!p.get_one_by_id(None, "a").await.unwrap().unwrap().active);
+    let b = p.get_one_by_id(None, "b").await.unwrap().unwrap();
+    assert!(b.active && b.expire_time == Some(at(5000)));
+    let closed = p.get_one_by_id(None, "own").await.unwrap().unwrap();
+    assert_eq!((closed.active, closed.expire_time, closed.close_time), (false, None, Some(at(4600))));
+}
+
+pub async fn conditional_delete(p: Store) {
+    let s = session("a1", "u1", 0);
+    seed(&p, vec![s.clone()]).await;
+    let stale = WriteCondition { expected_version: Some(7), ..Default::default() };
+    assert_eq!(p.delete_if(None, "a1", &stale).await.unwrap(), UpdateOutcome::ConditionFailed(s.clone()));
+    let ok = WriteCondition { expected_version: Some(1), ..Default::default() };
+    assert_eq!(p.delete_if(None, "a1", &ok).await.unwrap(), UpdateOutcome::Updated(s));
+    assert_eq!(p.delete_if(None, "a1", &ok).await.unwrap(), UpdateOutcome::NotFound);
+}
+
+fn limit(max: u64, policy: LimitPolicy, ms: i64) -> SessionLimit {
+    SessionLimit { max, policy, now: at(ms), idle_cutoff: None }
+}
+
+pub async fn per_user_limit_deny_and_close_oldest(p: Store) {
+    for (i, id) in ["a", "b", "c"].iter().enumerate() {
+        p.create_limited(None, session(id, "u1", i as i64 * 10), &limit(3, LimitPolicy::Deny, 100)).await.unwrap();
+    }
+    let e = p.create_limited(None, session("d", "u1", 40), &limit(3, LimitPolicy::Deny, 100)).await.unwrap_err();
+    assert_eq!((e.code.as_str(), e.status), ("SESSION_LIMIT", 409));
+    assert_eq!(p.get_one_by_id(None, "d").await.unwrap(), None);
+    p.create_limited(None, session("x", "u2", 0), &limit(3, LimitPolicy::Deny, 100)).await.unwrap();
+    p.create_limited(None, session("d", "u1", 50), &limit(3, LimitPolicy::CloseOldest, 200)).await.unwrap();
+    let a = p.get_one_by_id(None, "a").await.unwrap().unwrap();
+    assert_eq!((a.active, a.close_time), (false, Some(at(200))), "the oldest was closed");
+    assert!(p.get_one_by_id(None, "b").await.unwrap().unwrap().active);
+    p.create_limited(None, session("e", "u1", 60), &limit(2, LimitPolicy::CloseOldest, 300)).await.unwrap();
+    let open: Vec<String> =
+        list(&p, SessionsFilter { user_id: Some("u1".into()), active: Some(true), ..Default::default() }).await;
+    assert_eq!(open, ["e", "d"], "closed down to the new limit");
+    // Expired open sessions do not count (and are closed).
+    seed(&p, vec![expiring("old", "u3", 0, 10)]).await;
+    p.create_limited(None, session("new", "u3", 20), &limit(1, LimitPolicy::Deny, 20)).await.unwrap();
+    assert!(!p.get_one_by_id(None, "old").await.unwrap().unwrap().active);
+}
+
+pub async fn concurrent_opens_respect_the_limit(p: Store) {
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let p = p.clone();
+        tasks.push(tokio::spawn(async move {
+            p.create_limited(None, session(&format!("s{i:02}"), "u1", i), &limit(5, LimitPolicy::Deny, 100)).await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(e) => assert_eq!(e.code, "SESSION_LIMIT"),
+        }
+    }
+    assert_eq!(ok, 5);
+    let page = p
+        .get_page_by_filter(
+            None,
+            &SessionsFilter { user_id: Some("u1".into()), ..Default::default() },
+            &PagingParams::new(0, 100, true),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.total, Some(5));
+}
+
+pub async fn close_user_sessions_except_one(p: Store) {
+    let mut closed = session("c", "u1", 5);
+    closed.active = false;
+    closed.close_time = Some(at(5));
+    seed(&p, vec![session("a", "u1", 0), session("b", "u1", 10), closed.clone(), session("x", "u2", 0)]).await;
+    assert_eq!(p.close_user_sessions(None, "u1", Some("b"), at(100)).await.unwrap(), 1);
+    assert!(!p.get_one_by_id(None, "a").await.unwrap().unwrap().active);
+    assert!(p.get_one_by_id(None, "b").await.unwrap().unwrap().active);
+    assert_eq!(p.get_one_by_id(None, "c").await.unwrap(), Some(closed), "already closed: untouched");
+    assert!(p.get_one_by_id(None, "x").await.unwrap().unwrap().active);
+    assert_eq!(p.close_user_sessions(None, "u1", None, at(200)).await.unwrap(), 1);
+    assert_eq!(p.close_user_sessions(None, "nobody", None, at(200)).await.unwrap(), 0);
+}
+
+pub async fn purge_deletes_oldest_closed_in_batches(p: Store) {
+    let mut all = Vec::new();
+    for i in 0..7 {
+        let mut s = session(&format!("c{i}"), "u1", i * 100);
+        s.active = false;
+        s.close_time = Some(at(i * 100));
+        all.push(s);
+    }
+    all.push(session("open", "u1", 0));
+    seed(&p, all).await;
+    assert_eq!(p.purge_closed(None, at(450), 3).await.unwrap(), 3);
+    assert_eq!(p.get_one_by_id(None, "c0").await.unwrap(), None, "oldest first");
+    assert!(p.get_one_by_id(None, "c3").await.unwrap().is_some());
+    assert_eq!(p.purge_closed(None, at(450), 3).await.unwrap(), 2, "c3, c4");
+    assert_eq!(p.purge_closed(None, at(450), 3).await.unwrap(), 0);
+    assert!(p.get_one_by_id(None, "c5").await.unwrap().is_some());
+    assert!(p.get_one_by_id(None, "open").await.unwrap().is_some(), "open sessions are never purged");
+}
+
+pub async fn rotate_moves_the_session(p: Store) {
+    seed(&p, vec![session("old", "u1", 0), session("taken", "u1", 0)]).await;
+    let cond = WriteCondition { require_active: true, expected_version: Some(1), ..Default::default() };
+    let out = p.rotate_id(None, "old", "new", &update(cond, SessionChange::Touch, 50)).await.unwrap();
+    let mut expected = session("new", "u1", 0);
+    expected.request_time = at(50);
+    expected.version = 2;
+    assert_eq!(out, UpdateOutcome::Updated(expected.clone()));
+    assert_eq!(p.get_one_by_id(None, "old").await.unwrap(), None);
+    assert_eq!(p.get_one_by_id(None, "new").await.unwrap(), Some(expected));
+    let e = p
+        .rotate_id(None, "new", "taken", &update(WriteCondition::default(), SessionChange::Touch, 60))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "SESSION_EXISTS");
+    let stale = p.rotate_id(None, "new", "newer", &update(cond, SessionChange::Touch, 70)).await.unwrap();
+    assert!(matches!(stale, UpdateOutcome::ConditionFailed(s) if s.id == "new" && s.version == 2));
+    assert_eq!(
+        p.rotate_id(None, "gone", "x", &update(cond, SessionChange::Touch, 70)).await.unwrap(),
+        UpdateOutcome::NotFound
+    );
+    let u1 = SessionsFilter { user_id: Some("u1".into()), ..Default::default() };
+    assert_eq!(list(&p, u1).await, ["new", "taken"]);
 }

@@ -6,6 +6,7 @@
 mod file;
 pub mod fixture;
 mod memory;
+mod mongodb;
 
 use service_sessions::persistence::SessionsPersistence;
 use std::any::Any;
@@ -27,7 +28,9 @@ macro_rules! conformance_tests {
                 close_clears_payload, conditions_fail_with_current_record, filter_by_each_field,
                 time_window_bounds, order_is_time_desc_then_id, paging_and_totals, list_leaves_out_payload,
                 close_expired_respects_cutoff, delete_returns_record, concurrent_writes_lose_nothing,
-                values_round_trip_exactly, clear_empties);
+                values_round_trip_exactly, clear_empties, expire_time_decides_liveness, conditional_delete,
+                per_user_limit_deny_and_close_oldest, concurrent_opens_respect_the_limit, close_user_sessions_except_one,
+                purge_deletes_oldest_closed_in_batches, rotate_moves_the_session);
         }
     };
     (@cases $factory:path; $($case:ident),*) => {

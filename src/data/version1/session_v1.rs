@@ -44,6 +44,12 @@ pub struct SessionV1 {
     /// 1 on open, +1 on every change (extension).
     #[serde(default = "first_version")]
     pub version: i64,
+    /// When the session expires unless it is used again (extension; open sessions only).
+    #[serde(default, with = "serde_time::option", skip_serializing_if = "Option::is_none")]
+    pub expire_time: Option<DateTime<Utc>>,
+    /// The session's own idle timeout in ms, set by `open_session`'s `ttl` (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<i64>,
 }
 
 fn first_version() -> i64 {
@@ -71,6 +77,8 @@ impl SessionV1 {
             user: Some(Value::Null),
             data: Some(Value::Null),
             version: 1,
+            expire_time: None,
+            ttl: None,
         }
     }
 
@@ -91,7 +99,13 @@ pub fn new_session_id() -> Result<String, crate::toolkit::errors::ApplicationErr
         crate::toolkit::errors::ApplicationError::internal("RANDOM_FAILED", "Cannot generate a session id")
             .with_cause(e)
     })?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(32);
+    for b in bytes {
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 0x0f)]));
+    }
+    Ok(id)
 }
 
 #[cfg(test)]
@@ -116,6 +130,14 @@ mod tests {
         assert!(list.get("user").is_none() && list.get("data").is_none());
         let back: SessionV1 = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn a_million_ids_never_collide() {
+        let mut seen = std::collections::HashSet::with_capacity(1_000_000);
+        for _ in 0..1_000_000 {
+            assert!(seen.insert(new_session_id().unwrap()));
+        }
     }
 
     #[test]

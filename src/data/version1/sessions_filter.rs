@@ -1,6 +1,7 @@
 //! The typed `get_sessions` filter (contract §3), parsed from Pip's string-valued FilterParams.
 
 use crate::data::version1::SessionV1;
+use crate::toolkit::data::boolean_word;
 use crate::toolkit::errors::ApplicationError;
 use crate::toolkit::time::{format_time, parse_time};
 use chrono::{DateTime, Utc};
@@ -39,11 +40,7 @@ fn boolean(v: &Value) -> Option<bool> {
             Some(0) => Some(false),
             _ => None,
         },
-        Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "t" | "yes" | "y" => Some(true),
-            "false" | "0" | "f" | "no" | "n" => Some(false),
-            _ => None,
-        },
+        Value::String(s) => boolean_word(s),
         _ => None,
     }
 }
@@ -89,11 +86,16 @@ impl SessionsFilter {
 
     /// Whether a session passes the filter.
     pub fn matches(&self, s: &SessionV1) -> bool {
-        self.id.as_ref().is_none_or(|id| *id == s.id)
-            && self.user_id.as_ref().is_none_or(|u| *u == s.user_id)
-            && self.active.is_none_or(|a| a == s.active)
-            && self.from_time.is_none_or(|t| s.request_time >= t)
-            && self.to_time.is_none_or(|t| s.request_time < t)
+        self.matches_fields(&s.id, &s.user_id, s.active, s.request_time)
+    }
+
+    /// Whether a session with these fields passes the filter.
+    pub fn matches_fields(&self, id: &str, user_id: &str, active: bool, request_time: DateTime<Utc>) -> bool {
+        self.id.as_deref().is_none_or(|x| x == id)
+            && self.user_id.as_deref().is_none_or(|u| u == user_id)
+            && self.active.is_none_or(|a| a == active)
+            && self.from_time.is_none_or(|t| request_time >= t)
+            && self.to_time.is_none_or(|t| request_time < t)
     }
 
     /// The filter as Pip's string map (used by clients).

@@ -13,6 +13,10 @@
 //! decoding a million sessions at start-up is where the time goes — this layout decodes in about
 //! half the time of an all-JSON record and is about a third smaller. `user` and `data` are
 //! arbitrary JSON, so they stay JSON.
+//!
+//! Session records are versioned by their tag. Version 2 (written since sessions gained an
+//! `expire_time` and a `ttl`) appends both after `data`, each behind a `0`/`1` byte; version 1
+//! records (stores written before) still load, with neither set. A store may mix both.
 
 use crate::data::version1::SessionV1;
 use chrono::{DateTime, Utc};
@@ -74,6 +78,9 @@ const TAG_PUT: u8 = 1;
 const TAG_DELETE: u8 = 2;
 const TAG_CLEAR: u8 = 3;
 const TAG_END: u8 = 4;
+/// A session state in the version 2 layout (with `expire_time` and `ttl`); [`TAG_PUT`] is
+/// version 1, read only.
+const TAG_PUT_V2: u8 = 5;
 
 fn put_str(buf: &mut Vec<u8>, s: &str) -> Result<(), serde_json::Error> {
     let len = u32::try_from(s.len()).map_err(serde::ser::Error::custom)?;
@@ -131,7 +138,22 @@ fn put_session(buf: &mut Vec<u8>, s: &SessionV1) -> Result<(), serde_json::Error
     }
     buf.extend_from_slice(&s.version.to_le_bytes());
     put_json(buf, s.user.as_ref())?;
-    put_json(buf, s.data.as_ref())
+    put_json(buf, s.data.as_ref())?;
+    match &s.expire_time {
+        None => buf.push(0),
+        Some(t) => {
+            buf.push(1);
+            put_time(buf, t);
+        }
+    }
+    match s.ttl {
+        None => buf.push(0),
+        Some(ttl) => {
+            buf.push(1);
+            buf.extend_from_slice(&ttl.to_le_bytes());
+        }
+    }
+    Ok(())
 }
 
 /// Appends one frame holding `record` to `buf` (nothing on error).
@@ -143,7 +165,7 @@ pub fn encode_frame<S: Borrow<SessionV1>>(buf: &mut Vec<u8>, record: &Record<S>)
     buf.extend_from_slice(&[0u8; FRAME_HEADER]);
     let body = match record {
         Record::Put(s) => {
-            buf.push(TAG_PUT);
+            buf.push(TAG_PUT_V2);
             put_session(buf, s.borrow())
         }
         Record::Delete(id) => {
@@ -225,8 +247,9 @@ impl<'a> Reader<'a> {
         serde_json::from_slice(self.bytes()?).ok()
     }
 
-    fn session(&mut self) -> Option<SessionV1> {
-        Some(SessionV1 {
+    /// A session in the layout of record version `v2` (else version 1: no expiry fields).
+    fn session(&mut self, v2: bool) -> Option<SessionV1> {
+        let mut s = SessionV1 {
             id: self.string()?,
             user_id: self.string()?,
             user_name: self.option(Self::string)?,
@@ -243,7 +266,14 @@ impl<'a> Reader<'a> {
             version: self.i64()?,
             user: self.option(Self::json)?,
             data: self.option(Self::json)?,
-        })
+            expire_time: None,
+            ttl: None,
+        };
+        if v2 {
+            s.expire_time = self.option(Self::time)?;
+            s.ttl = self.option(Self::i64)?;
+        }
+        Some(s)
     }
 }
 
@@ -265,7 +295,7 @@ pub enum Peek<'a> {
 pub fn peek_record(payload: &[u8]) -> Option<Peek<'_>> {
     let mut r = Reader(payload);
     Some(match r.u8()? {
-        TAG_PUT => Peek::Put(r.bytes()?),
+        TAG_PUT | TAG_PUT_V2 => Peek::Put(r.bytes()?),
         TAG_DELETE => Peek::Delete(r.bytes()?),
         TAG_CLEAR => Peek::Clear,
         TAG_END => Peek::End,
@@ -277,7 +307,8 @@ pub fn peek_record(payload: &[u8]) -> Option<Peek<'_>> {
 pub fn decode_record(payload: &[u8]) -> Option<Record> {
     let mut r = Reader(payload);
     let record = match r.u8()? {
-        TAG_PUT => Record::Put(r.session()?),
+        TAG_PUT => Record::Put(r.session(false)?),
+        TAG_PUT_V2 => Record::Put(r.session(true)?),
         TAG_DELETE => Record::Delete(r.string()?),
         TAG_CLEAR => Record::Clear,
         TAG_END => Record::End(u64::from_le_bytes(r.array()?)),
@@ -435,7 +466,9 @@ mod tests {
         closed.user = Some(serde_json::json!({"z": 1, "a": [false, null, "x"]}));
         closed.data = None;
         closed.version = 42;
-        let open = SessionV1::open("cd".into(), "u2".into(), DateTime::from_timestamp(-5, 0).unwrap());
+        let mut open = SessionV1::open("cd".into(), "u2".into(), DateTime::from_timestamp(-5, 0).unwrap());
+        open.expire_time = Some(DateTime::from_timestamp(1_800_000_000, 7_000_000).unwrap());
+        open.ttl = Some(-3);
         let recs =
             vec![Record::Put(closed), Record::Put(open), Record::Delete("a".into()), Record::Clear, Record::End(3)];
         assert_eq!(scan(&frames(&recs)), (recs.clone(), None));
@@ -449,6 +482,22 @@ mod tests {
         assert_eq!(peek_record(&put[12..]), Some(Peek::Put(b"ab")));
         assert_eq!(peek_record(&frames(&recs[2..3])[12..]), Some(Peek::Delete(b"a")));
         assert_eq!(peek_record(&[TAG_PUT, 9, 0, 0, 0, b'x']), None, "id cut short");
+    }
+
+    #[test]
+    fn version_1_session_records_load_without_expiry_fields() {
+        let mut s = SessionV1::open("ab".into(), "u1".into(), DateTime::from_timestamp(1_700_000_000, 0).unwrap());
+        s.user = Some(serde_json::json!({"n": 1}));
+        let mut v1 = vec![TAG_PUT];
+        put_session(&mut v1, &s).unwrap();
+        // A version 1 record is the version 2 layout without the two trailing option bytes.
+        v1.truncate(v1.len() - 2);
+        assert_eq!(decode_record(&v1), Some(Record::Put(s.clone())));
+        assert_eq!(peek_record(&v1), Some(Peek::Put(b"ab")));
+        s.expire_time = Some(DateTime::from_timestamp(1_700_000_100, 0).unwrap());
+        let v2 = frames(&[Record::Put(s.clone())]);
+        assert_eq!(v2[12], TAG_PUT_V2);
+        assert_eq!(decode_record(&v2[12..]), Some(Record::Put(s)));
     }
 
     #[test]

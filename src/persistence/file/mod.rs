@@ -85,7 +85,7 @@ use self::load::open_store;
 use self::snapshot::{sync_dir, SnapshotWriter};
 use self::writer::{write_failed, Command, IoStatus, LogWriter};
 use super::index::SessionsIndex;
-use super::{PageOptions, SessionUpdate, SessionsPersistence, UpdateOutcome};
+use super::{PageOptions, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition};
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::component::{Component, ComponentHealth};
 use crate::toolkit::config::ComponentConfig;
@@ -538,7 +538,7 @@ impl SessionsPersistence for SessionsFilePersistence {
     }
 
     async fn get_one_by_id(&self, _cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
-        self.read(|index| index.get(id).cloned())
+        self.read(|index| index.get(id))
     }
 
     async fn create(&self, _cid: Option<&str>, session: SessionV1) -> Result<SessionV1, ApplicationError> {
@@ -591,6 +591,94 @@ impl SessionsPersistence for SessionsFilePersistence {
             let removed = index.remove(id);
             let records = removed.iter().map(|s| Record::Delete(s.id.clone())).collect();
             Ok((removed, records))
+        })
+        .await
+    }
+
+    async fn delete_if(
+        &self,
+        _cid: Option<&str>,
+        id: &str,
+        condition: &WriteCondition,
+    ) -> Result<UpdateOutcome, ApplicationError> {
+        self.commit(|index| {
+            let outcome = index.delete_if(id, condition);
+            let records = match &outcome {
+                UpdateOutcome::Updated(s) => vec![Record::Delete(s.id.clone())],
+                _ => Vec::new(),
+            };
+            Ok((outcome, records))
+        })
+        .await
+    }
+
+    async fn create_limited(
+        &self,
+        _cid: Option<&str>,
+        session: SessionV1,
+        limit: &SessionLimit,
+    ) -> Result<SessionV1, ApplicationError> {
+        self.commit(|index| {
+            // The sessions closed to make room come first, as they apply to the index.
+            let closed = index.create_limited(session.clone(), limit)?;
+            let mut records: Vec<Record> = closed.into_iter().map(Record::Put).collect();
+            records.push(Record::Put(session.clone()));
+            Ok((session, records))
+        })
+        .await
+    }
+
+    async fn close_user_sessions(
+        &self,
+        _cid: Option<&str>,
+        user_id: &str,
+        except_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, ApplicationError> {
+        self.commit(|index| {
+            let closed = index.close_user_sessions(user_id, except_id, now);
+            Ok((closed.len() as u64, closed.into_iter().map(Record::Put).collect()))
+        })
+        .await
+    }
+
+    async fn purge_closed(
+        &self,
+        _cid: Option<&str>,
+        closed_before: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<u64, ApplicationError> {
+        if self.shared.status.failed.load(Ordering::Acquire)
+            && self.read(|index| index.purgeable(closed_before, 1).is_empty())?
+        {
+            // Nothing to purge: a failed store keeps serving the sweeps that find nothing.
+            return Ok(0);
+        }
+        self.commit(|index| {
+            let ids = index.purgeable(closed_before, limit);
+            ids.iter().for_each(|id| {
+                index.remove(id);
+            });
+            Ok((ids.len() as u64, ids.into_iter().map(Record::Delete).collect()))
+        })
+        .await
+    }
+
+    async fn rotate_id(
+        &self,
+        _cid: Option<&str>,
+        id: &str,
+        new_id: &str,
+        update: &SessionUpdate,
+    ) -> Result<UpdateOutcome, ApplicationError> {
+        self.commit(|index| {
+            let outcome = index.rotate_id(id, new_id, update)?;
+            // The old id goes first, then the moved session, as they apply to the index.
+            let records = match &outcome {
+                UpdateOutcome::Updated(moved) => vec![Record::Delete(id.to_string()), Record::Put(moved.clone())],
+                _ => Vec::new(),
+            };
+            Ok((outcome, records))
         })
         .await
     }

@@ -1,6 +1,12 @@
 //! `SessionsCommandableHttpServiceV1` (`service-sessions:service:commandable-http:*:1.0`): the
 //! Pip commandable HTTP API at `POST /v1/sessions/<command>`, a configuration of the toolkit's
-//! generic commandable service.
+//! generic commandable service; and [`SessionsRestServiceV1`]
+//! (`service-sessions:service:rest:*:1.0`), the REST resource API at `/api/v1/sessions`.
+
+pub mod rest;
+mod rest_openapi;
+
+pub use rest::SessionsRestServiceV1;
 
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::descriptor::Descriptor;

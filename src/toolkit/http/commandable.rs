@@ -128,6 +128,16 @@ impl CommandableHttpService {
 /// `INVALID_JSON` for text that is not JSON (never echoed), `INVALID_DATA` for non-objects,
 /// 415 `UNSUPPORTED_MEDIA_TYPE` for content types that cannot carry JSON.
 pub fn parse_parameters(request: &HttpRequest) -> Result<Parameters, ApplicationError> {
+    check_json_content_type(request)?;
+    parse_json_object(&request.body).map(Parameters::new)
+}
+
+/// Checks that the request's content type (if any) can carry JSON: `application/json`, `*+json`
+/// (e.g. `application/merge-patch+json`), `text/plain` and form-encoded (what `curl -d` sends).
+///
+/// # Errors
+/// 415 `UNSUPPORTED_MEDIA_TYPE` otherwise.
+pub fn check_json_content_type(request: &HttpRequest) -> Result<(), ApplicationError> {
     if let Some(ct) = request.header("content-type") {
         let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         let ok = media.is_empty()
@@ -143,7 +153,23 @@ pub fn parse_parameters(request: &HttpRequest) -> Result<Parameters, Application
             .with_status(415));
         }
     }
-    parse_json_object(&request.body).map(Parameters::new)
+    Ok(())
+}
+
+/// Parses a body as any JSON value; empty (or blank) is `None`.
+///
+/// # Errors
+/// `INVALID_JSON` for text that is not JSON (the body is never echoed).
+pub fn parse_json_value(body: &Bytes) -> Result<Option<Value>, ApplicationError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice::<Value>(body).map(Some).map_err(|e| {
+        ApplicationError::bad_request(
+            "INVALID_JSON",
+            format!("Request body is not valid JSON (line {}, column {})", e.line(), e.column()),
+        )
+    })
 }
 
 /// Parses a body as one JSON object; empty (or blank) means `{}`.
@@ -151,16 +177,10 @@ pub fn parse_parameters(request: &HttpRequest) -> Result<Parameters, Application
 /// # Errors
 /// `INVALID_JSON` or `INVALID_DATA` as in [`parse_parameters`].
 pub fn parse_json_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, ApplicationError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(serde_json::Map::new());
-    }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(ApplicationError::bad_request("INVALID_DATA", "Request body must be a JSON object")),
-        Err(e) => Err(ApplicationError::bad_request(
-            "INVALID_JSON",
-            format!("Request body is not valid JSON (line {}, column {})", e.line(), e.column()),
-        )),
+    match parse_json_value(body)? {
+        None => Ok(serde_json::Map::new()),
+        Some(Value::Object(m)) => Ok(m),
+        Some(_) => Err(ApplicationError::bad_request("INVALID_DATA", "Request body must be a JSON object")),
     }
 }
 

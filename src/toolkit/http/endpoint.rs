@@ -3,9 +3,9 @@
 //! Owns the listener, the route table and every connection task. Requests enter through one warp
 //! filter that extracts method, path, query, headers and the body stream; the endpoint then
 //! answers CORS preflights, routes (404 for an unknown path, 405 with `Allow` for a wrong
-//! method), reads the body under `options.request_max_size` (413 beyond it, checked on
-//! `Content-Length` first and while streaming), extracts the correlation id and calls the
-//! handler. Every response gets the no-cache and CORS headers.
+//! method), runs the interceptors on the request head (a refused request's body is never read),
+//! reads the body under `options.request_max_size` (413 beyond it, checked on `Content-Length`
+//! first and while streaming), extracts the correlation id and calls the handler. Every response gets the no-cache and CORS headers.
 //!
 //! Connections are served by hyper-util directly over `warp::service`, because warp 0.4 has no
 //! TLS and no public acceptor trait: this keeps TLS (`connection.protocol: https`), header-read
@@ -32,6 +32,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use warp::Filter;
 
@@ -131,7 +132,10 @@ impl Default for EndpointOptions {
     }
 }
 
+#[derive(Clone)]
 struct Route {
+    /// The route as registered (`/api/v1/sessions/{id}`): the metrics label.
+    pattern: Arc<str>,
     method: Method,
     segments: Vec<String>,
     handler: Arc<dyn RouteHandler>,
@@ -158,18 +162,29 @@ fn split_path(path: &str) -> Vec<&str> {
     path.split('/').filter(|s| !s.is_empty()).collect()
 }
 
-/// An interceptor runs before every routed handler (authentication, for example) and may answer
-/// instead of it.
+/// An interceptor runs before every routed handler and may answer instead of it, in two phases:
+/// [`RequestInterceptor::intercept`] sees the head before the body is read (authentication: a
+/// refused request is never read), [`RequestInterceptor::inspect`] sees the whole request.
 #[async_trait]
 pub trait RequestInterceptor: Send + Sync {
-    /// `Some(response)` stops the request; `None` lets it through.
-    async fn intercept(&self, request: &HttpRequest) -> Option<HttpResponse>;
+    /// Before the body is read (the request's body is empty). `Some(response)` stops the request.
+    async fn intercept(&self, _head: &HttpRequest) -> Option<HttpResponse> {
+        None
+    }
+
+    /// After the body is read. `Some(response)` stops the request.
+    async fn inspect(&self, _request: &HttpRequest) -> Option<HttpResponse> {
+        None
+    }
 }
 
 struct Inner {
     settings: EndpointSettings,
-    routes: RwLock<Vec<Arc<Route>>>,
-    interceptors: RwLock<Vec<Arc<dyn RequestInterceptor>>>,
+    /// Replaced whole on registration, so a request takes one `Arc` clone, not one per route.
+    routes: RwLock<Arc<Vec<Route>>>,
+    interceptors: RwLock<Arc<Vec<Arc<dyn RequestInterceptor>>>>,
+    allow_headers: HeaderValue,
+    expose_headers: HeaderValue,
 }
 
 struct Running {
@@ -219,8 +234,24 @@ impl HttpEndpoint {
         if settings.connection.host.trim().is_empty() {
             return Err(ApplicationError::config("NO_HOST", "Connection host is not set"));
         }
+        let mut names = vec!["correlation_id".to_string(), "trace_id".to_string()];
+        names.extend(settings.cors_headers.iter().cloned());
+        let list = names.join(", ");
+        let header = |text: String| {
+            HeaderValue::from_str(&text)
+                .map_err(|_| ApplicationError::config("BAD_CONFIG", "cors_headers must be valid header names"))
+        };
+        let allow_headers =
+            header(format!("Content-Type, Authorization, x-api-key, x-auth-key, If-Match, If-None-Match, {list}"))?;
+        let expose_headers = header(format!("ETag, Location, {list}"))?;
         Ok(Self {
-            inner: Arc::new(Inner { settings, routes: RwLock::new(Vec::new()), interceptors: RwLock::new(Vec::new()) }),
+            inner: Arc::new(Inner {
+                settings,
+                routes: RwLock::new(Arc::new(Vec::new())),
+                interceptors: RwLock::new(Arc::new(Vec::new())),
+                allow_headers,
+                expose_headers,
+            }),
             running: Mutex::new(None),
             tls,
         })
@@ -229,12 +260,18 @@ impl HttpEndpoint {
     /// Registers a route; `path` segments like `{id}` capture parameters.
     pub fn register_route(&self, method: Method, path: &str, handler: Arc<dyn RouteHandler>) {
         let segments = split_path(path).into_iter().map(str::to_string).collect();
-        self.inner.routes.write().push(Arc::new(Route { method, segments, handler }));
+        let mut routes = self.inner.routes.write();
+        let mut next: Vec<Route> = routes.iter().cloned().collect();
+        next.push(Route { pattern: Arc::from(super::join_route("", path).as_str()), method, segments, handler });
+        *routes = Arc::new(next);
     }
 
     /// Adds an interceptor that runs before every routed handler.
     pub fn add_interceptor(&self, interceptor: Arc<dyn RequestInterceptor>) {
-        self.inner.interceptors.write().push(interceptor);
+        let mut interceptors = self.inner.interceptors.write();
+        let mut next: Vec<Arc<dyn RequestInterceptor>> = interceptors.iter().cloned().collect();
+        next.push(interceptor);
+        *interceptors = Arc::new(next);
     }
 
     /// The bound address once open (with the real port when configured with 0).
@@ -300,6 +337,51 @@ fn decode_query(raw: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Counts a request in `http_requests_in_flight` while it lives.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        if let Some(m) = crate::toolkit::metrics::http() {
+            m.in_flight.with_label_values(&[] as &[&str]).inc();
+        }
+        Self
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(m) = crate::toolkit::metrics::http() {
+            m.in_flight.with_label_values(&[] as &[&str]).dec();
+        }
+    }
+}
+
+/// A static label for a status code (no allocation per request).
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        201 => "201",
+        204 => "204",
+        304 => "304",
+        400 => "400",
+        401 => "401",
+        404 => "404",
+        405 => "405",
+        408 => "408",
+        409 => "409",
+        412 => "412",
+        413 => "413",
+        415 => "415",
+        500 => "500",
+        503 => "503",
+        s if s < 300 => "2xx",
+        s if s < 400 => "3xx",
+        s if s < 500 => "4xx",
+        _ => "5xx",
+    }
+}
+
 fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
@@ -327,45 +409,32 @@ pub fn percent_decode(s: &str) -> String {
 }
 
 impl Inner {
-    fn finish(&self, mut response: HttpResponse, request_headers: &HeaderMap) -> warp::reply::Response {
+    fn finish(&self, mut response: HttpResponse, allow_origin: (HeaderValue, bool)) -> warp::reply::Response {
         let h = &mut response.headers;
         h.insert("cache-control", HeaderValue::from_static("no-cache, no-store, must-revalidate"));
         h.insert("pragma", HeaderValue::from_static("no-cache"));
         h.insert("expires", HeaderValue::from_static("0"));
-        self.cors_headers(h, request_headers);
+        h.insert("access-control-allow-origin", allow_origin.0);
+        if allow_origin.1 {
+            h.insert("vary", HeaderValue::from_static("Origin"));
+        }
+        h.insert("access-control-allow-headers", self.allow_headers.clone());
+        h.insert("access-control-expose-headers", self.expose_headers.clone());
         let mut out = warp::reply::Response::new(response.body.into());
         *out.status_mut() = response.status;
         *out.headers_mut() = response.headers;
         out
     }
 
-    fn cors_headers(&self, h: &mut HeaderMap, request_headers: &HeaderMap) {
+    /// `Access-Control-Allow-Origin` for a request, and whether it depends on `Origin`.
+    fn allow_origin(&self, request_headers: &HeaderMap) -> (HeaderValue, bool) {
         let origins = &self.settings.cors_origins;
-        let allow = if origins.is_empty() || origins.iter().any(|o| o == "*") {
-            "*".to_string()
-        } else {
-            let origin = request_headers.get("origin").and_then(|v| v.to_str().ok()).unwrap_or("");
-            if origins.iter().any(|o| o == origin) {
-                h.insert("vary", HeaderValue::from_static("Origin"));
-                origin.to_string()
-            } else {
-                origins.join(", ")
-            }
-        };
-        if let Ok(v) = HeaderValue::from_str(&allow) {
-            h.insert("access-control-allow-origin", v);
+        if origins.is_empty() || origins.iter().any(|o| o == "*") {
+            return (HeaderValue::from_static("*"), false);
         }
-        let mut names = vec!["correlation_id", "trace_id"];
-        names.extend(self.settings.cors_headers.iter().map(String::as_str));
-        let list = names.join(", ");
-        if let Ok(v) = HeaderValue::from_str(&format!(
-            "Content-Type, Authorization, x-api-key, x-auth-key, If-Match, If-None-Match, {list}"
-        )) {
-            h.insert("access-control-allow-headers", v);
-        }
-        if let Ok(v) = HeaderValue::from_str(&format!("ETag, Location, {list}")) {
-            h.insert("access-control-expose-headers", v);
-        }
+        let origin = request_headers.get("origin").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let allow = if origins.iter().any(|o| o == origin) { origin.to_string() } else { origins.join(", ") };
+        (HeaderValue::from_str(&allow).unwrap_or_else(|_| HeaderValue::from_static("null")), true)
     }
 
     async fn dispatch<S, B>(
@@ -380,10 +449,22 @@ impl Inner {
         S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
         B: Buf,
     {
+        let started = std::time::Instant::now();
+        let _in_flight = InFlight::enter();
         let query = decode_query(&raw_query);
         let cid = correlation_id(&query, &headers);
-        let response = self.route(method, path, query, &headers, body, cid.clone()).await;
-        self.finish(response, &headers)
+        let span = tracing::info_span!("request", method = %method, correlation_id = cid.as_deref().unwrap_or(""));
+        let method_label = method.clone();
+        let allow_origin = self.allow_origin(&headers);
+        let (response, route) = self.route(method, path, query, headers, body, cid).instrument(span.clone()).await;
+        let status = response.status.as_u16();
+        span.in_scope(|| tracing::debug!(route = %route, status, elapsed_us = started.elapsed().as_micros() as u64, "Request served."));
+        if let Some(m) = crate::toolkit::metrics::http() {
+            let m_label = method_label.as_str();
+            m.requests.with_label_values(&[m_label, &route, status_label(status)]).inc();
+            m.duration.with_label_values(&[m_label, &route]).observe(started.elapsed().as_secs_f64());
+        }
+        self.finish(response, allow_origin)
     }
 
     async fn route<S, B>(
@@ -391,18 +472,20 @@ impl Inner {
         method: Method,
         path: String,
         query: Vec<(String, String)>,
-        headers: &HeaderMap,
+        headers: HeaderMap,
         body: S,
         cid: Option<String>,
-    ) -> HttpResponse
+    ) -> (HttpResponse, Arc<str>)
     where
         S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
         B: Buf,
     {
+        let unmatched: Arc<str> = Arc::from("unmatched");
         let fail = |e: ApplicationError| error_response(&e.with_correlation_id(cid.as_deref()));
         if self.settings.options.maintenance_enabled {
-            return fail(ApplicationError::no_response("MAINTENANCE", "The service is under maintenance"))
+            let r = fail(ApplicationError::no_response("MAINTENANCE", "The service is under maintenance"))
                 .with_header("retry-after", "3600");
+            return (r, unmatched);
         }
         if method == Method::OPTIONS {
             let mut r = HttpResponse::empty(StatusCode::NO_CONTENT);
@@ -410,31 +493,32 @@ impl Inner {
                 "access-control-allow-methods",
                 HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, OPTIONS"),
             );
-            return r;
+            return (r, Arc::from("preflight"));
         }
         let segments = split_path(&path);
-        let routes: Vec<Arc<Route>> = self.routes.read().clone();
+        let routes = self.routes.read().clone();
         let mut allowed: Vec<&str> = Vec::new();
         let mut found = None;
-        for route in &routes {
+        for route in routes.iter() {
             if let Some(params) = route.matches(&segments) {
                 if route.method == method || (method == Method::HEAD && route.method == Method::GET) {
-                    found = Some((route.clone(), params));
+                    found = Some((route.handler.clone(), route.pattern.clone(), params));
                     break;
                 }
                 allowed.push(route.method.as_str());
             }
         }
-        let Some((route, params)) = found else {
+        let Some((handler, pattern, params)) = found else {
             if allowed.is_empty() {
-                return fail(
+                let r = fail(
                     ApplicationError::not_found("ROUTE_NOT_FOUND", format!("Route {method} {path} was not found"))
                         .with_details("route", path.clone()),
                 );
+                return (r, unmatched);
             }
             allowed.dedup();
             let list = allowed.join(", ");
-            return fail(
+            let r = fail(
                 ApplicationError::unsupported(
                     "METHOD_NOT_ALLOWED",
                     format!("Method {method} is not allowed on {path}"),
@@ -442,20 +526,27 @@ impl Inner {
                 .with_details("allowed", list.clone()),
             )
             .with_header("allow", &list);
+            return (r, unmatched);
         };
-        let body = match self.read_body(headers, body).await {
-            Ok(b) => b,
-            Err(e) => return fail(e),
-        };
-        let request =
-            HttpRequest { method, path, params, query, headers: headers.clone(), body, correlation_id: cid.clone() };
-        let interceptors: Vec<Arc<dyn RequestInterceptor>> = self.interceptors.read().clone();
-        for i in interceptors {
+        // Interceptors see the head only, so a refused request is never read.
+        let mut request =
+            HttpRequest { method, path, params, query, headers, body: Bytes::new(), correlation_id: cid.clone() };
+        let interceptors = self.interceptors.read().clone();
+        for i in interceptors.iter() {
             if let Some(r) = i.intercept(&request).await {
-                return r;
+                return (r, pattern);
             }
         }
-        route.handler.handle(request).await
+        request.body = match self.read_body(&request.headers, body).await {
+            Ok(b) => b,
+            Err(e) => return (fail(e), pattern),
+        };
+        for i in interceptors.iter() {
+            if let Some(r) = i.inspect(&request).await {
+                return (r, pattern);
+            }
+        }
+        (handler.handle(request).await, pattern)
     }
 
     async fn read_body<S, B>(&self, headers: &HeaderMap, mut body: S) -> Result<Bytes, ApplicationError>
@@ -660,7 +751,12 @@ mod tests {
     #[test]
     fn routes_match_segments_and_params() {
         let handler: Arc<dyn RouteHandler> = Arc::new(|_r: HttpRequest| async { HttpResponse::empty(StatusCode::OK) });
-        let r = Route { method: Method::GET, segments: vec!["api".into(), "{id}".into()], handler };
+        let r = Route {
+            pattern: Arc::from("/api/{id}"),
+            method: Method::GET,
+            segments: vec!["api".into(), "{id}".into()],
+            handler,
+        };
         assert_eq!(r.matches(&["api", "x1"]).map(|p| p["id"].clone()).as_deref(), Some("x1"));
         assert!(r.matches(&["api"]).is_none());
         assert!(r.matches(&["other", "x"]).is_none());

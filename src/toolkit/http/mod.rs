@@ -1,17 +1,19 @@
 //! HTTP building blocks: the shared endpoint, the generic commandable service, heartbeat,
-//! status and swagger services, and the single error renderer.
+//! status and swagger services, API-key authentication, and the single error renderer.
 //!
 //! The endpoint owns the listener and a route table; services register routes during
 //! `set_references` and never see warp's rejections: a handler receives an [`HttpRequest`] with
 //! its body already read (and capped) and returns an [`HttpResponse`]. Every failure, from a
 //! malformed body to an unknown route, is rendered by [`error_response`].
 
+pub mod auth;
 pub mod commandable;
 pub mod endpoint;
 pub mod heartbeat;
 pub mod status;
 pub mod swagger;
 
+use super::commands::CommandOutput;
 use super::errors::ApplicationError;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -85,13 +87,12 @@ impl HttpResponse {
         Self { status, headers, body }
     }
 
-    /// Pip's result mapping: `None` → 204 with an empty body, `Some(v)` → 200 JSON.
-    pub fn from_result(
-        result: Result<Option<serde_json::Value>, ApplicationError>,
-        correlation_id: Option<&str>,
-    ) -> Self {
+    /// Pip's result mapping: `None` → 204 with an empty body, `Some(json)` → 200 JSON.
+    pub fn from_result(result: Result<CommandOutput, ApplicationError>, correlation_id: Option<&str>) -> Self {
         match result {
-            Ok(Some(v)) => Self::json(&v),
+            Ok(Some(raw)) => {
+                Self::with_body(StatusCode::OK, "application/json", Bytes::from(String::from(Box::<str>::from(raw))))
+            }
             Ok(None) => Self::empty(StatusCode::NO_CONTENT),
             Err(e) => error_response(&e.with_correlation_id(correlation_id)),
         }
@@ -166,7 +167,7 @@ mod tests {
     #[test]
     fn result_mapping() {
         assert_eq!(HttpResponse::from_result(Ok(None), None).status, StatusCode::NO_CONTENT);
-        let ok = HttpResponse::from_result(Ok(Some(serde_json::json!({"a": 1}))), None);
+        let ok = HttpResponse::from_result(crate::toolkit::commands::output(&serde_json::json!({"a": 1})), None);
         assert_eq!(ok.status, StatusCode::OK);
         assert_eq!(&ok.body[..], br#"{"a":1}"#);
         let err = HttpResponse::from_result(Err(ApplicationError::conflict("X", "no")), Some("c9"));

@@ -1,0 +1,22 @@
+//! Version 1 of the sessions client SDK.
+//!
+//! - [`SessionsClientV1`]: the operations (the eight Pip commands and the lifecycle
+//!   extensions), with [`ConcurrencyControl`] helpers for optimistic concurrency.
+//! - [`SessionsHttpClientV1`]: over commandable HTTP (`service-sessions:client:commandable-http:*:1.0`).
+//! - [`SessionsDirectClientV1`]: in-process calls to a controller (`service-sessions:client:direct:*:1.0`).
+//! - [`SessionsClientError`]: the typed failure both report, mapped from the service's
+//!   ErrorDescription / `ApplicationError` by category and code.
+
+mod client;
+mod direct;
+mod http;
+
+pub use client::{
+    ClientResult, ConcurrencyControl, ErrorInfo, SessionsClientError, SessionsClientV1, SESSION_CLOSED, SESSION_LIMIT,
+    VERSION_CONFLICT,
+};
+pub use direct::SessionsDirectClientV1;
+pub use http::{
+    CorrelationIdPlace, HttpClientConnection, HttpClientCredential, HttpClientOptions, HttpClientSettings,
+    SessionsHttpClientV1, BAD_RESPONSE, CANNOT_CONNECT, NO_RESPONSE, TIMEOUT,
+};

@@ -1,0 +1,182 @@
+//! A decorator that times every store operation and counts its failures, per backend:
+//! `store_operation_duration_seconds{backend, operation}` and
+//! `store_operation_errors_total{backend, operation, category}`. The factory wraps every backend
+//! in it, so no backend carries metrics code of its own.
+
+use super::{SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition};
+use crate::data::version1::{SessionV1, SessionsFilter};
+use crate::toolkit::data::{DataPage, PagingParams};
+use crate::toolkit::errors::ApplicationError;
+use crate::toolkit::metrics::{counter_vec, histogram_vec};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use prometheus::{Histogram, HistogramVec, IntCounterVec};
+use std::future::Future;
+use std::sync::{Arc, LazyLock};
+use std::time::Instant;
+
+struct StoreMetrics {
+    duration: HistogramVec,
+    errors: IntCounterVec,
+}
+
+fn metrics() -> Option<&'static StoreMetrics> {
+    static M: LazyLock<Option<StoreMetrics>> = LazyLock::new(|| {
+        Some(StoreMetrics {
+            duration: histogram_vec(
+                "store_operation_duration_seconds",
+                "Store operation latency",
+                &["backend", "operation"],
+            )?,
+            errors: counter_vec(
+                "store_operation_errors_total",
+                "Failed store operations",
+                &["backend", "operation", "category"],
+            )?,
+        })
+    });
+    M.as_ref()
+}
+
+/// A persistence that records metrics around another.
+pub struct InstrumentedPersistence {
+    inner: Arc<dyn SessionsPersistence>,
+    backend: &'static str,
+    /// One histogram per operation, resolved once (no label lookup per call).
+    histograms: Vec<(&'static str, Histogram)>,
+}
+
+const OPERATIONS: &[&str] = &[
+    "get_page_by_filter",
+    "get_one_by_id",
+    "create",
+    "update",
+    "close_expired",
+    "delete_by_id",
+    "delete_if",
+    "create_limited",
+    "close_user_sessions",
+    "purge_closed",
+    "rotate_id",
+    "clear",
+];
+
+impl InstrumentedPersistence {
+    /// Wraps `inner`, labelling its metrics with `backend`.
+    pub fn wrap(backend: &'static str, inner: Arc<dyn SessionsPersistence>) -> Arc<dyn SessionsPersistence> {
+        let histograms = match metrics() {
+            Some(m) => OPERATIONS.iter().map(|op| (*op, m.duration.with_label_values(&[backend, op]))).collect(),
+            None => Vec::new(),
+        };
+        Arc::new(Self { inner, backend, histograms })
+    }
+
+    async fn observe<T>(
+        &self,
+        operation: &str,
+        call: impl Future<Output = Result<T, ApplicationError>>,
+    ) -> Result<T, ApplicationError> {
+        let started = Instant::now();
+        let result = call.await;
+        if let Some((_, h)) = self.histograms.iter().find(|(op, _)| *op == operation) {
+            h.observe(started.elapsed().as_secs_f64());
+        }
+        if let (Err(e), Some(m)) = (&result, metrics()) {
+            m.errors.with_label_values(&[self.backend, operation, e.category.as_str()]).inc();
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl SessionsPersistence for InstrumentedPersistence {
+    async fn get_page_by_filter(
+        &self,
+        cid: Option<&str>,
+        filter: &SessionsFilter,
+        paging: &PagingParams,
+    ) -> Result<DataPage<SessionV1>, ApplicationError> {
+        self.observe("get_page_by_filter", self.inner.get_page_by_filter(cid, filter, paging)).await
+    }
+
+    async fn get_one_by_id(&self, cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
+        self.observe("get_one_by_id", self.inner.get_one_by_id(cid, id)).await
+    }
+
+    async fn create(&self, cid: Option<&str>, session: SessionV1) -> Result<SessionV1, ApplicationError> {
+        self.observe("create", self.inner.create(cid, session)).await
+    }
+
+    async fn update(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        update: &SessionUpdate,
+    ) -> Result<UpdateOutcome, ApplicationError> {
+        self.observe("update", self.inner.update(cid, id, update)).await
+    }
+
+    async fn close_expired(
+        &self,
+        cid: Option<&str>,
+        idle_cutoff: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, ApplicationError> {
+        self.observe("close_expired", self.inner.close_expired(cid, idle_cutoff, now)).await
+    }
+
+    async fn delete_by_id(&self, cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
+        self.observe("delete_by_id", self.inner.delete_by_id(cid, id)).await
+    }
+
+    async fn delete_if(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        condition: &WriteCondition,
+    ) -> Result<UpdateOutcome, ApplicationError> {
+        self.observe("delete_if", self.inner.delete_if(cid, id, condition)).await
+    }
+
+    async fn create_limited(
+        &self,
+        cid: Option<&str>,
+        session: SessionV1,
+        limit: &SessionLimit,
+    ) -> Result<SessionV1, ApplicationError> {
+        self.observe("create_limited", self.inner.create_limited(cid, session, limit)).await
+    }
+
+    async fn close_user_sessions(
+        &self,
+        cid: Option<&str>,
+        user_id: &str,
+        except_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, ApplicationError> {
+        self.observe("close_user_sessions", self.inner.close_user_sessions(cid, user_id, except_id, now)).await
+    }
+
+    async fn purge_closed(
+        &self,
+        cid: Option<&str>,
+        closed_before: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<u64, ApplicationError> {
+        self.observe("purge_closed", self.inner.purge_closed(cid, closed_before, limit)).await
+    }
+
+    async fn rotate_id(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        new_id: &str,
+        update: &SessionUpdate,
+    ) -> Result<UpdateOutcome, ApplicationError> {
+        self.observe("rotate_id", self.inner.rotate_id(cid, id, new_id, update)).await
+    }
+
+    async fn clear(&self, cid: Option<&str>) -> Result<(), ApplicationError> {
+        self.observe("clear", self.inner.clear(cid)).await
+    }
+}

@@ -1,0 +1,156 @@
+//! Prometheus metrics: the process-wide registry, the HTTP request metrics every endpoint
+//! records, and the `/metrics` service (`pip-services:prometheus-service:http:*:1.0`).
+//!
+//! Components that own gauges which must be read from a store export the [`MetricsSource`]
+//! facet; the service refreshes every source before it renders the text format, so a scrape
+//! always shows current values without a polling task.
+
+use super::component::Component;
+use super::descriptor::Descriptor;
+use super::errors::ApplicationError;
+use super::http::endpoint::HttpEndpoint;
+use super::http::{HttpRequest, HttpResponse};
+use super::references::References;
+use async_trait::async_trait;
+use bytes::Bytes;
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use std::sync::{Arc, LazyLock};
+use warp::http::{Method, StatusCode};
+
+/// Latency buckets in seconds, from 100 µs to 10 s.
+pub const LATENCY_BUCKETS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+
+/// The registry every metric of the process is registered in.
+pub fn registry() -> &'static Registry {
+    static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
+        let r = Registry::new();
+        #[cfg(target_os = "linux")]
+        {
+            let _ = r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
+        }
+        if let Ok(info) = IntGaugeVec::new(Opts::new("build_info", "Build information (always 1)"), &["version"]) {
+            info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+            let _ = r.register(Box::new(info));
+        }
+        r
+    });
+    &REGISTRY
+}
+
+/// Registers a metric (a duplicate name is logged and the unregistered metric still works).
+pub fn register<M: prometheus::core::Collector + Clone + 'static>(metric: M) -> M {
+    if let Err(e) = registry().register(Box::new(metric.clone())) {
+        tracing::warn!(error = %e, "Metric could not be registered.");
+    }
+    metric
+}
+
+/// HTTP request metrics, labelled by method, route pattern (never the raw path) and status.
+#[derive(Debug, Clone)]
+pub struct HttpMetrics {
+    /// `http_requests_total{method, route, status}`.
+    pub requests: IntCounterVec,
+    /// `http_request_duration_seconds{method, route}`.
+    pub duration: HistogramVec,
+    /// `http_requests_in_flight`.
+    pub in_flight: IntGaugeVec,
+}
+
+/// A counter family registered in [`registry`]; `None` only for an invalid definition.
+pub fn counter_vec(name: &str, help: &str, labels: &[&str]) -> Option<IntCounterVec> {
+    IntCounterVec::new(Opts::new(name, help), labels).ok().map(register)
+}
+
+/// A latency histogram family (seconds, [`LATENCY_BUCKETS`]) registered in [`registry`].
+pub fn histogram_vec(name: &str, help: &str, labels: &[&str]) -> Option<HistogramVec> {
+    HistogramVec::new(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()), labels).ok().map(register)
+}
+
+/// A gauge family registered in [`registry`].
+pub fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> Option<IntGaugeVec> {
+    IntGaugeVec::new(Opts::new(name, help), labels).ok().map(register)
+}
+
+/// The HTTP metrics (registered on first use). Metrics are best-effort: `None` never happens
+/// with the constant definitions below, and callers simply skip recording if it did.
+pub fn http() -> Option<&'static HttpMetrics> {
+    static HTTP: LazyLock<Option<HttpMetrics>> = LazyLock::new(|| {
+        Some(HttpMetrics {
+            requests: counter_vec("http_requests_total", "HTTP requests", &["method", "route", "status"])?,
+            duration: histogram_vec("http_request_duration_seconds", "HTTP request latency", &["method", "route"])?,
+            in_flight: gauge_vec("http_requests_in_flight", "HTTP requests being served", &[])?,
+        })
+    });
+    HTTP.as_ref()
+}
+
+/// A component whose gauges are refreshed before every scrape.
+#[async_trait]
+pub trait MetricsSource: Send + Sync {
+    /// Updates the component's gauges.
+    async fn refresh_metrics(&self);
+}
+
+/// The `/metrics` service.
+#[derive(Debug)]
+pub struct PrometheusService {
+    route: String,
+}
+
+impl PrometheusService {
+    /// A service at `/metrics` (or `route`).
+    pub fn new(route: Option<&str>) -> Self {
+        Self { route: super::http::join_route("", route.unwrap_or("metrics")) }
+    }
+}
+
+/// Renders the registry in the Prometheus text format.
+pub fn render() -> Bytes {
+    let mut out = Vec::new();
+    if let Err(e) = TextEncoder::new().encode(&registry().gather(), &mut out) {
+        tracing::warn!(error = %e, "Metrics could not be encoded.");
+    }
+    Bytes::from(out)
+}
+
+impl Component for PrometheusService {
+    fn set_references(&self, references: &References) -> Result<(), ApplicationError> {
+        let endpoint =
+            references.get_one_required::<HttpEndpoint>(&Descriptor::new("*", "endpoint", "http", "*", "1.0"))?;
+        let sources: Arc<Vec<Arc<dyn MetricsSource>>> =
+            Arc::new(references.get_optional::<dyn MetricsSource>(&Descriptor::new("*", "*", "*", "*", "*")));
+        endpoint.register_route(
+            Method::GET,
+            &self.route,
+            Arc::new(move |_r: HttpRequest| {
+                let sources = sources.clone();
+                async move {
+                    for s in sources.iter() {
+                        s.refresh_metrics().await;
+                    }
+                    HttpResponse::with_body(StatusCode::OK, "text/plain; version=0.0.4", render())
+                }
+            }),
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_render_in_text_format() {
+        let m = http().map(|m| m.requests.clone());
+        assert!(m.is_some());
+        if let Some(m) = m {
+            m.with_label_values(&["GET", "/unit-test", "200"]).inc();
+        }
+        let text = String::from_utf8_lossy(&render()).to_string();
+        assert!(text.contains(r#"http_requests_total{method="GET",route="/unit-test",status="200"} 1"#), "{text}");
+        assert!(text.contains("build_info{version=\""));
+        assert!(counter_vec("bad name!", "x", &[]).is_none());
+    }
+}

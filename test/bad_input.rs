@@ -1,0 +1,210 @@
+//! Hostile and malformed input, black-box over HTTP: every case gets the documented 4xx
+//! ErrorDescription (or a closed connection for transport abuse), never a 5xx, a panic, a stack
+//! trace or an echo of the input; the service keeps answering afterwards.
+
+use crate::helpers::{spawn_app, Answer, TestApp};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+const YAML: &str = r#"
+- descriptor: "service-sessions:persistence:memory:default:1.0"
+- descriptor: "service-sessions:controller:default:default:1.0"
+  options: { cleanup_interval: 0 }
+- descriptor: "pip-services:endpoint:http:default:1.0"
+  connection: { protocol: http, host: 127.0.0.1, port: 0 }
+  options: { header_read_timeout: 300, body_read_timeout: 300 }
+- descriptor: "service-sessions:service:commandable-http:default:1.0"
+- descriptor: "pip-services:heartbeat-service:http:default:1.0"
+"#;
+
+async fn app() -> TestApp {
+    spawn_app(YAML).await
+}
+
+/// A documented client error: exact status and code, the ErrorDescription shape, nothing leaked.
+fn client_error(a: &Answer, status: u16, code: &str) -> Value {
+    assert_eq!(a.status, status, "{}", &a.body[..a.body.len().min(300)]);
+    let v = a.json();
+    assert_eq!(v["code"], code, "{v}");
+    assert_eq!(v["status"], status);
+    for key in ["type", "category", "message", "details", "correlation_id", "cause"] {
+        assert!(v.get(key).is_some(), "{key} missing in {v}");
+    }
+    let text = v.to_string();
+    for leak in ["stack", "src/", ".rs:", "panicked", "/root", "/home"] {
+        assert!(!text.contains(leak), "{leak} in {text}");
+    }
+    v
+}
+
+async fn alive(app: &TestApp) {
+    assert_eq!(app.request(reqwest::Method::GET, "/heartbeat").await.status, 200);
+}
+
+#[tokio::test]
+async fn malformed_bodies() {
+    let app = app().await;
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (br#"{"user_id": "#.to_vec(), 400, "INVALID_JSON"),
+        (b"{user_id: 1}".to_vec(), 400, "INVALID_JSON"),
+        (b"[]".to_vec(), 400, "INVALID_DATA"),
+        (br#""text""#.to_vec(), 400, "INVALID_DATA"),
+        (b"17".to_vec(), 400, "INVALID_DATA"),
+        (b"true".to_vec(), 400, "INVALID_DATA"),
+        (b"null".to_vec(), 400, "INVALID_DATA"),
+        (vec![b'{', b'"', 0xc3, 0x28, b'"', b':', b'1', b'}'], 400, "INVALID_JSON"),
+        (b"{} trailing".to_vec(), 400, "INVALID_JSON"),
+        (b"".to_vec(), 400, "INVALID_DATA"),
+    ];
+    for (body, status, code) in cases {
+        let a = app.post_raw("/v1/sessions/open_session", body.clone(), Some("application/json")).await;
+        let v = client_error(&a, status, code);
+        if code == "INVALID_JSON" {
+            assert!(!v["message"].as_str().unwrap().contains("user_id"), "the body is not echoed");
+        }
+    }
+    let empty = app.post_raw("/v1/sessions/get_sessions", "", None).await;
+    assert_eq!(empty.status, 200, "an empty body is {{}} for commands without required parameters");
+    client_error(
+        &app.post_raw("/v1/sessions/open_session", "<a/>", Some("text/xml")).await,
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+    );
+    client_error(
+        &app.post_raw("/v1/sessions/open_session", "{}", Some("multipart/form-data")).await,
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+    );
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    client_error(&app.post_raw("/v1/sessions/open_session", deep, Some("application/json")).await, 400, "INVALID_JSON");
+    let deep_obj = format!(r#"{{"user_id":"u","data":{}1{}}}"#, r#"{"a":"#.repeat(5_000), "}".repeat(5_000));
+    client_error(
+        &app.post_raw("/v1/sessions/open_session", deep_obj, Some("application/json")).await,
+        400,
+        "INVALID_JSON",
+    );
+    alive(&app).await;
+}
+
+#[tokio::test]
+async fn missing_null_and_wrong_typed_parameters() {
+    let app = app().await;
+    let id = "0123456789abcdef0123456789abcdef";
+    let cases = [
+        ("open_session", json!({"user_id": null}), "user_id must not be null"),
+        ("open_session", json!({"user_id": ["u"]}), "user_id type must be string but found array"),
+        ("open_session", json!({"user_id": {"a": 1}}), "user_id type must be string but found map"),
+        ("open_session", json!({"user_id": true}), "user_id type must be string but found boolean"),
+        ("open_session", json!({"user_id": 1.5}), "user_id type must be string but found double"),
+        ("open_session", json!({"user_id": "u", "client": 1}), "client type must be string but found long"),
+        ("open_session", json!({"user_id": "u", "ttl": "1000"}), "ttl type must be integer but found string"),
+        ("get_session_by_id", json!({"session_id": null}), "session_id must not be null"),
+        ("get_session_by_id", json!({"session_id": 5}), "session_id type must be string but found long"),
+        ("store_session_data", json!({"session_id": id}), "data must not be null"),
+        ("store_session_data", json!({"data": 1}), "session_id must not be null"),
+        ("store_session_data", json!({"session_id": id, "data": 1, "version": 0}), "version must be at least 1"),
+        ("update_session_user", json!({"session_id": id, "user": null}), "user must not be null"),
+        ("close_session", json!({"session_id": []}), "session_id type must be string but found array"),
+        ("delete_session_by_id", json!({}), "session_id must not be null"),
+        ("get_sessions", json!({"filter": 5}), "filter type must be map but found long"),
+        ("get_sessions", json!({"paging": "all"}), "paging type must be map but found string"),
+        ("get_sessions", json!({"paging": {"skip": -1}}), "paging.skip must be at least 0"),
+        ("get_sessions", json!({"paging": {"take": -5}}), "paging.take must be at least 0"),
+        ("get_sessions", json!({"paging": {"take": 1e300}}), "paging.take type must be integer but found double"),
+        ("get_sessions", json!({"paging": {"take": "10"}}), "paging.take type must be integer but found string"),
+        ("close_user_sessions", json!({"user_id": 7}), "user_id type must be string but found long"),
+    ];
+    for (cmd, body, message) in cases {
+        let v = client_error(&app.command(cmd, body.clone()).await, 400, "INVALID_DATA");
+        assert_eq!(v["message"], format!("Validation failed: {message}"), "{cmd} {body}");
+        assert!(v["details"]["results"].as_array().is_some_and(|r| !r.is_empty()));
+    }
+    for date in ["yesterday", "2026-13-45", "", "1700000000", "2026-01-01T25:00:00Z"] {
+        let a = app.command("get_sessions", json!({"filter": {"from_time": date}})).await;
+        if date.is_empty() {
+            assert_eq!(a.status, 200, "an empty filter value means no filter");
+        } else {
+            client_error(&a, 400, "INVALID_DATA");
+        }
+    }
+    let huge =
+        app.command("get_sessions", json!({"paging": {"skip": u64::MAX, "take": u64::MAX, "total": true}})).await;
+    assert_eq!((huge.status, huge.json()["data"].clone(), huge.json()["total"].clone()), (200, json!([]), json!(0)));
+    alive(&app).await;
+}
+
+#[tokio::test]
+async fn huge_values_and_bodies() {
+    let app = app().await;
+    let v = client_error(
+        &app.command("open_session", json!({"user_id": "u", "user_name": "n".repeat(1_000_000)})).await,
+        400,
+        "INVALID_DATA",
+    );
+    assert_eq!(v["details"]["results"][0]["code"], "VALUE_TOO_LONG");
+    assert!(v.to_string().len() < 2_000, "the huge value is not echoed");
+    client_error(&app.command("open_session", json!({"user_id": "u".repeat(257)})).await, 400, "INVALID_DATA");
+    let big = json!({"user_id": "u", "data": {"blob": "x".repeat(900_000)}});
+    let ok = app.command("open_session", big).await;
+    assert_eq!(ok.status, 200, "data up to the body limit is stored");
+    assert_eq!(ok.json()["data"]["blob"].as_str().unwrap().len(), 900_000);
+    let too_big = app.command("open_session", json!({"user_id": "u", "data": "x".repeat(2 * 1024 * 1024)})).await;
+    client_error(&too_big, 413, "PAYLOAD_TOO_LARGE");
+    alive(&app).await;
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods() {
+    let app = app().await;
+    client_error(&app.command("drop_database", json!({})).await, 404, "ROUTE_NOT_FOUND");
+    client_error(&app.post_raw("/v1/sessions", "{}", None).await, 404, "ROUTE_NOT_FOUND");
+    client_error(&app.post_raw("/v2/sessions/get_sessions", "{}", None).await, 404, "ROUTE_NOT_FOUND");
+    client_error(&app.post_raw("/v1/sessions/get_sessions/extra", "{}", None).await, 404, "ROUTE_NOT_FOUND");
+    client_error(&app.post_raw("/%00%ff/..%2f..%2fetc/passwd", "{}", None).await, 404, "ROUTE_NOT_FOUND");
+    for m in [reqwest::Method::GET, reqwest::Method::PUT, reqwest::Method::DELETE, reqwest::Method::PATCH] {
+        client_error(&app.request(m, "/v1/sessions/get_sessions").await, 405, "METHOD_NOT_ALLOWED");
+    }
+    alive(&app).await;
+}
+
+fn raw(app: &TestApp, bytes: &[u8]) -> std::net::TcpStream {
+    let mut s = std::net::TcpStream::connect(app.address).unwrap();
+    s.write_all(bytes).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off() {
+    let app = app().await;
+    // Slow loris: the request head never completes. The server closes within header_read_timeout.
+    let started = Instant::now();
+    let mut s = raw(&app, b"POST /v1/sessions/get_sessions HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+    let mut out = Vec::new();
+    let _ = tokio::task::spawn_blocking(move || s.read_to_end(&mut out).map(|_| out)).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(8), "connection closed by the server");
+    // A body that stops arriving: 408 ErrorDescription after body_read_timeout.
+    let mut s = raw(&app, b"POST /v1/sessions/get_sessions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"a\":");
+    let reply = tokio::task::spawn_blocking(move || {
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    })
+    .await
+    .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(reply.contains(r#""code":"REQUEST_TIMEOUT""#), "{reply}");
+    // Oversized headers are refused at the transport level.
+    let mut s =
+        raw(&app, format!("GET /heartbeat HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(1 << 20)).as_bytes());
+    let reply = tokio::task::spawn_blocking(move || {
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    })
+    .await
+    .unwrap();
+    assert!(reply.is_empty() || reply.starts_with("HTTP/1.1 431"), "{reply}");
+    alive(&app).await;
+}

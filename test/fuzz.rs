@@ -1,0 +1,150 @@
+//! Fuzzing with a fixed budget (proptest; cargo-fuzz needs a nightly toolchain these machines
+//! cannot install): arbitrary JSON and bytes through every command of the real command set on
+//! the memory backend, and arbitrary text through the config template renderer. Nothing may
+//! panic and no input may produce a server error. Inputs in `test/fuzz_corpus/` run every time;
+//! proptest keeps any failure it finds in `proptest-regressions/`, which is committed.
+
+use proptest::prelude::*;
+use serde_json::{Map, Value};
+use service_sessions::logic::{ControllerOptions, SessionsController};
+use service_sessions::persistence::memory::SessionsMemoryPersistence;
+use service_sessions::toolkit::commands::{Commandable, Parameters};
+use service_sessions::toolkit::http::commandable::parse_json_object;
+use service_sessions::toolkit::template::render;
+use service_sessions::toolkit::time::{parse_time, ManualClock};
+use std::sync::{Arc, LazyLock};
+
+/// Cases per property: enough to run for a few seconds each in a debug build.
+const CASES: u32 = 1500;
+
+static RUNTIME: LazyLock<tokio::runtime::Runtime> =
+    LazyLock::new(|| tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap());
+
+fn controller() -> Arc<SessionsController> {
+    let clock = Arc::new(ManualClock::new(parse_time("2026-01-01T00:00:00Z").unwrap()));
+    let options = ControllerOptions { cleanup_interval: 0, max_sessions_per_user: 3, ..Default::default() };
+    SessionsController::with(options, Arc::new(SessionsMemoryPersistence::new()), clock)
+}
+
+const COMMANDS: &[&str] = &[
+    "get_sessions",
+    "get_session_by_id",
+    "open_session",
+    "store_session_data",
+    "update_session_user",
+    "close_session",
+    "close_expired_sessions",
+    "delete_session_by_id",
+    "touch_session",
+    "validate_session",
+    "close_user_sessions",
+    "rotate_session_id",
+    "purge_sessions",
+];
+
+/// Runs one command; the only acceptable failures are client errors.
+fn run(c: &SessionsController, command: &str, args: Map<String, Value>) {
+    let set = c.command_set();
+    let result = RUNTIME.block_on(set.execute(Some("fuzz"), command, Parameters::new(args.clone())));
+    if let Err(e) = result {
+        assert!(e.status < 500, "{command} {args:?} gave a server error: {e:?}");
+        assert!(!e.message.contains("panicked"));
+    }
+}
+
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        "[a-z0-9_]{0,40}".prop_map(Value::String),
+        "\\PC{0,20}".prop_map(Value::String),
+        Just(Value::String("0123456789abcdef0123456789abcdef".into())),
+        Just(Value::String("2026-01-01T00:00:00Z".into())),
+    ];
+    leaf.prop_recursive(4, 32, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z_]{1,12}", inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Objects that use the real parameter names, so validation passes often and the logic runs.
+fn arguments() -> impl Strategy<Value = Map<String, Value>> {
+    let keys = prop::sample::select(vec![
+        "session_id",
+        "user_id",
+        "user_name",
+        "address",
+        "client",
+        "user",
+        "data",
+        "filter",
+        "paging",
+        "version",
+        "ttl",
+        "except_session_id",
+        "skip",
+        "take",
+        "total",
+        "active",
+        "from_time",
+        "to_time",
+    ]);
+    prop::collection::btree_map(keys, json_value(), 0..7)
+        .prop_map(|m| m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: CASES, ..ProptestConfig::default() })]
+
+    #[test]
+    fn commands_never_fail_on_the_server_side(steps in prop::collection::vec((prop::sample::select(COMMANDS), arguments()), 1..8)) {
+        let c = controller();
+        for (command, args) in steps {
+            run(&c, command, args);
+        }
+    }
+
+    #[test]
+    fn request_bodies_never_fail_on_the_server_side(body in prop::collection::vec(any::<u8>(), 0..200), command in prop::sample::select(COMMANDS)) {
+        let c = controller();
+        if let Ok(args) = parse_json_object(&bytes::Bytes::from(body)) {
+            run(&c, command, args);
+        }
+    }
+
+    #[test]
+    fn the_template_renderer_never_panics(parts in prop::collection::vec(prop::sample::select(vec![
+        "{{", "}}", "{{{", "}}}", "#if ", "#unless ", "/if", "/unless", "^", "#", "/", "!", ">", "X", "Y", " ", "\n", "é", "{", "}", "else",
+    ]), 0..40)) {
+        let text: String = parts.concat();
+        let mut params = indexmap::IndexMap::new();
+        params.insert("X".to_string(), "1".to_string());
+        if let Err(e) = render(&text, &params) {
+            prop_assert_eq!(e.status, 500);
+            prop_assert!(e.details.contains_key("line") && e.details.contains_key("column"), "{:?}", e);
+        }
+    }
+}
+
+#[test]
+fn the_corpus_runs_through_every_command() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/test/fuzz_corpus");
+    let mut files = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let body = std::fs::read(entry.unwrap().path()).unwrap();
+        files += 1;
+        let c = controller();
+        for command in COMMANDS {
+            if let Ok(args) = parse_json_object(&bytes::Bytes::from(body.clone())) {
+                run(&c, command, args);
+            }
+        }
+    }
+    assert!(files >= 5);
+}

@@ -1,0 +1,480 @@
+//! The MongoDB backend on a real MongoDB wire-protocol server: the conformance fixture, two
+//! service instances racing on one collection, and outage / late start-up of the server.
+//!
+//! The server comes from `MONGODB_URI` (`test/run.sh` starts a SecantusDB test server and sets
+//! it). Without it these tests fail — a skipped backend is a failed backend. The outage tests
+//! start private servers of their own from `SECANTUS_CMD` (also exported by `test/run.sh`), so
+//! stopping one never disturbs the shared server. Every test uses its own collection and drops it.
+
+use super::Subject;
+use crate::helpers::{spawn_app, TestApp};
+use chrono::{Duration as Ms, Utc};
+use serde_json::{json, Value};
+use service_sessions::data::version1::{SessionV1, SessionsFilter};
+use service_sessions::logic::{ControllerOptions, OpenSessionRequest, SessionsController};
+use service_sessions::persistence::mongodb::SessionsMongoDbPersistence;
+use service_sessions::persistence::{
+    ExpiryPolicy, SessionChange, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition,
+};
+use service_sessions::toolkit::component::Component;
+use service_sessions::toolkit::config::ComponentConfig;
+use service_sessions::toolkit::data::PagingParams;
+use service_sessions::toolkit::descriptor::Descriptor;
+use service_sessions::toolkit::time::{truncate_millis, Clock, ManualClock};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const DATABASE: &str = "service_sessions_test";
+const RUN_TEST_SH: &str = "run the suite with `bash test/run.sh`, which starts a MongoDB-compatible test server";
+
+/// The shared test deployment.
+pub fn mongodb_uri() -> String {
+    std::env::var("MONGODB_URI")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| panic!("MONGODB_URI is not set: {RUN_TEST_SH} (or set MONGODB_URI to a MongoDB deployment)"))
+}
+
+/// A collection name no other test (or earlier run against the same deployment) uses.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    format!("{prefix}_{}_{nanos}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+fn config(uri: &str, collection: &str, connect_timeout_ms: u64) -> ComponentConfig {
+    ComponentConfig::new(
+        Descriptor::new("service-sessions", "persistence", "mongodb", "default", "1.0"),
+        json!({
+            "connection": {"uri": uri, "database": DATABASE},
+            "collection": collection,
+            "options": {"connect_timeout": connect_timeout_ms, "max_page_size": 100}
+        }),
+    )
+}
+
+/// Polls `cond` every 50 ms until it holds, at most `limit`.
+async fn eventually<F, Fut>(what: &str, limit: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !cond().await {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// An opened store on `collection` of the shared deployment, ready (indexes created).
+pub async fn open_store(collection: &str) -> Arc<SessionsMongoDbPersistence> {
+    let p = Arc::new(SessionsMongoDbPersistence::from_config(&config(&mongodb_uri(), collection, 5000)).unwrap());
+    p.open(None).await.unwrap();
+    eventually(&format!("MongoDB at MONGODB_URI ready ({RUN_TEST_SH})"), Duration::from_secs(30), || async {
+        p.health().await.ready
+    })
+    .await;
+    p
+}
+
+/// Drops the test's collection and closes the store when the test ends (also on failure).
+pub struct DropCollection(pub Arc<SessionsMongoDbPersistence>);
+
+impl Drop for DropCollection {
+    fn drop(&mut self) {
+        let p = self.0.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            tokio::task::block_in_place(|| {
+                handle.block_on(async {
+                    let _ = p.drop_collection(None).await;
+                    let _ = p.close(None).await;
+                })
+            });
+        }
+    }
+}
+
+pub async fn subject() -> Subject {
+    let p = open_store(&unique_name("conformance")).await;
+    Subject { persistence: p.clone(), _guard: Box::new(DropCollection(p)) }
+}
+
+crate::conformance_tests!(mongodb_conformance, crate::persistence::mongodb::subject);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_and_indexes_have_the_documented_shape() {
+    use mongodb::bson::{doc, Bson, Document};
+    let name = unique_name("shape");
+    // Opening twice on one collection: index creation is idempotent.
+    let (p, again) = (open_store(&name).await, open_store(&name).await);
+    let _cleanup = DropCollection(p.clone());
+    again.close(None).await.unwrap();
+    let mut s = SessionV1::open("abc".into(), "u1".into(), truncate_millis(Utc::now()));
+    s.data = Some(json!({"$set": {"a.b": 9007199254740993_i64}}));
+    p.create(None, s.clone()).await.unwrap();
+
+    let client = mongodb::Client::with_uri_str(mongodb_uri()).await.unwrap();
+    let db = client.default_database().unwrap_or_else(|| client.database(DATABASE));
+    let coll = db.collection::<Document>(&name);
+    let raw = coll.find_one(doc! {"_id": "abc"}).await.unwrap().unwrap();
+    assert_eq!(raw.get("_id"), Some(&Bson::String("abc".into())));
+    assert!(raw.get("id").is_none());
+    assert_eq!(raw.get_datetime("open_time").unwrap().timestamp_millis(), s.open_time.timestamp_millis());
+    assert!(matches!(raw.get("request_time"), Some(Bson::DateTime(_))));
+    assert_eq!(raw.get("version"), Some(&Bson::Int64(1)));
+    assert_eq!(raw.get_str("data").unwrap(), r#"{"$set":{"a.b":9007199254740993}}"#, "data is JSON text");
+    assert_eq!(raw.get("user_name"), Some(&Bson::Null));
+
+    let mut keys: Vec<Document> = Vec::new();
+    let mut cursor = coll.list_indexes().await.unwrap();
+    while cursor.advance().await.unwrap() {
+        keys.push(cursor.deserialize_current().unwrap().keys);
+    }
+    for expected in [
+        doc! {"_id": 1},
+        doc! {"user_id": 1, "request_time": -1, "_id": 1},
+        doc! {"active": 1, "request_time": -1, "_id": 1},
+        doc! {"request_time": -1, "_id": 1},
+        doc! {"active": 1, "expire_time": 1},
+        doc! {"active": 1, "close_time": 1},
+    ] {
+        assert!(keys.contains(&expected), "index {expected} missing from {keys:?}");
+    }
+    assert_eq!(keys.len(), 6, "{keys:?}");
+}
+
+/// Two "service instances": two stores (two clients, two pools) on one collection, each with
+/// its own controller, sharing one clock.
+struct TwoInstances {
+    stores: [Arc<SessionsMongoDbPersistence>; 2],
+    controllers: [Arc<SessionsController>; 2],
+    clock: Arc<ManualClock>,
+    _cleanup: DropCollection,
+}
+
+async fn two_instances() -> TwoInstances {
+    let collection = unique_name("instances");
+    let (a, b) = (open_store(&collection).await, open_store(&collection).await);
+    let clock = Arc::new(ManualClock::new(truncate_millis(Utc::now())));
+    let options = ControllerOptions { expire_timeout: 3_600_000, cleanup_interval: 0, ..Default::default() };
+    let controller = |p: &Arc<SessionsMongoDbPersistence>| {
+        SessionsController::with(options.clone(), p.clone() as Arc<dyn SessionsPersistence>, clock.clone())
+    };
+    TwoInstances {
+        controllers: [controller(&a), controller(&b)],
+        stores: [a.clone(), b],
+        clock,
+        _cleanup: DropCollection(a),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_racing_on_one_session_lose_no_write() {
+    let t = two_instances().await;
+    let open = OpenSessionRequest { user_id: "u1".into(), ..Default::default() };
+    let id = t.controllers[0].open_session(None, open).await.unwrap().id;
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let (c, id) = (t.controllers[i % 2].clone(), id.clone());
+        tasks.push(tokio::spawn(async move { c.store_session_data(None, &id, json!({"n": i}), None).await }));
+    }
+    let mut versions = Vec::new();
+    for task in tasks {
+        versions.push(task.await.unwrap().unwrap().expect("session exists").version);
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (2..=51).collect::<Vec<i64>>(), "each write got its own version");
+    let last = t.controllers[1].get_session_by_id(None, &id).await.unwrap().unwrap();
+    assert_eq!(last.version, 51);
+    let n = last.data.as_ref().and_then(|d| d["n"].as_u64()).unwrap();
+    assert!(n < 50, "data is one of the written values: {:?}", last.data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_writers_with_one_expected_version_have_one_winner() {
+    let t = two_instances().await;
+    let open = OpenSessionRequest { user_id: "u1".into(), ..Default::default() };
+    let s = t.controllers[0].open_session(None, open).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (p, id) = (t.stores[i % 2].clone(), s.id.clone());
+        let update = SessionUpdate {
+            condition: WriteCondition {
+                require_active: true,
+                alive_at: Some(t.clock.now()),
+                idle_cutoff: None,
+                expected_version: Some(s.version),
+            },
+            change: SessionChange::StoreData(json!(i)),
+            now: t.clock.now() + Ms::milliseconds(1),
+            policy: ExpiryPolicy { idle_timeout: Some(3_600_000), max_lifetime: None },
+        };
+        tasks.push(tokio::spawn(async move { p.update(None, &id, &update).await.unwrap() }));
+    }
+    let (mut wins, mut losses) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            UpdateOutcome::Updated(after) => {
+                wins += 1;
+                assert_eq!(after.version, 2);
+            }
+            UpdateOutcome::ConditionFailed(current) => {
+                losses += 1;
+                assert_eq!(current.version, 2, "losers see the winner's record");
+            }
+            UpdateOutcome::NotFound => panic!("session vanished"),
+        }
+    }
+    assert_eq!((wins, losses), (1, 19));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeps_from_both_instances_close_each_session_once() {
+    let t = two_instances().await;
+    let now = t.clock.now();
+    // 40 sessions idle for two hours (expired at a one-hour timeout), 10 fresh ones.
+    for i in 0..50 {
+        let when = if i < 40 { now - Ms::hours(2) } else { now };
+        let mut s = SessionV1::open(format!("s{i:02}"), format!("u{}", i % 5), when);
+        s.data = Some(json!({"i": i}));
+        t.stores[i % 2].create(None, s).await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for k in 0..6 {
+        let c = t.controllers[k % 2].clone();
+        tasks.push(tokio::spawn(async move { c.close_expired_sessions(None).await.unwrap() }));
+    }
+    let mut closed = 0;
+    for task in tasks {
+        closed += task.await.unwrap();
+    }
+    assert_eq!(closed, 40, "every expired session closed exactly once across all sweeps");
+    for i in 0..50 {
+        let s = t.stores[0].get_one_by_id(None, &format!("s{i:02}")).await.unwrap().unwrap();
+        if i < 40 {
+            assert_eq!(
+                (s.active, s.version, s.close_time, s.data),
+                (false, 2, Some(now), Some(Value::Null)),
+                "s{i:02}"
+            );
+        } else {
+            assert_eq!((s.active, s.version), (true, 1), "s{i:02}");
+        }
+    }
+    let page = t.stores[1]
+        .get_page_by_filter(
+            None,
+            &SessionsFilter { active: Some(false), ..Default::default() },
+            &PagingParams::new(0, 0, true),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.total, Some(40));
+    // Time moves on: the fresh ones expire too, and only they are closed.
+    t.clock.advance_ms(3_600_001);
+    let (x, y) =
+        tokio::join!(t.controllers[0].close_expired_sessions(None), t.controllers[1].close_expired_sessions(None));
+    assert_eq!(x.unwrap() + y.unwrap(), 10);
+}
+
+/// A private SecantusDB server for one test, on its own port and data folder.
+struct PrivateServer {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivateServer {
+    /// Reserves a port and a data folder; nothing runs yet.
+    fn new() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = std::env::temp_dir().join(unique_name("service-sessions-mongo"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { port, dir, child: None }
+    }
+
+    /// Its connection string, with the options the server's clients need (`SECANTUS_URI_OPTIONS`).
+    fn uri(&self) -> String {
+        match std::env::var("SECANTUS_URI_OPTIONS").ok().filter(|o| !o.is_empty()) {
+            Some(options) => format!("mongodb://127.0.0.1:{}/?{options}", self.port),
+            None => format!("mongodb://127.0.0.1:{}/", self.port),
+        }
+    }
+
+    /// Starts the server (same port and data folder every time) and waits until it listens.
+    async fn start(&mut self) {
+        let cmd = std::env::var("SECANTUS_CMD").ok().filter(|c| !c.trim().is_empty()).unwrap_or_else(|| {
+            panic!("SECANTUS_CMD is not set: the outage tests start their own server; {RUN_TEST_SH}")
+        });
+        let mut words = cmd.split_whitespace();
+        let program = words.next().unwrap();
+        let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
+        let child = Command::new(program)
+            .args(words)
+            .args(["--port", &self.port.to_string(), "--storage-path"])
+            .arg(self.dir.join("data"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{program}`: {e}"));
+        self.child = Some(child);
+        let start = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+                panic!("test server exited ({status}): {log}");
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "test server did not listen within 60 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the server cleanly (SIGTERM, then SIGKILL after 20 s) and waits for it to exit.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let start = Instant::now();
+            while child.try_wait().ok().flatten().is_none() {
+                if start.elapsed() > Duration::from_secs(20) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The service on the MongoDB backend at `uri`, with a 1 s connect timeout.
+fn mongodb_service_yaml(uri: &str) -> String {
+    format!(
+        r#"
+- descriptor: "service-sessions:persistence:mongodb:default:1.0"
+  connection:
+    uri: "{uri}"
+    database: "{DATABASE}"
+  collection: "outage"
+  options:
+    connect_timeout: 1000
+- descriptor: "service-sessions:controller:default:default:1.0"
+  options:
+    cleanup_interval: 0
+- descriptor: "pip-services:endpoint:http:default:1.0"
+  connection: {{ protocol: http, host: 127.0.0.1, port: 0 }}
+- descriptor: "service-sessions:service:commandable-http:default:1.0"
+- descriptor: "pip-services:status-service:http:default:1.0"
+"#
+    )
+}
+
+/// Readiness as `/ready` reports it.
+async fn ready(app: &TestApp) -> bool {
+    app.request(reqwest::Method::GET, "/ready").await.status == 200
+}
+
+/// A command is answered 503 / `NoResponse` within the connect timeout (1 s) plus a margin.
+async fn assert_unavailable(app: &TestApp, command: &str, body: Value) {
+    let start = Instant::now();
+    let a = app.command(command, body).await;
+    let took = start.elapsed();
+    assert_eq!(a.status, 503, "{command}: {}", a.body);
+    let e = a.json();
+    assert_eq!((e["category"].as_str(), e["code"].as_str()), (Some("NoResponse"), Some("STORE_UNAVAILABLE")));
+    assert!(took < Duration::from_millis(1000 + 1500), "{command} took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_answers_503_in_time_and_recovers_without_restart() {
+    let mut server = PrivateServer::new();
+    server.start().await;
+    let app = spawn_app(&mongodb_service_yaml(&server.uri())).await;
+    eventually("ready at start", Duration::from_secs(30), || ready(&app)).await;
+    let id = app.open("u1").await["id"].as_str().unwrap().to_string();
+    let a = app.command("store_session_data", json!({"session_id": id, "data": {"step": 1}})).await;
+    assert_eq!((a.status, a.json()["version"].as_i64()), (200, Some(2)), "{}", a.body);
+
+    server.stop();
+    assert_unavailable(&app, "store_session_data", json!({"session_id": id, "data": {"step": 2}})).await;
+    assert_unavailable(&app, "get_session_by_id", json!({"session_id": id})).await;
+    assert_unavailable(&app, "open_session", json!({"user_id": "u2"})).await;
+    eventually("not ready while the server is down", Duration::from_secs(30), || async { !ready(&app).await }).await;
+    let status = app.request(reqwest::Method::GET, "/status").await.json();
+    assert_eq!(status["ready"], json!(false), "{status}");
+
+    // Same port, same data: the running service reconnects by itself.
+    server.start().await;
+    let start = Instant::now();
+    let session = loop {
+        let a = app.command("store_session_data", json!({"session_id": id, "data": {"step": 3}})).await;
+        if a.status == 200 {
+            break a.json();
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no recovery within 30 s: {} {}", a.status, a.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!((session["version"].as_i64(), &session["data"]), (Some(3), &json!({"step": 3})));
+    eventually("ready again", Duration::from_secs(30), || ready(&app)).await;
+    assert_eq!(app.open("u3").await["user_id"], json!("u3"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_with_the_server_down_and_connects_later() {
+    let mut server = PrivateServer::new();
+    let app = spawn_app(&mongodb_service_yaml(&server.uri())).await;
+    let status = app.request(reqwest::Method::GET, "/status").await;
+    assert_eq!(status.status, 200);
+    let status = status.json();
+    assert_eq!(status["ready"], json!(false), "{status}");
+    let health = status["health"].as_object().unwrap();
+    assert!(
+        health.values().any(|h| h["ready"] == json!(false) && h["message"].as_str().unwrap_or("").contains("MongoDB")),
+        "{status}"
+    );
+    assert!(!status.to_string().contains("mongodb://"), "no connection string in /status: {status}");
+    assert!(!ready(&app).await);
+    assert_unavailable(&app, "open_session", json!({"user_id": "u1"})).await;
+
+    server.start().await;
+    eventually("ready once the server is up", Duration::from_secs(30), || ready(&app)).await;
+    let s = app.open("u1").await;
+    let a = app.command("get_session_by_id", json!({"session_id": s["id"]})).await;
+    assert_eq!((a.status, a.json()["user_id"].as_str()), (200, Some("u1")));
+    app.stop().await;
+}
+
+/// Random command sequences through the controller on MongoDB give exactly the answers of the
+/// reference model (which the memory backend is checked against too), each on a fresh collection.
+#[test]
+fn random_sequences_on_mongodb_behave_like_the_model() {
+    use crate::model::{model_answers, run_sequence, sequences};
+    use proptest::prelude::*;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let config = ProptestConfig { cases: 20, failure_persistence: None, ..ProptestConfig::default() };
+    proptest!(config, |(ops in sequences())| {
+        let got = rt.block_on(async {
+            let p = open_store(&unique_name("model")).await;
+            let got = run_sequence(p.clone(), &ops).await;
+            p.drop_collection(None).await.unwrap();
+            p.close(None).await.unwrap();
+            got
+        });
+        let want = model_answers(&ops);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            prop_assert_eq!(g, w, "step {} {:?} of {:?}", i, ops[i], ops);
+        }
+        prop_assert_eq!(got.len(), want.len());
+    });
+}

@@ -1,0 +1,246 @@
+//! The `service-sessions` binary as a process: help, start-up failures, signals and exit codes.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_service-sessions");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn config_file(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".yml").tempfile().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+#[test]
+fn help_prints_usage_and_exits_zero() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("--config") && text.contains("--param"), "{text}");
+}
+
+#[test]
+fn a_missing_or_bad_config_exits_one_with_every_reason() {
+    let out = Command::new(BIN).args(["-c", "/nonexistent/config.yml"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the configuration file"));
+    let bad = config_file("- descriptor: \"service-sessions:persistence:nosuch:default:1.0\"\n- descriptor: \"pip-services:endpoint:http:default:1.0\"\n  connection: { port: \"x\" }\n");
+    let out = Command::new(BIN).args(["-c", bad.path().to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Configuration has 2 problem(s)"), "{err}");
+    assert!(err.contains("  - Component #1 (service-sessions:persistence:nosuch:default:1.0)"), "{err}");
+    assert!(err.contains("  - Component #2 (pip-services:endpoint:http:default:1.0)"), "{err}");
+}
+
+fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "service did not start listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn run_and_signal(signal: &str) {
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args([
+            "-c",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/config.yml"),
+            "-p",
+            &format!("HTTP_PORT={port};LOG_LEVEL=warn"),
+        ])
+        .env_remove("HTTP_PORT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    assert!(http_get(port, "/heartbeat").starts_with("HTTP/1.1 200"));
+    let started = Instant::now();
+    assert!(Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap().success());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "did not exit after {signal}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(0), "{signal} exits 0");
+}
+
+#[test]
+fn sigterm_closes_and_exits_zero() {
+    run_and_signal("-TERM");
+}
+
+#[test]
+fn sigint_closes_and_exits_zero() {
+    run_and_signal("-INT");
+}
+
+/// Runs the real binary at trace level with JSON logs, exercises every command with marked
+/// values, and checks that no session id, `user` or `data` value reaches any log line.
+#[tokio::test]
+async fn logs_never_carry_session_ids_or_payloads() {
+    let port = free_port();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["-c", concat!(env!("CARGO_MANIFEST_DIR"), "/config/config.yml")])
+        .args(["-p", &format!("HTTP_PORT={port};LOG_LEVEL=trace;LOG_FORMAT=json")])
+        .env_remove("HTTP_PORT")
+        .env_remove("LOG_LEVEL")
+        .env_remove("LOG_FORMAT")
+        .stdout(Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    let client = reqwest::Client::new();
+    let call = |cmd: &str, body: serde_json::Value| {
+        let req = client.post(format!("http://127.0.0.1:{port}/v1/sessions/{cmd}?correlation_id=corr-1")).json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            let text = r.text().await.unwrap();
+            serde_json::from_str::<serde_json::Value>(&text).unwrap_or(serde_json::Value::Null)
+        }
+    };
+    let s = call("open_session", serde_json::json!({"user_id": "user-marker-7", "user": {"pw": "USER-SECRET-1"}, "data": {"k": "DATA-SECRET-2"}})).await;
+    let id = s["id"].as_str().unwrap().to_string();
+    call("store_session_data", serde_json::json!({"session_id": id, "data": "DATA-SECRET-3"})).await;
+    call("update_session_user", serde_json::json!({"session_id": id, "user": "USER-SECRET-4"})).await;
+    call("get_session_by_id", serde_json::json!({"session_id": id})).await;
+    call("get_sessions", serde_json::json!({"filter": {"user_id": "user-marker-7"}})).await;
+    let rotated = call("rotate_session_id", serde_json::json!({"session_id": id})).await;
+    let new_id = rotated["id"].as_str().unwrap().to_string();
+    call("close_session", serde_json::json!({"session_id": new_id})).await;
+    call("store_session_data", serde_json::json!({"session_id": new_id, "data": "DATA-SECRET-5"})).await;
+    call("delete_session_by_id", serde_json::json!({"session_id": new_id})).await;
+    call("get_session_by_id", serde_json::json!({"session_id": "bad id!"})).await;
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() > 10, "trace logs were written");
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+        assert!(v.get("level").is_some());
+    }
+    for secret in [id.as_str(), new_id.as_str(), "USER-SECRET", "DATA-SECRET"] {
+        assert!(!text.contains(secret), "{secret} leaked into the logs");
+    }
+    assert!(text.contains("Effective configuration."));
+    assert!(text.contains("corr-1"), "request spans carry the correlation id");
+    assert!(text.contains("\"session\":\""), "session events are logged with a hashed id");
+}
+
+/// A request in flight when SIGTERM arrives completes; the listener closes first; exit 0.
+#[test]
+fn sigterm_lets_in_flight_requests_finish() {
+    use std::io::Read;
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args([
+            "-c",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/config.yml"),
+            "-p",
+            &format!("HTTP_PORT={port};LOG_LEVEL=warn"),
+        ])
+        .env_remove("HTTP_PORT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    let body = br#"{"user_id":"in-flight","data":{"n":1}}"#;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let head = format!(
+        "POST /v1/sessions/open_session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&body[..10]).unwrap();
+    stream.flush().unwrap();
+    // Wait until the server is inside that request (it waits for the rest of the body): the
+    // in-flight gauge counts it plus the scrape itself.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http_get(port, "/metrics").lines().all(|l| !l.starts_with("http_requests_in_flight 2")) {
+        assert!(Instant::now() < deadline, "the request never got in flight");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(Instant::now() < deadline, "the listener did not close");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stream.write_all(&body[10..]).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains(r#""user_id":"in-flight""#), "{reply}");
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(0));
+}
+
+/// Ten thousand simultaneous connections to the real binary: all are held open at once, each
+/// then gets its answer, and the service keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_concurrent_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args([
+            "-c",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/config.yml"),
+            "-p",
+            &format!("HTTP_PORT={port};LOG_LEVEL=error"),
+        ])
+        .env_remove("HTTP_PORT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    let mut streams = Vec::with_capacity(10_000);
+    for batch in 0..20 {
+        let connects = (0..500).map(|_| tokio::net::TcpStream::connect(("127.0.0.1", port)));
+        for s in futures::future::join_all(connects).await {
+            streams.push(s.unwrap_or_else(|e| panic!("connection in batch {batch} failed: {e}")));
+        }
+    }
+    assert_eq!(streams.len(), 10_000);
+    let requests = streams.into_iter().map(|mut s| async move {
+        s.write_all(b"GET /heartbeat HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await?;
+        Ok::<_, std::io::Error>(out.starts_with(b"HTTP/1.1 200"))
+    });
+    let results = futures::future::join_all(requests).await;
+    let ok = results.iter().filter(|r| matches!(r, Ok(true))).count();
+    assert_eq!(ok, 10_000, "every connection was answered");
+    assert!(http_get(port, "/heartbeat").starts_with("HTTP/1.1 200"));
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
