@@ -18,7 +18,12 @@
 //! A write takes the state lock only to check its condition, apply it to the index and hand its
 //! record to the writer thread (see `writer.rs`), so the log order is the order of application.
 //! The writer appends everything queued with one `write` and, under `sync: always`, one
-//! `fdatasync` (group commit), then acknowledges. A write costs O(log n) in memory and O(1) on
+//! `fdatasync` (group commit), then acknowledges. A step that changes several sessions (the
+//! expiry sweep, a per-user limit closing older sessions, closing a user's sessions, a purge, an
+//! id rotation) is planned and applied under the lock at once, and its records are queued
+//! together in the order they apply and acknowledged once all of them are written. A crash in
+//! the middle of such an append, before its acknowledgement, can leave a prefix of the step's
+//! records in the log; replay then applies that prefix. A write costs O(log n) in memory and O(1) on
 //! disk, whatever the number of stored sessions.
 //!
 //! # Durability (`options.sync`)
