@@ -1,10 +1,12 @@
 //! Integration tests: one binary. `helpers` boots the real container from YAML on port 0;
-//! `persistence` holds the conformance fixture every backend runs.
+//! `persistence` holds the conformance fixture every backend runs; `crash` kills the real binary
+//! on the file backend under load and checks that no acknowledged write is lost.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bad_input;
 mod clients;
 mod controller;
+mod crash;
 mod fuzz;
 #[allow(dead_code)] // shared by every test module; each uses only part of it
 mod helpers;

@@ -2,6 +2,7 @@
 
 use crate::clients::version1::{SessionsClientV1, SessionsDirectClientV1, SessionsHttpClientV1};
 use crate::logic::SessionsController;
+use crate::persistence::file::SessionsFilePersistence;
 use crate::persistence::instrumented::InstrumentedPersistence;
 use crate::persistence::memory::SessionsMemoryPersistence;
 use crate::persistence::mongodb::SessionsMongoDbPersistence;
@@ -19,6 +20,11 @@ use std::sync::Arc;
 /// `service-sessions:persistence:memory:*:1.0`.
 pub fn memory_persistence_descriptor() -> Descriptor {
     Descriptor::new("service-sessions", "persistence", "memory", "*", "1.0")
+}
+
+/// `service-sessions:persistence:file:*:1.0`.
+pub fn file_persistence_descriptor() -> Descriptor {
+    Descriptor::new("service-sessions", "persistence", "file", "*", "1.0")
 }
 
 /// `service-sessions:persistence:mongodb:*:1.0`.
@@ -69,6 +75,10 @@ impl SessionsServiceFactory {
             .register(mongodb_persistence_descriptor(), |c| {
                 let p = Arc::new(SessionsMongoDbPersistence::from_config(c)?);
                 Ok(Registration::new(any(), p.clone()).provide(InstrumentedPersistence::wrap("mongodb", p)))
+            })
+            .register(file_persistence_descriptor(), |c| {
+                let p = Arc::new(SessionsFilePersistence::from_config(c)?);
+                Ok(Registration::new(any(), p.clone()).provide(InstrumentedPersistence::wrap("file", p)))
             })
             .register(controller_descriptor(), |c| {
                 let ctl = SessionsController::from_config(c)?;

@@ -13,6 +13,8 @@
 //! applies to a session from its next write. Records without an `expire_time` (written by the
 //! original service) fall back to the idle cutoff on `request_time`.
 
+pub mod file;
+pub mod index;
 pub mod instrumented;
 pub mod memory;
 pub mod mongodb;

@@ -82,10 +82,51 @@ pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Serde helpers for times on the wire (millisecond RFC 3339).
+///
+/// Times are read through a visitor so the text is parsed where it lies, without a copy: sessions
+/// carry two or three times each, and a store's start-up decodes millions of them.
 pub mod serde_time {
     use super::{format_time, parse_time};
     use chrono::{DateTime, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+    use std::fmt;
+
+    struct TimeVisitor;
+
+    impl Visitor<'_> for TimeVisitor {
+        type Value = DateTime<Utc>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an RFC 3339 date-time")
+        }
+
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            parse_time(s).ok_or_else(|| E::custom(format!("invalid date-time {s:?}")))
+        }
+    }
+
+    struct OptionVisitor;
+
+    impl<'de> Visitor<'de> for OptionVisitor {
+        type Value = Option<DateTime<Utc>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an RFC 3339 date-time or null")
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(TimeVisitor).map(Some)
+        }
+    }
 
     /// Serialises a time.
     ///
@@ -100,8 +141,7 @@ pub mod serde_time {
     /// # Errors
     /// When the text is not a date-time.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-        let s = String::deserialize(d)?;
-        parse_time(&s).ok_or_else(|| serde::de::Error::custom(format!("invalid date-time {s:?}")))
+        d.deserialize_str(TimeVisitor)
     }
 
     /// The same for optional times.
@@ -124,12 +164,7 @@ pub mod serde_time {
         /// # Errors
         /// When the text is not a date-time.
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
-            match Option::<String>::deserialize(d)? {
-                None => Ok(None),
-                Some(s) => {
-                    parse_time(&s).map(Some).ok_or_else(|| serde::de::Error::custom(format!("invalid date-time {s:?}")))
-                }
-            }
+            d.deserialize_option(OptionVisitor)
         }
     }
 }
@@ -147,6 +182,25 @@ mod tests {
         assert_eq!(format_time(parse_time("2026-01-02T03:04:05").unwrap()), "2026-01-02T03:04:05.000Z");
         assert!(parse_time("yesterday").is_none());
         assert!(parse_time("2026-13-01").is_none());
+    }
+
+    #[test]
+    fn serde_times_read_in_place_and_null_is_none() {
+        #[derive(Debug, serde::Deserialize)]
+        struct T {
+            #[serde(with = "serde_time")]
+            a: DateTime<Utc>,
+            #[serde(default, with = "serde_time::option")]
+            b: Option<DateTime<Utc>>,
+        }
+        let t: T = serde_json::from_str(r#"{"a": "2026-01-02T03:04:05.678Z", "b": null}"#).unwrap();
+        assert_eq!((format_time(t.a), t.b), ("2026-01-02T03:04:05.678Z".to_string(), None));
+        let t: T = serde_json::from_str(r#"{"a": "2026-01-02T03:04:05.678\u005a", "b": "2026-01-03"}"#).unwrap();
+        assert_eq!(t.b.map(format_time).as_deref(), Some("2026-01-03T00:00:00.000Z"));
+        assert!(serde_json::from_str::<T>(r#"{"a": "2026-01-02"}"#).unwrap().b.is_none());
+        let e = serde_json::from_str::<T>(r#"{"a": "soon"}"#).unwrap_err();
+        assert!(e.to_string().contains("invalid date-time \"soon\""), "{e}");
+        assert!(serde_json::from_str::<T>(r#"{"a": 5}"#).is_err());
     }
 
     #[test]

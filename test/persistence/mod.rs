@@ -3,6 +3,7 @@
 //! `conformance_tests!(module, factory)` expands to one `#[tokio::test]` per fixture case;
 //! `factory` is an async function returning a fresh, opened [`Subject`].
 
+mod file;
 pub mod fixture;
 mod memory;
 mod mongodb;

@@ -1,0 +1,698 @@
+//! The file backend (`service-sessions:persistence:file:*:1.0`): a small durable storage engine.
+//!
+//! # Layout
+//! `path` names a folder (created if missing) holding:
+//! - `LOCK` — held with an exclusive `flock` while the store is open, so a second process (or a
+//!   second component in the same process) fails to open it with `FILE_LOCKED`;
+//! - `sessions.snapshot` — every session as of the end of log generation *G* (its header);
+//! - `sessions.<N>.log` — the changes of generation *N*, for every *N* > *G*; the highest is the
+//!   active log, appended to.
+//!
+//! Both files are sequences of checksummed frames (see `format.rs`); a frame holds one record, a
+//! whole session state (`put`), a `delete` or a `clear`: fixed fields in a byte layout, `user`
+//! and `data` as JSON. Whole states make replay "last record wins": start-up keeps the newest
+//! record of each session from the snapshot and the newer logs and builds a [`SessionsIndex`]
+//! (the same engine, and so the same semantics and query paths, as the memory backend).
+//!
+//! # Writes
+//! A write takes the state lock only to check its condition, apply it to the index and hand its
+//! record to the writer thread (see `writer.rs`), so the log order is the order of application.
+//! The writer appends everything queued with one `write` and, under `sync: always`, one
+//! `fdatasync` (group commit), then acknowledges. A step that changes several sessions (the
+//! expiry sweep, a per-user limit closing older sessions, closing a user's sessions, a purge, an
+//! id rotation) is planned and applied under the lock at once, and its records are queued
+//! together in the order they apply and acknowledged once all of them are written. A crash in
+//! the middle of such an append, before its acknowledgement, can leave a prefix of the step's
+//! records in the log; replay then applies that prefix. A write costs O(log n) in memory and O(1) on
+//! disk, whatever the number of stored sessions.
+//!
+//! # Durability (`options.sync`)
+//! A write is acknowledged only after its record was handed to the OS (`write`), in every mode,
+//! so killing the process never loses an acknowledged write. What an OS crash or power loss can
+//! lose:
+//! - `always` (default): nothing acknowledged — the call returns after the fsync. Concurrent
+//!   writes share one fsync.
+//! - `interval`: the acknowledged writes of the last `options.sync_interval` ms (default 1000).
+//! - `never`: whatever the OS had not yet written back on its own (on Linux typically up to
+//!   about 30 s).
+//!
+//! Reads see a write as soon as it is applied, which is a few milliseconds before its fsync
+//! completes; a crash in that window loses a write that was never acknowledged but may have been
+//! read. Closing the store (graceful shutdown) always writes and fsyncs everything.
+//!
+//! # Compaction
+//! When the logs outgrow both `options.compact_threshold` bytes (default 64 MiB) and half the
+//! snapshot, a background task owned by the component compacts: the writer closes the active
+//! log *N* (fsynced) and continues in *N*+1; then the index is walked in short steps under the
+//! read lock (512 sessions each, so a write waits about a millisecond at most) into
+//! `sessions.snapshot.tmp`, which is fsynced, renamed over `sessions.snapshot` (header *G* = *N*),
+//! and the folder fsynced; then the logs ≤ *N* are removed. Writes go on during all of it and
+//! land in *N*+1. The walk is not a point-in-time copy, but every session that changes during it
+//! has its new state in log *N*+1, which replay applies after the snapshot, so nothing is lost.
+//! A crash at any step leaves a consistent set of files: start-up removes a leftover temp file
+//! and any log ≤ *G*. The compaction work is proportional to the writes since the previous one
+//! (each write pays for rewriting about two sessions), and start-up never replays more than about
+//! one and a half times the live data.
+//!
+//! # Start-up and corruption
+//! A frame cut short at the end of the last log (a crash during an append, possibly followed by
+//! zeros) is a torn tail: it was never acknowledged under `sync: always`, so it is cut off with a
+//! warning (see [`RecoveryReport`]). A damaged last frame ending exactly at the end of the file is
+//! treated the same way, since it cannot be told apart from a partly written one. Any other
+//! damage — a bad frame with data after it, a bad header, a truncated snapshot, a missing log
+//! generation — stops start-up with `CORRUPT_STORE` naming the file and the offset, and nothing on
+//! disk is changed.
+//!
+//! # Migration from the Node service
+//! If `path` ends in `.json`, the store folder is that path without the extension
+//! (`/data/sessions.json` → `/data/sessions/`); when that folder holds no store yet and the JSON
+//! file exists, the file (the Node service's format: a JSON array of SessionV1, without
+//! `version`, possibly without `user`/`data`) is imported into a first snapshot. The JSON file is
+//! left untouched and is not read again once the store exists.
+//!
+//! # Failures
+//! A failed write or fsync answers `WRITE_FAILED` (500 `FileError`) to the writes waiting for it,
+//! and the store then refuses every write while still serving reads; `/status` reports it not
+//! ready. Changes already applied in memory by those failed writes stay visible until restart,
+//! which loses them. Errors and logs name files and offsets, never session data.
+//!
+//! Hand-written rather than an embedded database crate: the semantics (conditional whole-record
+//! writes, list order, expiry sweep) live in [`SessionsIndex`]; what this module adds is only the
+//! durable log of its changes, which needs group commit and the recovery rules above.
+
+mod format;
+mod load;
+mod snapshot;
+mod writer;
+
+use self::format::{parse_log_file_name, Record};
+use self::load::open_store;
+use self::snapshot::{sync_dir, SnapshotWriter};
+use self::writer::{write_failed, Command, IoStatus, LogWriter};
+use super::index::SessionsIndex;
+use super::{PageOptions, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition};
+use crate::data::version1::{SessionV1, SessionsFilter};
+use crate::toolkit::component::{Component, ComponentHealth};
+use crate::toolkit::config::ComponentConfig;
+use crate::toolkit::data::{DataPage, PagingParams};
+use crate::toolkit::errors::ApplicationError;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use parking_lot::{Mutex, RwLock};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Sessions written per step of a compaction walk (the longest the read lock is held).
+const COMPACT_STEP: usize = 512;
+/// Pause after a failed compaction before the next try.
+const COMPACT_RETRY: Duration = Duration::from_secs(10);
+
+/// When a write is fsynced (`options.sync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// Acknowledge after the fsync; concurrent writes share one (group commit).
+    #[default]
+    Always,
+    /// Fsync every `sync_interval` ms.
+    Interval,
+    /// Leave write-back to the OS.
+    Never,
+}
+
+/// The durability options of the file backend (`options.*`).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default)]
+pub struct FileOptions {
+    /// When writes are fsynced (default `always`).
+    pub sync: SyncMode,
+    /// Period of the fsync under `interval`, in ms (default 1000).
+    pub sync_interval: u64,
+    /// Logs smaller than this many bytes are never compacted (default 64 MiB).
+    pub compact_threshold: u64,
+}
+
+impl Default for FileOptions {
+    fn default() -> Self {
+        Self { sync: SyncMode::Always, sync_interval: 1000, compact_threshold: 64 << 20 }
+    }
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct FileSettings {
+    path: Option<String>,
+    options: FileOptions,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct PageSettings {
+    options: PageOptions,
+}
+
+/// What start-up found in the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Sessions loaded.
+    pub sessions: usize,
+    /// The log generation the snapshot covers (0 without a snapshot).
+    pub snapshot_generation: u64,
+    /// Log records replayed after the snapshot.
+    pub log_records: u64,
+    /// The incomplete record cut off the end of the last log, if any.
+    pub torn_tail: Option<TornTail>,
+    /// Sessions imported from a Node service JSON file, if that happened.
+    pub imported: Option<usize>,
+}
+
+/// An incomplete record cut off the end of the last log at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// The log file name.
+    pub file: String,
+    /// Where the incomplete record began (the new end of the file).
+    pub offset: u64,
+    /// How many bytes were cut off.
+    pub dropped_bytes: u64,
+}
+
+/// What one compaction did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompactionStats {
+    /// The log generation the new snapshot covers.
+    pub generation: u64,
+    /// Session states written (a session changed during the walk may count twice).
+    pub sessions: u64,
+    /// Size of the new snapshot.
+    pub bytes: u64,
+    /// Time taken.
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    index: SessionsIndex,
+    /// The writer's queue; `Some` exactly while the store is open.
+    writer: Option<mpsc::Sender<Command>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    dir: PathBuf,
+    state: RwLock<State>,
+    status: Arc<IoStatus>,
+    /// Tells a running compaction to give up (closing).
+    stopping: AtomicBool,
+    /// One compaction at a time.
+    compaction: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug)]
+struct Running {
+    _lock: File,
+    writer: std::thread::JoinHandle<Result<(), ApplicationError>>,
+    compactor: JoinHandle<()>,
+    cancel: CancellationToken,
+}
+
+/// The file persistence component.
+#[derive(Debug)]
+pub struct SessionsFilePersistence {
+    import: Option<PathBuf>,
+    options: FileOptions,
+    page: PageOptions,
+    shared: Arc<Shared>,
+    running: tokio::sync::Mutex<Option<Running>>,
+    report: Mutex<Option<RecoveryReport>>,
+}
+
+fn not_opened() -> ApplicationError {
+    ApplicationError::invalid_state("NOT_OPENED", "The sessions file store is not open")
+}
+
+/// The folder of the store and the Node JSON file to import, from the configured `path`.
+fn store_paths(path: &Path) -> (PathBuf, Option<PathBuf>) {
+    match path.extension() {
+        Some(ext) if ext.eq_ignore_ascii_case("json") => (path.with_extension(""), Some(path.to_path_buf())),
+        _ => (path.to_path_buf(), None),
+    }
+}
+
+impl SessionsFilePersistence {
+    /// A store in the folder `path` (or migrating the Node JSON file `path`, see the module doc).
+    pub fn new(path: impl Into<PathBuf>, options: FileOptions, page: PageOptions) -> Self {
+        let (dir, import) = store_paths(&path.into());
+        let status = Arc::new(IoStatus::new(options.compact_threshold));
+        let shared = Arc::new(Shared {
+            dir,
+            state: RwLock::new(State::default()),
+            status,
+            stopping: AtomicBool::new(false),
+            compaction: tokio::sync::Mutex::new(()),
+        });
+        Self { import, options, page, shared, running: tokio::sync::Mutex::new(None), report: Mutex::new(None) }
+    }
+
+    /// Builds the store from its entry: `path` (required), `options.sync` (`always` | `interval`
+    /// | `never`), `options.sync_interval` (ms), `options.compact_threshold` (bytes),
+    /// `options.max_page_size`.
+    ///
+    /// # Errors
+    /// `NO_PATH` without a path; `BAD_CONFIG` for invalid settings.
+    pub fn from_config(config: &ComponentConfig) -> Result<Self, ApplicationError> {
+        let s: FileSettings = config.section()?;
+        let page: PageSettings = config.section()?;
+        let path = s.path.filter(|p| !p.trim().is_empty()).ok_or_else(|| {
+            ApplicationError::config(
+                "NO_PATH",
+                format!("Component #{} ({}): path is required", config.index + 1, config.descriptor),
+            )
+        })?;
+        if s.options.sync == SyncMode::Interval && s.options.sync_interval == 0 {
+            return Err(ApplicationError::config(
+                "BAD_CONFIG",
+                format!(
+                    "Component #{} ({}): options.sync_interval must be positive",
+                    config.index + 1,
+                    config.descriptor
+                ),
+            ));
+        }
+        Ok(Self::new(path, s.options, page.options))
+    }
+
+    /// The store folder.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// What the last start-up found (`None` before the first open).
+    pub fn recovery(&self) -> Option<RecoveryReport> {
+        self.report.lock().clone()
+    }
+
+    /// Compacts now (the background task does it on its own when the logs grow).
+    ///
+    /// # Errors
+    /// `NOT_OPENED`, `WRITE_FAILED`, or a `FileError` when the snapshot cannot be written.
+    pub async fn compact(&self) -> Result<CompactionStats, ApplicationError> {
+        compact(&self.shared).await
+    }
+
+    /// Writes and fsyncs everything written so far, whatever the sync mode.
+    ///
+    /// # Errors
+    /// `NOT_OPENED` or `WRITE_FAILED`.
+    pub async fn flush(&self) -> Result<(), ApplicationError> {
+        let (ack, done) = oneshot::channel();
+        send(&self.shared, Command::Flush { ack })?;
+        done.await.map_err(|_| write_failed())?
+    }
+
+    /// Applies a change under the state lock, queues its records in the same step, and waits
+    /// until the writer has written them (and fsynced them under `sync: always`).
+    async fn commit<T>(
+        &self,
+        change: impl FnOnce(&mut SessionsIndex) -> Result<(T, Vec<Record>), ApplicationError>,
+    ) -> Result<T, ApplicationError> {
+        if self.shared.status.failed.load(Ordering::Acquire) {
+            return Err(write_failed());
+        }
+        let (out, done) = {
+            let mut state = self.shared.state.write();
+            let State { index, writer } = &mut *state;
+            let Some(writer) = writer else { return Err(not_opened()) };
+            let (out, records) = change(index)?;
+            if records.is_empty() {
+                return Ok(out);
+            }
+            let (ack, done) = oneshot::channel();
+            writer.send(Command::Append { records, ack }).map_err(|_| write_failed())?;
+            (out, done)
+        };
+        match done.await {
+            Ok(true) => Ok(out),
+            _ => Err(write_failed()),
+        }
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&SessionsIndex) -> T) -> Result<T, ApplicationError> {
+        let state = self.shared.state.read();
+        if state.writer.is_none() {
+            return Err(not_opened());
+        }
+        Ok(f(&state.index))
+    }
+}
+
+fn send(shared: &Shared, command: Command) -> Result<(), ApplicationError> {
+    let state = shared.state.read();
+    let writer = state.writer.as_ref().ok_or_else(not_opened)?;
+    writer.send(command).map_err(|_| write_failed())
+}
+
+/// One compaction (see the module doc).
+async fn compact(shared: &Arc<Shared>) -> Result<CompactionStats, ApplicationError> {
+    let _one = shared.compaction.lock().await;
+    let started = Instant::now();
+    if shared.status.failed.load(Ordering::Acquire) {
+        return Err(write_failed());
+    }
+    let (ack, done) = oneshot::channel();
+    send(shared, Command::Rotate { ack })?;
+    let generation = done.await.map_err(|_| write_failed())??;
+    let sh = shared.clone();
+    let (sessions, bytes) = tokio::task::spawn_blocking(move || write_snapshot(&sh, generation))
+        .await
+        .map_err(|e| ApplicationError::internal("COMPACTION_FAILED", "Compaction stopped").with_cause(e))??;
+    Ok(CompactionStats { generation, sessions, bytes, elapsed: started.elapsed() })
+}
+
+/// Walks the index into a new snapshot covering the logs up to `generation`, then removes them.
+fn write_snapshot(shared: &Shared, generation: u64) -> Result<(u64, u64), ApplicationError> {
+    let dir = &shared.dir;
+    let fail = |e: std::io::Error| {
+        tracing::warn!(folder = %dir.display(), error = %e, "Cannot write a sessions snapshot; the logs are kept.");
+        ApplicationError::file_error("COMPACTION_FAILED", "Cannot write a sessions snapshot").with_cause(e)
+    };
+    let mut w = SnapshotWriter::create(dir, generation).map_err(fail)?;
+    let mut cursor: Option<(DateTime<Utc>, String)> = None;
+    loop {
+        if shared.stopping.load(Ordering::Acquire) {
+            w.abandon();
+            return Err(ApplicationError::invalid_state("NOT_OPENED", "Compaction stopped: the store is closing"));
+        }
+        let step = {
+            let state = shared.state.read();
+            let chunk = state.index.scan(cursor.as_ref().map(|(t, id)| (*t, id.as_str())), COMPACT_STEP);
+            for s in &chunk {
+                if let Err(e) = w.encode(s) {
+                    drop(state);
+                    w.abandon();
+                    return Err(fail(e));
+                }
+            }
+            cursor = chunk.last().map(|s| (s.request_time, s.id.clone()));
+            chunk.len()
+        };
+        if let Err(e) = w.write_out() {
+            w.abandon();
+            return Err(fail(e));
+        }
+        if step < COMPACT_STEP {
+            break;
+        }
+    }
+    let count = w.count();
+    let bytes = w.finish().map_err(fail)?;
+    shared.status.snapshot_bytes.store(bytes, Ordering::Relaxed);
+    // The snapshot covers the logs up to `generation`: remove them.
+    let mut removed = 0u64;
+    let entries = fs::read_dir(dir).map_err(fail)?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if parse_log_file_name(&name.to_string_lossy()).is_some_and(|g| g <= generation) {
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            fs::remove_file(entry.path()).map_err(fail)?;
+            removed += size;
+        }
+    }
+    sync_dir(dir).map_err(fail)?;
+    let _ =
+        shared.status.log_bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(removed)));
+    tracing::info!(generation, sessions = count, bytes, "Compacted the sessions store.");
+    Ok((count, bytes))
+}
+
+/// The background compactor: compacts whenever the writer says the logs grew enough.
+async fn run_compactor(shared: Arc<Shared>, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = shared.status.compact_wanted.notified() => {}
+        }
+        if !shared.status.wants_compaction() {
+            continue;
+        }
+        if let Err(e) = compact(&shared).await {
+            if cancel.is_cancelled() {
+                return;
+            }
+            tracing::warn!(error = %e, code = %e.code, "Compaction failed; it will be tried again.");
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(COMPACT_RETRY) => {}
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Component for SessionsFilePersistence {
+    async fn open(&self, _cid: Option<&str>) -> Result<(), ApplicationError> {
+        let mut running = self.running.lock().await;
+        if running.is_some() {
+            return Ok(());
+        }
+        let dir = self.shared.dir.clone();
+        let import = self.import.clone();
+        let opened =
+            tokio::task::spawn_blocking(move || open_store(&dir, import.as_deref())).await.map_err(|e| {
+                ApplicationError::internal("OPEN_FAILED", "Opening the sessions store stopped").with_cause(e)
+            })??;
+        let status = &self.shared.status;
+        status.failed.store(false, Ordering::Release);
+        status.log_bytes.store(opened.log_bytes, Ordering::Relaxed);
+        status.snapshot_bytes.store(opened.snapshot_bytes, Ordering::Relaxed);
+        self.shared.stopping.store(false, Ordering::Release);
+        let (tx, rx) = mpsc::channel();
+        let writer = LogWriter::new(
+            self.shared.dir.clone(),
+            opened.log,
+            opened.generation,
+            self.options.sync,
+            Duration::from_millis(self.options.sync_interval.max(1)),
+            status.clone(),
+        );
+        let writer = writer::spawn(writer, rx).map_err(|e| {
+            ApplicationError::internal("OPEN_FAILED", "Cannot start the sessions log writer").with_cause(e)
+        })?;
+        *self.shared.state.write() = State { index: opened.index, writer: Some(tx) };
+        let cancel = CancellationToken::new();
+        let compactor = tokio::spawn(run_compactor(self.shared.clone(), cancel.clone()));
+        if status.wants_compaction() {
+            status.compact_wanted.notify_one();
+        }
+        tracing::info!(
+            folder = %self.shared.dir.display(), sessions = opened.report.sessions,
+            log_records = opened.report.log_records, "Opened the sessions file store."
+        );
+        *self.report.lock() = Some(opened.report);
+        *running = Some(Running { _lock: opened.lock, writer, compactor, cancel });
+        Ok(())
+    }
+
+    async fn close(&self, _cid: Option<&str>) -> Result<(), ApplicationError> {
+        let Some(run) = self.running.lock().await.take() else { return Ok(()) };
+        self.shared.stopping.store(true, Ordering::Release);
+        run.cancel.cancel();
+        let _ = run.compactor.await;
+        // Dropping the queue lets the writer write and fsync what is left, then stop.
+        let writer = self.shared.state.write().writer.take();
+        drop(writer);
+        let result = tokio::task::spawn_blocking(move || run.writer.join())
+            .await
+            .map_err(|e| {
+                ApplicationError::internal("CLOSE_FAILED", "Closing the sessions store stopped").with_cause(e)
+            })?
+            .unwrap_or_else(|_| Err(write_failed()));
+        self.shared.state.write().index = SessionsIndex::new();
+        result
+    }
+
+    async fn health(&self) -> ComponentHealth {
+        if self.shared.state.read().writer.is_none() {
+            ComponentHealth::not_ready("the sessions file store is not open")
+        } else if self.shared.status.failed.load(Ordering::Acquire) {
+            ComponentHealth::not_ready(
+                "a write to the sessions file store failed; it serves reads only until restarted",
+            )
+        } else {
+            ComponentHealth::ready()
+        }
+    }
+}
+
+#[async_trait]
+impl SessionsPersistence for SessionsFilePersistence {
+    async fn get_page_by_filter(
+        &self,
+        _cid: Option<&str>,
+        filter: &SessionsFilter,
+        paging: &PagingParams,
+    ) -> Result<DataPage<SessionV1>, ApplicationError> {
+        self.read(|index| index.page(filter, paging, self.page.max_page_size))
+    }
+
+    async fn get_one_by_id(&self, _cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
+        self.read(|index| index.get(id))
+    }
+
+    async fn create(&self, _cid: Option<&str>, session: SessionV1) -> Result<SessionV1, ApplicationError> {
+        self.commit(|index| {
+            let s = index.create(session)?;
+            Ok((s.clone(), vec![Record::Put(s)]))
+        })
+        .await
+    }
+
+    async fn update(
+        &self,
+        _cid: Option<&str>,
+        id: &str,
+        update: &SessionUpdate,
+    ) -> Result<UpdateOutcome, ApplicationError> {
+        self.commit(|index| {
+            let outcome = index.update(id, update);
+            let records = match &outcome {
+                UpdateOutcome::Updated(s) => vec![Record::Put(s.clone())],
+                _ => Vec::new(),
+            };
+            Ok((outcome, records))
+        })
+        .await
+    }
+
+    async fn close_expired(
+        &self,
+        _cid: Option<&str>,
+        idle_cutoff: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, ApplicationError> {
+        if self.shared.status.failed.load(Ordering::Acquire)
+            && self.read(|index| index.plan_close_expired(idle_cutoff, now).is_empty())?
+        {
+            // Nothing to close: reads that sweep first keep working on a failed store.
+            return Ok(0);
+        }
+        self.commit(|index| {
+            let closed = index.plan_close_expired(idle_cutoff, now);
+            closed.iter().for_each(|s| index.put(s.clone()));
+            Ok((closed.len() as u64, closed.into_iter().map(Record::Put).collect()))
+        })
+        .await
+    }
+
+    async fn delete_by_id(&self, _cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
+        self.commit(|index| {
+            let removed = index.remove(id);
+            let records = removed.iter().map(|s| Record::Delete(s.id.clone())).collect();
+            Ok((removed, records))
+        })
+        .await
+    }
+
+    async fn delete_if(
+        &self,
+        _cid: Option<&str>,
+        id: &str,
+        condition: &WriteCondition,
+    ) -> Result<UpdateOutcome, ApplicationError> {
+        self.commit(|index| {
+            let outcome = index.delete_if(id, condition);
+            let records = match &outcome {
+                UpdateOutcome::Updated(s) => vec![Record::Delete(s.id.clone())],
+                _ => Vec::new(),
+            };
+            Ok((outcome, records))
+        })
+        .await
+    }
+
+    async fn create_limited(
+        &self,
+        _cid: Option<&str>,
+        session: SessionV1,
+        limit: &SessionLimit,
+    ) -> Result<SessionV1, ApplicationError> {
+        self.commit(|index| {
+            // The sessions closed to make room come first, as they apply to the index.
+            let closed = index.create_limited(session.clone(), limit)?;
+            let mut records: Vec<Record> = closed.into_iter().map(Record::Put).collect();
+            records.push(Record::Put(session.clone()));
+            Ok((session, records))
+        })
+        .await
+    }
+
+    async fn close_user_sessions(
+        &self,
+        _cid: Option<&str>,
+        user_id: &str,
+        except_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, ApplicationError> {
+        self.commit(|index| {
+            let closed = index.close_user_sessions(user_id, except_id, now);
+            Ok((closed.len() as u64, closed.into_iter().map(Record::Put).collect()))
+        })
+        .await
+    }
+
+    async fn purge_closed(
+        &self,
+        _cid: Option<&str>,
+        closed_before: DateTime<Utc>,
+        limit: u64,
+    ) -> Result<u64, ApplicationError> {
+        if self.shared.status.failed.load(Ordering::Acquire)
+            && self.read(|index| index.purgeable(closed_before, 1).is_empty())?
+        {
+            // Nothing to purge: a failed store keeps serving the sweeps that find nothing.
+            return Ok(0);
+        }
+        self.commit(|index| {
+            let ids = index.purgeable(closed_before, limit);
+            ids.iter().for_each(|id| {
+                index.remove(id);
+            });
+            Ok((ids.len() as u64, ids.into_iter().map(Record::Delete).collect()))
+        })
+        .await
+    }
+
+    async fn rotate_id(
+        &self,
+        _cid: Option<&str>,
+        id: &str,
+        new_id: &str,
+        update: &SessionUpdate,
+    ) -> Result<UpdateOutcome, ApplicationError> {
+        self.commit(|index| {
+            let outcome = index.rotate_id(id, new_id, update)?;
+            // The old id goes first, then the moved session, as they apply to the index.
+            let records = match &outcome {
+                UpdateOutcome::Updated(moved) => vec![Record::Delete(id.to_string()), Record::Put(moved.clone())],
+                _ => Vec::new(),
+            };
+            Ok((outcome, records))
+        })
+        .await
+    }
+
+    async fn clear(&self, _cid: Option<&str>) -> Result<(), ApplicationError> {
+        self.commit(|index| {
+            index.clear();
+            Ok(((), vec![Record::Clear]))
+        })
+        .await
+    }
+}
