@@ -678,9 +678,11 @@ impl SessionsPersistence for SessionsFilePersistence {
     ) -> Result<UpdateOutcome, ApplicationError> {
         self.commit(|index| {
             let outcome = index.rotate_id(id, new_id, update)?;
-            // The old id goes first, then the moved session, as they apply to the index.
+            // The moved session is logged before the old id's delete (the ids differ, so replay
+            // reaches the same state): if power fails between the two records, the session
+            // survives under both ids instead of being lost.
             let records = match &outcome {
-                UpdateOutcome::Updated(moved) => vec![Record::Delete(id.to_string()), Record::Put(moved.clone())],
+                UpdateOutcome::Updated(moved) => vec![Record::Put(moved.clone()), Record::Delete(id.to_string())],
                 _ => Vec::new(),
             };
             Ok((outcome, records))
