@@ -55,21 +55,24 @@ fn http_get(port: u16, path: &str) -> String {
     out
 }
 
-fn run_and_signal(signal: &str) {
-    let port = free_port();
-    let mut child = Command::new(BIN)
-        .args([
-            "-c",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config/config.yml"),
-            "-p",
-            &format!("HTTP_PORT={port};LOG_LEVEL=warn"),
-        ])
+/// Starts the real binary with the shipped config on `port` and waits until it listens.
+fn start_service(port: u16, log_level: &str) -> std::process::Child {
+    let child = Command::new(BIN)
+        .args(["-c", concat!(env!("CARGO_MANIFEST_DIR"), "/config/config.yml")])
+        .args(["-p", &format!("HTTP_PORT={port};LOG_LEVEL={log_level}")])
         .env_remove("HTTP_PORT")
+        .env_remove("LOG_LEVEL")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     wait_listening(port);
+    child
+}
+
+fn run_and_signal(signal: &str) {
+    let port = free_port();
+    let mut child = start_service(port, "warn");
     assert!(http_get(port, "/heartbeat").starts_with("HTTP/1.1 200"));
     let started = Instant::now();
     assert!(Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap().success());
@@ -154,19 +157,7 @@ async fn logs_never_carry_session_ids_or_payloads() {
 fn sigterm_lets_in_flight_requests_finish() {
     use std::io::Read;
     let port = free_port();
-    let mut child = Command::new(BIN)
-        .args([
-            "-c",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config/config.yml"),
-            "-p",
-            &format!("HTTP_PORT={port};LOG_LEVEL=warn"),
-        ])
-        .env_remove("HTTP_PORT")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(port);
+    let mut child = start_service(port, "warn");
     let body = br#"{"user_id":"in-flight","data":{"n":1}}"#;
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let head = format!(
@@ -210,19 +201,7 @@ fn sigterm_lets_in_flight_requests_finish() {
 async fn ten_thousand_concurrent_connections() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let port = free_port();
-    let mut child = Command::new(BIN)
-        .args([
-            "-c",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config/config.yml"),
-            "-p",
-            &format!("HTTP_PORT={port};LOG_LEVEL=error"),
-        ])
-        .env_remove("HTTP_PORT")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(port);
+    let mut child = start_service(port, "error");
     let mut streams = Vec::with_capacity(10_000);
     for batch in 0..20 {
         let connects = (0..500).map(|_| tokio::net::TcpStream::connect(("127.0.0.1", port)));
