@@ -6,8 +6,9 @@
 //! `DURATION` seconds (default 1800), `INTERVAL` seconds between reports (default 60),
 //! `SERVER_PID` (to read the server's RSS).
 //!
-//! Mix: 10 % open_session, 40 % get_session_by_id, 30 % store_session_data, 10 % get_sessions
-//! by user, 5 % touch_session, 5 % close_session. An error is any 5xx, any transport failure,
+//! Mix: 5 % open_session, 40 % get_session_by_id, 30 % store_session_data, 10 % get_sessions
+//! by user, 5 % touch_session, 5 % close_session, 5 % delete_session_by_id — opens and deletes
+//! balance, so the store (and RSS) reaches a steady size instead of growing for the whole run. An error is any 5xx, any transport failure,
 //! or a 4xx other than the expected 409 on a session another request closed.
 
 use serde_json::json;
@@ -68,9 +69,10 @@ async fn main() -> anyhow::Result<()> {
                 }
             };
             let (command, body) = match (pick, id) {
-                (0 | 1, _) | (_, None) => {
+                (0, _) | (_, None) => {
                     ("open_session", json!({"user_id": format!("u{}", n % 10_000), "data": {"n": n}}))
                 }
+                (1, Some(id)) => ("delete_session_by_id", json!({"session_id": id})),
                 (2..=9, Some(id)) => ("get_session_by_id", json!({"session_id": id})),
                 (10..=15, Some(id)) => ("store_session_data", json!({"session_id": id, "data": {"n": n}})),
                 (16 | 17, _) => {
