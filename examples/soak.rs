@@ -10,7 +10,8 @@
 //! by user, 5 % touch_session, 5 % close_session, 5 % delete_session_by_id — opens and deletes
 //! balance, so the store (and RSS) reaches a steady size instead of growing for the whole run.
 //!
-//! An error is any 5xx, any transport failure, or a 4xx other than the expected 409 on a session another request closed.
+//! An error is any 5xx, any transport failure, or a 4xx other than the expected 409 on a
+//! session another request closed.
 
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
