@@ -1,14 +1,20 @@
-//! Soak load generator (a benchmark program, not a test; run by `benches/soak.sh`): mixed traffic at a fixed rate against a
-//! running service, printing every interval the requests sent, errors, p50/p99 latency and the
-//! server's RSS. Run it through `benches/soak.sh`, which starts the service on a backend.
+//! Soak load generator (a benchmark program, not a test; run by `benches/soak.sh`): mixed traffic
+//! at a fixed rate against a running service, printing every interval the requests sent, errors,
+//! p50/p99 latency and the server's RSS.
 //!
 //! Environment: `URL` (default `http://127.0.0.1:18091`), `RATE` requests/s (default 500),
 //! `DURATION` seconds (default 1800), `INTERVAL` seconds between reports (default 60),
-//! `SERVER_PID` (to read the server's RSS).
+//! `PRELOAD` sessions opened before the timed run (default 20 000), `SERVER_PID` (to read the
+//! server's RSS).
 //!
 //! Mix: 5 % open_session, 40 % get_session_by_id, 30 % store_session_data, 10 % get_sessions
-//! by user, 5 % touch_session, 5 % close_session, 5 % delete_session_by_id — opens and deletes
-//! balance, so the store (and RSS) reaches a steady size instead of growing for the whole run.
+//! by user, 5 % touch_session, 5 % close_session, 5 % delete_session_by_id. The generator keeps
+//! the ids of the stored sessions in a pool: an open adds its id, a delete takes one out, so the
+//! store holds a steady population (the preload) for the whole run and a growing RSS would be a
+//! leak, not data.
+//!
+//! The RSS baseline is taken after the first interval of mixed traffic (warm-up: allocator
+//! arenas, connection buffers, per-route metrics), and compared with the RSS at the end.
 //!
 //! An error is any 5xx, any transport failure, or a 4xx other than the expected 409 on a
 //! session another request closed.
@@ -48,8 +54,15 @@ async fn main() -> anyhow::Result<()> {
     let latencies: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(Vec::new()));
     let (sent, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let total_errors = Arc::new(AtomicU64::new(0));
-    let rss_start = rss_kb(pid);
-    println!("soak: url={url} rate={rate}/s duration={}s rss_start_kb={rss_start:?}", duration.as_secs());
+    let preload = env_or("PRELOAD", 20_000);
+    println!(
+        "soak: url={url} rate={rate}/s duration={}s preload={preload} rss_empty_kb={:?}",
+        duration.as_secs(),
+        rss_kb(pid)
+    );
+    preload_sessions(&client, &url, preload, &ids).await?;
+    println!("preloaded {} sessions: rss_kb={:?}", ids.lock().await.len(), rss_kb(pid));
+    let mut rss_start = None;
     let started = Instant::now();
     let mut ticks = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -74,7 +87,10 @@ async fn main() -> anyhow::Result<()> {
                 (0, _) | (_, None) => {
                     ("open_session", json!({"user_id": format!("u{}", n % 10_000), "data": {"n": n}}))
                 }
-                (1, Some(id)) => ("delete_session_by_id", json!({"session_id": id})),
+                (1, Some(_)) => match take_id(&ids, n).await {
+                    Some(id) => ("delete_session_by_id", json!({"session_id": id})),
+                    None => return,
+                },
                 (2..=9, Some(id)) => ("get_session_by_id", json!({"session_id": id})),
                 (10..=15, Some(id)) => ("store_session_data", json!({"session_id": id, "data": {"n": n}})),
                 (16 | 17, _) => {
@@ -92,13 +108,7 @@ async fn main() -> anyhow::Result<()> {
                     if command == "open_session" && status == 200 {
                         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
                             if let Some(id) = v["id"].as_str() {
-                                let mut ids = ids.lock().await;
-                                if ids.len() < 50_000 {
-                                    ids.push(id.to_string());
-                                } else {
-                                    let slot = (n as usize) % ids.len();
-                                    ids[slot] = id.to_string();
-                                }
+                                ids.lock().await.push(id.to_string());
                             }
                         }
                     }
@@ -117,6 +127,11 @@ async fn main() -> anyhow::Result<()> {
             next_report += interval;
             let mut l = std::mem::take(&mut *latencies.lock().await);
             l.sort_unstable();
+            let rss = rss_kb(pid);
+            if rss_start.is_none() {
+                rss_start = rss;
+                println!("warm-up done: rss_start_kb={rss:?}");
+            }
             println!(
                 "t={:>5}s sent={} errors={} p50_ms={:.3} p99_ms={:.3} rss_kb={:?}",
                 started.elapsed().as_secs(),
@@ -124,7 +139,7 @@ async fn main() -> anyhow::Result<()> {
                 errors.swap(0, Ordering::Relaxed),
                 percentile(&l, 0.50),
                 percentile(&l, 0.99),
-                rss_kb(pid)
+                rss
             );
         }
     }
@@ -135,8 +150,45 @@ async fn main() -> anyhow::Result<()> {
         _ => "n/a".to_string(),
     };
     println!(
-        "soak done: total_errors={} rss_start_kb={rss_start:?} rss_end_kb={rss_end:?} rss_growth={growth}",
-        total_errors.load(Ordering::Relaxed)
+        "soak done: total_errors={} stored_in_pool={} rss_start_kb={rss_start:?} rss_end_kb={rss_end:?} rss_growth={growth}",
+        total_errors.load(Ordering::Relaxed),
+        ids.lock().await.len()
     );
+    Ok(())
+}
+
+/// Takes a pseudo-random id out of the pool (the session is about to be deleted).
+async fn take_id(ids: &Mutex<Vec<String>>, n: u64) -> Option<String> {
+    let mut ids = ids.lock().await;
+    if ids.is_empty() {
+        return None;
+    }
+    let slot = (n as usize * 7919) % ids.len();
+    Some(ids.swap_remove(slot))
+}
+
+/// Opens `count` sessions (32 at a time) before the timed run and puts their ids in the pool.
+async fn preload_sessions(
+    client: &reqwest::Client,
+    url: &str,
+    count: u64,
+    ids: &Mutex<Vec<String>>,
+) -> anyhow::Result<()> {
+    let mut next = 0u64;
+    while next < count {
+        let batch: Vec<u64> = (next..count.min(next + 32)).collect();
+        next += batch.len() as u64;
+        let opened = futures::future::join_all(batch.into_iter().map(|n| async move {
+            let body = json!({"user_id": format!("u{}", n % 10_000), "data": {"n": n}});
+            let response = client.post(format!("{url}/v1/sessions/open_session")).json(&body).send().await?;
+            let value: serde_json::Value = response.error_for_status()?.json().await?;
+            anyhow::Ok(value["id"].as_str().unwrap_or_default().to_string())
+        }))
+        .await;
+        let mut ids = ids.lock().await;
+        for id in opened {
+            ids.push(id?);
+        }
+    }
     Ok(())
 }
