@@ -13,7 +13,9 @@ use super::http::{HttpRequest, HttpResponse};
 use super::references::References;
 use async_trait::async_trait;
 use bytes::Bytes;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use std::sync::{Arc, LazyLock};
 use warp::http::{Method, StatusCode};
 
@@ -54,7 +56,7 @@ pub struct HttpMetrics {
     /// `http_request_duration_seconds{method, route}`.
     pub duration: HistogramVec,
     /// `http_requests_in_flight`.
-    pub in_flight: IntGaugeVec,
+    pub in_flight: IntGauge,
 }
 
 /// A counter family registered in [`registry`]; `None` only for an invalid definition.
@@ -72,6 +74,11 @@ pub fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> Option<IntGaugeVec>
     IntGaugeVec::new(Opts::new(name, help), labels).ok().map(register)
 }
 
+/// A gauge without labels registered in [`registry`].
+pub fn gauge(name: &str, help: &str) -> Option<IntGauge> {
+    IntGauge::new(name, help).ok().map(register)
+}
+
 /// The HTTP metrics (registered on first use). Metrics are best-effort: `None` never happens
 /// with the constant definitions below, and callers simply skip recording if it did.
 pub fn http() -> Option<&'static HttpMetrics> {
@@ -79,7 +86,7 @@ pub fn http() -> Option<&'static HttpMetrics> {
         Some(HttpMetrics {
             requests: counter_vec("http_requests_total", "HTTP requests", &["method", "route", "status"])?,
             duration: histogram_vec("http_request_duration_seconds", "HTTP request latency", &["method", "route"])?,
-            in_flight: gauge_vec("http_requests_in_flight", "HTTP requests being served", &[])?,
+            in_flight: gauge("http_requests_in_flight", "HTTP requests being served")?,
         })
     });
     HTTP.as_ref()

@@ -138,7 +138,7 @@ pub fn parse_parameters(request: &HttpRequest) -> Result<Parameters, Application
 /// # Errors
 /// 415 `UNSUPPORTED_MEDIA_TYPE` otherwise.
 pub fn check_json_content_type(request: &HttpRequest) -> Result<(), ApplicationError> {
-    if let Some(ct) = request.header("content-type") {
+    if let Some(ct) = request.header(warp::http::header::CONTENT_TYPE) {
         let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         let ok = media.is_empty()
             || media == "application/json"

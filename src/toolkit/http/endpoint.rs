@@ -33,7 +33,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use warp::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use warp::Filter;
 
 /// Endpoint settings (the component's config entry).
@@ -132,13 +132,13 @@ impl Default for EndpointOptions {
     }
 }
 
-#[derive(Clone)]
 struct Route {
     /// The route as registered (`/api/v1/sessions/{id}`): the metrics label.
     pattern: Arc<str>,
     method: Method,
     segments: Vec<String>,
     handler: Arc<dyn RouteHandler>,
+    metrics: RouteMetrics,
 }
 
 impl Route {
@@ -155,6 +155,130 @@ impl Route {
             }
         }
         Some(params)
+    }
+}
+
+/// The metric handles of one route, resolved when first needed instead of hashing the labels on
+/// every request.
+struct RouteMetrics {
+    duration: Option<prometheus::Histogram>,
+    requests: RwLock<Vec<(u16, prometheus::IntCounter)>>,
+}
+
+impl RouteMetrics {
+    fn new(method: &Method, pattern: &str) -> Self {
+        let duration =
+            crate::toolkit::metrics::http().map(|m| m.duration.with_label_values(&[method.as_str(), pattern]));
+        Self { duration, requests: RwLock::new(Vec::new()) }
+    }
+
+    fn record(&self, method: &Method, pattern: &str, status: u16, seconds: f64) {
+        if let Some(h) = &self.duration {
+            h.observe(seconds);
+        }
+        if let Some((_, c)) = self.requests.read().iter().find(|(s, _)| *s == status) {
+            c.inc();
+            return;
+        }
+        if let Some(m) = crate::toolkit::metrics::http() {
+            let c = m.requests.with_label_values(&[method.as_str(), pattern, status_label(status)]);
+            c.inc();
+            self.requests.write().push((status, c));
+        }
+    }
+}
+
+/// Records a request that matched no route (or a HEAD served by a GET route).
+fn record_unrouted(method: &Method, pattern: &str, status: u16, seconds: f64) {
+    if let Some(m) = crate::toolkit::metrics::http() {
+        m.requests.with_label_values(&[method.as_str(), pattern, status_label(status)]).inc();
+        m.duration.with_label_values(&[method.as_str(), pattern]).observe(seconds);
+    }
+}
+
+/// The routes in registration order, plus a map from (method, path) to the route that the
+/// in-order scan would find first, for routes without `{param}` segments: the common request is
+/// routed by one hash lookup instead of comparing it with every route.
+#[derive(Default)]
+struct RouteTable {
+    routes: Vec<Arc<Route>>,
+    exact: HashMap<String, Vec<(Method, usize)>>,
+}
+
+impl RouteTable {
+    fn with(&self, route: Route) -> Self {
+        let mut routes = self.routes.clone();
+        let mut exact = self.exact.clone();
+        if !route.segments.iter().any(|s| s.starts_with('{')) {
+            let path: Vec<&str> = route.segments.iter().map(String::as_str).collect();
+            let shadowed = routes.iter().any(|r| r.method == route.method && r.matches(&path).is_some());
+            if !shadowed {
+                exact.entry(route.segments.join("/")).or_default().push((route.method.clone(), routes.len()));
+            }
+        }
+        routes.push(Arc::new(route));
+        Self { routes, exact }
+    }
+
+    /// The route the in-order scan would pick, found by one hash lookup, for a request whose
+    /// path has no empty segments and whose route has no `{param}` segments.
+    fn exact(&self, method: &Method, path: &str) -> Option<&Arc<Route>> {
+        let key = path.strip_prefix('/')?;
+        if key.is_empty() || key.ends_with('/') || key.contains("//") {
+            return None;
+        }
+        let (_, i) = self.exact.get(key)?.iter().find(|(m, _)| m == method)?;
+        self.routes.get(*i)
+    }
+
+    /// The first route matching the path and method in registration order (a GET route serves
+    /// HEAD), with its parameters; else the methods the path allows (empty: no such path).
+    fn scan(&self, method: &Method, path: &str) -> Result<Matched, Vec<String>> {
+        let segments = split_path(path);
+        let mut allowed: Vec<String> = Vec::new();
+        for route in &self.routes {
+            if let Some(params) = route.matches(&segments) {
+                if route.method == method || (method == Method::HEAD && route.method == Method::GET) {
+                    return Ok((route.clone(), params));
+                }
+                allowed.push(route.method.to_string());
+            }
+        }
+        Err(allowed)
+    }
+}
+
+/// 404 `ROUTE_NOT_FOUND` for an unknown path, 405 `METHOD_NOT_ALLOWED` with `Allow` for a known
+/// path and another method.
+fn no_route(method: &Method, path: &str, allowed: &[String], cid: Option<&str>) -> HttpResponse {
+    if allowed.is_empty() {
+        let e = ApplicationError::not_found("ROUTE_NOT_FOUND", format!("Route {method} {path} was not found"))
+            .with_details("route", path.to_string());
+        return error_response(&e.with_correlation_id(cid));
+    }
+    let mut allowed = allowed.to_vec();
+    allowed.dedup();
+    let list = allowed.join(", ");
+    let e = ApplicationError::unsupported("METHOD_NOT_ALLOWED", format!("Method {method} is not allowed on {path}"))
+        .with_details("allowed", list.clone());
+    error_response(&e.with_correlation_id(cid)).with_header("allow", &list)
+}
+
+/// A matched route with the values of its `{param}` segments.
+type Matched = (Arc<Route>, HashMap<String, String>);
+
+/// What a request was routed to, for metrics and logs.
+enum Routed {
+    Route(Arc<Route>),
+    Other(&'static str),
+}
+
+impl Routed {
+    fn label(&self) -> &str {
+        match self {
+            Self::Route(r) => &r.pattern,
+            Self::Other(label) => label,
+        }
     }
 }
 
@@ -181,7 +305,7 @@ pub trait RequestInterceptor: Send + Sync {
 struct Inner {
     settings: EndpointSettings,
     /// Replaced whole on registration, so a request takes one `Arc` clone, not one per route.
-    routes: RwLock<Arc<Vec<Route>>>,
+    routes: RwLock<Arc<RouteTable>>,
     interceptors: RwLock<Arc<Vec<Arc<dyn RequestInterceptor>>>>,
     allow_headers: HeaderValue,
     expose_headers: HeaderValue,
@@ -247,7 +371,7 @@ impl HttpEndpoint {
         Ok(Self {
             inner: Arc::new(Inner {
                 settings,
-                routes: RwLock::new(Arc::new(Vec::new())),
+                routes: RwLock::new(Arc::new(RouteTable::default())),
                 interceptors: RwLock::new(Arc::new(Vec::new())),
                 allow_headers,
                 expose_headers,
@@ -260,10 +384,10 @@ impl HttpEndpoint {
     /// Registers a route; `path` segments like `{id}` capture parameters.
     pub fn register_route(&self, method: Method, path: &str, handler: Arc<dyn RouteHandler>) {
         let segments = split_path(path).into_iter().map(str::to_string).collect();
+        let pattern: Arc<str> = Arc::from(super::join_route("", path).as_str());
+        let metrics = RouteMetrics::new(&method, &pattern);
         let mut routes = self.inner.routes.write();
-        let mut next: Vec<Route> = routes.iter().cloned().collect();
-        next.push(Route { pattern: Arc::from(super::join_route("", path).as_str()), method, segments, handler });
-        *routes = Arc::new(next);
+        *routes = Arc::new(routes.with(Route { pattern, method, segments, handler, metrics }));
     }
 
     /// Adds an interceptor that runs before every routed handler.
@@ -313,13 +437,16 @@ fn tls_config(c: &CredentialSettings) -> Result<tokio_rustls::rustls::ServerConf
         .map_err(|e| ApplicationError::config("BAD_SSL", "The SSL key and certificate cannot be used").with_cause(e))
 }
 
+const CORRELATION_ID_HEADER: HeaderName = HeaderName::from_static("correlation_id");
+const TRACE_ID_HEADER: HeaderName = HeaderName::from_static("trace_id");
+
 fn correlation_id(query: &[(String, String)], headers: &HeaderMap) -> Option<String> {
     for name in ["correlation_id", "trace_id"] {
         if let Some((_, v)) = query.iter().find(|(k, v)| k == name && !v.is_empty()) {
             return Some(v.clone());
         }
     }
-    for name in ["correlation_id", "trace_id"] {
+    for name in [CORRELATION_ID_HEADER, TRACE_ID_HEADER] {
         if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
             return Some(v.to_string());
         }
@@ -343,7 +470,7 @@ struct InFlight;
 impl InFlight {
     fn enter() -> Self {
         if let Some(m) = crate::toolkit::metrics::http() {
-            m.in_flight.with_label_values(&[] as &[&str]).inc();
+            m.in_flight.inc();
         }
         Self
     }
@@ -352,7 +479,7 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         if let Some(m) = crate::toolkit::metrics::http() {
-            m.in_flight.with_label_values(&[] as &[&str]).dec();
+            m.in_flight.dec();
         }
     }
 }
@@ -411,15 +538,15 @@ pub fn percent_decode(s: &str) -> String {
 impl Inner {
     fn finish(&self, mut response: HttpResponse, allow_origin: (HeaderValue, bool)) -> warp::reply::Response {
         let h = &mut response.headers;
-        h.insert("cache-control", HeaderValue::from_static("no-cache, no-store, must-revalidate"));
-        h.insert("pragma", HeaderValue::from_static("no-cache"));
-        h.insert("expires", HeaderValue::from_static("0"));
-        h.insert("access-control-allow-origin", allow_origin.0);
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        h.insert(header::EXPIRES, HeaderValue::from_static("0"));
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow_origin.0);
         if allow_origin.1 {
-            h.insert("vary", HeaderValue::from_static("Origin"));
+            h.insert(header::VARY, HeaderValue::from_static("Origin"));
         }
-        h.insert("access-control-allow-headers", self.allow_headers.clone());
-        h.insert("access-control-expose-headers", self.expose_headers.clone());
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, self.allow_headers.clone());
+        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, self.expose_headers.clone());
         let mut out = warp::reply::Response::new(response.body.into());
         *out.status_mut() = response.status;
         *out.headers_mut() = response.headers;
@@ -432,7 +559,7 @@ impl Inner {
         if origins.is_empty() || origins.iter().any(|o| o == "*") {
             return (HeaderValue::from_static("*"), false);
         }
-        let origin = request_headers.get("origin").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let origin = request_headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).unwrap_or("");
         let allow = if origins.iter().any(|o| o == origin) { origin.to_string() } else { origins.join(", ") };
         (HeaderValue::from_str(&allow).unwrap_or_else(|_| HeaderValue::from_static("null")), true)
     }
@@ -456,13 +583,15 @@ impl Inner {
         let span = tracing::info_span!("request", method = %method, correlation_id = cid.as_deref().unwrap_or(""));
         let method_label = method.clone();
         let allow_origin = self.allow_origin(&headers);
-        let (response, route) = self.route(method, path, query, headers, body, cid).instrument(span.clone()).await;
+        let (response, routed) = self.route(method, path, query, headers, body, cid).instrument(span.clone()).await;
         let status = response.status.as_u16();
-        span.in_scope(|| tracing::debug!(route = %route, status, elapsed_us = started.elapsed().as_micros() as u64, "Request served."));
-        if let Some(m) = crate::toolkit::metrics::http() {
-            let m_label = method_label.as_str();
-            m.requests.with_label_values(&[m_label, &route, status_label(status)]).inc();
-            m.duration.with_label_values(&[m_label, &route]).observe(started.elapsed().as_secs_f64());
+        let elapsed = started.elapsed();
+        span.in_scope(|| tracing::debug!(route = %routed.label(), status, elapsed_us = elapsed.as_micros() as u64, "Request served."));
+        match &routed {
+            Routed::Route(r) if r.method == method_label => {
+                r.metrics.record(&method_label, &r.pattern, status, elapsed.as_secs_f64());
+            }
+            other => record_unrouted(&method_label, other.label(), status, elapsed.as_secs_f64()),
         }
         self.finish(response, allow_origin)
     }
@@ -475,12 +604,12 @@ impl Inner {
         headers: HeaderMap,
         body: S,
         cid: Option<String>,
-    ) -> (HttpResponse, Arc<str>)
+    ) -> (HttpResponse, Routed)
     where
         S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
         B: Buf,
     {
-        let unmatched: Arc<str> = Arc::from("unmatched");
+        let unmatched = Routed::Other("unmatched");
         let fail = |e: ApplicationError| error_response(&e.with_correlation_id(cid.as_deref()));
         if self.settings.options.maintenance_enabled {
             let r = fail(ApplicationError::no_response("MAINTENANCE", "The service is under maintenance"))
@@ -493,40 +622,15 @@ impl Inner {
                 "access-control-allow-methods",
                 HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, OPTIONS"),
             );
-            return (r, Arc::from("preflight"));
+            return (r, Routed::Other("preflight"));
         }
-        let segments = split_path(&path);
         let routes = self.routes.read().clone();
-        let mut allowed: Vec<&str> = Vec::new();
-        let mut found = None;
-        for route in routes.iter() {
-            if let Some(params) = route.matches(&segments) {
-                if route.method == method || (method == Method::HEAD && route.method == Method::GET) {
-                    found = Some((route.handler.clone(), route.pattern.clone(), params));
-                    break;
-                }
-                allowed.push(route.method.as_str());
-            }
-        }
-        let Some((handler, pattern, params)) = found else {
-            if allowed.is_empty() {
-                let r = fail(
-                    ApplicationError::not_found("ROUTE_NOT_FOUND", format!("Route {method} {path} was not found"))
-                        .with_details("route", path.clone()),
-                );
-                return (r, unmatched);
-            }
-            allowed.dedup();
-            let list = allowed.join(", ");
-            let r = fail(
-                ApplicationError::unsupported(
-                    "METHOD_NOT_ALLOWED",
-                    format!("Method {method} is not allowed on {path}"),
-                )
-                .with_details("allowed", list.clone()),
-            )
-            .with_header("allow", &list);
-            return (r, unmatched);
+        let (route, params) = match routes.exact(&method, &path) {
+            Some(route) => (route.clone(), HashMap::new()),
+            None => match routes.scan(&method, &path) {
+                Ok(found) => found,
+                Err(allowed) => return (no_route(&method, &path, &allowed, cid.as_deref()), unmatched),
+            },
         };
         // Interceptors see the head only, so a refused request is never read.
         let mut request =
@@ -534,19 +638,20 @@ impl Inner {
         let interceptors = self.interceptors.read().clone();
         for i in interceptors.iter() {
             if let Some(r) = i.intercept(&request).await {
-                return (r, pattern);
+                return (r, Routed::Route(route));
             }
         }
         request.body = match self.read_body(&request.headers, body).await {
             Ok(b) => b,
-            Err(e) => return (fail(e), pattern),
+            Err(e) => return (fail(e), Routed::Route(route)),
         };
         for i in interceptors.iter() {
             if let Some(r) = i.inspect(&request).await {
-                return (r, pattern);
+                return (r, Routed::Route(route));
             }
         }
-        (handler.handle(request).await, pattern)
+        let response = route.handler.handle(request).await;
+        (response, Routed::Route(route))
     }
 
     async fn read_body<S, B>(&self, headers: &HeaderMap, mut body: S) -> Result<Bytes, ApplicationError>
@@ -560,28 +665,37 @@ impl Inner {
                 .with_status(413)
                 .with_details("limit", max)
         };
-        let declared = headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        let declared =
+            headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > max) {
             return Err(too_large());
         }
         let timeout = Duration::from_millis(self.settings.options.body_read_timeout);
         let read = async {
+            // A body that arrives in one chunk (the usual case) is passed on without a copy.
+            let mut first: Option<Bytes> = None;
             let mut buf = BytesMut::new();
+            let mut length = 0u64;
             while let Some(chunk) = body.next().await {
                 let mut chunk = chunk.map_err(|e| {
                     ApplicationError::bad_request("BAD_BODY", "The request body could not be read").with_cause(e)
                 })?;
-                if buf.len() as u64 + chunk.remaining() as u64 > max {
+                length += chunk.remaining() as u64;
+                if length > max {
                     return Err(too_large());
                 }
-                while chunk.has_remaining() {
-                    let part = chunk.chunk();
-                    let n = part.len();
-                    buf.extend_from_slice(part);
-                    chunk.advance(n);
+                let part = chunk.copy_to_bytes(chunk.remaining());
+                match first.take() {
+                    None if buf.is_empty() => first = Some(part),
+                    earlier => {
+                        if let Some(earlier) = earlier {
+                            buf.extend_from_slice(&earlier);
+                        }
+                        buf.extend_from_slice(&part);
+                    }
                 }
             }
-            Ok(buf.freeze())
+            Ok(first.unwrap_or_else(|| buf.freeze()))
         };
         tokio::time::timeout(timeout, read).await.unwrap_or_else(|_| {
             Err(ApplicationError::bad_request("REQUEST_TIMEOUT", "The request body was not received in time")
@@ -748,18 +862,57 @@ mod tests {
         assert_eq!(correlation_id(&[], &HeaderMap::new()), None);
     }
 
+    fn test_route(method: Method, path: &str) -> Route {
+        let handler: Arc<dyn RouteHandler> = Arc::new(|_r: HttpRequest| async { HttpResponse::empty(StatusCode::OK) });
+        Route {
+            pattern: Arc::from(path),
+            metrics: RouteMetrics::new(&method, path),
+            method,
+            segments: split_path(path).into_iter().map(str::to_string).collect(),
+            handler,
+        }
+    }
+
     #[test]
     fn routes_match_segments_and_params() {
-        let handler: Arc<dyn RouteHandler> = Arc::new(|_r: HttpRequest| async { HttpResponse::empty(StatusCode::OK) });
-        let r = Route {
-            pattern: Arc::from("/api/{id}"),
-            method: Method::GET,
-            segments: vec!["api".into(), "{id}".into()],
-            handler,
-        };
+        let r = test_route(Method::GET, "/api/{id}");
         assert_eq!(r.matches(&["api", "x1"]).map(|p| p["id"].clone()).as_deref(), Some("x1"));
         assert!(r.matches(&["api"]).is_none());
         assert!(r.matches(&["other", "x"]).is_none());
+    }
+
+    #[test]
+    fn exact_lookup_finds_what_the_ordered_scan_finds() {
+        let table = [
+            test_route(Method::GET, "/api/{id}"),
+            test_route(Method::GET, "/api/status"), // shadowed by the parameter route above
+            test_route(Method::POST, "/api/status"),
+            test_route(Method::POST, "/v1/run"),
+            test_route(Method::GET, "/v1/run"),
+        ]
+        .into_iter()
+        .fold(RouteTable::default(), |t, r| t.with(r));
+        let requests = [
+            (Method::GET, "/api/status"),
+            (Method::POST, "/api/status"),
+            (Method::POST, "/v1/run"),
+            (Method::GET, "/v1/run"),
+            (Method::HEAD, "/v1/run"),
+            (Method::PUT, "/v1/run"),
+            (Method::POST, "//v1//run/"),
+            (Method::POST, "/v1/other"),
+            (Method::GET, "/"),
+        ];
+        for (method, path) in requests {
+            let scanned = table.scan(&method, path).map(|(r, _)| Arc::as_ptr(&r)).ok();
+            if let Some(r) = table.exact(&method, path) {
+                assert_eq!(Some(Arc::as_ptr(r)), scanned, "{method} {path}");
+            }
+        }
+        assert!(table.exact(&Method::GET, "/api/status").is_none());
+        assert!(table.exact(&Method::POST, "/v1/run").is_some());
+        assert_eq!(table.scan(&Method::PUT, "/v1/run").err(), Some(vec!["POST".to_string(), "GET".to_string()]));
+        assert_eq!(table.scan(&Method::GET, "/nowhere").err(), Some(Vec::new()));
     }
 
     #[test]

@@ -18,6 +18,7 @@ use super::errors::ApplicationError;
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::HashMap;
+use warp::http::header::{AsHeaderName, CONTENT_TYPE};
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 pub use endpoint::HttpEndpoint;
@@ -48,7 +49,7 @@ impl HttpRequest {
     }
 
     /// A header value as text.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: impl AsHeaderName) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
@@ -67,7 +68,7 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// A response with a status and no body.
     pub fn empty(status: StatusCode) -> Self {
-        Self { status, headers: HeaderMap::new(), body: Bytes::new() }
+        Self { status, headers: response_headers(), body: Bytes::new() }
     }
 
     /// A 200 JSON response.
@@ -82,17 +83,15 @@ impl HttpResponse {
 
     /// A response with a content type and body.
     pub fn with_body(status: StatusCode, content_type: &'static str, body: Bytes) -> Self {
-        let mut headers = HeaderMap::new();
-        headers.insert("content-type", HeaderValue::from_static(content_type));
+        let mut headers = response_headers();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         Self { status, headers, body }
     }
 
     /// Pip's result mapping: `None` → 204 with an empty body, `Some(json)` → 200 JSON.
     pub fn from_result(result: Result<CommandOutput, ApplicationError>, correlation_id: Option<&str>) -> Self {
         match result {
-            Ok(Some(raw)) => {
-                Self::with_body(StatusCode::OK, "application/json", Bytes::from(String::from(Box::<str>::from(raw))))
-            }
+            Ok(Some(text)) => Self::with_body(StatusCode::OK, "application/json", Bytes::from(text.into_string())),
             Ok(None) => Self::empty(StatusCode::NO_CONTENT),
             Err(e) => error_response(&e.with_correlation_id(correlation_id)),
         }
@@ -106,6 +105,12 @@ impl HttpResponse {
         }
         self
     }
+}
+
+/// An empty header map with room for the endpoint's no-cache and CORS headers, so adding them
+/// never regrows it.
+fn response_headers() -> HeaderMap {
+    HeaderMap::with_capacity(16)
 }
 
 /// Renders any error as an ErrorDescription response: the one error renderer of the product.
