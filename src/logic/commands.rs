@@ -5,7 +5,7 @@
 
 use super::controller::{OpenSessionRequest, SessionsController};
 use crate::data::version1::SessionsFilter;
-use crate::toolkit::commands::{output, Command, CommandOutput, CommandResult, CommandSet, Parameters};
+use crate::toolkit::commands::{output, written, Command, CommandOutput, CommandResult, CommandSet, Parameters};
 use crate::toolkit::data::PagingParams;
 use crate::toolkit::errors::ApplicationError;
 use crate::toolkit::schema::{ObjectSchema, Schema, TypeCode};
@@ -97,7 +97,7 @@ fn session_id(args: &Parameters) -> Result<String, ApplicationError> {
 }
 
 fn optional(v: Option<crate::data::version1::SessionV1>) -> Result<CommandOutput, ApplicationError> {
-    v.map_or(Ok(None), |s| output(&s))
+    Ok(v.and_then(|s| written(&s)))
 }
 
 /// The parameters of `open_session` (also the body of `POST /api/v1/sessions`).
@@ -150,7 +150,7 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
             let filter = SessionsFilter::from_value(args.get("filter"))?;
             let paging = PagingParams::from_value(args.get("paging"))?;
             let page = c.get_sessions(cid.as_deref(), &filter, &paging).await?;
-            output(&page)
+            Ok(written(&page))
         },
     ));
     set.add(command(
@@ -170,7 +170,7 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
         &me,
         |c, cid, args| async move {
             let s = c.open_session(cid.as_deref(), open_session_request(&args)?).await?;
-            output(&s)
+            Ok(written(&s))
         },
     ));
     set.add(command(

@@ -6,10 +6,10 @@
 //! parameters they declared without re-checking types.
 
 use super::errors::ApplicationError;
+use super::json::{JsonText, WriteJson};
 use super::schema::ObjectSchema;
 use futures::future::BoxFuture;
 use indexmap::IndexMap;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -72,7 +72,7 @@ impl Parameters {
 
 /// What a command returns: serialised JSON, or `None` for "no value" (HTTP 204). Results are
 /// serialised once, straight from the typed value, and sent as they are.
-pub type CommandOutput = Option<Box<RawValue>>;
+pub type CommandOutput = Option<JsonText>;
 
 /// The future a command action returns.
 pub type CommandResult = BoxFuture<'static, Result<CommandOutput, ApplicationError>>;
@@ -82,9 +82,14 @@ pub type CommandResult = BoxFuture<'static, Result<CommandOutput, ApplicationErr
 /// # Errors
 /// `SERIALIZATION_FAILED` (500) if the value cannot be encoded.
 pub fn output<T: serde::Serialize + ?Sized>(value: &T) -> Result<CommandOutput, ApplicationError> {
-    serde_json::value::to_raw_value(value)
+    JsonText::encode(value)
         .map(Some)
         .map_err(|e| ApplicationError::internal("SERIALIZATION_FAILED", "Cannot encode the result").with_cause(e))
+}
+
+/// A typed result that writes its own JSON, as a command output.
+pub fn written<T: WriteJson + ?Sized>(value: &T) -> CommandOutput {
+    Some(JsonText::write(value))
 }
 
 /// A command action.
@@ -225,7 +230,7 @@ mod tests {
     async fn validates_before_running() {
         let s = set();
         let out = s.execute(None, "echo", args(json!({"text": "hi"}))).await.unwrap().unwrap();
-        assert_eq!(out.get(), r#""hi""#);
+        assert_eq!(out.as_str(), r#""hi""#);
         let e = s.execute(Some("c1"), "echo", args(json!({"text": 5}))).await.unwrap_err();
         assert_eq!(e.code, "INVALID_DATA");
         assert_eq!(e.message, "Validation failed: text type must be string but found long");

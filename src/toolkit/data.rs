@@ -1,6 +1,7 @@
 //! Paging and pages: [`PagingParams`] and [`DataPage`] with Pip's semantics.
 
 use super::errors::ApplicationError;
+use super::json::WriteJson;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -85,6 +86,28 @@ pub struct DataPage<T> {
     pub total: Option<u64>,
     /// The items.
     pub data: Vec<T>,
+}
+
+impl<T: WriteJson> WriteJson for DataPage<T> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"total\":");
+        match self.total {
+            Some(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"data\":[");
+        for (i, item) in self.data.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            item.write_json(out);
+        }
+        out.extend_from_slice(b"]}");
+    }
+
+    fn size_hint(&self) -> usize {
+        32 + self.data.first().map_or(0, |item| item.size_hint() * self.data.len())
+    }
 }
 
 #[cfg(test)]

@@ -66,7 +66,64 @@ pub fn truncate_millis(t: DateTime<Utc>) -> DateTime<Utc> {
 
 /// Formats a time as `2026-11-21T10:15:30.123Z`.
 pub fn format_time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+    match TimeText::new(&t) {
+        Some(text) => text.as_str().to_string(),
+        None => t.to_rfc3339_opts(SecondsFormat::Millis, true),
+    }
+}
+
+/// The wire form of a time (`2026-11-21T09:15:30.123Z`) written into a stack buffer: encoding a
+/// page of sessions formats hundreds of times, and this skips chrono's formatter machinery and
+/// the allocation. Only for years 0–9999 (anything else goes through chrono).
+pub struct TimeText([u8; 24]);
+
+impl TimeText {
+    /// The text of `t`, or `None` outside the years 0–9999 or inside a leap second. Computed
+    /// from the millisecond timestamp with integer civil-calendar arithmetic (H. Hinnant's
+    /// `civil_from_days`), without chrono's per-field conversions.
+    pub fn new(t: &DateTime<Utc>) -> Option<Self> {
+        if t.timestamp_subsec_nanos() >= 1_000_000_000 {
+            return None;
+        }
+        let ms = t.timestamp_millis();
+        let (days, in_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+        let z = days + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        if !(0..=9999).contains(&year) {
+            return None;
+        }
+        let mut b = *b"0000-00-00T00:00:00.000Z";
+        // Every value is in 0..100 here; two digits at a time.
+        let mut two = |at: usize, v: i64| {
+            let v = u8::try_from(v).unwrap_or(0);
+            b[at] = b'0' + v / 10;
+            b[at + 1] = b'0' + v % 10;
+        };
+        two(0, year / 100);
+        two(2, year % 100);
+        two(5, month);
+        two(8, day);
+        two(11, in_day / 3_600_000);
+        two(14, in_day / 60_000 % 60);
+        two(17, in_day / 1000 % 60);
+        let ms = in_day % 1000;
+        two(20, ms / 10); // the first two of the three digits
+        b[22] = b'0' + u8::try_from(ms % 10).unwrap_or(0);
+        Some(Self(b))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and separators are ever written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 /// Parses an RFC 3339 / ISO 8601 date-time (a bare date means midnight UTC), truncated to ms.
@@ -86,7 +143,7 @@ pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 /// Times are read through a visitor so the text is parsed where it lies, without a copy: sessions
 /// carry two or three times each, and a store's start-up decodes millions of them.
 pub mod serde_time {
-    use super::{format_time, parse_time};
+    use super::{format_time, parse_time, TimeText};
     use chrono::{DateTime, Utc};
     use serde::de::{self, Visitor};
     use serde::{Deserializer, Serializer};
@@ -133,7 +190,10 @@ pub mod serde_time {
     /// # Errors
     /// Never fails for a valid serializer.
     pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format_time(*t))
+        match TimeText::new(t) {
+            Some(text) => s.serialize_str(text.as_str()),
+            None => s.serialize_str(&format_time(*t)),
+        }
     }
 
     /// Deserialises a time.
@@ -154,7 +214,7 @@ pub mod serde_time {
         /// Never fails for a valid serializer.
         pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
             match t {
-                Some(t) => s.serialize_str(&format_time(*t)),
+                Some(t) => super::serialize(t, s),
                 None => s.serialize_none(),
             }
         }
@@ -173,6 +233,21 @@ pub mod serde_time {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_format_matches_chrono() {
+        let mut t = Utc.timestamp_millis_opt(-62_167_219_200_000).unwrap(); // 0000-01-01
+        let end = Utc.timestamp_millis_opt(253_402_300_799_999).unwrap(); // 9999-12-31T23:59:59.999
+        let step = chrono::Duration::milliseconds(86_399_999_937); // ~1 day, every field moves
+        while t <= end {
+            assert_eq!(format_time(t), t.to_rfc3339_opts(SecondsFormat::Millis, true));
+            t += step;
+        }
+        assert_eq!(format_time(end), "9999-12-31T23:59:59.999Z");
+        let far = Utc.timestamp_millis_opt(253_402_300_800_000).unwrap();
+        assert!(TimeText::new(&far).is_none());
+        assert_eq!(format_time(far), far.to_rfc3339_opts(SecondsFormat::Millis, true));
+    }
 
     #[test]
     fn formats_and_parses_milliseconds() {

@@ -1,5 +1,6 @@
 //! `SessionV1`: the session record exactly as it travels on the wire (contract §1).
 
+use crate::toolkit::json::{write_i64, write_opt_str, write_str, write_time, write_value, WriteJson};
 use crate::toolkit::time::serde_time;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -50,6 +51,59 @@ pub struct SessionV1 {
     /// The session's own idle timeout in ms, set by `open_session`'s `ttl` (extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<i64>,
+}
+
+/// The same text as the derived `Serialize` (field order, `null`s and omitted keys), written
+/// directly: sessions and pages of them are the service's hot results.
+impl WriteJson for SessionV1 {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"id\":");
+        write_str(out, &self.id);
+        out.extend_from_slice(b",\"user_id\":");
+        write_str(out, &self.user_id);
+        out.extend_from_slice(b",\"user_name\":");
+        write_opt_str(out, self.user_name.as_deref());
+        out.extend_from_slice(b",\"address\":");
+        write_opt_str(out, self.address.as_deref());
+        out.extend_from_slice(b",\"client\":");
+        write_opt_str(out, self.client.as_deref());
+        out.extend_from_slice(if self.active { b",\"active\":true" } else { b",\"active\":false" });
+        out.extend_from_slice(b",\"open_time\":");
+        write_time(out, &self.open_time);
+        out.extend_from_slice(b",\"request_time\":");
+        write_time(out, &self.request_time);
+        if let Some(t) = &self.close_time {
+            out.extend_from_slice(b",\"close_time\":");
+            write_time(out, t);
+        }
+        if let Some(v) = &self.user {
+            out.extend_from_slice(b",\"user\":");
+            write_value(out, v);
+        }
+        if let Some(v) = &self.data {
+            out.extend_from_slice(b",\"data\":");
+            write_value(out, v);
+        }
+        out.extend_from_slice(b",\"version\":");
+        write_i64(out, self.version);
+        if let Some(t) = &self.expire_time {
+            out.extend_from_slice(b",\"expire_time\":");
+            write_time(out, t);
+        }
+        if let Some(ttl) = self.ttl {
+            out.extend_from_slice(b",\"ttl\":");
+            write_i64(out, ttl);
+        }
+        out.push(b'}');
+    }
+
+    fn size_hint(&self) -> usize {
+        // Keys and times take ~230 bytes; the rest is the strings themselves.
+        256 + self.user_id.len()
+            + self.user_name.as_ref().map_or(0, String::len)
+            + self.address.as_ref().map_or(0, String::len)
+            + self.client.as_ref().map_or(0, String::len)
+    }
 }
 
 fn first_version() -> i64 {
@@ -147,5 +201,63 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert!(a.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_ne!(a, b);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod written_json {
+    use super::*;
+    use crate::toolkit::data::DataPage;
+    use crate::toolkit::json::JsonText;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn time() -> impl Strategy<Value = DateTime<Utc>> {
+        // Years 0000 to 9999 and beyond, so the chrono fallback is covered too.
+        (-62_167_219_200_000i64..300_000_000_000_000).prop_map(|ms| Utc.timestamp_millis_opt(ms).unwrap())
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9]{0,12}",
+            any::<String>(),
+            Just("quote \" backslash \\ tab \t nl \n del \u{7f} ctl \u{1} ls \u{2028} /".to_string()),
+        ]
+    }
+
+    fn payload() -> impl Strategy<Value = Option<Value>> {
+        prop_oneof![
+            Just(None),
+            Just(Some(Value::Null)),
+            (text(), any::<i64>(), any::<f64>(), any::<bool>())
+                .prop_map(|(s, i, f, b)| Some(json!({"s": s, "i": i, "f": f, "b": b, "a": [1, null, {"k": s}]}))),
+        ]
+    }
+
+    prop_compose! {
+        fn session()(
+            id in text(), user_id in text(), user_name in proptest::option::of(text()),
+            address in proptest::option::of(text()), client in proptest::option::of(text()),
+            active in any::<bool>(), open_time in time(), request_time in time(),
+            close_time in proptest::option::of(time()), user in payload(), data in payload(),
+            version in any::<i64>(), expire_time in proptest::option::of(time()), ttl in proptest::option::of(any::<i64>()),
+        ) -> SessionV1 {
+            SessionV1 { id, user_id, user_name, address, client, active, open_time, request_time, close_time, user, data, version, expire_time, ttl }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn writer_matches_serde(s in session()) {
+            prop_assert_eq!(JsonText::write(&s).into_string(), serde_json::to_string(&s).unwrap());
+        }
+
+        #[test]
+        fn page_writer_matches_serde(data in proptest::collection::vec(session(), 0..4), total in proptest::option::of(any::<u64>())) {
+            let page = DataPage { total, data };
+            prop_assert_eq!(JsonText::write(&page).into_string(), serde_json::to_string(&page).unwrap());
+        }
     }
 }

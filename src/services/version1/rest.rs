@@ -40,6 +40,7 @@ use crate::toolkit::http::commandable::{
 use crate::toolkit::http::endpoint::HttpEndpoint;
 use crate::toolkit::http::swagger::OpenApiDocument;
 use crate::toolkit::http::{error_response, join_route, HttpRequest, HttpResponse};
+use crate::toolkit::json::{JsonText, WriteJson};
 use crate::toolkit::references::References;
 use crate::toolkit::schema::ObjectSchema;
 use bytes::Bytes;
@@ -156,8 +157,13 @@ fn json_reply<T: serde::Serialize>(status: StatusCode, value: &T) -> Reply {
     Ok(HttpResponse::with_body(status, "application/json", Bytes::from(body)))
 }
 
+/// A reply with a result that writes its own JSON (a session, a page of sessions).
+fn written_reply<T: WriteJson>(status: StatusCode, value: &T) -> Reply {
+    Ok(HttpResponse::with_body(status, "application/json", Bytes::from(JsonText::write(value).into_string())))
+}
+
 fn session_reply(status: StatusCode, s: &SessionV1) -> Reply {
-    Ok(json_reply(status, s)?.with_header("etag", &etag(s.version)))
+    Ok(written_reply(status, s)?.with_header("etag", &etag(s.version)))
 }
 
 fn not_found(id: &str) -> ApplicationError {
