@@ -1,10 +1,15 @@
-//! Fuzzing with a fixed budget (proptest; cargo-fuzz needs a nightly toolchain these machines
-//! cannot install): arbitrary JSON and bytes through every command of the real command set on
-//! the memory backend, and arbitrary text through the config template renderer. Nothing may
-//! panic and no input may produce a server error. Inputs in `test/fuzz_corpus/` run every time;
-//! proptest keeps any failure it finds in `proptest-regressions/`, which is committed.
+//! Fuzzing with a fixed time budget (proptest; cargo-fuzz needs a nightly toolchain these
+//! machines cannot install): arbitrary JSON and bytes through every command of the real command
+//! set on the memory backend, and arbitrary text through the config template renderer. Nothing
+//! may panic and no input may produce a server error.
+//!
+//! Each target generates fresh random cases until its budget is spent: `FUZZ_SECONDS` per target
+//! (`test/run.sh`, and so CI, sets 60), 5 s when unset so a plain `cargo test` stays quick. A
+//! failure is shrunk and printed; the minimal input then goes into `test/fuzz_corpus/` (bodies)
+//! or becomes a test of its own, and the corpus runs on every test run.
 
 use proptest::prelude::*;
+use proptest::test_runner::{TestCaseResult, TestRunner};
 use serde_json::{Map, Value};
 use service_sessions::logic::{ControllerOptions, SessionsController};
 use service_sessions::persistence::memory::SessionsMemoryPersistence;
@@ -12,10 +17,34 @@ use service_sessions::toolkit::commands::{Commandable, Parameters};
 use service_sessions::toolkit::http::commandable::parse_json_object;
 use service_sessions::toolkit::template::render;
 use service_sessions::toolkit::time::{parse_time, ManualClock};
+use std::fmt::Debug;
 use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
 
-/// Cases per property: enough to run for a few seconds each in a debug build.
-const CASES: u32 = 1500;
+/// The budget of each target: `FUZZ_SECONDS`, else 5 s.
+fn budget() -> Duration {
+    Duration::from_secs(std::env::var("FUZZ_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5))
+}
+
+/// Runs `test` on fresh cases of `strategy` (randomly seeded) in batches until the budget is
+/// spent; a failing case is shrunk to a minimal one and reported.
+fn fuzz<S: Strategy>(name: &str, strategy: S, test: impl Fn(S::Value) -> TestCaseResult)
+where
+    S::Value: Debug,
+{
+    const BATCH: u32 = 64;
+    let started = Instant::now();
+    let mut runner =
+        TestRunner::new(ProptestConfig { cases: BATCH, failure_persistence: None, ..ProptestConfig::default() });
+    let mut cases = 0u64;
+    while cases == 0 || started.elapsed() < budget() {
+        if let Err(e) = runner.run(&strategy, &test) {
+            panic!("fuzz target {name} failed after {cases} passing cases: {e}");
+        }
+        cases += u64::from(BATCH);
+    }
+    eprintln!("fuzz target {name}: {cases} cases in {:.1} s", started.elapsed().as_secs_f64());
+}
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> =
     LazyLock::new(|| tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap());
@@ -99,37 +128,49 @@ fn arguments() -> impl Strategy<Value = Map<String, Value>> {
         .prop_map(|m| m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: CASES, ..ProptestConfig::default() })]
-
-    #[test]
-    fn commands_never_fail_on_the_server_side(steps in prop::collection::vec((prop::sample::select(COMMANDS), arguments()), 1..8)) {
+#[test]
+fn commands_never_fail_on_the_server_side() {
+    let steps = prop::collection::vec((prop::sample::select(COMMANDS), arguments()), 1..8);
+    fuzz("commands", steps, |steps| {
         let c = controller();
         for (command, args) in steps {
             run(&c, command, args);
         }
-    }
+        Ok(())
+    });
+}
 
-    #[test]
-    fn request_bodies_never_fail_on_the_server_side(body in prop::collection::vec(any::<u8>(), 0..200), command in prop::sample::select(COMMANDS)) {
+#[test]
+fn request_bodies_never_fail_on_the_server_side() {
+    let bodies = (prop::collection::vec(any::<u8>(), 0..200), prop::sample::select(COMMANDS));
+    fuzz("request bodies", bodies, |(body, command)| {
         let c = controller();
         if let Ok(args) = parse_json_object(&bytes::Bytes::from(body)) {
             run(&c, command, args);
         }
-    }
+        Ok(())
+    });
+}
 
-    #[test]
-    fn the_template_renderer_never_panics(parts in prop::collection::vec(prop::sample::select(vec![
-        "{{", "}}", "{{{", "}}}", "#if ", "#unless ", "/if", "/unless", "^", "#", "/", "!", ">", "X", "Y", " ", "\n", "é", "{", "}", "else",
-    ]), 0..40)) {
-        let text: String = parts.concat();
+#[test]
+fn the_template_renderer_never_panics() {
+    let pieces = prop::collection::vec(
+        prop::sample::select(vec![
+            "{{", "}}", "{{{", "}}}", "#if ", "#unless ", "/if", "/unless", "^", "#", "/", "!", ">", "X", "Y", " ",
+            "\n", "é", "{", "}", "else",
+        ]),
+        0..40,
+    );
+    let texts = prop_oneof![pieces.prop_map(|p| p.concat()), any::<String>()];
+    fuzz("template renderer", texts, |text| {
         let mut params = indexmap::IndexMap::new();
         params.insert("X".to_string(), "1".to_string());
         if let Err(e) = render(&text, &params) {
             prop_assert_eq!(e.status, 500);
             prop_assert!(e.details.contains_key("line") && e.details.contains_key("column"), "{:?}", e);
         }
-    }
+        Ok(())
+    });
 }
 
 #[test]

@@ -8,6 +8,8 @@
 # and stopped when this script exits. Either way SECANTUS_CMD and SECANTUS_URI_OPTIONS are
 # exported, so the outage tests can start and stop private server instances of their own.
 # MONGO_IMPL=rs selects the Rust build of the server (see test/mongo_server.sh).
+#
+# Fuzzing (test/fuzz.rs) runs each target for FUZZ_SECONDS (60 here unless set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source test/mongo_server.sh
@@ -15,5 +17,6 @@ mongo_install
 if [[ -z "${MONGODB_URI:-}" ]]; then
     mongo_start MONGODB_URI
 fi
+export FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
 cargo test --all-targets
 cargo test --doc

@@ -1,10 +1,12 @@
--- get_sessions: one page of 100 of a random user's sessions.
+-- get_sessions: one page of 100 of a user's sessions, users u0..u(USERS-1) shuffled.
 package.path = package.path .. ";" .. (os.getenv("LUA_DIR") or ".") .. "/?.lua"
 local common = require("common")
-local users = tonumber(os.getenv("USERS") or "10000")
-init = function() math.randomseed(os.time()) end
-request = function()
-  return common.post("/v1/sessions/get_sessions",
-    string.format('{"filter":{"user_id":"u%d"},"paging":{"take":100}}', math.random(0, users - 1)))
+init = function()
+  local requests = {}
+  for u = 0, tonumber(os.getenv("USERS") or "10000") - 1 do
+    requests[u + 1] = common.post("/v1/sessions/get_sessions",
+      string.format('{"filter":{"user_id":"u%d"},"paging":{"take":100}}', u))
+  end
+  request = common.cycle(requests)
 end
 done = common.report

@@ -5,6 +5,21 @@ function common.post(path, body)
   return wrk.format("POST", path, {["Content-Type"] = "application/json"}, body)
 end
 
+-- A request function that cycles through requests built in advance (shuffled), so every
+-- scenario costs the load generator the same per request and only the server's work differs.
+function common.cycle(requests)
+  math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16) % 100000)
+  for i = #requests, 2, -1 do
+    local j = math.random(1, i)
+    requests[i], requests[j] = requests[j], requests[i]
+  end
+  local i = 0
+  return function()
+    i = i % #requests + 1
+    return requests[i]
+  end
+end
+
 function common.load_ids(path)
   local ids = {}
   local f = io.open(path, "r")
