@@ -93,6 +93,9 @@ use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// How long a look that found no open record without `expire_time` holds for the sweep.
+const LEGACY_RECHECK: Duration = Duration::from_secs(60);
+
 /// Default `options.connect_timeout` in milliseconds.
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
 /// Default `options.socket_timeout` in milliseconds.
@@ -617,6 +620,9 @@ struct Shared {
     reachable: Arc<AtomicBool>,
     /// The latest connection problem, for `health` (redacted).
     last_error: Mutex<Option<String>>,
+    /// Until when the expiry sweep may leave out open records without `expire_time` (written
+    /// before the field existed): set when a look found none, for [`LEGACY_RECHECK`].
+    legacy_clear_until: Mutex<Option<Instant>>,
 }
 
 impl Shared {
@@ -696,6 +702,32 @@ impl Shared {
 
     async fn store(&self) -> Result<&Store, ApplicationError> {
         self.store.get_or_try_init(|| self.connect()).await
+    }
+
+    /// Whether the sweep must also look for open records without `expire_time` (they expire by
+    /// the idle cutoff). No index serves that part (`$exists: false`), so on servers that scan
+    /// for it every sweep would read the whole collection; instead one look decides, and a look
+    /// that finds none holds for [`LEGACY_RECHECK`]. Records this service writes carry
+    /// `expire_time` whenever an idle timeout is configured; without one the cutoff is the
+    /// earliest time and that part could never match anyway.
+    async fn legacy_records_possible(
+        &self,
+        cid: Option<&str>,
+        coll: &Collection<SessionDoc>,
+        idle_cutoff: DateTime<Utc>,
+    ) -> Result<bool, ApplicationError> {
+        if idle_cutoff == DateTime::<Utc>::MIN_UTC {
+            return Ok(false);
+        }
+        if self.legacy_clear_until.lock().is_some_and(|until| Instant::now() < until) {
+            return Ok(false);
+        }
+        let ids = coll.clone_with_type::<Document>();
+        let look =
+            ids.find_one(doc! { "active": true, "expire_time": { "$exists": false } }).projection(doc! { "_id": 1 });
+        let found = self.call(cid, "find_one", look).await?.is_some();
+        *self.legacy_clear_until.lock() = (!found).then(|| Instant::now() + LEGACY_RECHECK);
+        Ok(found)
     }
 
     async fn collection(&self) -> Result<&Collection<SessionDoc>, ApplicationError> {
@@ -848,6 +880,7 @@ impl SessionsMongoDbPersistence {
                 prepared: AtomicBool::new(false),
                 reachable: Arc::new(AtomicBool::new(false)),
                 last_error: Mutex::new(None),
+                legacy_clear_until: Mutex::new(None),
             }),
             connector: Mutex::new(None),
         })
@@ -1000,7 +1033,19 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
         now: DateTime<Utc>,
     ) -> Result<u64, ApplicationError> {
         let coll = self.collection().await?;
-        let filter = expired_filter(now, idle_cutoff);
+        let filter = if self.shared.legacy_records_possible(cid, coll, idle_cutoff).await? {
+            expired_filter(now, idle_cutoff)
+        } else {
+            doc! { "active": true, "expire_time": { "$lt": bson_time(now) } }
+        };
+        // The controller sweeps before every list. Mostly nothing has expired: look first (one
+        // read on the expiry index) and write only when there is something to close, instead of
+        // an `update_many` with its write locks on every list call.
+        let ids = coll.clone_with_type::<Document>();
+        let any = ids.find_one(filter.clone()).projection(doc! { "_id": 1 });
+        if self.shared.call(cid, "find_one", any).await?.is_none() {
+            return Ok(0);
+        }
         let result = self.shared.call(cid, "update_many", coll.update_many(filter, close_update(now))).await?;
         Ok(result.modified_count)
     }
