@@ -101,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
             };
             let t = Instant::now();
             let result = client.post(format!("{url}/v1/sessions/{command}")).json(&body).send().await;
-            let ok = match result {
+            let failure = match result {
                 Ok(r) => {
                     let status = r.status().as_u16();
                     let text = r.text().await.unwrap_or_default();
@@ -112,10 +112,18 @@ async fn main() -> anyhow::Result<()> {
                             }
                         }
                     }
-                    status < 400 || (status == 409 && text.contains("SESSION_CLOSED"))
+                    let ok = status < 400 || (status == 409 && text.contains("SESSION_CLOSED"));
+                    (!ok).then(|| format!("HTTP {status}: {}", text.chars().take(300).collect::<String>()))
                 }
-                Err(_) => false,
+                Err(e) => Some(format!("transport: {}", error_chain(&e))),
             };
+            let ok = failure.is_none();
+            if let Some(failure) = failure {
+                // The first errors are printed whole, so a soak that fails says why.
+                if total.load(Ordering::Relaxed) < 20 {
+                    eprintln!("error: {command} after {} ms: {failure}", t.elapsed().as_millis());
+                }
+            }
             lat.lock().await.push(t.elapsed().as_micros() as u64);
             sent_now.fetch_add(1, Ordering::Relaxed);
             if !ok {
@@ -191,4 +199,16 @@ async fn preload_sessions(
         }
     }
     Ok(())
+}
+
+/// An error with its chain of causes (reqwest's own message names only the outer layer).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -98,8 +98,9 @@ impl WriteJson for SessionV1 {
     }
 
     fn size_hint(&self) -> usize {
-        // Keys and times take ~230 bytes; the rest is the strings themselves.
-        256 + self.user_id.len()
+        // Keys, id, times and version take up to ~290 bytes; the rest is the strings themselves
+        // (an estimate too small would copy the whole page text once more when it grows).
+        320 + self.user_id.len()
             + self.user_name.as_ref().map_or(0, String::len)
             + self.address.as_ref().map_or(0, String::len)
             + self.client.as_ref().map_or(0, String::len)
