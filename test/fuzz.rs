@@ -33,11 +33,14 @@ where
     S::Value: Debug,
 {
     const BATCH: u32 = 64;
+    let config = ProptestConfig { cases: BATCH, failure_persistence: None, ..ProptestConfig::default() };
     let started = Instant::now();
-    let mut runner =
-        TestRunner::new(ProptestConfig { cases: BATCH, failure_persistence: None, ..ProptestConfig::default() });
+    // A runner counts its passes and stops at `cases`, so each batch gets a runner of its own,
+    // seeded from one randomly seeded parent: every batch brings new cases.
+    let mut seeds = TestRunner::new(config.clone());
     let mut cases = 0u64;
     while cases == 0 || started.elapsed() < budget() {
+        let mut runner = TestRunner::new_with_rng(config.clone(), seeds.new_rng());
         if let Err(e) = runner.run(&strategy, &test) {
             panic!("fuzz target {name} failed after {cases} passing cases: {e}");
         }
