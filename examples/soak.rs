@@ -49,7 +49,14 @@ async fn main() -> anyhow::Result<()> {
     let duration = Duration::from_secs(env_or("DURATION", 1800));
     let interval = Duration::from_secs(env_or("INTERVAL", 60).max(1));
     let pid = std::env::var("SERVER_PID").ok().and_then(|v| v.parse().ok());
-    let client = reqwest::Client::builder().pool_max_idle_per_host(256).timeout(Duration::from_secs(10)).build()?;
+    // Idle connections are dropped after 5 s, before the service closes them (it does after its
+    // header_read_timeout, 10 s), as the SDK does: a pool that keeps them longer sometimes sends
+    // a request just as the service closes the connection.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .pool_idle_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .build()?;
     let ids: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
     let latencies: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(Vec::new()));
     let (sent, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));

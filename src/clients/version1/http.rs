@@ -14,6 +14,7 @@
 //! | `options.connect_timeout` | 10 000 ms | connection timeout (0 = none) |
 //! | `options.retries` | 3 | extra attempts of a retryable call |
 //! | `options.retry_delay` / `retry_max_delay` | 100 / 3 000 ms | first backoff, doubled up to the cap |
+//! | `options.keep_alive_timeout` | 5 000 ms | idle pooled connections are dropped after this (0 = none kept): keep it below the service's `header_read_timeout`, after which the service closes an idle connection |
 //! | `options.correlation_id_place` (or `options.correlation_id`) | `query` | `query`, `headers` or `both` |
 //! | `credential.api_key` | — | sent as `x-api-key`; never shown in `Debug` or logs |
 //!
@@ -104,6 +105,11 @@ pub struct HttpClientOptions {
     pub correlation_id_place: CorrelationIdPlace,
     /// Pip's other name for `correlation_id_place`; wins when both are set.
     pub correlation_id: Option<CorrelationIdPlace>,
+    /// How long an idle pooled connection is kept for reuse, ms (default 5 000; 0 = none is
+    /// kept). The service closes a keep-alive connection that stays idle for its
+    /// `header_read_timeout` (10 s by default); a client that keeps connections longer can send a
+    /// request just as the service closes one, and that request fails with "connection closed".
+    pub keep_alive_timeout: u64,
 }
 
 impl Default for HttpClientOptions {
@@ -116,6 +122,7 @@ impl Default for HttpClientOptions {
             retry_max_delay: 3_000,
             correlation_id_place: CorrelationIdPlace::Query,
             correlation_id: None,
+            keep_alive_timeout: 5_000,
         }
     }
 }
@@ -274,6 +281,10 @@ impl SessionsHttpClientV1 {
         if o.connect_timeout > 0 {
             builder = builder.connect_timeout(Duration::from_millis(o.connect_timeout));
         }
+        builder = match o.keep_alive_timeout {
+            0 => builder.pool_max_idle_per_host(0),
+            ms => builder.pool_idle_timeout(Duration::from_millis(ms)),
+        };
         let http = builder
             .build()
             .map_err(|e| ApplicationError::internal("CANNOT_CREATE", "Cannot create the HTTP client").with_cause(e))?;
@@ -585,13 +596,14 @@ mod tests {
         let c = SessionsHttpClientV1::from_config(&entry(json!({
             "connection": {"protocol": "http", "host": "sessions.local", "port": "9000"},
             "base_route": "/api/v1/sessions/",
-            "options": {"timeout": "500", "retries": "0", "correlation_id": "headers"},
+            "options": {"timeout": "500", "retries": "0", "correlation_id": "headers", "keep_alive_timeout": "2000"},
             "credential": {"api_key": "k-123"}
         })))
         .unwrap();
         assert_eq!(c.base_url(), "http://sessions.local:9000/api/v1/sessions");
         assert_eq!(c.place, CorrelationIdPlace::Headers);
         assert_eq!((c.options.timeout, c.options.retries, c.options.connect_timeout), (500, 0, 10_000));
+        assert_eq!(c.options.keep_alive_timeout, 2_000);
         let debug = format!("{c:?}");
         assert!(!debug.contains("k-123"), "{debug}");
         let settings: HttpClientSettings = entry(json!({"credential": {"api_key": "k-123"}})).section().unwrap();
@@ -602,6 +614,7 @@ mod tests {
         assert_eq!(u.place, CorrelationIdPlace::Query);
         let d = SessionsHttpClientV1::from_config(&entry(json!({}))).unwrap();
         assert_eq!(d.base_url(), "http://localhost:8080/v1/sessions");
+        assert_eq!(d.options.keep_alive_timeout, 5_000, "below the service's 10 s idle close");
     }
 
     #[test]
