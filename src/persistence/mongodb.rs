@@ -411,8 +411,26 @@ fn write_filter(id: &str, c: &WriteCondition) -> Document {
     if c.require_active {
         f.insert("active", true);
     }
-    if let Some(alive) = alive_filter(c.alive_at, c.idle_cutoff) {
-        f.insert("$or", alive);
+    if let Some((with, without)) = alive_filter(c.alive_at, c.idle_cutoff) {
+        f.insert("$or", vec![with, without]);
+    }
+    if let Some(v) = c.expected_version {
+        f.insert("version", v);
+    }
+    f
+}
+
+/// The guard of a write to `current`, a record just read on which `c` held: like
+/// [`write_filter`], but with only the liveness branch that applies to `current` (it has an
+/// `expire_time` or it has not) instead of an `$or` of both, and its `active`, for which
+/// `expire_time` was computed. A record that changed branch in between fails the guard and is read
+/// again. Without the `$or`, every server finds the record through the `_id` index (one test
+/// server scanned the collection for `_id` beside an `$or`: 10 ms instead of 0.4 ms at 20 000
+/// documents).
+fn write_filter_for(id: &str, c: &WriteCondition, current: &SessionV1) -> Document {
+    let mut f = doc! { "_id": id, "active": current.active };
+    if let Some((with, without)) = alive_filter(c.alive_at, c.idle_cutoff) {
+        f.extend(if current.expire_time.is_some() { with } else { without });
     }
     if let Some(v) = c.expected_version {
         f.insert("version", v);
@@ -422,7 +440,7 @@ fn write_filter(id: &str, c: &WriteCondition) -> Document {
 
 /// The `$or` branches of [`is_alive`]: a record with an `expire_time` is alive while
 /// `expire_time >= now`; one without is alive while `request_time >= idle_cutoff`.
-fn alive_filter(now: Option<DateTime<Utc>>, idle_cutoff: Option<DateTime<Utc>>) -> Option<Vec<Document>> {
+fn alive_filter(now: Option<DateTime<Utc>>, idle_cutoff: Option<DateTime<Utc>>) -> Option<(Document, Document)> {
     let with = match now {
         Some(now) => doc! { "expire_time": { "$gte": bson_time(now) } },
         None => doc! { "expire_time": { "$exists": true } },
@@ -431,7 +449,7 @@ fn alive_filter(now: Option<DateTime<Utc>>, idle_cutoff: Option<DateTime<Utc>>) 
         Some(c) => doc! { "expire_time": { "$exists": false }, "request_time": { "$gte": bson_time(c) } },
         None => doc! { "expire_time": { "$exists": false } },
     };
-    (now.is_some() || idle_cutoff.is_some()).then(|| vec![with, without])
+    (now.is_some() || idle_cutoff.is_some()).then_some((with, without))
 }
 
 /// The query of the open sessions that are not alive at `now` (see [`is_alive`]).
@@ -1008,9 +1026,7 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
             }
             let mut next = current.clone();
             update.change.apply(&mut next, update.now, &update.policy);
-            let mut filter = write_filter(id, &update.condition);
-            // `expire_time` was computed for a record with this `active`.
-            filter.insert("active", current.active);
+            let filter = write_filter_for(id, &update.condition, &current);
             let change = change_update(&update.change, &next)?;
             let updated = self
                 .shared
