@@ -13,6 +13,8 @@ mod helpers;
 mod kernel;
 mod lifecycle_http;
 mod model;
+#[allow(dead_code)] // shared by the compatibility tests
+mod original;
 mod persistence;
 mod process;
 mod rest_http;

@@ -9,11 +9,18 @@
 # exported, so the outage tests can start and stop private server instances of their own.
 # MONGO_IMPL=rs selects the Rust build of the server (see test/mongo_server.sh).
 #
+# The original Node service (npm `service-sessions-node`) and its client SDK are installed (into
+# the same cache folder) for the compatibility tests; SESSIONS_NODE_DIR and
+# SESSIONS_NODE_CLIENT_DIR point the tests at them (without them those tests fail, like the
+# MongoDB suites without MONGODB_URI).
+#
 # Fuzzing (test/fuzz.rs) runs each target for FUZZ_SECONDS (60 here unless set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source test/mongo_server.sh
+source test/node_original.sh
 mongo_install
+node_original_install
 if [[ -z "${MONGODB_URI:-}" ]]; then
     mongo_start MONGODB_URI
 fi

@@ -58,6 +58,7 @@ const OPERATIONS: &[&str] = &[
     "close_user_sessions",
     "purge_closed",
     "rotate_id",
+    "scan",
     "clear",
 ];
 
@@ -174,6 +175,15 @@ impl SessionsPersistence for InstrumentedPersistence {
         update: &SessionUpdate,
     ) -> Result<UpdateOutcome, ApplicationError> {
         self.observe("rotate_id", self.inner.rotate_id(cid, id, new_id, update)).await
+    }
+
+    async fn scan(
+        &self,
+        cid: Option<&str>,
+        after: Option<(DateTime<Utc>, &str)>,
+        limit: u64,
+    ) -> Result<Vec<SessionV1>, ApplicationError> {
+        self.observe("scan", self.inner.scan(cid, after, limit)).await
     }
 
     async fn clear(&self, cid: Option<&str>) -> Result<(), ApplicationError> {

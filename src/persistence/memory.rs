@@ -146,6 +146,15 @@ impl SessionsPersistence for SessionsMemoryPersistence {
         self.state.write().rotate_id(id, new_id, update)
     }
 
+    async fn scan(
+        &self,
+        _cid: Option<&str>,
+        after: Option<(DateTime<Utc>, &str)>,
+        limit: u64,
+    ) -> Result<Vec<SessionV1>, ApplicationError> {
+        Ok(self.state.read().scan(after, usize::try_from(limit).unwrap_or(usize::MAX)))
+    }
+
     async fn clear(&self, _cid: Option<&str>) -> Result<(), ApplicationError> {
         self.state.write().clear();
         Ok(())

@@ -271,6 +271,17 @@ pub trait SessionsPersistence: Send + Sync {
         update: &SessionUpdate,
     ) -> Result<UpdateOutcome, ApplicationError>;
 
+    /// Up to `limit` whole sessions (`user` and `data` included) in list order (`request_time`
+    /// descending, then `id`), starting after the position `(request_time, id)` of `after` (from
+    /// the first when `None`): a resumable cursor for export and import. A session that is not
+    /// changed during the walk is visited exactly once.
+    async fn scan(
+        &self,
+        correlation_id: Option<&str>,
+        after: Option<(DateTime<Utc>, &str)>,
+        limit: u64,
+    ) -> Result<Vec<SessionV1>, ApplicationError>;
+
     /// Deletes everything (tests and tooling).
     async fn clear(&self, correlation_id: Option<&str>) -> Result<(), ApplicationError>;
 }

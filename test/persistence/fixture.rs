@@ -317,6 +317,30 @@ pub async fn values_round_trip_exactly(p: Store) {
     }
 }
 
+pub async fn scan_walks_whole_sessions_in_list_order(p: Store) {
+    seed_mixed(&p).await;
+    let mut tied = session("t0", "u9", 700);
+    tied.data = Some(json!({"big": 9007199254740993_i64, "$k": {"a.b": [false, 0, ""]}}));
+    let tied2 = session("t1", "u9", 700);
+    seed(&p, vec![tied2.clone(), tied.clone()]).await;
+    let listed = list(&p, SessionsFilter::default()).await;
+    let mut walked = Vec::new();
+    let mut after: Option<(DateTime<Utc>, String)> = None;
+    loop {
+        let step = p.scan(None, after.as_ref().map(|(t, id)| (*t, id.as_str())), 2).await.unwrap();
+        assert!(step.len() <= 2);
+        let Some(last) = step.last() else { break };
+        after = Some((last.request_time, last.id.clone()));
+        walked.extend(step);
+    }
+    assert_eq!(walked.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), listed);
+    for s in &walked {
+        assert_eq!(Some(s), p.get_one_by_id(None, &s.id).await.unwrap().as_ref(), "scan returns whole sessions");
+    }
+    assert_eq!(walked.iter().find(|s| s.id == "t0"), Some(&tied));
+    assert_eq!(p.scan(None, None, 0).await.unwrap(), Vec::<SessionV1>::new());
+}
+
 pub async fn clear_empties(p: Store) {
     seed_mixed(&p).await;
     p.clear(None).await.unwrap();

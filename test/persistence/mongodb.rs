@@ -125,8 +125,11 @@ async fn documents_and_indexes_have_the_documented_shape() {
     assert_eq!(raw.get_datetime("open_time").unwrap().timestamp_millis(), s.open_time.timestamp_millis());
     assert!(matches!(raw.get("request_time"), Some(Bson::DateTime(_))));
     assert_eq!(raw.get("version"), Some(&Bson::Int64(1)));
-    assert_eq!(raw.get_str("data").unwrap(), r#"{"$set":{"a.b":9007199254740993}}"#, "data is JSON text");
+    // `user`/`data` are native BSON, as the original stores them; `$`/dotted keys are escaped.
+    assert_eq!(raw.get("data"), Some(&Bson::Document(doc! {"%%24set": {"%a%2Eb": 9007199254740993_i64}})));
+    assert_eq!(raw.get("user"), Some(&Bson::Null));
     assert_eq!(raw.get("user_name"), Some(&Bson::Null));
+    assert_eq!(p.get_one_by_id(None, "abc").await.unwrap(), Some(s));
 
     let mut keys: Vec<Document> = Vec::new();
     let mut cursor = coll.list_indexes().await.unwrap();
@@ -144,6 +147,182 @@ async fn documents_and_indexes_have_the_documented_shape() {
         assert!(keys.contains(&expected), "index {expected} missing from {keys:?}");
     }
     assert_eq!(keys.len(), 6, "{keys:?}");
+}
+
+/// A document as the original service writes it (no `version`, `expire_time`, `ttl`).
+fn original_document(id: &str, user: &str, t: chrono::DateTime<Utc>, active: bool) -> mongodb::bson::Document {
+    use mongodb::bson::{doc, Bson, DateTime};
+    let t = DateTime::from_millis(t.timestamp_millis());
+    let mut d = doc! {
+        "_id": id, "user_id": user, "user_name": "Bob", "active": active, "open_time": t, "request_time": t,
+        "address": "1.2.3.4", "client": Bson::Null,
+        "user": { "a": 1, "n": 12345678901.0, "list": [1, 2.5, "x", Bson::Null, true] },
+        "data": { "k": "v" },
+    };
+    if !active {
+        d.insert("close_time", t);
+        d.insert("user", Bson::Null);
+        d.insert("data", Bson::Null);
+    }
+    d
+}
+
+async fn raw_collection(name: &str) -> mongodb::Collection<mongodb::bson::Document> {
+    let client = mongodb::Client::with_uri_str(mongodb_uri()).await.unwrap();
+    let db = client.default_database().unwrap_or_else(|| client.database(DATABASE));
+    db.collection(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_the_original_wrote_are_read_written_and_closed_as_legacy_sessions() {
+    use mongodb::bson::{doc, Bson};
+    let name = unique_name("legacy");
+    let coll = raw_collection(&name).await;
+    let now = truncate_millis(Utc::now());
+    coll.insert_many([
+        original_document("l1", "u1", now - Ms::minutes(1), true),
+        original_document("l2", "u1", now - Ms::minutes(2), true),
+        original_document("l3", "u1", now - Ms::minutes(3), false),
+        original_document("old", "u2", now - Ms::hours(30), true),
+    ])
+    .await
+    .unwrap();
+    let p = open_store(&name).await;
+    let _cleanup = DropCollection(p.clone());
+
+    let s = p.get_one_by_id(None, "l1").await.unwrap().unwrap();
+    assert_eq!((s.version, s.expire_time, s.ttl, s.close_time), (1, None, None, None));
+    assert_eq!(s.user, Some(json!({"a": 1, "n": 12345678901_i64, "list": [1, 2.5, "x", null, true]})));
+    assert_eq!(s.user.as_ref().unwrap()["n"].to_string(), "12345678901", "rendered as the original renders it");
+    assert_eq!(
+        (s.user_name.as_deref(), s.address.as_deref(), s.client.as_deref()),
+        (Some("Bob"), Some("1.2.3.4"), None)
+    );
+    let page = p
+        .get_page_by_filter(
+            None,
+            &SessionsFilter { user_id: Some("u1".into()), ..Default::default() },
+            &PagingParams::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.data.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["l1", "l2", "l3"]);
+
+    // A write on a legacy record sets version 2 (it counted as 1) and adds expire_time.
+    let policy = ExpiryPolicy { idle_timeout: Some(3_600_000), max_lifetime: None };
+    let write = |v: Option<i64>, data: Value| SessionUpdate {
+        condition: WriteCondition { require_active: true, expected_version: v, ..Default::default() },
+        change: SessionChange::StoreData(data),
+        now,
+        policy,
+    };
+    let UpdateOutcome::Updated(after) = p.update(None, "l1", &write(Some(1), json!({"x": 1}))).await.unwrap() else {
+        panic!("a legacy record is at version 1")
+    };
+    assert_eq!((after.version, after.expire_time), (2, Some(now + Ms::hours(1))));
+    let raw = coll.find_one(doc! {"_id": "l1"}).await.unwrap().unwrap();
+    assert_eq!((raw.get("version"), raw.get("data")), (Some(&Bson::Int64(2)), Some(&Bson::Document(doc! {"x": 1}))));
+    assert!(matches!(
+        p.update(None, "l1", &write(Some(1), json!(2))).await.unwrap(),
+        UpdateOutcome::ConditionFailed(_)
+    ));
+    let UpdateOutcome::Updated(after) = p.update(None, "l2", &write(None, json!(3))).await.unwrap() else { panic!() };
+    assert_eq!(after.version, 2);
+
+    // The sweep closes legacy records by the idle cutoff, setting version 2.
+    assert_eq!(p.close_expired(None, now - Ms::hours(24), now).await.unwrap(), 1);
+    let old = p.get_one_by_id(None, "old").await.unwrap().unwrap();
+    assert_eq!((old.active, old.version, old.close_time, old.data), (false, 2, Some(now), Some(json!(null))));
+    // close_user_sessions bumps both kinds: l1 (version 2 → 3); l3 is closed already.
+    assert_eq!(p.close_user_sessions(None, "u1", Some("l2"), now).await.unwrap(), 1);
+    assert_eq!(p.get_one_by_id(None, "l1").await.unwrap().unwrap().version, 3);
+    // A conditional delete at version 1 of a legacy record.
+    let l3 = p.get_one_by_id(None, "l3").await.unwrap().unwrap();
+    assert_eq!(l3.version, 1);
+    let cond = WriteCondition { expected_version: Some(1), ..Default::default() };
+    assert!(matches!(p.delete_if(None, "l3", &cond).await.unwrap(), UpdateOutcome::Updated(_)));
+    assert_eq!(p.get_one_by_id(None, "l3").await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_document_never_breaks_anyone_else() {
+    use mongodb::bson::{doc, oid::ObjectId, Binary, Bson};
+    let name = unique_name("bad");
+    let coll = raw_collection(&name).await;
+    let now = truncate_millis(Utc::now());
+    let t = mongodb::bson::DateTime::from_millis(now.timestamp_millis());
+    let mut missing = original_document("missing", "u1", now, true);
+    missing.remove("user_id");
+    let mut wrong = original_document("wrong", "u1", now, true);
+    wrong.insert("active", "yes");
+    let mut wrong_name = original_document("wrong_name", "u1", now, true);
+    wrong_name.insert("user_name", 42);
+    let mut string_user = original_document("string_user", "u1", now, true);
+    string_user.insert("user", "just text");
+    let mut big = original_document("big", "u1", now, true);
+    big.insert("data", doc! {"blob": Binary { subtype: mongodb::bson::spec::BinarySubtype::Generic, bytes: vec![7; 15 * 1024 * 1024] }});
+    coll.insert_many([
+        original_document("good", "u1", now, true),
+        missing,
+        wrong,
+        wrong_name,
+        string_user,
+        doc! {"_id": ObjectId::new(), "user_id": "u1", "active": true, "open_time": t, "request_time": t},
+        doc! {"_id": 7, "user_id": "u1", "active": true, "open_time": t, "request_time": t},
+    ])
+    .await
+    .unwrap();
+    coll.insert_one(big).await.unwrap();
+    // An index with the same keys as one of ours under another name: kept, the store gets ready.
+    coll.create_index(
+        mongodb::IndexModel::builder()
+            .keys(doc! {"user_id": 1, "request_time": -1, "_id": 1})
+            .options(mongodb::options::IndexOptions::builder().name("theirs".to_string()).build())
+            .build(),
+    )
+    .await
+    .unwrap();
+    let before: Vec<_> = {
+        let mut c = coll.find(doc! {}).sort(doc! {"_id": 1}).await.unwrap();
+        let mut all = Vec::new();
+        while c.advance().await.unwrap() {
+            all.push(c.deserialize_current().unwrap());
+        }
+        all
+    };
+    let p = open_store(&name).await;
+    let _cleanup = DropCollection(p.clone());
+
+    let page = p.get_page_by_filter(None, &SessionsFilter::default(), &PagingParams::default()).await.unwrap();
+    let mut listed: Vec<&str> = page.data.iter().map(|s| s.id.as_str()).collect();
+    listed.sort_unstable();
+    assert_eq!(listed, ["big", "good", "string_user"], "unreadable documents are left out, nothing else");
+    assert_eq!(p.get_one_by_id(None, "string_user").await.unwrap().unwrap().user, Some(json!("just text")));
+    let big = p.get_one_by_id(None, "big").await.unwrap().unwrap();
+    assert!(big.data.unwrap()["blob"].is_object(), "binary reads as extended JSON");
+    let scanned = p.scan(None, None, 100).await.unwrap();
+    assert_eq!(scanned.len(), 3);
+
+    for id in ["missing", "wrong", "wrong_name"] {
+        let e = p.get_one_by_id(None, id).await.unwrap_err();
+        assert_eq!((e.status, e.code.as_str()), (500, "SESSION_UNREADABLE"), "{id}");
+        let store = SessionUpdate {
+            condition: WriteCondition::default(),
+            change: SessionChange::StoreData(json!(1)),
+            now,
+            policy: ExpiryPolicy::default(),
+        };
+        assert_eq!(p.update(None, id, &store).await.unwrap_err().code, "SESSION_UNREADABLE");
+        assert_eq!(p.delete_by_id(None, id).await.unwrap_err().code, "SESSION_UNREADABLE");
+    }
+    // Nothing was rewritten or deleted by any of that.
+    let mut c = coll.find(doc! {}).sort(doc! {"_id": 1}).await.unwrap();
+    let mut after = Vec::new();
+    while c.advance().await.unwrap() {
+        after.push(c.deserialize_current().unwrap());
+    }
+    assert_eq!(after, before);
+    let _ = Bson::Null;
 }
 
 /// Two "service instances": two stores (two clients, two pools) on one collection, each with

@@ -690,6 +690,15 @@ impl SessionsPersistence for SessionsFilePersistence {
         .await
     }
 
+    async fn scan(
+        &self,
+        _cid: Option<&str>,
+        after: Option<(DateTime<Utc>, &str)>,
+        limit: u64,
+    ) -> Result<Vec<SessionV1>, ApplicationError> {
+        self.read(|index| index.scan(after, usize::try_from(limit).unwrap_or(usize::MAX)))
+    }
+
     async fn clear(&self, _cid: Option<&str>) -> Result<(), ApplicationError> {
         self.commit(|index| {
             index.clear();

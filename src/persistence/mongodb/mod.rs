@@ -34,17 +34,18 @@
 //!   bounded by the call deadline.
 //! - `create` is one `insert_one` (duplicate key → `SESSION_EXISTS`).
 //!
-//! **Documents.** `_id` is the session id; times are BSON dates (milliseconds, as the product
-//! keeps them), `expire_time` included (absent when the session has none: closed, or no timeout
-//! applies); `version` and `ttl` are Int64 (`ttl` absent when unset). `user` and `data` are stored
-//! as **JSON text** (BSON strings): they must round-trip any JSON exactly — integers beyond 32 and
-//! 53 bits, float bits, key order, `false`/`0`/`""`, and keys such as `$x` or `a.b`, which MongoDB
-//! refuses or treats specially in update documents. Nothing queries inside them, so native BSON
-//! would buy nothing and cost an escaping scheme. (This also means the collection is this
-//! service's own format, not the one the Node service wrote.) Records without `expire_time` are
-//! judged by the idle cutoff on `request_time`, as the contract says for legacy records.
+//! **Documents** are the original service's ([`codec`]): `_id` = the session id, the SessionV1
+//! field names, BSON dates, `user` and `data` as native BSON values; `version`, `expire_time` and
+//! `ttl` beside them, optional on read. So the original and this service share one collection in
+//! either direction: documents the original wrote are legacy sessions (version 1, expiry by the
+//! idle cutoff on `request_time` until their first write here adds `version` and `expire_time`),
+//! and the original reads what this service writes. A document that is not a session (a missing
+//! field, a wrong type, a non-string `_id`) is logged with its id hashed, counted in
+//! `store_bad_documents_total`, left out of lists and scans, and answered as a 500
+//! `SESSION_UNREADABLE` by a call on that very id — which never rewrites it.
 //!
-//! **Indexes** (created on open, idempotently, with the driver's default names):
+//! **Indexes** (created on open one by one, idempotently, with the driver's default names; an
+//! index the collection already has with the same keys and other options is kept):
 //! `{user_id: 1, request_time: -1, _id: 1}`, `{active: 1, request_time: -1, _id: 1}` and
 //! `{request_time: -1, _id: 1}` — each serves a `get_sessions` filter *and* its sort order
 //! (`request_time` descending, `_id` ascending); `{active: 1, expire_time: 1}` serves the expiry
@@ -63,6 +64,8 @@
 //! messages are redacted; server errors are reported by code only, since their text can quote
 //! document values).
 
+pub mod codec;
+
 use super::{
     is_alive, session_exists, session_limit, LimitPolicy, SessionChange, SessionLimit, SessionUpdate,
     SessionsPersistence, UpdateOutcome, WriteCondition, DEFAULT_MAX_PAGE_SIZE,
@@ -72,22 +75,25 @@ use crate::toolkit::component::{Component, ComponentHealth};
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::errors::ApplicationError;
+use crate::toolkit::log::redact_id;
+use crate::toolkit::metrics::counter_vec;
 use async_trait::async_trait;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
+use codec::{bson_time, decode_session, json_to_bson, session_document, DecodeError, Decoded};
 use futures::future::BoxFuture;
 use futures::TryStreamExt;
-use mongodb::bson::{doc, DateTime as BsonDateTime, Document};
+use mongodb::bson::{doc, Bson, DateTime as BsonDateTime, Document};
 use mongodb::error::{Error as DriverError, ErrorKind, WriteFailure};
 use mongodb::event::sdam::SdamEvent;
 use mongodb::event::EventHandler;
 use mongodb::options::{ClientOptions, ConnectionString, HostInfo, ReturnDocument};
 use mongodb::{Client, ClientSession, Collection, IndexModel};
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use prometheus::IntCounter;
+use serde::Deserialize;
 use std::future::IntoFuture;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
@@ -304,135 +310,23 @@ fn redact(message: &str, secrets: &[String]) -> String {
     secrets.iter().filter(|s| !s.is_empty()).fold(message.to_string(), |m, s| m.replace(s.as_str(), "***"))
 }
 
-/// A session as stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct SessionDoc {
-    #[serde(rename = "_id")]
-    id: String,
-    user_id: String,
-    #[serde(default)]
-    user_name: Option<String>,
-    #[serde(default)]
-    address: Option<String>,
-    #[serde(default)]
-    client: Option<String>,
-    active: bool,
-    open_time: BsonDateTime,
-    request_time: BsonDateTime,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    close_time: Option<BsonDateTime>,
-    /// When an open session expires; absent when it never does, and on closed sessions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    expire_time: Option<BsonDateTime>,
-    /// The session's own idle timeout in ms.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    ttl: Option<i64>,
-    /// JSON text of `user`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    user: Option<String>,
-    /// JSON text of `data`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    data: Option<String>,
-    version: i64,
-}
-
-fn bson_time(t: DateTime<Utc>) -> BsonDateTime {
-    BsonDateTime::from_millis(t.timestamp_millis())
-}
-
-fn chrono_time(t: BsonDateTime) -> Result<DateTime<Utc>, ApplicationError> {
-    Utc.timestamp_millis_opt(t.timestamp_millis())
-        .single()
-        .ok_or_else(|| ApplicationError::internal("BAD_DOCUMENT", "A stored session has an invalid date"))
-}
-
-fn json_text(v: &Value) -> Result<String, ApplicationError> {
-    serde_json::to_string(v)
-        .map_err(|e| ApplicationError::internal("BAD_DOCUMENT", "Session data cannot be encoded").with_cause(e))
-}
-
-fn json_value(text: Option<String>) -> Result<Value, ApplicationError> {
-    match text {
-        None => Ok(Value::Null),
-        Some(t) => serde_json::from_str(&t).map_err(|e| {
-            ApplicationError::internal("BAD_DOCUMENT", "A stored session has unreadable data").with_cause(e)
-        }),
-    }
-}
-
-impl SessionDoc {
-    fn from_session(s: &SessionV1) -> Result<Self, ApplicationError> {
-        let text = |v: &Option<Value>| v.as_ref().map_or_else(|| json_text(&Value::Null), json_text);
-        Ok(Self {
-            id: s.id.clone(),
-            user_id: s.user_id.clone(),
-            user_name: s.user_name.clone(),
-            address: s.address.clone(),
-            client: s.client.clone(),
-            active: s.active,
-            open_time: bson_time(s.open_time),
-            request_time: bson_time(s.request_time),
-            close_time: s.close_time.map(bson_time),
-            expire_time: s.expire_time.map(bson_time),
-            ttl: s.ttl,
-            user: Some(text(&s.user)?),
-            data: Some(text(&s.data)?),
-            version: s.version,
-        })
-    }
-
-    /// The session; with `payload` false (list projection) `user`/`data` stay `None`.
-    fn into_session(self, payload: bool) -> Result<SessionV1, ApplicationError> {
-        let (user, data) =
-            if payload { (Some(json_value(self.user)?), Some(json_value(self.data)?)) } else { (None, None) };
-        Ok(SessionV1 {
-            id: self.id,
-            user_id: self.user_id,
-            user_name: self.user_name,
-            address: self.address,
-            client: self.client,
-            active: self.active,
-            open_time: chrono_time(self.open_time)?,
-            request_time: chrono_time(self.request_time)?,
-            close_time: self.close_time.map(chrono_time).transpose()?,
-            user,
-            data,
-            version: self.version,
-            expire_time: self.expire_time.map(chrono_time).transpose()?,
-            ttl: self.ttl,
-        })
-    }
-}
-
-/// The filter of a conditional write: the id plus the [`WriteCondition`] as a query (the same
-/// rule as [`WriteCondition::holds`]).
-fn write_filter(id: &str, c: &WriteCondition) -> Document {
-    let mut f = doc! { "_id": id };
-    if c.require_active {
-        f.insert("active", true);
-    }
-    if let Some((with, without)) = alive_filter(c.alive_at, c.idle_cutoff) {
-        f.insert("$or", vec![with, without]);
-    }
-    if let Some(v) = c.expected_version {
-        f.insert("version", v);
-    }
-    f
-}
-
-/// The guard of a write to `current`, a record just read on which `c` held: like
-/// [`write_filter`], but with only the liveness branch that applies to `current` (it has an
-/// `expire_time` or it has not) instead of an `$or` of both, and its `active`, for which
-/// `expire_time` was computed. A record that changed branch in between fails the guard and is read
+/// The guard of a write to `current`, a record just read on which `c` held: the id, the
+/// [`WriteCondition`] as a query (the rule of [`WriteCondition::holds`]) with only the liveness
+/// branch that applies to `current` (it has an `expire_time` or it has not) instead of an `$or` of
+/// both, and its `active`, for which `expire_time` was computed. A record that changed branch in between fails the guard and is read
 /// again. Without the `$or`, every server finds the record through the `_id` index (one test
 /// server scanned the collection for `_id` beside an `$or`: 10 ms instead of 0.4 ms at 20 000
-/// documents).
-fn write_filter_for(id: &str, c: &WriteCondition, current: &SessionV1) -> Document {
-    let mut f = doc! { "_id": id, "active": current.active };
+/// documents). A legacy record (no `version`) is guarded by that absence: its first write sets
+/// `version` (see [`change_update`]), so of two racing first writes one fails the guard and is
+/// tried again.
+fn write_filter_for(id: &str, c: &WriteCondition, current: &Decoded) -> Document {
+    let mut f = doc! { "_id": id, "active": current.session.active };
     if let Some((with, without)) = alive_filter(c.alive_at, c.idle_cutoff) {
-        f.extend(if current.expire_time.is_some() { with } else { without });
+        f.extend(if current.session.expire_time.is_some() { with } else { without });
     }
-    if let Some(v) = c.expected_version {
+    if current.legacy_version {
+        f.insert("version", doc! { "$exists": false });
+    } else if let Some(v) = c.expected_version {
         f.insert("version", v);
     }
     f
@@ -464,16 +358,22 @@ fn expired_filter(now: DateTime<Utc>, idle_cutoff: DateTime<Utc>) -> Document {
 }
 
 /// The update document that turns a record into `next`, the result of [`SessionChange::apply`]
-/// on it: only the fields `change` touches, `expire_time`, and `version` + 1.
-fn change_update(change: &SessionChange, next: &SessionV1) -> Result<Document, ApplicationError> {
+/// on it: only the fields `change` touches, `expire_time`, and the version — `+ 1`, or set to
+/// `next.version` on a legacy record that has no `version` field yet.
+fn change_update(change: &SessionChange, next: &SessionV1, legacy_version: bool) -> Document {
     let now = bson_time(next.request_time);
     let mut set = match change {
-        SessionChange::StoreData(v) => doc! { "data": json_text(v)?, "request_time": now },
-        SessionChange::UpdateUser(v) => doc! { "user": json_text(v)?, "request_time": now },
+        SessionChange::StoreData(v) => doc! { "data": json_to_bson(v), "request_time": now },
+        SessionChange::UpdateUser(v) => doc! { "user": json_to_bson(v), "request_time": now },
         SessionChange::Touch => doc! { "request_time": now },
         SessionChange::Close => close_set(now),
     };
-    let mut update = doc! { "$inc": { "version": 1_i64 } };
+    let mut update = Document::new();
+    if legacy_version {
+        set.insert("version", next.version);
+    } else {
+        update.insert("$inc", doc! { "version": 1_i64 });
+    }
     match next.expire_time {
         Some(t) => {
             set.insert("expire_time", bson_time(t));
@@ -483,16 +383,30 @@ fn change_update(change: &SessionChange, next: &SessionV1) -> Result<Document, A
         }
     }
     update.insert("$set", set);
-    Ok(update)
+    update
 }
 
 fn close_set(now: BsonDateTime) -> Document {
-    doc! { "active": false, "close_time": now, "request_time": now, "user": "null", "data": "null" }
+    doc! { "active": false, "close_time": now, "request_time": now, "user": Bson::Null, "data": Bson::Null }
 }
 
-/// The update document that closes sessions at `now` (as [`SessionChange::Close`] does).
-fn close_update(now: DateTime<Utc>) -> Document {
-    doc! { "$set": close_set(bson_time(now)), "$unset": { "expire_time": "" }, "$inc": { "version": 1_i64 } }
+/// The `update_many` steps that close the sessions `filter` matches at `now` (as
+/// [`SessionChange::Close`] does): records with a `version` get it incremented, legacy records
+/// (none yet, written by the original) get version 2 — one step each, since one update document
+/// cannot do both.
+fn close_steps(filter: &Document, now: DateTime<Utc>) -> [(Document, Document); 2] {
+    let with_version = |exists: bool| {
+        let mut f = filter.clone();
+        f.insert("version", doc! { "$exists": exists });
+        f
+    };
+    let set = close_set(bson_time(now));
+    let mut legacy_set = set.clone();
+    legacy_set.insert("version", 2_i64);
+    [
+        (with_version(true), doc! { "$set": set, "$unset": { "expire_time": "" }, "$inc": { "version": 1_i64 } }),
+        (with_version(false), doc! { "$set": legacy_set, "$unset": { "expire_time": "" } }),
+    ]
 }
 
 /// The query of a `get_sessions` filter.
@@ -583,6 +497,19 @@ impl From<ApplicationError> for TxError {
 /// Server error code of `create_collection` on an existing collection.
 const NAMESPACE_EXISTS: i32 = 48;
 
+/// Server error codes of `create_index` when an index with the same keys exists under another
+/// name or with other options (IndexOptionsConflict, IndexKeySpecsConflict, IndexAlreadyExists).
+const INDEX_CONFLICT_CODES: &[i32] = &[85, 86, 68];
+
+/// `store_bad_documents_total`: stored documents that could not be read as sessions.
+fn bad_documents_counter() -> Option<&'static IntCounter> {
+    static C: LazyLock<Option<IntCounter>> = LazyLock::new(|| {
+        counter_vec("store_bad_documents_total", "Stored documents that could not be read as sessions", &["backend"])
+            .map(|v| v.with_label_values(&["mongodb"]))
+    });
+    C.as_ref()
+}
+
 /// The server's error code, if any.
 fn error_code(e: &DriverError) -> Option<i32> {
     match e.kind.as_ref() {
@@ -622,7 +549,7 @@ fn is_duplicate_key(e: &DriverError) -> bool {
 /// The client and the collections it serves.
 struct Store {
     client: Client,
-    sessions: Collection<SessionDoc>,
+    sessions: Collection<Document>,
     /// Per-user guard documents of `create_limited` (`<collection>_user_locks`).
     locks: Collection<Document>,
 }
@@ -713,7 +640,7 @@ impl Shared {
         }));
         let client = Client::with_options(options).map_err(|e| self.map_error(&e, "create client"))?;
         let db = client.database(&s.database);
-        let sessions = db.collection::<SessionDoc>(&s.collection);
+        let sessions = db.collection::<Document>(&s.collection);
         let locks = db.collection::<Document>(&format!("{}{LOCKS_SUFFIX}", s.collection));
         Ok(Store { client, sessions, locks })
     }
@@ -731,7 +658,7 @@ impl Shared {
     async fn legacy_records_possible(
         &self,
         cid: Option<&str>,
-        coll: &Collection<SessionDoc>,
+        coll: &Collection<Document>,
         idle_cutoff: DateTime<Utc>,
     ) -> Result<bool, ApplicationError> {
         if idle_cutoff == DateTime::<Utc>::MIN_UTC {
@@ -740,16 +667,52 @@ impl Shared {
         if self.legacy_clear_until.lock().is_some_and(|until| Instant::now() < until) {
             return Ok(false);
         }
-        let ids = coll.clone_with_type::<Document>();
         let look =
-            ids.find_one(doc! { "active": true, "expire_time": { "$exists": false } }).projection(doc! { "_id": 1 });
+            coll.find_one(doc! { "active": true, "expire_time": { "$exists": false } }).projection(doc! { "_id": 1 });
         let found = self.call(cid, "find_one", look).await?.is_some();
         *self.legacy_clear_until.lock() = (!found).then(|| Instant::now() + LEGACY_RECHECK);
         Ok(found)
     }
 
-    async fn collection(&self) -> Result<&Collection<SessionDoc>, ApplicationError> {
+    async fn collection(&self) -> Result<&Collection<Document>, ApplicationError> {
         self.store().await.map(|s| &s.sessions)
+    }
+
+    /// Decodes a document a call asked for by id: a document that is not a session is that
+    /// call's 500 (`SESSION_UNREADABLE`), logged and counted.
+    fn decode(&self, cid: Option<&str>, d: &Document, payload: bool) -> Result<Decoded, ApplicationError> {
+        decode_session(d, payload).map_err(|e| {
+            self.bad_document(d, &e);
+            e.to_error().with_correlation_id(cid)
+        })
+    }
+
+    /// Decodes the documents of a list, leaving out (logged and counted) those that are not
+    /// sessions: one foreign document never breaks anyone else's page.
+    fn decode_all(&self, docs: &[Document], payload: bool) -> Vec<SessionV1> {
+        docs.iter()
+            .filter_map(|d| match decode_session(d, payload) {
+                Ok(decoded) => Some(decoded.session),
+                Err(e) => {
+                    self.bad_document(d, &e);
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// Logs (with the id hashed) and counts a document that is not a session.
+    fn bad_document(&self, d: &Document, e: &DecodeError) {
+        let id = match d.get("_id") {
+            Some(Bson::String(s)) => redact_id(s),
+            Some(other) => format!("<{:?}>", other.element_type()),
+            None => "<none>".to_string(),
+        };
+        tracing::warn!(store = %self.settings.target, session = %id, field = e.field, reason = e.reason,
+            "A stored document is not a readable session; it is left out of lists and left as it is.");
+        if let Some(c) = bad_documents_counter() {
+            c.inc();
+        }
     }
 
     /// Runs one driver call under the call deadline, mapping its error.
@@ -769,7 +732,20 @@ impl Shared {
     /// Ensures the indexes; succeeds once the server has answered.
     async fn prepare(&self) -> Result<(), ApplicationError> {
         let store = self.store().await?;
-        self.call(None, "create indexes", store.sessions.create_indexes(index_models())).await?;
+        // One by one, beside whatever the collection already holds: an index with the same keys
+        // under another name or with other options is left as it is (the reads work with it).
+        for model in index_models() {
+            let keys = model.keys.clone();
+            match tokio::time::timeout(self.settings.call_timeout, store.sessions.create_index(model)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) if error_code(&e).is_some_and(|c| INDEX_CONFLICT_CODES.contains(&c)) => {
+                    tracing::warn!(store = %self.settings.target, index = %keys,
+                        "An index with these keys already exists with other options; keeping it.");
+                }
+                Ok(Err(e)) => return Err(self.map_error(&e, "create index")),
+                Err(_) => return Err(self.unavailable("create index: no answer in time")),
+            }
+        }
         // Transactions may not create collections on older servers: create the guard collection
         // up front ("already exists" is fine).
         let db = store.client.database(&self.settings.database);
@@ -904,8 +880,30 @@ impl SessionsMongoDbPersistence {
         })
     }
 
-    async fn collection(&self) -> Result<&Collection<SessionDoc>, ApplicationError> {
+    async fn collection(&self) -> Result<&Collection<Document>, ApplicationError> {
         self.shared.collection().await
+    }
+
+    /// The record under `id` as read, or `None`; a document that is not a session is a 500.
+    async fn read(&self, cid: Option<&str>, id: &str) -> Result<Option<Decoded>, ApplicationError> {
+        let coll = self.collection().await?;
+        let found = self.shared.call(cid, "find_one", coll.find_one(doc! { "_id": id })).await?;
+        found.map(|d| self.shared.decode(cid, &d, true)).transpose()
+    }
+
+    /// Runs the [`close_steps`] of `filter` (in `tx` when given); returns how many closed.
+    async fn close_matching(
+        &self,
+        cid: Option<&str>,
+        coll: &Collection<Document>,
+        filter: &Document,
+        now: DateTime<Utc>,
+    ) -> Result<u64, ApplicationError> {
+        let mut closed = 0;
+        for (f, u) in close_steps(filter, now) {
+            closed += self.shared.call(cid, "update_many", coll.update_many(f, u)).await?.modified_count;
+        }
+        Ok(closed)
     }
 
     /// Drops the whole collection, indexes included, and its guard documents (tests and tooling;
@@ -979,25 +977,22 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
                 .limit(take)
                 .projection(doc! { "user": 0, "data": 0 })
                 .await?
-                .try_collect::<Vec<SessionDoc>>()
+                .try_collect::<Vec<Document>>()
                 .await
         };
         let docs = self.shared.call(cid, "find", find).await?;
         let total =
             if paging.total { Some(self.shared.call(cid, "count", coll.count_documents(query)).await?) } else { None };
-        let data = docs.into_iter().map(|d| d.into_session(false)).collect::<Result<Vec<_>, _>>()?;
-        Ok(DataPage { total, data })
+        Ok(DataPage { total, data: self.shared.decode_all(&docs, false) })
     }
 
     async fn get_one_by_id(&self, cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
-        let coll = self.collection().await?;
-        let found = self.shared.call(cid, "find_one", coll.find_one(doc! { "_id": id })).await?;
-        found.map(|d| d.into_session(true)).transpose()
+        Ok(self.read(cid, id).await?.map(|d| d.session))
     }
 
     async fn create(&self, cid: Option<&str>, session: SessionV1) -> Result<SessionV1, ApplicationError> {
         let coll = self.collection().await?;
-        let doc = SessionDoc::from_session(&session)?;
+        let doc = session_document(&session);
         match tokio::time::timeout(self.shared.settings.call_timeout, coll.insert_one(doc)).await {
             Ok(Ok(_)) => Ok(session),
             Ok(Err(e)) if is_duplicate_key(&e) => Err(session_exists(&session.id).with_correlation_id(cid)),
@@ -1016,18 +1011,16 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let current = self.shared.call(cid, "find_one", coll.find_one(doc! { "_id": id })).await?;
-            let Some(current) = current else { return Ok(UpdateOutcome::NotFound) };
-            let current = current.into_session(true)?;
+            let Some(current) = self.read(cid, id).await? else { return Ok(UpdateOutcome::NotFound) };
             // Tried again only when the record changed between the read and the write and still
             // qualifies; after that many attempts the record as read is the answer.
-            if !update.condition.holds(&current) || attempt > WRITE_ATTEMPTS {
-                return Ok(UpdateOutcome::ConditionFailed(current));
+            if !update.condition.holds(&current.session) || attempt > WRITE_ATTEMPTS {
+                return Ok(UpdateOutcome::ConditionFailed(current.session));
             }
-            let mut next = current.clone();
+            let mut next = current.session.clone();
             update.change.apply(&mut next, update.now, &update.policy);
             let filter = write_filter_for(id, &update.condition, &current);
-            let change = change_update(&update.change, &next)?;
+            let change = change_update(&update.change, &next, current.legacy_version);
             let updated = self
                 .shared
                 .call(
@@ -1037,7 +1030,7 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
                 )
                 .await?;
             if let Some(d) = updated {
-                return Ok(UpdateOutcome::Updated(d.into_session(true)?));
+                return Ok(UpdateOutcome::Updated(self.shared.decode(cid, &d, true)?.session));
             }
         }
     }
@@ -1057,22 +1050,22 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
         // The controller sweeps before every list. Mostly nothing has expired: look first (one
         // read on the expiry index) and write only when there is something to close, instead of
         // an `update_many` with its write locks on every list call.
-        let ids = coll.clone_with_type::<Document>();
-        let any = ids.find_one(filter.clone()).projection(doc! { "_id": 1 });
+        let any = coll.find_one(filter.clone()).projection(doc! { "_id": 1 });
         if self.shared.call(cid, "find_one", any).await?.is_none() {
             return Ok(0);
         }
-        let result = self.shared.call(cid, "update_many", coll.update_many(filter, close_update(now))).await?;
-        Ok(result.modified_count)
+        self.close_matching(cid, coll, &filter, now).await
     }
 
     async fn delete_by_id(&self, cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
-        let coll = self.collection().await?;
-        let deleted =
-            self.shared.call(cid, "find_one_and_delete", coll.find_one_and_delete(doc! { "_id": id })).await?;
-        deleted.map(|d| d.into_session(true)).transpose()
+        Ok(match self.delete_if(cid, id, &WriteCondition::default()).await? {
+            UpdateOutcome::Updated(s) => Some(s),
+            UpdateOutcome::NotFound | UpdateOutcome::ConditionFailed(_) => None,
+        })
     }
 
+    /// Reads first, so a document that is not a session is answered (500) and left as it is,
+    /// then deletes with the guard of what was read (see [`write_filter_for`]).
     async fn delete_if(
         &self,
         cid: Option<&str>,
@@ -1083,18 +1076,14 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let deleted = self
-                .shared
-                .call(cid, "find_one_and_delete", coll.find_one_and_delete(write_filter(id, condition)))
-                .await?;
-            if let Some(d) = deleted {
-                return Ok(UpdateOutcome::Updated(d.into_session(true)?));
+            let Some(current) = self.read(cid, id).await? else { return Ok(UpdateOutcome::NotFound) };
+            if !condition.holds(&current.session) || attempt > WRITE_ATTEMPTS {
+                return Ok(UpdateOutcome::ConditionFailed(current.session));
             }
-            let current = self.shared.call(cid, "find_one", coll.find_one(doc! { "_id": id })).await?;
-            let Some(current) = current else { return Ok(UpdateOutcome::NotFound) };
-            let current = current.into_session(true)?;
-            if !condition.holds(&current) || attempt >= WRITE_ATTEMPTS {
-                return Ok(UpdateOutcome::ConditionFailed(current));
+            let filter = write_filter_for(id, condition, &current);
+            let deleted = self.shared.call(cid, "find_one_and_delete", coll.find_one_and_delete(filter)).await?;
+            if let Some(d) = deleted {
+                return Ok(UpdateOutcome::Updated(self.shared.decode(cid, &d, true)?.session));
             }
         }
     }
@@ -1106,41 +1095,47 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
         limit: &SessionLimit,
     ) -> Result<SessionV1, ApplicationError> {
         let store = self.shared.store().await?;
-        let new = SessionDoc::from_session(&session)?;
-        let (sessions, locks, limit) = (store.sessions.clone(), store.locks.clone(), *limit);
+        let new = session_document(&session);
+        let (user_id, id) = (session.user_id.clone(), session.id.clone());
+        let (sessions, locks, limit, shared) =
+            (store.sessions.clone(), store.locks.clone(), *limit, self.shared.clone());
         self.shared
             .transaction(cid, "create_limited", move |tx| {
-                let (sessions, locks, new) = (sessions.clone(), locks.clone(), new.clone());
+                let (sessions, locks, new, shared) = (sessions.clone(), locks.clone(), new.clone(), shared.clone());
+                let (user_id, id) = (user_id.clone(), id.clone());
                 Box::pin(async move {
                     // Every transaction opening a session for this user writes this document
                     // (`$inc` always changes it), so two of them cannot both commit.
                     locks
-                        .update_one(doc! { "_id": &new.user_id }, doc! { "$inc": { "opens": 1_i64 } })
+                        .update_one(doc! { "_id": &user_id }, doc! { "$inc": { "opens": 1_i64 } })
                         .upsert(true)
                         .session(&mut *tx)
                         .await
                         .map_err(|e| if is_duplicate_key(&e) { TxError::Raced } else { e.into() })?;
-                    if sessions.find_one(doc! { "_id": &new.id }).session(&mut *tx).await?.is_some() {
-                        return Err(session_exists(&new.id).into());
+                    if sessions.find_one(doc! { "_id": &id }).session(&mut *tx).await?.is_some() {
+                        return Err(session_exists(&id).into());
                     }
                     let mut cursor = sessions
-                        .find(doc! { "user_id": &new.user_id, "active": true })
+                        .find(doc! { "user_id": &user_id, "active": true })
                         .projection(doc! { "user": 0, "data": 0 })
                         .session(&mut *tx)
                         .await?;
-                    let open: Vec<SessionDoc> = cursor.stream(&mut *tx).try_collect().await?;
-                    let open = open.into_iter().map(|d| d.into_session(false)).collect::<Result<Vec<_>, _>>()?;
-                    let to_close = limit_victims(open, &limit).map_err(|_| session_limit(&new.user_id, limit.max))?;
+                    let open: Vec<Document> = cursor.stream(&mut *tx).try_collect().await?;
+                    let open = shared.decode_all(&open, false);
+                    let to_close = limit_victims(open, &limit).map_err(|_| session_limit(&user_id, limit.max))?;
                     if !to_close.is_empty() {
                         let filter = doc! { "_id": { "$in": &to_close }, "active": true };
-                        let closed = sessions.update_many(filter, close_update(limit.now)).session(&mut *tx).await?;
-                        if closed.modified_count != to_close.len() as u64 {
+                        let mut closed = 0;
+                        for (f, u) in close_steps(&filter, limit.now) {
+                            closed += sessions.update_many(f, u).session(&mut *tx).await?.modified_count;
+                        }
+                        if closed != to_close.len() as u64 {
                             return Err(TxError::Raced);
                         }
                     }
                     sessions.insert_one(&new).session(&mut *tx).await.map_err(|e| {
                         if is_duplicate_key(&e) {
-                            TxError::App(session_exists(&new.id))
+                            TxError::App(session_exists(&id))
                         } else {
                             e.into()
                         }
@@ -1164,8 +1159,7 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
         if let Some(except) = except_id {
             filter.insert("_id", doc! { "$ne": except });
         }
-        let result = self.shared.call(cid, "update_many", coll.update_many(filter, close_update(now))).await?;
-        Ok(result.modified_count)
+        self.close_matching(cid, coll, &filter, now).await
     }
 
     async fn purge_closed(
@@ -1178,7 +1172,7 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
         if limit == 0 {
             return Ok(0);
         }
-        let coll = self.collection().await?.clone_with_type::<Document>();
+        let coll = self.collection().await?;
         let find = async {
             coll.find(doc! { "active": false, "close_time": { "$lt": bson_time(closed_before) } })
                 .sort(doc! { "close_time": 1, "_id": 1 })
@@ -1209,31 +1203,36 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
         if self.shared.call(cid, "find_one", store.sessions.find_one(doc! { "_id": new_id })).await?.is_some() {
             return Err(session_exists(new_id).with_correlation_id(cid));
         }
-        let (sessions, update, id, new_id) =
-            (store.sessions.clone(), update.clone(), id.to_string(), new_id.to_string());
+        let (sessions, update, shared) = (store.sessions.clone(), update.clone(), self.shared.clone());
+        let (id, new_id, cid_owned) = (id.to_string(), new_id.to_string(), cid.map(str::to_string));
         self.shared
             .transaction(cid, "rotate_id", move |tx| {
-                let (sessions, update, id, new_id) = (sessions.clone(), update.clone(), id.clone(), new_id.clone());
+                let (sessions, update, shared) = (sessions.clone(), update.clone(), shared.clone());
+                let (id, new_id, cid) = (id.clone(), new_id.clone(), cid_owned.clone());
                 Box::pin(async move {
                     let Some(current) = sessions.find_one(doc! { "_id": &id }).session(&mut *tx).await? else {
                         return Ok(UpdateOutcome::NotFound);
                     };
-                    let current = current.into_session(true)?;
-                    if !update.condition.holds(&current) {
-                        return Ok(UpdateOutcome::ConditionFailed(current));
+                    let current = shared.decode(cid.as_deref(), &current, true)?;
+                    if !update.condition.holds(&current.session) {
+                        return Ok(UpdateOutcome::ConditionFailed(current.session));
                     }
-                    let mut moved = current.clone();
+                    let mut moved = current.session.clone();
                     update.change.apply(&mut moved, update.now, &update.policy);
                     moved.id = new_id.clone();
-                    let doc = SessionDoc::from_session(&moved)?;
-                    sessions.insert_one(doc).session(&mut *tx).await.map_err(|e| {
+                    sessions.insert_one(session_document(&moved)).session(&mut *tx).await.map_err(|e| {
                         if is_duplicate_key(&e) {
                             TxError::App(session_exists(&new_id))
                         } else {
                             e.into()
                         }
                     })?;
-                    let old = doc! { "_id": &id, "version": current.version };
+                    let version = if current.legacy_version {
+                        Bson::Document(doc! { "$exists": false })
+                    } else {
+                        Bson::Int64(current.session.version)
+                    };
+                    let old = doc! { "_id": &id, "version": version };
                     if sessions.delete_one(old).session(&mut *tx).await?.deleted_count != 1 {
                         return Err(TxError::Raced);
                     }
@@ -1241,6 +1240,35 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
                 })
             })
             .await
+    }
+
+    async fn scan(
+        &self,
+        cid: Option<&str>,
+        after: Option<(DateTime<Utc>, &str)>,
+        limit: u64,
+    ) -> Result<Vec<SessionV1>, ApplicationError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let coll = self.collection().await?;
+        let query = match after {
+            Some((t, id)) => doc! { "$or": [
+                { "request_time": { "$lt": bson_time(t) } },
+                { "request_time": bson_time(t), "_id": { "$gt": id } },
+            ] },
+            None => Document::new(),
+        };
+        let find = async {
+            coll.find(query)
+                .sort(doc! { "request_time": -1, "_id": 1 })
+                .limit(i64::try_from(limit).unwrap_or(i64::MAX))
+                .await?
+                .try_collect::<Vec<Document>>()
+                .await
+        };
+        let docs = self.shared.call(cid, "find", find).await?;
+        Ok(self.shared.decode_all(&docs, true))
     }
 
     async fn clear(&self, cid: Option<&str>) -> Result<(), ApplicationError> {
@@ -1257,7 +1285,7 @@ mod tests {
     use super::*;
     use crate::toolkit::descriptor::Descriptor;
     use crate::toolkit::time::parse_time;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn entry(v: Value) -> ComponentConfig {
         ComponentConfig::new(Descriptor::new("service-sessions", "persistence", "mongodb", "default", "1.0"), v)
@@ -1312,27 +1340,6 @@ mod tests {
     }
 
     #[test]
-    fn documents_round_trip_sessions_and_json_exactly() {
-        let t = parse_time("2026-11-21T10:15:30.123Z").unwrap();
-        let mut s = SessionV1::open("ab".into(), "u1".into(), t);
-        s.data = Some(json!({"$dollar": 1, "dot.key": [9007199254740993_i64, 1.5, false, ""]}));
-        s.expire_time = Some(t + chrono::Duration::milliseconds(5));
-        s.ttl = Some(5);
-        s.user = Some(json!(0));
-        let d = SessionDoc::from_session(&s).unwrap();
-        let bson = mongodb::bson::to_document(&d).unwrap();
-        assert_eq!(bson.get_datetime("open_time").unwrap().timestamp_millis(), t.timestamp_millis());
-        assert_eq!(bson.get_i64("version").unwrap(), 1);
-        assert!(bson.get("close_time").is_none());
-        assert_eq!(bson.get_datetime("expire_time").unwrap().timestamp_millis(), t.timestamp_millis() + 5);
-        assert_eq!(bson.get_i64("ttl").unwrap(), 5);
-        let back: SessionDoc = mongodb::bson::from_document(bson).unwrap();
-        assert_eq!(back.into_session(true).unwrap(), s);
-        let listed = SessionDoc::from_session(&s).unwrap().into_session(false).unwrap();
-        assert_eq!(listed, s.without_payload());
-    }
-
-    #[test]
     fn conditions_and_changes_become_filters_and_updates() {
         let t = parse_time("2026-01-01T00:00:00.000Z").unwrap();
         let t1 = t + chrono::Duration::milliseconds(1000);
@@ -1342,33 +1349,57 @@ mod tests {
             idle_cutoff: Some(t),
             expected_version: Some(3),
         };
-        assert_eq!(
-            write_filter("x", &c),
-            doc! {
-                "_id": "x",
-                "active": true,
-                "$or": [
-                    { "expire_time": { "$gte": bson_time(t1) } },
-                    { "expire_time": { "$exists": false }, "request_time": { "$gte": bson_time(t) } },
-                ],
-                "version": 3_i64,
-            }
-        );
-        assert_eq!(write_filter("x", &WriteCondition::default()), doc! { "_id": "x" });
         let mut next = SessionV1::open("x".into(), "u".into(), t);
         next.expire_time = Some(t1);
+        let current = Decoded { session: next.clone(), legacy_version: false };
         assert_eq!(
-            change_update(&SessionChange::StoreData(json!({"a": 1})), &next).unwrap(),
+            write_filter_for("x", &c, &current),
+            doc! { "_id": "x", "active": true, "expire_time": { "$gte": bson_time(t1) }, "version": 3_i64 }
+        );
+        let mut legacy_time = current.clone();
+        legacy_time.session.expire_time = None;
+        assert_eq!(
+            write_filter_for("x", &c, &legacy_time),
+            doc! {
+                "_id": "x", "active": true, "expire_time": { "$exists": false },
+                "request_time": { "$gte": bson_time(t) }, "version": 3_i64,
+            }
+        );
+        assert_eq!(write_filter_for("x", &WriteCondition::default(), &current), doc! { "_id": "x", "active": true });
+        assert_eq!(
+            change_update(&SessionChange::StoreData(json!({"a": 1, "$b": [2]})), &next, false),
             doc! {
                 "$inc": { "version": 1_i64 },
-                "$set": { "data": "{\"a\":1}", "request_time": bson_time(t), "expire_time": bson_time(t1) },
+                "$set": { "data": { "a": 1, "%%24b": [2] }, "request_time": bson_time(t), "expire_time": bson_time(t1) },
             }
         );
         next.expire_time = None;
         assert_eq!(
-            change_update(&SessionChange::Close, &next).unwrap(),
+            change_update(&SessionChange::Close, &next, false),
             doc! { "$inc": { "version": 1_i64 }, "$unset": { "expire_time": "" }, "$set": close_set(bson_time(t)) }
         );
+        // A legacy record (no `version` yet) gets its version set, not incremented.
+        next.version = 2;
+        let mut set = close_set(bson_time(t));
+        set.insert("version", 2_i64);
+        assert_eq!(
+            change_update(&SessionChange::Close, &next, true),
+            doc! { "$unset": { "expire_time": "" }, "$set": set }
+        );
+        let legacy = Decoded { session: next.clone(), legacy_version: true };
+        assert_eq!(
+            write_filter_for("x", &WriteCondition { expected_version: Some(1), ..Default::default() }, &legacy),
+            doc! { "_id": "x", "active": true, "version": { "$exists": false } }
+        );
+        let [(f1, _), (f2, u2)] = close_steps(&doc! { "active": true }, t);
+        assert_eq!(
+            (f1, f2),
+            (
+                doc! { "active": true, "version": { "$exists": true } },
+                doc! { "active": true, "version": { "$exists": false } }
+            )
+        );
+        assert_eq!(u2.get_document("$set").unwrap().get_i64("version").unwrap(), 2);
         let f =
             SessionsFilter { user_id: Some("u".into()), active: Some(false), from_time: Some(t), ..Default::default() };
         assert_eq!(list_filter(&f), doc! { "user_id": "u", "active": false, "request_time": { "$gte": bson_time(t) } });
@@ -1377,7 +1408,7 @@ mod tests {
     #[test]
     fn shipped_config_template_enables_mongodb_with_the_mongo_variables() {
         use crate::toolkit::config::{parse_config, ConfigParameters};
-        let template = include_str!("../../config/config.yml");
+        let template = include_str!("../../../config/config.yml");
         let persistences = |params: &[(&str, &str)]| {
             let params: ConfigParameters = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             parse_config(template, &params)
