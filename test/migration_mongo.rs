@@ -74,12 +74,9 @@ async fn the_original_and_this_service_share_one_collection_both_ways() {
     let database = unique_name("migration");
     let collection = "sessions";
     let uri = uri_with_database(&mongodb_uri(), &database);
-    let node = NodeService::start(&[
-        ("MONGO_ENABLED", "true"),
-        ("MONGO_SERVICE_URI", &uri),
-        ("MONGO_COLLECTION", collection),
-    ])
-    .await;
+    let node =
+        NodeService::start(&[("MONGO_ENABLED", "true"), ("MONGO_SERVICE_URI", &uri), ("MONGO_COLLECTION", collection)])
+            .await;
 
     // The original writes: a session with payloads (numbers it stores as doubles among them), one
     // without, and a closed one.
@@ -133,9 +130,11 @@ async fn the_original_and_this_service_share_one_collection_both_ways() {
     assert_eq!(window["data"].as_array().unwrap().len(), 1, "from_time is inclusive: {window}");
 
     // This service writes: data, user, close, delete, and a session of its own.
-    let (s, a2) = ours(&app, "store_session_data", json!({"session_id": a["id"], "data": {"cart": [], "step": 2}})).await;
+    let (s, a2) =
+        ours(&app, "store_session_data", json!({"session_id": a["id"], "data": {"cart": [], "step": 2}})).await;
     assert_eq!((s, &a2["version"], &a2["data"]), (200, &json!(2), &json!({"cart": [], "step": 2})));
-    let (s, b2) = ours(&app, "update_session_user", json!({"session_id": b["id"], "user": {"id": "u1", "name": "B"}})).await;
+    let (s, b2) =
+        ours(&app, "update_session_user", json!({"session_id": b["id"], "user": {"id": "u1", "name": "B"}})).await;
     assert_eq!((s, &b2["version"]), (200, &json!(2)));
     let (s, b3) = ours(&app, "close_session", json!({"session_id": b["id"]})).await;
     assert_eq!((s, &b3["active"], &b3["version"]), (200, &json!(false), &json!(3)));
@@ -173,9 +172,24 @@ async fn the_original_and_this_service_share_one_collection_both_ways() {
     let (_, v) = node.command("get_session_by_id", json!({"session_id": d["id"]})).await;
     assert_eq!((&v["active"], &v["data"]), (&json!(false), &Value::Null));
 
+    // A foreign document in the collection: lists go on without it, a call on its id is a 500
+    // with its own code and no stored value in the body.
+    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    let coll = client.database(&database).collection::<mongodb::bson::Document>(collection);
+    coll.insert_one(mongodb::bson::doc! {"_id": "foreign", "user_id": 42, "active": true, "secret": "s3cr3t"})
+        .await
+        .unwrap();
+    let (s, page) = ours(&app, "get_sessions", json!({})).await;
+    assert_eq!((s, page["data"].as_array().unwrap().len()), (200, 3), "{page}");
+    let a = app.command("get_session_by_id", json!({"session_id": "foreign"})).await;
+    assert_eq!((a.status, a.json()["code"].as_str()), (500, Some("SESSION_UNREADABLE")), "{}", a.body);
+    assert!(!a.body.contains("s3cr3t"));
+    assert_eq!(app.command("store_session_data", json!({"session_id": "foreign", "data": 1})).await.status, 500);
+    let untouched = coll.find_one(mongodb::bson::doc! {"_id": "foreign"}).await.unwrap().unwrap();
+    assert_eq!(untouched.len(), 4, "left as it is: {untouched}");
+
     node.stop();
     app.stop().await;
-    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
     let _ = client.database(&database).drop().await;
 }
 
