@@ -63,9 +63,7 @@ impl Container {
 
     /// The context info in use.
     pub fn info(&self) -> Arc<ContextInfo> {
-        self.references
-            .get_one_optional::<ContextInfo>(&Descriptor::new("*", "context-info", "*", "*", "*"))
-            .unwrap_or_else(|| Arc::new(ContextInfo::default()))
+        super::info::find(&self.references)
     }
 
     /// Renders, parses and opens a configuration text.
@@ -107,7 +105,7 @@ impl Container {
             return Err(ApplicationError::invalid_state("ALREADY_OPENED", "Container was already opened"));
         }
         let mut problems = earlier;
-        let has_info = configs.iter().any(|c| c.descriptor.typ() == Some("context-info"));
+        let has_info = configs.iter().any(|c| super::info::is_info_type(c.descriptor.typ()));
         if !has_info {
             self.references.put(Registration::new(context_info_locator(), Arc::new(ContextInfo::default())));
         }
