@@ -130,6 +130,32 @@ fn sigint_closes_and_exits_zero() {
     run_and_signal("-INT");
 }
 
+/// Loggers configured but no console logger among them (Pip's null logger): the process logs
+/// nothing at all.
+#[test]
+fn a_null_logger_silences_the_process() {
+    let port = free_port();
+    let cfg = config_file(&format!(
+        "- descriptor: \"pip-services:logger:null:default:1.0\"\n\
+         - descriptor: \"pip-services:endpoint:http:default:1.0\"\n  connection: {{ host: 127.0.0.1, port: {port} }}\n\
+         - descriptor: \"pip-services:heartbeat-service:http:default:1.0\"\n"
+    ));
+    let mut child = Command::new(BIN)
+        .args(["-c", cfg.path().to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    assert!(http_get(port, "/heartbeat").starts_with("HTTP/1.1 200"));
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let _ = child.try_wait();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+}
+
 /// Runs the real binary at trace level with JSON logs, exercises every command with marked
 /// values, and checks that no session id, `user` or `data` value reaches any log line.
 #[tokio::test]
