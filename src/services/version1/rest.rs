@@ -63,7 +63,7 @@ const FILTER_KEYS: [&str; 5] = ["id", "user_id", "active", "from_time", "to_time
 pub struct RestSettings {
     /// Route prefix, default `api/v1/sessions`.
     pub base_route: String,
-    /// OpenAPI document switches (`swagger.enable`, `swagger.route`, `swagger.name`).
+    /// OpenAPI document switches (`swagger.enable`, `swagger.auto`, `swagger.route`, `swagger.name`).
     pub swagger: SwaggerSettings,
     /// `dependencies.controller` (default `service-sessions:controller:*:*:1.0`) and
     /// `dependencies.endpoint` (default `*:endpoint:http:*:1.0`).
@@ -378,7 +378,7 @@ impl Component for SessionsRestServiceV1 {
         let base = self.base_route().to_string();
         let at = |sub: &str| join_route(&base, sub);
         // The document route first: it would otherwise be taken for `GET /{id}`.
-        if self.settings.swagger.enable {
+        if self.settings.swagger.serves() {
             let doc = rest_openapi(&self.title, self.settings.swagger.description.as_deref(), &base);
             let body = Bytes::from(serde_yaml::to_string(&doc).unwrap_or_default());
             endpoint.register_route(
@@ -413,7 +413,7 @@ impl OpenApiDocument for SessionsRestServiceV1 {
         self.title.clone()
     }
     fn enabled(&self) -> bool {
-        self.settings.swagger.enable
+        self.settings.swagger.serves()
     }
 }
 
