@@ -15,6 +15,7 @@ mod lifecycle_http;
 mod model;
 #[allow(dead_code)] // shared by the compatibility tests
 mod original;
+mod original_config;
 mod persistence;
 mod process;
 mod rest_http;
