@@ -300,10 +300,25 @@ async fn extensions(client: Client, clock: Arc<ManualClock>) {
 }
 
 async fn errors_are_typed(client: Client, clock: Arc<ManualClock>) {
-    let e = failed(client.get_session_by_id(Some("c-bad"), "not a valid id!").await, "BadRequest", "INVALID_DATA");
+    // An id no session can have is an unknown id, as the original answers it: never an error.
+    let long = "x".repeat(200);
+    for odd in ["", "not a valid id!", long.as_str(), "ünïcödé", "../../etc/passwd"] {
+        assert_eq!(client.get_session_by_id(Some("c-odd"), odd).await.unwrap(), None, "{odd}");
+        assert_eq!(client.store_session_data(None, odd, json!(1), None).await.unwrap(), None, "{odd}");
+        assert_eq!(client.update_session_user(None, odd, json!(1), None).await.unwrap(), None, "{odd}");
+        assert_eq!(client.close_session(None, odd, None).await.unwrap(), None, "{odd}");
+        assert_eq!(client.delete_session_by_id(None, odd, None).await.unwrap(), None, "{odd}");
+        assert_eq!(client.touch_session(None, odd, None).await.unwrap(), None, "{odd}");
+        assert_eq!(client.rotate_session_id(None, odd, None).await.unwrap(), None, "{odd}");
+        assert!(!client.validate_session(None, odd).await.unwrap().is_valid, "{odd}");
+    }
+    let e = failed(
+        client.store_session_data(Some("c-bad"), UNKNOWN, Value::Null, None).await,
+        "BadRequest",
+        "INVALID_DATA",
+    );
     assert_eq!(e.correlation_id(), Some("c-bad"));
     assert_eq!(e.info().status, Some(400));
-    let e = failed(client.store_session_data(None, UNKNOWN, Value::Null, None).await, "BadRequest", "INVALID_DATA");
     assert_eq!(e.message(), "Validation failed: data must not be null");
     assert_eq!(e.details()["results"][0]["code"], "VALUE_IS_NULL");
     let e = failed(client.close_session(None, UNKNOWN, Some(0)).await, "BadRequest", "INVALID_DATA");

@@ -357,9 +357,25 @@ async fn startup_lists_every_problem_and_opens_nothing() {
     assert_eq!(e.code, "BAD_CONFIG");
     let errors: Vec<String> =
         e.details["errors"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
-    assert_eq!(errors.len(), 2, "descriptor problems are reported first: {errors:?}");
-    assert!(errors[0].starts_with("Component #3: Descriptor \"not-a-descriptor\" is in wrong format"), "{errors:?}");
-    assert_eq!(errors[1], "Component #6: component configuration must have a descriptor");
+    // A malformed descriptor hides nothing: every problem, in file order.
+    assert_eq!(errors.len(), 5, "{errors:?}");
+    assert_eq!(
+        errors[0],
+        "Component #2 (test:unknown:kind:x:1.0): No factory can create component test:unknown:kind:x:1.0"
+    );
+    assert!(errors[1].starts_with("Component #3: Descriptor \"not-a-descriptor\" is in wrong format"), "{errors:?}");
+    assert!(
+        errors[2]
+            .starts_with("Component #4 (pip-services:endpoint:http:default:1.0): Protocol \"gopher\" is not supported"),
+        "{errors:?}"
+    );
+    assert_eq!(
+        errors[3],
+        "Component #5 (pip-services:endpoint:http:second:1.0): invalid value \"eighty\", expected an integer"
+    );
+    assert_eq!(errors[4], "Component #6: component configuration must have a descriptor");
+    assert!(e.message.starts_with("Configuration has 5 problem(s): Component #2 "), "{}", e.message);
+    assert!(EVENTS.lock().is_empty(), "nothing opened");
 
     let yaml = r#"
 - descriptor: "test:recorder:default:a:1.0"

@@ -16,6 +16,7 @@ mod migration_mongo;
 mod model;
 #[allow(dead_code)] // shared by the compatibility tests
 mod original;
+mod original_config;
 mod persistence;
 mod process;
 mod rest_http;

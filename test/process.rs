@@ -38,6 +38,40 @@ fn a_missing_or_bad_config_exits_one_with_every_reason() {
     assert!(err.contains("  - Component #2 (pip-services:endpoint:http:default:1.0)"), "{err}");
 }
 
+/// A malformed descriptor, an unknown one and a bad setting of another component: all three are
+/// listed at once (file order), each on its own stderr line, and the process exits 1.
+#[test]
+fn every_configuration_problem_is_listed_at_once() {
+    let bad = config_file(
+        r#"
+- descriptor: "pip-services:logger:console:default:1.0"
+  level: info
+- descriptor: "service-sessions:persistence"
+- descriptor: "service-sessions:persistence:nosuch:default:1.0"
+- descriptor: "service-sessions:controller:default:default:1.0"
+  options: { expire_timeout: "soon" }
+- descriptor: "pip-services:counters:log:default:1.0"
+  interval: 1000
+"#,
+    );
+    let out = Command::new(BIN).args(["-c", bad.path().to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("failed to start: Configuration has 3 problem(s)"), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("  - ")).collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(lines[0].starts_with("  - Component #2: Descriptor \"service-sessions:persistence\""), "{err}");
+    assert_eq!(
+        lines[1],
+        "  - Component #3 (service-sessions:persistence:nosuch:default:1.0): No factory can create component service-sessions:persistence:nosuch:default:1.0"
+    );
+    assert!(
+        lines[2]
+            .starts_with("  - Component #4 (service-sessions:controller:default:default:1.0): invalid value \"soon\""),
+        "{err}"
+    );
+}
+
 fn wait_listening(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -94,6 +128,32 @@ fn sigterm_closes_and_exits_zero() {
 #[test]
 fn sigint_closes_and_exits_zero() {
     run_and_signal("-INT");
+}
+
+/// Loggers configured but no console logger among them (Pip's null logger): the process logs
+/// nothing at all.
+#[test]
+fn a_null_logger_silences_the_process() {
+    let port = free_port();
+    let cfg = config_file(&format!(
+        "- descriptor: \"pip-services:logger:null:default:1.0\"\n\
+         - descriptor: \"pip-services:endpoint:http:default:1.0\"\n  connection: {{ host: 127.0.0.1, port: {port} }}\n\
+         - descriptor: \"pip-services:heartbeat-service:http:default:1.0\"\n"
+    ));
+    let mut child = Command::new(BIN)
+        .args(["-c", cfg.path().to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    assert!(http_get(port, "/heartbeat").starts_with("HTTP/1.1 200"));
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let _ = child.try_wait();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
 }
 
 /// Runs the real binary at trace level with JSON logs, exercises every command with marked

@@ -127,7 +127,19 @@ async fn get_by_id_answers_200_304_and_404() {
         assert_eq!((v["category"].as_str(), v["details"]["session_id"].as_str()), (Some("NotFound"), Some(unknown)));
         assert_eq!(v["correlation_id"], "c3");
     }
-    error(&get(&app, &by_id("bad.id", "")).await, 400, "INVALID_DATA");
+    // An id no session can have is unknown, like any other: 404 on every by-id route.
+    let long = "x".repeat(200);
+    for odd in ["bad.id", "%C3%BCn%C3%AF", "a%20b", long.as_str()] {
+        for route in ["", "validate"] {
+            error(&get(&app, &by_id(odd, route)).await, 404, "SESSION_NOT_FOUND");
+        }
+        error(&call(&app, Method::PUT, &by_id(odd, "data"), &[], Some("1")).await, 404, "SESSION_NOT_FOUND");
+        error(&call(&app, Method::PATCH, &by_id(odd, "data"), &[], Some("{}")).await, 404, "SESSION_NOT_FOUND");
+        error(&call(&app, Method::PUT, &by_id(odd, "user"), &[], Some("1")).await, 404, "SESSION_NOT_FOUND");
+        error(&call(&app, Method::POST, &by_id(odd, "close"), &[], None).await, 404, "SESSION_NOT_FOUND");
+        error(&call(&app, Method::POST, &by_id(odd, "touch"), &[], None).await, 404, "SESSION_NOT_FOUND");
+        error(&call(&app, Method::DELETE, &by_id(odd, ""), &[], None).await, 404, "SESSION_NOT_FOUND");
+    }
     app.stop().await;
 }
 

@@ -90,17 +90,51 @@ async fn open_session_validates_parameters() {
 }
 
 #[tokio::test]
-async fn unknown_ids_are_204_and_malformed_ids_are_400() {
+async fn unknown_ids_of_any_shape_are_204_and_only_type_errors_are_400() {
     let app = app().await;
-    for cmd in ["get_session_by_id", "close_session", "delete_session_by_id"] {
-        let a = app.command(cmd, json!({"session_id": "0123456789abcdef0123456789abcdef"})).await;
-        assert_eq!((a.status, a.body.as_str()), (204, ""), "{cmd}");
-        error(&app.command(cmd, json!({})).await, 400, "INVALID_DATA");
-        error(&app.command(cmd, json!({"session_id": ""})).await, 400, "INVALID_DATA");
-        error(&app.command(cmd, json!({"session_id": "../../etc/passwd"})).await, 400, "INVALID_DATA");
-        error(&app.command(cmd, json!({"session_id": 12})).await, 400, "INVALID_DATA");
-        error(&app.command(cmd, json!({"session_id": "a".repeat(65)})).await, 400, "INVALID_DATA");
+    let (just_over, long) = ("a".repeat(65), "a".repeat(200));
+    let unknown = [
+        "0123456789abcdef0123456789abcdef",
+        "",
+        "../../etc/passwd",
+        just_over.as_str(),
+        long.as_str(),
+        "bad id!",
+        "ünïcödé ✓",
+        "\u{0}",
+    ];
+    let commands = [
+        ("get_session_by_id", json!({})),
+        ("store_session_data", json!({"data": {"a": 1}})),
+        ("update_session_user", json!({"user": {"a": 1}})),
+        ("close_session", json!({})),
+        ("delete_session_by_id", json!({})),
+        ("touch_session", json!({})),
+        ("rotate_session_id", json!({})),
+    ];
+    for (cmd, extra) in &commands {
+        for id in unknown {
+            let mut body = extra.clone();
+            body["session_id"] = json!(id);
+            let a = app.command(cmd, body).await;
+            assert_eq!((a.status, a.body.as_str()), (204, ""), "{cmd} {id:?}");
+        }
+        let v = error(&app.command(cmd, json!({})).await, 400, "INVALID_DATA");
+        assert!(v["message"].as_str().unwrap().contains("session_id must not be null"), "{cmd}: {v}");
+        error(&app.command(cmd, json!({"session_id": null})).await, 400, "INVALID_DATA");
+        let v = error(&app.command(cmd, json!({"session_id": 12})).await, 400, "INVALID_DATA");
+        assert!(v["message"].as_str().unwrap().contains("session_id type must be string but found long"), "{cmd}: {v}");
     }
+    for id in unknown {
+        let a = app.command("validate_session", json!({"session_id": id})).await;
+        assert_eq!((a.status, a.json()), (200, json!({"is_valid": false, "expire_time": null, "ttl": null})), "{id:?}");
+    }
+    // An exception of any shape excludes nothing.
+    let s = app.command("open_session", json!({"user_id": "u-odd"})).await.json();
+    let a = app.command("close_user_sessions", json!({"user_id": "u-odd", "except_session_id": "bad id!"})).await;
+    assert_eq!((a.status, a.json()), (200, json!({"count": 1})));
+    let a = app.command("get_session_by_id", json!({"session_id": s["id"]})).await;
+    assert_eq!(a.json()["active"], false);
     let a = app.command("store_session_data", json!({"session_id": "abc", "data": 1})).await;
     assert_eq!(a.status, 204);
     let a = app.command("update_session_user", json!({"session_id": "abc", "user": 1})).await;
@@ -350,7 +384,7 @@ async fn correlation_ids_and_status_of_the_real_service() {
     let a = app
         .post_raw(
             "/v1/sessions/get_session_by_id?correlation_id=abc-123",
-            json!({"session_id": "!"}).to_string(),
+            json!({"session_id": 7}).to_string(),
             Some("application/json"),
         )
         .await;

@@ -8,9 +8,9 @@ use crate::persistence::memory::SessionsMemoryPersistence;
 use crate::persistence::mongodb::SessionsMongoDbPersistence;
 use crate::services::version1::{SessionsCommandableHttpServiceV1, SessionsRestServiceV1};
 use crate::toolkit::commands::Commandable;
-use crate::toolkit::defaults::default_factory;
+use crate::toolkit::defaults::{default_factory, GRPC_UNAVAILABLE};
 use crate::toolkit::descriptor::Descriptor;
-use crate::toolkit::factory::{CompositeFactory, TableFactory};
+use crate::toolkit::factory::{unavailable, CompositeFactory, TableFactory};
 use crate::toolkit::http::commandable::CommandableHttpService;
 use crate::toolkit::http::swagger::OpenApiDocument;
 use crate::toolkit::metrics::MetricsSource;
@@ -55,6 +55,16 @@ pub fn direct_client_descriptor() -> Descriptor {
 /// `service-sessions:service:rest:*:1.0`.
 pub fn rest_service_descriptor() -> Descriptor {
     Descriptor::new("service-sessions", "service", "rest", "*", "1.0")
+}
+
+/// `service-sessions:service:grpc:*:1.0` (the original's `sessions_v1.proto` service).
+pub fn grpc_service_descriptor() -> Descriptor {
+    Descriptor::new("service-sessions", "service", "grpc", "*", "1.0")
+}
+
+/// `service-sessions:service:commandable-grpc:*:1.0` (the original's commandable gRPC service).
+pub fn commandable_grpc_service_descriptor() -> Descriptor {
+    Descriptor::new("service-sessions", "service", "commandable-grpc", "*", "1.0")
 }
 
 fn any() -> Descriptor {
@@ -102,6 +112,9 @@ impl SessionsServiceFactory {
                 let s = Arc::new(SessionsRestServiceV1::from_config(c)?);
                 Ok(Registration::new(any(), s.clone()).provide::<dyn OpenApiDocument>(s))
             })
+            // The original's gRPC services: known, and refused until gRPC transports exist.
+            .register(grpc_service_descriptor(), unavailable(GRPC_UNAVAILABLE))
+            .register(commandable_grpc_service_descriptor(), unavailable(GRPC_UNAVAILABLE))
     }
 
     /// The toolkit defaults plus the sessions components (which override them).

@@ -1,6 +1,9 @@
 //! `SessionsController` (`service-sessions:controller:default:*:1.0`): the eight operations of
 //! the sessions contract with expiry, closed-session rules and the background sweep.
 //!
+//! An id that no session can have (see [`is_session_id_shape`]) is answered as an unknown id by
+//! every operation without reaching the store, as the original answers any id it does not hold.
+//!
 //! Expiry is checked on every read and write, not only by the sweep: a write is one conditional
 //! step (open, not idle-expired) and when the condition fails the outcome tells why, so an
 //! expired session is closed on the spot and reported closed. Time comes from the optional
@@ -34,6 +37,19 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// Longest id a session can have (ids are generated: 32 hex characters; the cap leaves room for
+/// ids imported from elsewhere).
+pub const MAX_SESSION_ID_LENGTH: usize = 64;
+
+/// Whether `id` has a shape a session id can have: 1 to [`MAX_SESSION_ID_LENGTH`] characters of
+/// `[A-Za-z0-9_-]`. Any other id is simply unknown: it never reaches a store (a guard against
+/// odd keys and oversized lookups), and the caller gets the answer of an unknown id.
+pub fn is_session_id_shape(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_SESSION_ID_LENGTH
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
 
 /// `options.*` of the controller. Durations are in milliseconds.
 #[derive(Debug, Clone, Deserialize)]
@@ -314,6 +330,9 @@ impl SessionsController {
     /// # Errors
     /// Store failures.
     pub async fn get_session_by_id(&self, cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
+        if !is_session_id_shape(id) {
+            return Ok(None);
+        }
         let now = self.now();
         match self.persistence()?.get_one_by_id(cid, id).await? {
             Some(s) if self.is_expired(&s, now) => self.expire(cid, s, now).await,
@@ -400,6 +419,9 @@ impl SessionsController {
         change: SessionChange,
         expected_version: Option<i64>,
     ) -> Result<Option<SessionV1>, ApplicationError> {
+        if !is_session_id_shape(id) {
+            return Ok(None);
+        }
         let now = self.now();
         let update = self.update(self.alive_condition(now, expected_version), change, now);
         match self.persistence()?.update(cid, id, &update).await? {
@@ -442,6 +464,9 @@ impl SessionsController {
         patch: &Value,
         version: Option<i64>,
     ) -> Result<Option<SessionV1>, ApplicationError> {
+        if !is_session_id_shape(id) {
+            return Ok(None);
+        }
         let mut attempt = 1;
         loop {
             // Read as stored: no expiry close and no touch here; the conditional write below
@@ -496,6 +521,9 @@ impl SessionsController {
         id: &str,
         version: Option<i64>,
     ) -> Result<Option<SessionV1>, ApplicationError> {
+        if !is_session_id_shape(id) {
+            return Ok(None);
+        }
         let now = self.now();
         let condition = WriteCondition { require_active: true, expected_version: version, ..Default::default() };
         match self.persistence()?.update(cid, id, &self.update(condition, SessionChange::Close, now)).await? {
@@ -532,6 +560,8 @@ impl SessionsController {
         user_id: &str,
         except_id: Option<&str>,
     ) -> Result<u64, ApplicationError> {
+        // An id no session can have excludes nothing.
+        let except_id = except_id.filter(|id| is_session_id_shape(id));
         let n = self.persistence()?.close_user_sessions(cid, user_id, except_id, self.now()).await?;
         metrics::closed("revoked", n);
         Ok(n)
@@ -547,6 +577,9 @@ impl SessionsController {
         id: &str,
         version: Option<i64>,
     ) -> Result<Option<SessionV1>, ApplicationError> {
+        if !is_session_id_shape(id) {
+            return Ok(None);
+        }
         let now = self.now();
         let update = self.update(self.alive_condition(now, version), SessionChange::Touch, now);
         let new_id = new_session_id()?;
@@ -566,6 +599,9 @@ impl SessionsController {
     /// # Errors
     /// Store failures.
     pub async fn validate_session(&self, cid: Option<&str>, id: &str) -> Result<SessionValidity, ApplicationError> {
+        if !is_session_id_shape(id) {
+            return Ok(SessionValidity { is_valid: false, expire_time: None, ttl: None });
+        }
         let now = self.now();
         let s = self.persistence()?.get_one_by_id(cid, id).await?;
         Ok(match s {
@@ -612,6 +648,9 @@ impl SessionsController {
         id: &str,
         version: Option<i64>,
     ) -> Result<Option<SessionV1>, ApplicationError> {
+        if !is_session_id_shape(id) {
+            return Ok(None);
+        }
         let deleted = self.delete(cid, id, version).await?;
         if deleted.is_some() {
             metrics::event("deleted", 1);

@@ -91,12 +91,22 @@ fn flatten(prefix: &str, v: &Value, out: &mut IndexMap<String, String>) {
     }
 }
 
-/// Renders and parses a configuration text into its component entries.
+/// A parsed configuration: the entries that have a valid descriptor, and a problem for each entry
+/// that has none (so the container can list them together with every other problem it finds).
+#[derive(Debug, Clone, Default)]
+pub struct ParsedConfig {
+    /// Entries with a valid descriptor, in file order.
+    pub components: Vec<ComponentConfig>,
+    /// One problem per entry without a valid descriptor, as `(entry index, message)`.
+    pub problems: Vec<(usize, String)>,
+}
+
+/// Renders and parses a configuration text, keeping entries with a bad descriptor as problems.
 ///
 /// # Errors
-/// A template or YAML error (with line and column), or `BAD_CONFIG` listing **every** entry
-/// without a valid descriptor.
-pub fn parse_config(text: &str, params: &ConfigParameters) -> Result<Vec<ComponentConfig>, ApplicationError> {
+/// A template or YAML error (with line and column), or a document that is not a list (or map) of
+/// components: nothing else can be read from such a text.
+pub fn parse_config_entries(text: &str, params: &ConfigParameters) -> Result<ParsedConfig, ApplicationError> {
     let rendered = template::render(text, params)?;
     let doc: Value = serde_yaml::from_str(&rendered).map_err(|e| {
         let mut err = ApplicationError::config("BAD_CONFIG", format!("Configuration is not valid YAML: {e}"));
@@ -111,21 +121,32 @@ pub fn parse_config(text: &str, params: &ConfigParameters) -> Result<Vec<Compone
         Value::Object(m) => m.into_iter().map(|(_, v)| v).collect(),
         _ => return Err(ApplicationError::config("BAD_CONFIG", "Configuration must be a list of components")),
     };
-    let mut problems = Vec::new();
-    let mut out = Vec::new();
+    let mut parsed = ParsedConfig::default();
     for (index, value) in entries.into_iter().enumerate() {
         match value.get("descriptor").and_then(Value::as_str) {
-            None => problems.push(format!("Component #{}: component configuration must have a descriptor", index + 1)),
+            None => parsed
+                .problems
+                .push((index, format!("Component #{}: component configuration must have a descriptor", index + 1))),
             Some(s) => match s.parse::<Descriptor>() {
-                Ok(descriptor) => out.push(ComponentConfig { descriptor, index, value }),
-                Err(e) => problems.push(format!("Component #{}: {}", index + 1, e.message)),
+                Ok(descriptor) => parsed.components.push(ComponentConfig { descriptor, index, value }),
+                Err(e) => parsed.problems.push((index, format!("Component #{}: {}", index + 1, e.message))),
             },
         }
     }
-    if problems.is_empty() {
-        Ok(out)
+    Ok(parsed)
+}
+
+/// Renders and parses a configuration text into its component entries.
+///
+/// # Errors
+/// As [`parse_config_entries`], or `BAD_CONFIG` listing **every** entry without a valid
+/// descriptor.
+pub fn parse_config(text: &str, params: &ConfigParameters) -> Result<Vec<ComponentConfig>, ApplicationError> {
+    let parsed = parse_config_entries(text, params)?;
+    if parsed.problems.is_empty() {
+        Ok(parsed.components)
     } else {
-        Err(config_problems(problems))
+        Err(config_problems(parsed.problems.into_iter().map(|(_, p)| p).collect()))
     }
 }
 
@@ -456,6 +477,25 @@ mod tests {
         let yaml = parse_config("- descriptor: a:b:c:d:1.0\n  x: [1\n", &p).unwrap_err();
         assert_eq!(yaml.code, "BAD_CONFIG");
         assert!(yaml.details.contains_key("line"));
+    }
+
+    #[test]
+    fn entries_with_bad_descriptors_become_problems_beside_the_good_ones() {
+        let p = ConfigParameters::new();
+        let parsed = parse_config_entries(
+            "- descriptor: a:b:c:d:1.0\n- descriptor: bad\n- x: 1\n- descriptor: e:f:g:h:1.0\n",
+            &p,
+        )
+        .unwrap();
+        let good: Vec<(usize, String)> =
+            parsed.components.iter().map(|c| (c.index, c.descriptor.to_string())).collect();
+        assert_eq!(good, vec![(0, "a:b:c:d:1.0".to_string()), (3, "e:f:g:h:1.0".to_string())]);
+        assert_eq!(parsed.problems.len(), 2);
+        assert_eq!(parsed.problems[0].0, 1);
+        assert!(parsed.problems[0].1.starts_with("Component #2: Descriptor \"bad\""), "{:?}", parsed.problems);
+        assert_eq!(parsed.problems[1], (2, "Component #3: component configuration must have a descriptor".to_string()));
+        assert!(parse_config_entries("- descriptor: [\n", &p).is_err(), "YAML errors still stop at once");
+        assert!(parse_config_entries("just text", &p).is_err());
     }
 
     #[test]

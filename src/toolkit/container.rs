@@ -1,13 +1,15 @@
 //! The container: render → parse → create and configure every component → set references on all
 //! → open in order; close in reverse order.
 //!
-//! Deviations from Pip, on purpose: every problem found before opening (a bad descriptor, a
-//! descriptor no factory knows, a bad config value, a missing dependency) is collected and
-//! reported at once, and nothing opens; a failed open closes what was already opened, in reverse;
+//! Deviations from Pip, on purpose: every problem found before opening (an entry without a valid
+//! descriptor, a descriptor no factory knows, a bad config value of any component, a missing
+//! dependency) is collected and reported at once, in file order, and nothing opens. Dependencies
+//! are checked once every entry could be built (a component that could not be built would
+//! otherwise be reported a second time as a missing dependency of the ones that need it); a failed open closes what was already opened, in reverse;
 //! close runs in reverse order with a per-component timeout; required references are never
 //! created lazily.
 
-use super::config::{config_problems, parse_config, ComponentConfig, ConfigParameters};
+use super::config::{config_problems, parse_config_entries, ComponentConfig, ConfigParameters};
 use super::descriptor::Descriptor;
 use super::errors::ApplicationError;
 use super::factory::Factory;
@@ -61,9 +63,7 @@ impl Container {
 
     /// The context info in use.
     pub fn info(&self) -> Arc<ContextInfo> {
-        self.references
-            .get_one_optional::<ContextInfo>(&Descriptor::new("*", "context-info", "*", "*", "*"))
-            .unwrap_or_else(|| Arc::new(ContextInfo::default()))
+        super::info::find(&self.references)
     }
 
     /// Renders, parses and opens a configuration text.
@@ -77,8 +77,8 @@ impl Container {
         params: &ConfigParameters,
         correlation_id: Option<&str>,
     ) -> Result<(), ApplicationError> {
-        let configs = parse_config(text, params)?;
-        self.open(configs, correlation_id).await
+        let parsed = parse_config_entries(text, params).map_err(|e| e.with_correlation_id(correlation_id))?;
+        self.open_reporting(parsed.components, parsed.problems, correlation_id).await
     }
 
     /// Builds, references and opens the given component entries.
@@ -90,11 +90,22 @@ impl Container {
         configs: Vec<ComponentConfig>,
         correlation_id: Option<&str>,
     ) -> Result<(), ApplicationError> {
+        self.open_reporting(configs, Vec::new(), correlation_id).await
+    }
+
+    /// Builds, references and opens the given entries; `earlier` are problems already found
+    /// while parsing (`(entry index, message)`), reported together with the ones found here.
+    async fn open_reporting(
+        &self,
+        configs: Vec<ComponentConfig>,
+        earlier: Vec<(usize, String)>,
+        correlation_id: Option<&str>,
+    ) -> Result<(), ApplicationError> {
         if !self.opened.lock().is_empty() {
             return Err(ApplicationError::invalid_state("ALREADY_OPENED", "Container was already opened"));
         }
-        let mut problems = Vec::new();
-        let has_info = configs.iter().any(|c| c.descriptor.typ() == Some("context-info"));
+        let mut problems = earlier;
+        let has_info = configs.iter().any(|c| super::info::is_info_type(c.descriptor.typ()));
         if !has_info {
             self.references.put(Registration::new(context_info_locator(), Arc::new(ContextInfo::default())));
         }
@@ -104,19 +115,26 @@ impl Container {
                     self.references.put(r);
                 }
                 Err(e) => {
-                    problems.push(format!("Component #{} ({}): {}", config.index + 1, config.descriptor, e.message))
+                    // Settings errors name their entry already (`ComponentConfig::section`).
+                    let prefix = format!("Component #{} ({}): ", config.index + 1, config.descriptor);
+                    let message =
+                        if e.message.starts_with(&prefix) { e.message } else { format!("{prefix}{}", e.message) };
+                    problems.push((config.index, message));
                 }
             }
         }
         if problems.is_empty() {
             for r in self.references.all() {
                 if let Err(e) = r.component().set_references(&self.references) {
-                    problems.push(format!("Component {}: {}", r.locator(), e.message));
+                    problems.push((usize::MAX, format!("Component {}: {}", r.locator(), e.message)));
                 }
             }
         }
         if !problems.is_empty() {
             self.references.remove_all(&Descriptor::new("*", "*", "*", "*", "*"));
+            // File order; the sort is stable, so dependency problems keep registration order.
+            problems.sort_by_key(|(index, _)| *index);
+            let problems = problems.into_iter().map(|(_, p)| p).collect();
             return Err(config_problems(problems).with_correlation_id(correlation_id));
         }
         for config in &configs {

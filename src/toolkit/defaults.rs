@@ -1,11 +1,16 @@
-//! The toolkit's own factory: context info, console logger, clocks, and the HTTP components
-//! (endpoint, heartbeat, status, swagger, API-key authenticator). Product factories are added after it and override it.
+//! The toolkit's own factory: context info, loggers, counters, clocks, the HTTP components
+//! (endpoint, heartbeat, status, swagger, metrics, API-key authenticator), and the rest of what
+//! Pip's standard factories register (tracers, caches, discovery, credential stores, config
+//! readers; see [`super::standard`]), so a Pip configuration starts unchanged. Pip's gRPC
+//! components are known and refused with a clear reason until gRPC transports exist. Product
+//! factories are added after it and override it.
 
 use super::component::Component;
 use super::config::ComponentConfig;
+use super::counters::{LogCounters, PrometheusCounters};
 use super::descriptor::Descriptor;
 use super::errors::ApplicationError;
-use super::factory::TableFactory;
+use super::factory::{unavailable, TableFactory};
 use super::http::auth::ApiKeyAuthenticator;
 use super::http::heartbeat::HeartbeatService;
 use super::http::status::StatusService;
@@ -15,6 +20,7 @@ use super::info::ContextInfo;
 use super::log::ConsoleLogger;
 use super::metrics::PrometheusService;
 use super::references::Registration;
+use super::standard::Inert;
 use super::time::{parse_time, Clock, ManualClock, SystemClock};
 use std::sync::Arc;
 
@@ -43,12 +49,41 @@ fn manual_clock(c: &ComponentConfig) -> Result<Registration, ApplicationError> {
     Ok(Registration::new(Descriptor::new("*", "*", "*", "*", "*"), clock.clone()).provide::<dyn Clock>(clock))
 }
 
+/// Why Pip's gRPC components cannot be created.
+pub const GRPC_UNAVAILABLE: &str = "gRPC transports are not available yet: remove the gRPC components \
+(unset GRPC_ENABLED) and serve over HTTP";
+
+fn inert(role: &'static str) -> impl Fn(&ComponentConfig) -> Result<Registration, ApplicationError> {
+    move |_| plain(Inert::new(role))
+}
+
+fn metrics_service(c: &ComponentConfig) -> Result<Registration, ApplicationError> {
+    let s: super::http::heartbeat::RouteSettings = c.section()?;
+    plain(PrometheusService::new(Some(&s.full_route("metrics"))))
+}
+
 /// The default toolkit factory.
 pub fn default_factory() -> TableFactory {
     TableFactory::new()
         .register(d("pip-services", "context-info", "default"), |c| plain(ContextInfo::from_config(c)?))
         .register(d("pip-services", "container-info", "default"), |c| plain(ContextInfo::from_config(c)?))
         .register(d("pip-services", "logger", "console"), |c| plain(ConsoleLogger::from_config(c)?))
+        .register(d("pip-services", "logger", "null"), inert("discards log messages"))
+        .register(d("pip-services", "logger", "composite"), inert("fans log messages out to every logger"))
+        .register(d("pip-services", "counters", "log"), |c| plain(LogCounters::from_config(c)?))
+        .register(d("pip-services", "counters", "prometheus"), |c| plain(PrometheusCounters::from_config(c)?))
+        .register(d("pip-services", "counters", "null"), inert("discards counters"))
+        .register(d("pip-services", "counters", "composite"), inert("fans counters out to every counters component"))
+        .register(d("pip-services", "tracer", "null"), inert("discards traces"))
+        .register(d("pip-services", "tracer", "log"), inert("logs traced operations"))
+        .register(d("pip-services", "tracer", "composite"), inert("fans traces out to every tracer"))
+        .register(d("pip-services", "cache", "null"), inert("a cache that keeps nothing"))
+        .register(d("pip-services", "cache", "memory"), inert("an in-memory cache"))
+        .register(d("pip-services", "credential-store", "memory"), inert("credentials by store key"))
+        .register(d("pip-services", "discovery", "memory"), inert("connections by discovery key"))
+        .register(d("pip-services", "config-reader", "memory"), inert("a configuration reader"))
+        .register(d("pip-services", "config-reader", "json"), inert("a configuration reader"))
+        .register(d("pip-services", "config-reader", "yaml"), inert("a configuration reader"))
         .register(d("pip-services", "clock", "system"), |_| {
             let clock = Arc::new(SystemClock);
             Ok(Registration::new(Descriptor::new("*", "*", "*", "*", "*"), clock.clone()).provide::<dyn Clock>(clock))
@@ -58,9 +93,10 @@ pub fn default_factory() -> TableFactory {
         .register(d("pip-services", "heartbeat-service", "http"), |c| plain(HeartbeatService::from_config(c)?))
         .register(d("pip-services", "status-service", "http"), |c| plain(StatusService::from_config(c)?))
         .register(d("pip-services", "swagger-service", "http"), |_| plain(SwaggerService::new()))
-        .register(d("pip-services", "prometheus-service", "http"), |c| {
-            let s: super::http::heartbeat::RouteSettings = c.section()?;
-            plain(PrometheusService::new(s.route.as_deref()))
-        })
+        .register(d("pip-services", "prometheus-service", "http"), metrics_service)
+        .register(d("pip-services", "metrics-service", "prometheus"), metrics_service)
+        .register(d("pip-services", "endpoint", "grpc"), unavailable(GRPC_UNAVAILABLE))
+        .register(d("pip-services", "heartbeat-service", "grpc"), unavailable(GRPC_UNAVAILABLE))
+        .register(d("pip-services", "status-service", "grpc"), unavailable(GRPC_UNAVAILABLE))
         .register(d("pip-services", "authenticator", "api-key"), |c| plain(ApiKeyAuthenticator::from_config(c)?))
 }

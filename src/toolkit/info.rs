@@ -1,9 +1,12 @@
-//! Context info (`pip-services:context-info:default:default:1.0`): the service's name,
-//! description, host id, start time and free-form properties, reported by `/status` and logs.
+//! Context info (`pip-services:context-info:default:default:1.0`, and its older name
+//! `pip-services:container-info:default:default:1.0`): the service's name, description, host id,
+//! start time and free-form properties, reported by `/status` and logs.
 
 use crate::toolkit::component::Component;
 use crate::toolkit::config::ComponentConfig;
+use crate::toolkit::descriptor::Descriptor;
 use crate::toolkit::errors::ApplicationError;
+use crate::toolkit::references::References;
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use serde::Deserialize;
@@ -61,3 +64,18 @@ impl ContextInfo {
 }
 
 impl Component for ContextInfo {}
+
+/// Whether a descriptor type names a context info (`context-info` or `container-info`).
+pub fn is_info_type(typ: Option<&str>) -> bool {
+    matches!(typ, Some("context-info" | "container-info"))
+}
+
+/// The context info in use: the newest `*:context-info:*:*:*`, else the newest
+/// `*:container-info:*:*:*`, else a default one. (Pip looks for `context-info` only, so a
+/// `container-info` entry there names nothing; here it names the service as its keys say.)
+pub fn find(references: &References) -> std::sync::Arc<ContextInfo> {
+    references
+        .get_one_optional::<ContextInfo>(&Descriptor::new("*", "context-info", "*", "*", "*"))
+        .or_else(|| references.get_one_optional::<ContextInfo>(&Descriptor::new("*", "container-info", "*", "*", "*")))
+        .unwrap_or_else(|| std::sync::Arc::new(ContextInfo::default()))
+}

@@ -77,7 +77,15 @@ impl ProcessContainer {
             return 1;
         }
         if !super::log::is_installed() {
-            super::log::install(tracing_subscriber::filter::LevelFilter::INFO, super::log::LogFormat::Text);
+            // No console logger: Info by default, nothing when loggers are configured (null or
+            // composite ones only: Pip's null logger swallows, a composite has no targets).
+            let any_logger = container.references().locators().iter().any(|d| d.typ() == Some("logger"));
+            let level = if any_logger {
+                tracing_subscriber::filter::LevelFilter::OFF
+            } else {
+                tracing_subscriber::filter::LevelFilter::INFO
+            };
+            super::log::install(level, super::log::LogFormat::Text);
         }
         tracing::info!("Press Control-C to stop the microservice...");
         wait_for_signal().await;

@@ -5,13 +5,13 @@
 //! The controller is resolved in `set_references` (`dependencies.controller`, default
 //! `service-sessions:controller:*:*:1.0`) or given to [`SessionsDirectClientV1::with_controller`].
 //! To behave exactly like the HTTP client, every call first checks its parameters against the
-//! schema of the command the HTTP service would run (and the session id rule), and the
-//! controller's errors go through the same mapping to [`SessionsClientError`], with the
-//! correlation id filled in as the HTTP layer does.
+//! schema of the command the HTTP service would run (an id no session can have is unknown:
+//! `None`, as over HTTP), and the controller's errors go through the same mapping to
+//! [`SessionsClientError`], with the correlation id filled in as the HTTP layer does.
 
 use super::client::{ClientResult, SessionsClientError, SessionsClientV1};
 use crate::data::version1::{SessionV1, SessionsFilter};
-use crate::logic::{validate_session_id, OpenSessionRequest, SessionValidity, SessionsController};
+use crate::logic::{OpenSessionRequest, SessionValidity, SessionsController};
 use crate::toolkit::commands::Commandable;
 use crate::toolkit::component::Component;
 use crate::toolkit::config::ComponentConfig;
@@ -131,9 +131,6 @@ impl SessionsDirectClientV1 {
         let args = Value::Object(args);
         if let Some(c) = ctl.command_set().find(command) {
             c.schema().validate_and_throw(cid, &args).map_err(|e| fail(e, cid))?;
-        }
-        if let Some(id) = args.get("session_id").and_then(Value::as_str) {
-            validate_session_id(id).map_err(|e| fail(e, cid))?;
         }
         match args {
             Value::Object(m) => Ok(m),

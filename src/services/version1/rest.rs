@@ -28,7 +28,7 @@
 
 use super::rest_openapi::rest_openapi;
 use crate::data::version1::{SessionV1, SessionsFilter};
-use crate::logic::{open_session_request, open_session_schema, validate_session_id, SessionsController};
+use crate::logic::{open_session_request, open_session_schema, SessionsController};
 use crate::toolkit::component::Component;
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::data::{boolean_word, PagingParams};
@@ -63,7 +63,7 @@ const FILTER_KEYS: [&str; 5] = ["id", "user_id", "active", "from_time", "to_time
 pub struct RestSettings {
     /// Route prefix, default `api/v1/sessions`.
     pub base_route: String,
-    /// OpenAPI document switches (`swagger.enable`, `swagger.route`, `swagger.name`).
+    /// OpenAPI document switches (`swagger.enable`, `swagger.auto`, `swagger.route`, `swagger.name`).
     pub swagger: SwaggerSettings,
     /// `dependencies.controller` (default `service-sessions:controller:*:*:1.0`) and
     /// `dependencies.endpoint` (default `*:endpoint:http:*:1.0`).
@@ -174,10 +174,10 @@ fn found(id: &str, session: Option<SessionV1>) -> Result<SessionV1, ApplicationE
     session.ok_or_else(|| not_found(id))
 }
 
-fn session_id(request: &HttpRequest) -> Result<String, ApplicationError> {
-    let id = request.params.get("id").map(String::as_str).unwrap_or_default();
-    validate_session_id(id)?;
-    Ok(id.to_string())
+/// The `{id}` of the route: any text (an id no session can have is unknown to the controller,
+/// so it is a 404 like any unknown id).
+fn session_id(request: &HttpRequest) -> String {
+    request.params.get("id").cloned().unwrap_or_default()
 }
 
 fn bad_if_match() -> ApplicationError {
@@ -292,7 +292,7 @@ impl Rest {
     }
 
     async fn get(self: Arc<Self>, request: HttpRequest) -> Reply {
-        let id = session_id(&request)?;
+        let id = session_id(&request);
         let s = found(&id, self.controller.get_session_by_id(request.correlation_id.as_deref(), &id).await?)?;
         if none_match(&request, s.version) {
             return Ok(HttpResponse::empty(StatusCode::NOT_MODIFIED).with_header("etag", &etag(s.version)));
@@ -301,7 +301,7 @@ impl Rest {
     }
 
     async fn put_data(self: Arc<Self>, request: HttpRequest) -> Reply {
-        let (id, version) = (session_id(&request)?, if_match(&request)?);
+        let (id, version) = (session_id(&request), if_match(&request)?);
         let data = json_body(&request)?;
         let cid = request.correlation_id.as_deref();
         let s = self
@@ -313,7 +313,7 @@ impl Rest {
     }
 
     async fn patch_data(self: Arc<Self>, request: HttpRequest) -> Reply {
-        let (id, version) = (session_id(&request)?, if_match(&request)?);
+        let (id, version) = (session_id(&request), if_match(&request)?);
         let patch = json_body(&request)?;
         let cid = request.correlation_id.as_deref();
         let s = self
@@ -325,7 +325,7 @@ impl Rest {
     }
 
     async fn put_user(self: Arc<Self>, request: HttpRequest) -> Reply {
-        let (id, version) = (session_id(&request)?, if_match(&request)?);
+        let (id, version) = (session_id(&request), if_match(&request)?);
         let user = json_body(&request)?;
         let cid = request.correlation_id.as_deref();
         let s = self
@@ -337,21 +337,21 @@ impl Rest {
     }
 
     async fn close(self: Arc<Self>, request: HttpRequest) -> Reply {
-        let (id, version) = (session_id(&request)?, if_match(&request)?);
+        let (id, version) = (session_id(&request), if_match(&request)?);
         let cid = request.correlation_id.as_deref();
         let s = self.controller.close_session(cid, &id, version).await.map_err(precondition(version.is_some()))?;
         session_reply(StatusCode::OK, &found(&id, s)?)
     }
 
     async fn touch(self: Arc<Self>, request: HttpRequest) -> Reply {
-        let (id, version) = (session_id(&request)?, if_match(&request)?);
+        let (id, version) = (session_id(&request), if_match(&request)?);
         let cid = request.correlation_id.as_deref();
         let s = self.controller.touch_session(cid, &id, version).await.map_err(precondition(version.is_some()))?;
         session_reply(StatusCode::OK, &found(&id, s)?)
     }
 
     async fn validate(self: Arc<Self>, request: HttpRequest) -> Reply {
-        let id = session_id(&request)?;
+        let id = session_id(&request);
         let cid = request.correlation_id.as_deref();
         let validity = self.controller.validate_session(cid, &id).await?;
         // An invalid answer may be an unknown id: tell it apart (expired sessions get closed by
@@ -363,7 +363,7 @@ impl Rest {
     }
 
     async fn delete(self: Arc<Self>, request: HttpRequest) -> Reply {
-        let (id, version) = (session_id(&request)?, if_match(&request)?);
+        let (id, version) = (session_id(&request), if_match(&request)?);
         let cid = request.correlation_id.as_deref();
         let s =
             self.controller.delete_session_by_id(cid, &id, version).await.map_err(precondition(version.is_some()))?;
@@ -378,7 +378,7 @@ impl Component for SessionsRestServiceV1 {
         let base = self.base_route().to_string();
         let at = |sub: &str| join_route(&base, sub);
         // The document route first: it would otherwise be taken for `GET /{id}`.
-        if self.settings.swagger.enable {
+        if self.settings.swagger.serves() {
             let doc = rest_openapi(&self.title, self.settings.swagger.description.as_deref(), &base);
             let body = Bytes::from(serde_yaml::to_string(&doc).unwrap_or_default());
             endpoint.register_route(
@@ -413,7 +413,7 @@ impl OpenApiDocument for SessionsRestServiceV1 {
         self.title.clone()
     }
     fn enabled(&self) -> bool {
-        self.settings.swagger.enable
+        self.settings.swagger.serves()
     }
 }
 

@@ -38,8 +38,11 @@ pub struct CommandableSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct SwaggerSettings {
-    /// Serve the generated OpenAPI document (default true).
+    /// Serve the generated OpenAPI document (default true; Pip's default is false).
     pub enable: bool,
+    /// Generate the document from the commands (default true, as in Pip). Pip serves no document
+    /// when it is false (a service would register one of its own); so does this service.
+    pub auto: bool,
     /// Sub-route of the document (default `swagger`).
     pub route: String,
     /// Title of the document.
@@ -50,7 +53,14 @@ pub struct SwaggerSettings {
 
 impl Default for SwaggerSettings {
     fn default() -> Self {
-        Self { enable: true, route: "swagger".to_string(), name: None, description: None }
+        Self { enable: true, auto: true, route: "swagger".to_string(), name: None, description: None }
+    }
+}
+
+impl SwaggerSettings {
+    /// Whether the document is served: `enable` and `auto`.
+    pub fn serves(&self) -> bool {
+        self.enable && self.auto
     }
 }
 
@@ -215,7 +225,7 @@ impl Component for CommandableHttpService {
                 }),
             );
         }
-        if self.settings.swagger.enable {
+        if self.settings.swagger.serves() {
             let doc = self.document().unwrap_or(Value::Null);
             let yaml = serde_yaml::to_string(&doc).unwrap_or_default();
             let body = Bytes::from(yaml);
@@ -240,6 +250,6 @@ impl OpenApiDocument for CommandableHttpService {
         self.title.clone()
     }
     fn enabled(&self) -> bool {
-        self.settings.swagger.enable
+        self.settings.swagger.serves()
     }
 }

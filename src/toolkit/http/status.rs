@@ -75,9 +75,7 @@ impl Component for StatusService {
     fn set_references(&self, references: &References) -> Result<(), ApplicationError> {
         let endpoint =
             references.get_one_required::<HttpEndpoint>(&Descriptor::new("*", "endpoint", "http", "*", "1.0"))?;
-        let info = references
-            .get_one_optional::<ContextInfo>(&Descriptor::new("*", "context-info", "*", "*", "1.0"))
-            .unwrap_or_else(|| Arc::new(ContextInfo::default()));
+        let info = crate::toolkit::info::find(references);
         let components = Arc::new(references.all());
         endpoint.register_route(
             Method::GET,
