@@ -6,7 +6,7 @@
 mod file;
 pub mod fixture;
 mod memory;
-mod mongodb;
+pub(crate) mod mongodb;
 
 use service_sessions::persistence::SessionsPersistence;
 use std::any::Any;
