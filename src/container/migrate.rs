@@ -41,7 +41,7 @@ const EXPORT_STEP: u64 = 1000;
 /// Sessions handled per import step.
 const IMPORT_STEP: usize = 512;
 /// Writes in flight during an import (the file backend shares one fsync among them).
-const IMPORT_CONCURRENCY: usize = 32;
+const IMPORT_CONCURRENCY: usize = 256;
 /// Detail lines printed per kind (skipped, unreadable) before "… and N more".
 const DETAIL_LINES: usize = 20;
 
@@ -116,6 +116,8 @@ pub async fn export(process: &ProcessContainer, args: &ProcessArgs, a: &ExportAr
         write_atomically(&*persistence, &out).await
     };
     let what = store.describe();
+    // Exported over the JSON file a `.json` path names: the folder of that path would shadow it.
+    let shadowing = store.file_dir().filter(|dir| !to_stdout && crate::persistence::file::store_dir(&out) == *dir);
     store.close().await;
     let stats = result?;
     let summary = format!(
@@ -131,6 +133,14 @@ pub async fn export(process: &ProcessContainer, args: &ProcessArgs, a: &ExportAr
         eprintln!("{summary}");
     } else {
         println!("{summary}");
+    }
+    if let Some(dir) = shadowing {
+        println!(
+            "note: {} still holds this service's store. Move it aside before this service starts again with this \
+             path, so that it imports {} afresh instead of serving the store as it is now.",
+            dir.display(),
+            out.display()
+        );
     }
     Ok(0)
 }

@@ -165,6 +165,15 @@ impl ConfiguredStore {
         }
     }
 
+    /// The folder of a file store.
+    pub fn file_dir(&self) -> Option<std::path::PathBuf> {
+        use crate::persistence::file::SessionsFilePersistence;
+        self.container
+            .references()
+            .get_one_optional::<SessionsFilePersistence>(&persistence_locator())
+            .map(|f| f.dir().to_path_buf())
+    }
+
     /// Whether the store lives only in this process (the memory backend).
     pub fn is_memory(&self) -> bool {
         self.descriptor.kind() == Some("memory")
