@@ -271,6 +271,8 @@ async fn a_node_json_file_round_trips_through_this_service_and_back() {
     node.stop();
     let saved: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&back).unwrap()).unwrap();
     assert!(saved.iter().any(|s| s["id"] == json!(full) && s["data"] == json!("after")));
+    let ttl_id = with_ttl["id"].as_str().unwrap();
+    assert!(saved.iter().any(|s| s["id"] == json!(ttl_id) && s["ttl"] == json!(600000)), "the original keeps `ttl`");
 }
 
 /// A connection string of the test deployment naming `db`.
@@ -613,4 +615,25 @@ fn verify_reads_a_store_in_use_and_export_waits_for_the_service_to_stop() {
     let r = run(&["export", "--out", &out.display().to_string()], &env);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "[]");
+}
+
+/// Exporting over the `.json` file the configured path names (the way back with the file the
+/// original used): the file is replaced whole, and the report says to move the store folder aside.
+#[test]
+fn export_over_the_configured_json_file_says_to_move_the_folder_aside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json_path = tmp.path().join("sessions.json");
+    let items = json!([node_item("eeee0000000000000000000000000001", "u1", json!({"k": 1}))]);
+    write_json(&json_path, &items);
+    let env = file_env(&json_path);
+    let env = env_refs(&env);
+    let path = json_path.display().to_string();
+    let r = run(&["export", "--out", &path, "--force"], &env);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let folder = tmp.path().join("sessions");
+    assert!(r.stdout.contains(&format!("note: {} still holds this service's store", folder.display())), "{}", r.stdout);
+    let back: Value = serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    assert_eq!(back, items, "the imported session comes back as the original wrote it");
+    let r = run(&["export", "--out", &tmp.path().join("elsewhere.json").display().to_string()], &env);
+    assert!(r.code == 0 && !r.stdout.contains("note:"), "{}", r.stdout);
 }
