@@ -371,6 +371,19 @@ async fn a_mongodb_collection_of_the_original_is_imported_and_exported() {
     // A second run changes nothing.
     let r = run(&["import", "--from", &uri, "--collection", collection], &env_refs(&env));
     assert_eq!((r.count("imported"), r.count("unchanged"), r.count("unreadable")), (0, 3, 1), "{}", r.stdout);
+
+    // Export straight from the collection as the configured store: the same file; the document
+    // that is not a session is left out with a warning.
+    let direct = tmp.path().join("direct.json");
+    let r = run(&["export", "--out", &direct.display().to_string()], &same_env);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("Exported 3 sessions (2 open, 1 closed) from the mongodb store"), "{}", r.stdout);
+    assert!(r.stderr.contains("not a readable session"), "{}", r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&direct).unwrap(),
+        std::fs::read_to_string(&out).unwrap(),
+        "the same bytes as through the file store"
+    );
 }
 
 /// Writes a JSON file.
