@@ -22,7 +22,7 @@ use super::{short_id, ConfiguredStore, EXIT_DATA_PROBLEM};
 use crate::build::mongodb_persistence_descriptor;
 use crate::data::version1::SessionV1;
 use crate::logic::validate_session_id;
-use crate::persistence::mongodb::SessionsMongoDbPersistence;
+use crate::persistence::mongodb::{DocumentReader, SessionsMongoDbPersistence};
 use crate::persistence::{node_json, SessionsPersistence};
 use crate::toolkit::component::Component;
 use crate::toolkit::config::ComponentConfig;
@@ -310,18 +310,22 @@ impl Source {
 /// the import again completes it).
 pub async fn import(process: &ProcessContainer, args: &ProcessArgs, a: &ImportArgs) -> Result<i32, ApplicationError> {
     let source = Source::from_args(a)?;
-    if let Source::Mongo(m) = &source {
-        if ConfiguredStore::mongodb_target(process, args).await?.as_deref() == Some(m.target()) {
-            return Err(ApplicationError::config(
-                "SAME_STORE",
-                format!("The source {} is the configured store itself; nothing to import", m.target()),
-            ));
+    // The source is read (a file) or reached (a collection) before the store opens, so a bad
+    // source leaves the store untouched.
+    let mut json = None;
+    let mut documents = None;
+    match &source {
+        Source::Json(path) => json = Some(read_json(path)?),
+        Source::Mongo(m) => {
+            if ConfiguredStore::mongodb_target(process, args).await?.as_deref() == Some(m.target()) {
+                return Err(ApplicationError::config(
+                    "SAME_STORE",
+                    format!("The source {} is the configured store itself; nothing to import", m.target()),
+                ));
+            }
+            documents = Some(m.read_documents(None).await.map_err(|e| source_failed(m, e))?);
         }
     }
-    let json = match &source {
-        Source::Json(path) => Some(read_json(path)?),
-        Source::Mongo(_) => None,
-    };
     let store = ConfiguredStore::open(process, args).await?;
     if store.is_memory() {
         eprintln!(
@@ -331,10 +335,10 @@ pub async fn import(process: &ProcessContainer, args: &ProcessArgs, a: &ImportAr
     }
     let started = Instant::now();
     let mut report = ImportReport::default();
-    let result = match (&source, json) {
-        (Source::Json(_), Some(items)) => import_json(&*store.persistence, items, a, &mut report).await,
-        (Source::Mongo(m), _) => import_mongo(&*store.persistence, m, a, &mut report).await,
-        (Source::Json(_), None) => Ok(()),
+    let result = match (&source, json, documents) {
+        (_, Some(items), _) => import_json(&*store.persistence, items, a, &mut report).await,
+        (Source::Mongo(m), _, Some(reader)) => import_mongo(&*store.persistence, m, reader, a, &mut report).await,
+        _ => Ok(()),
     };
     let what = store.describe();
     store.close().await;
@@ -350,6 +354,11 @@ pub async fn import(process: &ProcessContainer, args: &ProcessArgs, a: &ImportAr
     report.print(&header, a.dry_run);
     result?;
     Ok(if report.unreadable > 0 { EXIT_DATA_PROBLEM } else { 0 })
+}
+
+/// A failure of a MongoDB source, named as such.
+fn source_failed(source: &SessionsMongoDbPersistence, e: ApplicationError) -> ApplicationError {
+    ApplicationError { message: format!("Cannot read the source {}: {}", source.target(), e.message), ..e }
 }
 
 /// The items of the original's JSON file.
@@ -402,12 +411,12 @@ async fn import_json(
 async fn import_mongo(
     p: &dyn SessionsPersistence,
     source: &SessionsMongoDbPersistence,
+    mut reader: DocumentReader<'_>,
     a: &ImportArgs,
     report: &mut ImportReport,
 ) -> Result<(), ApplicationError> {
-    let mut reader = source.read_documents(None).await?;
     let mut batch = Vec::with_capacity(IMPORT_STEP);
-    while let Some((id, decoded)) = reader.next().await? {
+    while let Some((id, decoded)) = reader.next().await.map_err(|e| source_failed(source, e))? {
         report.read += 1;
         match decoded {
             Err(e) => report.unreadable(format!("unreadable document {}: {} {}", short_id(&id), e.field, e.reason)),
