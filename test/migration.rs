@@ -300,13 +300,13 @@ async fn a_mongodb_collection_of_the_original_is_imported_and_exported() {
     struct DropDb(mongodb::Database);
     impl Drop for DropDb {
         fn drop(&mut self) {
-            let db = self.0.clone();
-            let _ = std::thread::spawn(move || {
-                tokio::runtime::Runtime::new().unwrap().block_on(async move {
-                    let _ = db.drop().await;
-                })
-            })
-            .join();
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                tokio::task::block_in_place(|| {
+                    handle.block_on(async {
+                        let _ = self.0.drop().await;
+                    })
+                });
+            }
         }
     }
     let _cleanup = DropDb(database.clone());
