@@ -1,8 +1,8 @@
-//! The `service-sessions` binary: runs [`SessionsProcess`] with the command line.
+//! The `service-sessions` binary: runs [`SessionsProcess`] with the command line (the service, or
+//! one of its maintenance commands).
 
 use clap::Parser;
-use service_sessions::container::SessionsProcess;
-use service_sessions::toolkit::process::ProcessArgs;
+use service_sessions::container::{SessionsArgs, SessionsProcess};
 
 /// mimalloc: the service allocates many small JSON values on several threads (request handlers,
 /// the file store's log writer and start-up decoders); with the system allocator about a quarter
@@ -12,6 +12,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() {
-    let code = SessionsProcess::run(ProcessArgs::parse()).await;
+    let code = SessionsProcess::main(SessionsArgs::parse()).await;
     std::process::exit(code);
 }

@@ -9,7 +9,8 @@
 //! - [`services`]: the commandable HTTP API and the REST API.
 //! - [`clients`]: the Rust client SDK (HTTP and direct) other services use to call this one.
 //! - [`build`]: `SessionsServiceFactory`, the only place naming concrete types.
-//! - [`container`]: `SessionsProcess`, run by the `service-sessions` binary.
+//! - [`container`]: `SessionsProcess`, run by the `service-sessions` binary, and its maintenance
+//!   commands (`export`, `import`, `verify`).
 
 pub mod build;
 pub mod clients;

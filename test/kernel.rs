@@ -496,3 +496,45 @@ async fn https_endpoint_serves_tls() {
     assert!(plain.is_err() || plain.unwrap().status().as_u16() != 200, "plain HTTP is not served on the TLS port");
     container.close(None).await;
 }
+
+/// A process's maintenance path: only the entries matching a locator are built (and opened),
+/// with the `-p` parameters applied; nothing else opens, no endpoint listens.
+#[tokio::test]
+async fn a_process_builds_and_opens_only_the_selected_components() {
+    use service_sessions::toolkit::process::{ProcessArgs, ProcessContainer};
+    let _guard = LIFECYCLE.lock().await;
+    EVENTS.lock().clear();
+    let port = crate::original::free_port();
+    let mut file = tempfile::Builder::new().suffix(".yml").tempfile().unwrap();
+    std::io::Write::write_all(
+        &mut file,
+        format!(
+            "- descriptor: test:recorder:default:a:1.0\n  name: a\n\
+             - descriptor: test:recorder:store:b:1.0\n  name: \"{{{{STORE_NAME}}}}\"\n\
+             - descriptor: pip-services:endpoint:http:default:1.0\n  connection: {{ protocol: http, host: 127.0.0.1, port: {port} }}\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let args = ProcessArgs { config: file.path().display().to_string(), params: vec!["STORE_NAME=bee".to_string()] };
+    let process = ProcessContainer::new("kernel-test", Arc::new(test_factory()));
+    let select = Descriptor::new("test", "recorder", "store", "*", "1.0");
+
+    let (built, configs) = process.build_selected(&args, &select).unwrap();
+    assert_eq!(configs.iter().map(|c| c.descriptor.to_string()).collect::<Vec<_>>(), ["test:recorder:store:b:1.0"]);
+    assert!(built.references().locators().iter().any(|l| l.to_string() == "test:recorder:store:b:1.0"));
+    built.close(None).await;
+    assert!(EVENTS.lock().is_empty(), "built, never opened: {:?}", EVENTS.lock());
+
+    let (opened, _) = process.open_selected(&args, &select).await.unwrap();
+    assert_eq!(*EVENTS.lock(), vec!["open bee"]);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "no endpoint listens");
+    opened.close(None).await;
+    assert_eq!(*EVENTS.lock(), vec!["open bee", "close bee joined=true"]);
+    EVENTS.lock().clear();
+
+    let missing = ProcessArgs { config: "/nonexistent/config.yml".to_string(), params: vec![] };
+    let e = process.open_selected(&missing, &select).await.unwrap_err();
+    assert_eq!(e.code, "CONFIG_UNREADABLE");
+    assert!(e.message.contains("cannot read the configuration file /nonexistent/config.yml"), "{}", e.message);
+}

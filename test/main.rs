@@ -12,6 +12,7 @@ mod fuzz;
 mod helpers;
 mod kernel;
 mod lifecycle_http;
+mod migration;
 mod migration_mongo;
 mod model;
 #[allow(dead_code)] // shared by the compatibility tests

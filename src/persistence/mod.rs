@@ -18,6 +18,7 @@ pub mod index;
 pub mod instrumented;
 pub mod memory;
 pub mod mongodb;
+pub mod node_json;
 
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::data::{DataPage, PagingParams};

@@ -104,12 +104,53 @@ impl Container {
         if !self.opened.lock().is_empty() {
             return Err(ApplicationError::invalid_state("ALREADY_OPENED", "Container was already opened"));
         }
+        self.build_reporting(&configs, earlier, correlation_id)?;
+        for config in &configs {
+            let settings: Vec<String> = config
+                .redacted()
+                .into_iter()
+                .filter(|(k, _)| k != "descriptor")
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            tracing::info!(component = %config.descriptor, settings = %settings.join(" "), "Effective configuration.");
+        }
+        for r in self.references.all() {
+            if let Err(e) = r.component().open(correlation_id).await {
+                tracing::error!(component = %r.locator(), error = %e, "Component failed to open; closing the container.");
+                self.close(correlation_id).await;
+                return Err(e);
+            }
+            self.opened.lock().push(r);
+        }
+        tracing::info!(name = %self.info().name, components = self.references.locators().len(), "Container started.");
+        Ok(())
+    }
+
+    /// Creates every component of `configs` with the factory and sets the references on all of
+    /// them, without opening any (maintenance commands that only read a component's settings
+    /// use it alone; [`Container::open`] opens after it).
+    ///
+    /// # Errors
+    /// Every creation and reference problem at once (`BAD_CONFIG` with `details.errors`); the
+    /// registry is left empty then.
+    pub fn build(&self, configs: &[ComponentConfig], correlation_id: Option<&str>) -> Result<(), ApplicationError> {
+        self.build_reporting(configs, Vec::new(), correlation_id)
+    }
+
+    /// [`Container::build`], reporting `earlier` problems (`(entry index, message)`, found while
+    /// parsing) together with the ones found here.
+    fn build_reporting(
+        &self,
+        configs: &[ComponentConfig],
+        earlier: Vec<(usize, String)>,
+        correlation_id: Option<&str>,
+    ) -> Result<(), ApplicationError> {
         let mut problems = earlier;
         let has_info = configs.iter().any(|c| super::info::is_info_type(c.descriptor.typ()));
         if !has_info {
             self.references.put(Registration::new(context_info_locator(), Arc::new(ContextInfo::default())));
         }
-        for config in &configs {
+        for config in configs {
             match self.factory.create(config) {
                 Ok(r) => {
                     self.references.put(r);
@@ -137,24 +178,6 @@ impl Container {
             let problems = problems.into_iter().map(|(_, p)| p).collect();
             return Err(config_problems(problems).with_correlation_id(correlation_id));
         }
-        for config in &configs {
-            let settings: Vec<String> = config
-                .redacted()
-                .into_iter()
-                .filter(|(k, _)| k != "descriptor")
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            tracing::info!(component = %config.descriptor, settings = %settings.join(" "), "Effective configuration.");
-        }
-        for r in self.references.all() {
-            if let Err(e) = r.component().open(correlation_id).await {
-                tracing::error!(component = %r.locator(), error = %e, "Component failed to open; closing the container.");
-                self.close(correlation_id).await;
-                return Err(e);
-            }
-            self.opened.lock().push(r);
-        }
-        tracing::info!(name = %self.info().name, components = self.references.locators().len(), "Container started.");
         Ok(())
     }
 

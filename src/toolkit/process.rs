@@ -4,9 +4,18 @@
 //! value may carry `k=v;k2=v2`), `-h/--help`. Template parameters are the `-p` pairs overridden
 //! by the process environment, as in Pip. SIGINT and SIGTERM close every component (awaited,
 //! bounded) and exit 0; a start-up failure prints every reason on stderr and exits 1.
+//!
+//! Maintenance commands of a service (export a store, import into it, ...) run on the same
+//! configuration without serving: [`ProcessContainer::build_selected`] and
+//! [`ProcessContainer::open_selected`] build (and open) only the entries whose descriptors match
+//! a locator, through the same factory and container path as the service, so a store is opened
+//! exactly as the service would open it. `-c` and `-p` are global options, so a binary that adds
+//! subcommands accepts them before or after the subcommand.
 
-use super::config::ConfigParameters;
+use super::config::{parse_config, ComponentConfig, ConfigParameters};
 use super::container::Container;
+use super::descriptor::Descriptor;
+use super::errors::ApplicationError;
 use super::factory::Factory;
 use clap::Parser;
 use std::sync::Arc;
@@ -17,10 +26,10 @@ use std::time::Duration;
 #[command(about, version)]
 pub struct ProcessArgs {
     /// Path of the configuration file.
-    #[arg(short = 'c', long = "config", default_value = "./config/config.yml")]
+    #[arg(short = 'c', long = "config", default_value = "./config/config.yml", global = true)]
     pub config: String,
     /// Template parameter `k=v` (repeatable; `k=v;k2=v2` allowed).
-    #[arg(short = 'p', long = "param", visible_alias = "params")]
+    #[arg(short = 'p', long = "param", visible_alias = "params", global = true)]
     pub params: Vec<String>,
 }
 
@@ -57,6 +66,11 @@ impl ProcessContainer {
         Self { name: name.to_string(), factory }
     }
 
+    /// The process name (used in messages).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Runs until SIGINT/SIGTERM; returns the process exit code.
     pub async fn run(self, args: ProcessArgs) -> i32 {
         let text = match std::fs::read_to_string(&args.config) {
@@ -68,12 +82,7 @@ impl ProcessContainer {
         };
         let container = Container::new(self.factory.clone());
         if let Err(e) = container.open_text(&text, &parameters(&args), Some(&self.name)).await {
-            eprintln!("{}: failed to start: {}", self.name, e.message);
-            if let Some(errors) = e.details.get("errors").and_then(|v| v.as_array()) {
-                for err in errors {
-                    eprintln!("  - {}", err.as_str().unwrap_or_default());
-                }
-            }
+            self.report("failed to start", &e);
             return 1;
         }
         if !super::log::is_installed() {
@@ -94,6 +103,73 @@ impl ProcessContainer {
         tracing::info!("Goodbye!");
         0
     }
+
+    /// Prints an error on stderr: `<name>: <what>: <message>`, then each listed problem
+    /// (`details.errors`) on a line of its own, and the cause when there is one.
+    pub fn report(&self, what: &str, e: &ApplicationError) {
+        eprintln!("{}: {what}: {}", self.name, e.message);
+        if let Some(errors) = e.details.get("errors").and_then(|v| v.as_array()) {
+            for err in errors {
+                eprintln!("  - {}", err.as_str().unwrap_or_default());
+            }
+        }
+        if let Some(cause) = &e.cause {
+            eprintln!("  cause: {cause}");
+        }
+    }
+
+    /// Reads and renders the configuration file of `args` (the `-p` pairs with the process
+    /// environment on top, as for the service) into its component entries.
+    ///
+    /// # Errors
+    /// `FileError` / `CONFIG_UNREADABLE` naming the file; template and YAML errors.
+    pub fn read_config(&self, args: &ProcessArgs) -> Result<Vec<ComponentConfig>, ApplicationError> {
+        let text = std::fs::read_to_string(&args.config).map_err(|e| {
+            ApplicationError::file_error(
+                "CONFIG_UNREADABLE",
+                format!("cannot read the configuration file {}: {e}", args.config),
+            )
+        })?;
+        parse_config(&text, &parameters(args))
+    }
+
+    /// Builds (creates, configures and references) only the configured entries matching
+    /// `select`, without opening them. The entries are returned too (in file order).
+    ///
+    /// # Errors
+    /// As [`ProcessContainer::read_config`] and [`Container::build`].
+    pub fn build_selected(
+        &self,
+        args: &ProcessArgs,
+        select: &Descriptor,
+    ) -> Result<(Container, Vec<ComponentConfig>), ApplicationError> {
+        let configs = selected(self.read_config(args)?, select);
+        let container = Container::new(self.factory.clone());
+        container.build(&configs, Some(&self.name))?;
+        Ok((container, configs))
+    }
+
+    /// Builds and opens only the configured entries matching `select` (for instance the store
+    /// of a service, with no endpoint), exactly as the service opens them. The caller closes the
+    /// container. The entries are returned too (in file order).
+    ///
+    /// # Errors
+    /// As [`ProcessContainer::read_config`] and [`Container::open`].
+    pub async fn open_selected(
+        &self,
+        args: &ProcessArgs,
+        select: &Descriptor,
+    ) -> Result<(Container, Vec<ComponentConfig>), ApplicationError> {
+        let configs = selected(self.read_config(args)?, select);
+        let container = Container::new(self.factory.clone());
+        container.open(configs.clone(), Some(&self.name)).await?;
+        Ok((container, configs))
+    }
+}
+
+/// The entries whose descriptors match `select`, in file order.
+fn selected(configs: Vec<ComponentConfig>, select: &Descriptor) -> Vec<ComponentConfig> {
+    configs.into_iter().filter(|c| c.descriptor.matches(select)).collect()
 }
 
 async fn wait_for_signal() {

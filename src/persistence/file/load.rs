@@ -14,8 +14,8 @@ use super::snapshot::{sync_dir, SnapshotWriter};
 use super::{RecoveryReport, TornTail};
 use crate::data::version1::SessionV1;
 use crate::persistence::index::{IndexBuilder, SessionsIndex};
+use crate::persistence::node_json;
 use crate::toolkit::errors::ApplicationError;
-use serde_json::Value;
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -417,41 +417,21 @@ fn decode(frames: &[(usize, u64, &[u8])]) -> Vec<(usize, u64, Option<Record>)> {
     frames.iter().map(|(file, offset, payload)| (*file, *offset, decode_record(payload))).collect()
 }
 
-/// Reads a Node service JSON file: a JSON array of SessionV1 (without `version`; `user` and
-/// `data` may be absent).
+/// Reads a Node service JSON file: a JSON array of SessionV1 (see
+/// [`crate::persistence::node_json`]); any item that is not a session stops the import.
 fn read_node_json(path: &Path) -> Result<Vec<SessionV1>, ApplicationError> {
     let bytes = read_file(path)?;
     let import_failed = |what: String| {
         ApplicationError::file_error("IMPORT_FAILED", format!("Cannot import {}: {what}", path.display()))
             .with_details("file", path.display().to_string())
     };
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Vec::new());
-    }
-    let items: Vec<Value> = serde_json::from_slice(&bytes).map_err(|e| {
+    let items = node_json::parse_file(&bytes).map_err(|e| {
         import_failed(format!("not a JSON array of sessions (line {}, column {})", e.line(), e.column()))
     })?;
     items
         .into_iter()
-        .enumerate()
-        .map(|(i, item)| node_session(item).ok_or_else(|| import_failed(format!("item #{} is not a session", i + 1))))
+        .map(|item| item.map_err(|u| import_failed(format!("item #{} is not a session ({})", u.index + 1, u.reason))))
         .collect()
-}
-
-/// One Node session as a SessionV1: absent `user`/`data` become `null`, an absent `active`
-/// follows `close_time`, an absent `request_time` is `open_time`, `version` defaults to 1.
-fn node_session(mut item: Value) -> Option<SessionV1> {
-    let obj = item.as_object_mut()?;
-    for key in ["user", "data"] {
-        obj.entry(key).or_insert(Value::Null);
-    }
-    let closed = obj.get("close_time").is_some_and(|t| !t.is_null());
-    obj.entry("active").or_insert(Value::Bool(!closed));
-    if !obj.contains_key("request_time") {
-        let open = obj.get("open_time")?.clone();
-        obj.insert("request_time".into(), open);
-    }
-    serde_json::from_value(item).ok()
 }
 
 /// Writes imported sessions as the first snapshot (generation 0).

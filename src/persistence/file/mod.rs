@@ -83,6 +83,7 @@
 mod format;
 mod load;
 mod snapshot;
+pub mod verify;
 mod writer;
 
 use self::format::{parse_log_file_name, Record};
@@ -236,6 +237,12 @@ pub struct SessionsFilePersistence {
 
 fn not_opened() -> ApplicationError {
     ApplicationError::invalid_state("NOT_OPENED", "The sessions file store is not open")
+}
+
+/// The store folder for a configured `path` (a path ending in `.json` names the Node service file
+/// whose folder is that path without the extension).
+pub fn store_dir(path: &Path) -> PathBuf {
+    store_paths(path).0
 }
 
 /// The folder of the store and the Node JSON file to import, from the configured `path`.

@@ -906,6 +906,24 @@ impl SessionsMongoDbPersistence {
         Ok(closed)
     }
 
+    /// `host:port,…/database.collection` (never credentials): where the sessions live.
+    pub fn target(&self) -> &str {
+        &self.shared.settings.target
+    }
+
+    /// Reads every document of the collection in `_id` order, each decoded as a session or left
+    /// as why it is not one. Read-only, for migration tools: it works without [`Component::open`]
+    /// (the client connects on first use), creates no index and writes nothing, so it can read a
+    /// collection the original service still uses.
+    ///
+    /// # Errors
+    /// Store failures (`STORE_UNAVAILABLE` when the server does not answer in time).
+    pub async fn read_documents(&self, cid: Option<&str>) -> Result<DocumentReader<'_>, ApplicationError> {
+        let coll = self.collection().await?;
+        let cursor = self.shared.call(cid, "find", coll.find(doc! {}).sort(doc! { "_id": 1 }).batch_size(1000)).await?;
+        Ok(DocumentReader { shared: &self.shared, cursor, cid: cid.map(str::to_string) })
+    }
+
     /// Drops the whole collection, indexes included, and its guard documents (tests and tooling;
     /// `clear` keeps the indexes).
     ///
@@ -915,6 +933,32 @@ impl SessionsMongoDbPersistence {
         let store = self.shared.store().await?;
         self.shared.call(cid, "drop", store.locks.drop()).await?;
         self.shared.call(cid, "drop", store.sessions.drop()).await
+    }
+}
+
+/// The documents of a collection one by one (see [`SessionsMongoDbPersistence::read_documents`]).
+pub struct DocumentReader<'a> {
+    shared: &'a Shared,
+    cursor: mongodb::Cursor<Document>,
+    cid: Option<String>,
+}
+
+impl DocumentReader<'_> {
+    /// The next document: its `_id` as text (a string id as it is, another type as `<type>`) and
+    /// the session, or why it is not one; `None` after the last.
+    ///
+    /// # Errors
+    /// Store failures while fetching the next batch.
+    pub async fn next(&mut self) -> Result<Option<(String, Result<SessionV1, DecodeError>)>, ApplicationError> {
+        let next = self.shared.call(self.cid.as_deref(), "find", self.cursor.try_next()).await?;
+        Ok(next.map(|d| {
+            let id = match d.get("_id") {
+                Some(Bson::String(s)) => s.clone(),
+                Some(other) => format!("<{:?}>", other.element_type()),
+                None => "<none>".to_string(),
+            };
+            (id, decode_session(&d, true).map(|decoded| decoded.session))
+        }))
     }
 }
 
