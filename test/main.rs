@@ -7,6 +7,7 @@ mod bad_input;
 mod clients;
 mod controller;
 mod crash;
+mod fleet;
 mod fuzz;
 #[allow(dead_code)] // shared by every test module; each uses only part of it
 mod helpers;

@@ -71,6 +71,11 @@ fn any() -> Descriptor {
     Descriptor::new("*", "*", "*", "*", "*")
 }
 
+/// Default `options.max_in_flight` of a store shared over the network (MongoDB): enough for the
+/// driver's pool to stay busy, few enough that calls over capacity are refused at once instead of
+/// queueing until they time out. The in-process stores are unbounded by default.
+pub const DEFAULT_SHARED_MAX_IN_FLIGHT: usize = 256;
+
 /// The sessions components.
 pub struct SessionsServiceFactory;
 
@@ -80,15 +85,19 @@ impl SessionsServiceFactory {
         TableFactory::new()
             .register(memory_persistence_descriptor(), |c| {
                 let p = Arc::new(SessionsMemoryPersistence::from_config(c)?);
-                Ok(Registration::new(any(), p.clone()).provide(InstrumentedPersistence::wrap("memory", p)))
+                let store = InstrumentedPersistence::wrap_configured("memory", p.clone(), c, 0)?;
+                Ok(Registration::new(any(), p).provide(store))
             })
             .register(mongodb_persistence_descriptor(), |c| {
                 let p = Arc::new(SessionsMongoDbPersistence::from_config(c)?);
-                Ok(Registration::new(any(), p.clone()).provide(InstrumentedPersistence::wrap("mongodb", p)))
+                let store =
+                    InstrumentedPersistence::wrap_configured("mongodb", p.clone(), c, DEFAULT_SHARED_MAX_IN_FLIGHT)?;
+                Ok(Registration::new(any(), p).provide(store))
             })
             .register(file_persistence_descriptor(), |c| {
                 let p = Arc::new(SessionsFilePersistence::from_config(c)?);
-                Ok(Registration::new(any(), p.clone()).provide(InstrumentedPersistence::wrap("file", p)))
+                let store = InstrumentedPersistence::wrap_configured("file", p.clone(), c, 0)?;
+                Ok(Registration::new(any(), p).provide(store))
             })
             .register(controller_descriptor(), |c| {
                 let ctl = SessionsController::from_config(c)?;

@@ -13,6 +13,7 @@
 use super::commands::sessions_command_set;
 use super::metrics;
 use crate::data::version1::{new_session_id, SessionV1, SessionsFilter};
+use crate::persistence::SWEEP_LEASE;
 use crate::persistence::{
     is_alive, ExpiryPolicy, LimitPolicy, SessionChange, SessionLimit, SessionUpdate, SessionsPersistence,
     UpdateOutcome, WriteCondition,
@@ -49,6 +50,19 @@ pub fn is_session_id_shape(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_SESSION_ID_LENGTH
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// How many cleanup intervals a sweep lease lasts: the holder renews it every interval, so another
+/// instance takes over within this many intervals after the holder stops.
+const SWEEP_LEASE_INTERVALS: i32 = 2;
+
+/// A name for this process as a lease owner: host name, process id and a random part.
+fn instance_name() -> String {
+    let host = hostname::get().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+    let mut nonce = [0u8; 4];
+    let _ = getrandom::fill(&mut nonce);
+    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{host}:{}:{nonce}", std::process::id())
 }
 
 /// `options.*` of the controller. Durations are in milliseconds.
@@ -167,6 +181,8 @@ pub struct SessionsController {
     commands: Arc<CommandSet>,
     me: Weak<SessionsController>,
     sweep: Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
+    /// This instance's name as the owner of the sweep lease (random, per process start).
+    instance: String,
 }
 
 impl std::fmt::Debug for SessionsController {
@@ -219,6 +235,7 @@ impl SessionsController {
             commands: Arc::new(sessions_command_set(me.clone())),
             me: me.clone(),
             sweep: Mutex::new(None),
+            instance: instance_name(),
         })
     }
 
@@ -679,8 +696,30 @@ impl SessionsController {
         }
     }
 
-    /// One run of the expiry sweep (the step the background task repeats).
-    pub async fn sweep_once(&self) {
+    /// One run of the expiry sweep (the step the background task repeats), if this instance
+    /// holds the sweep lease of the store (taken or renewed here, for twice the cleanup interval):
+    /// of a fleet of instances on one store, one sweeps at a time, and another takes over once the
+    /// holder's lease runs out. Returns whether it swept.
+    pub async fn sweep_once(&self) -> bool {
+        let now = self.now();
+        let hold = chrono::Duration::milliseconds(Self::ms(self.options.cleanup_interval).unwrap_or(60_000))
+            * SWEEP_LEASE_INTERVALS;
+        let until = now.checked_add_signed(hold).unwrap_or(now);
+        let lease = match self.persistence() {
+            Ok(p) => p.acquire_lease(Some("cleanup"), SWEEP_LEASE, &self.instance, now, until).await,
+            Err(e) => Err(e),
+        };
+        match lease {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!("Another instance holds the sweep lease; not sweeping this time.");
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, code = %e.code, "The sweep lease could not be taken; the sweep will run again.");
+                return false;
+            }
+        }
         match self.close_expired_sessions(Some("cleanup")).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(closed = n, "Closed expired sessions."),
@@ -691,6 +730,7 @@ impl SessionsController {
             Ok(n) => tracing::info!(deleted = n, "Purged closed sessions past retention."),
             Err(e) => tracing::warn!(error = %e, code = %e.code, "Purge failed; it will run again."),
         }
+        true
     }
 }
 
@@ -745,7 +785,9 @@ impl Component for SessionsController {
                 tokio::select! {
                     () = stop.cancelled() => break,
                     _ = ticks.tick() => match me.upgrade() {
-                        Some(c) => c.sweep_once().await,
+                        Some(c) => {
+                            c.sweep_once().await;
+                        }
                         None => break,
                     },
                 }

@@ -1,12 +1,17 @@
 //! A decorator that times every store operation and counts its failures, per backend:
 //! `store_operation_duration_seconds{backend, operation}` and
 //! `store_operation_errors_total{backend, operation, category}`. The factory wraps every backend
-//! in it, so no backend carries metrics code of its own.
+//! in it, so no backend carries metrics code of its own. It also bounds the store's calls in flight
+//! (`options.max_in_flight` of the persistence component): past the bound a call is refused at
+//! once with 503 `OVERLOADED` and `Retry-After: 1`, so an instance over its store's capacity sheds
+//! load instead of queueing calls that would only time out, and recovers as soon as the load drops.
 
 use super::{SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition};
 use crate::data::version1::{SessionV1, SessionsFilter};
+use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::errors::ApplicationError;
+use crate::toolkit::http::RETRY_AFTER_DETAIL;
 use crate::toolkit::metrics::{counter_vec, histogram_vec};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -14,6 +19,7 @@ use prometheus::{Histogram, HistogramVec, IntCounterVec};
 use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
+use tokio::sync::Semaphore;
 
 struct StoreMetrics {
     duration: HistogramVec,
@@ -38,12 +44,36 @@ fn metrics() -> Option<&'static StoreMetrics> {
     M.as_ref()
 }
 
-/// A persistence that records metrics around another.
+/// A persistence that records metrics around another, and bounds its calls in flight.
 pub struct InstrumentedPersistence {
     inner: Arc<dyn SessionsPersistence>,
     backend: &'static str,
     /// One histogram per operation, resolved once (no label lookup per call).
     histograms: Vec<(&'static str, Histogram)>,
+    /// Permits for calls in flight and their number (`options.max_in_flight`); `None` =
+    /// unbounded.
+    in_flight: Option<(Semaphore, usize)>,
+}
+
+/// `options.max_in_flight` of a persistence component.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct InFlightSettings {
+    options: InFlightOptions,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct InFlightOptions {
+    max_in_flight: Option<usize>,
+}
+
+/// The 503 of a call refused because the store already has `limit` calls in flight: the service
+/// sheds load at once instead of queueing calls that would time out.
+fn overloaded(limit: usize) -> ApplicationError {
+    ApplicationError::no_response("OVERLOADED", "The service is over capacity; retry shortly")
+        .with_details("max_in_flight", limit)
+        .with_details(RETRY_AFTER_DETAIL, 1)
 }
 
 const OPERATIONS: &[&str] = &[
@@ -60,16 +90,38 @@ const OPERATIONS: &[&str] = &[
     "rotate_id",
     "scan",
     "clear",
+    "acquire_lease",
 ];
 
 impl InstrumentedPersistence {
-    /// Wraps `inner`, labelling its metrics with `backend`.
+    /// Wraps `inner`, labelling its metrics with `backend`, with no bound on calls in flight.
     pub fn wrap(backend: &'static str, inner: Arc<dyn SessionsPersistence>) -> Arc<dyn SessionsPersistence> {
+        Arc::new(Self::new(backend, inner, None))
+    }
+
+    /// Wraps the store of the component `config`: `options.max_in_flight` bounds its calls in
+    /// flight (0 = unbounded; `default_max_in_flight` when absent). Past the bound a call is
+    /// refused at once with 503 `OVERLOADED` and `Retry-After`.
+    ///
+    /// # Errors
+    /// `BAD_CONFIG` for a malformed `options.max_in_flight`.
+    pub fn wrap_configured(
+        backend: &'static str,
+        inner: Arc<dyn SessionsPersistence>,
+        config: &ComponentConfig,
+        default_max_in_flight: usize,
+    ) -> Result<Arc<dyn SessionsPersistence>, ApplicationError> {
+        let s: InFlightSettings = config.section()?;
+        let limit = s.options.max_in_flight.unwrap_or(default_max_in_flight);
+        Ok(Arc::new(Self::new(backend, inner, (limit > 0).then_some(limit))))
+    }
+
+    fn new(backend: &'static str, inner: Arc<dyn SessionsPersistence>, max_in_flight: Option<usize>) -> Self {
         let histograms = match metrics() {
             Some(m) => OPERATIONS.iter().map(|op| (*op, m.duration.with_label_values(&[backend, op]))).collect(),
             None => Vec::new(),
         };
-        Arc::new(Self { inner, backend, histograms })
+        Self { inner, backend, histograms, in_flight: max_in_flight.map(|n| (Semaphore::new(n), n)) }
     }
 
     async fn observe<T>(
@@ -78,7 +130,21 @@ impl InstrumentedPersistence {
         call: impl Future<Output = Result<T, ApplicationError>>,
     ) -> Result<T, ApplicationError> {
         let started = Instant::now();
+        let permit = match &self.in_flight {
+            Some((permits, limit)) => match permits.try_acquire() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    let e = overloaded(*limit);
+                    if let Some(m) = metrics() {
+                        m.errors.with_label_values(&[self.backend, operation, e.category.as_str()]).inc();
+                    }
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
         let result = call.await;
+        drop(permit);
         if let Some((_, h)) = self.histograms.iter().find(|(op, _)| *op == operation) {
             h.observe(started.elapsed().as_secs_f64());
         }
@@ -188,5 +254,16 @@ impl SessionsPersistence for InstrumentedPersistence {
 
     async fn clear(&self, cid: Option<&str>) -> Result<(), ApplicationError> {
         self.observe("clear", self.inner.clear(cid)).await
+    }
+
+    async fn acquire_lease(
+        &self,
+        cid: Option<&str>,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, ApplicationError> {
+        self.observe("acquire_lease", self.inner.acquire_lease(cid, name, owner, now, until)).await
     }
 }

@@ -30,6 +30,10 @@ use serde_json::Value;
 /// Default largest page.
 pub const DEFAULT_MAX_PAGE_SIZE: u64 = 100;
 
+/// The lease the background sweep (expiry and purge) takes, so that of a fleet of instances on one
+/// store one sweeps at a time (see [`SessionsPersistence::acquire_lease`]).
+pub const SWEEP_LEASE: &str = "sweep";
+
 /// What must hold for a write to apply.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteCondition {
@@ -285,6 +289,22 @@ pub trait SessionsPersistence: Send + Sync {
 
     /// Deletes everything (tests and tooling).
     async fn clear(&self, correlation_id: Option<&str>) -> Result<(), ApplicationError>;
+
+    /// Takes the lease `name` for `owner` until `until` when it is free, past its deadline at
+    /// `now`, or already `owner`'s (which renews it); returns whether `owner` holds it now. Only
+    /// background work that any one instance may do uses leases (the sweep), and correctness never
+    /// depends on them: a sweep run twice is harmless. A store that one process owns (memory,
+    /// file) is swept by that process alone, so it holds every lease: the default.
+    async fn acquire_lease(
+        &self,
+        _correlation_id: Option<&str>,
+        _name: &str,
+        _owner: &str,
+        _now: DateTime<Utc>,
+        _until: DateTime<Utc>,
+    ) -> Result<bool, ApplicationError> {
+        Ok(true)
+    }
 }
 
 /// The `SESSION_EXISTS` conflict.

@@ -51,6 +51,15 @@
 //! (`request_time` descending, `_id` ascending); `{active: 1, expire_time: 1}` serves the expiry
 //! sweep and `{active: 1, close_time: 1}` the purge, so no read needs a collection scan.
 //!
+//! **A fleet.** Any number of instances share the collection safely (every write is one
+//! conditional step, above). Background work that one instance suffices for — the expiry sweep
+//! and the purge — takes a lease in `<collection>_leases` (`{_id: name, owner, until}`, one
+//! conditional upsert: taken when free, past its deadline or already the caller's), so one
+//! instance sweeps at a time and another takes over when the holder stops renewing. Reads and
+//! find-and-modify writes carry `maxTimeMS` = the call timeout, so the server gives up on work
+//! whose client has given up; the persistence component's `options.max_in_flight` (default 256)
+//! sheds calls beyond it at once (503 `OVERLOADED`, see `persistence::instrumented`).
+//!
 //! **Availability.** `open` never waits for the server: the client connects lazily, and an owned
 //! background task creates the indexes, retrying with backoff until the server answers. Readiness
 //! ([`Component::health`], shown by `/status` and `/ready`) is "indexes ensured and a writable
@@ -117,6 +126,9 @@ const WRITE_ATTEMPTS: usize = 5;
 
 /// Suffix of the collection of per-user guard documents (see the module documentation).
 const LOCKS_SUFFIX: &str = "_user_locks";
+
+/// Suffix of the collection of leases of background work (see the module documentation).
+const LEASES_SUFFIX: &str = "_leases";
 
 /// Server error code of a write conflict between transactions.
 const WRITE_CONFLICT: i32 = 112;
@@ -552,6 +564,8 @@ struct Store {
     sessions: Collection<Document>,
     /// Per-user guard documents of `create_limited` (`<collection>_user_locks`).
     locks: Collection<Document>,
+    /// Leases of background work (`<collection>_leases`): `{_id: name, owner, until}`.
+    leases: Collection<Document>,
 }
 
 /// The state shared by the component and its connector task.
@@ -642,7 +656,8 @@ impl Shared {
         let db = client.database(&s.database);
         let sessions = db.collection::<Document>(&s.collection);
         let locks = db.collection::<Document>(&format!("{}{LOCKS_SUFFIX}", s.collection));
-        Ok(Store { client, sessions, locks })
+        let leases = db.collection::<Document>(&format!("{}{LEASES_SUFFIX}", s.collection));
+        Ok(Store { client, sessions, locks, leases })
     }
 
     async fn store(&self) -> Result<&Store, ApplicationError> {
@@ -887,7 +902,8 @@ impl SessionsMongoDbPersistence {
     /// The record under `id` as read, or `None`; a document that is not a session is a 500.
     async fn read(&self, cid: Option<&str>, id: &str) -> Result<Option<Decoded>, ApplicationError> {
         let coll = self.collection().await?;
-        let found = self.shared.call(cid, "find_one", coll.find_one(doc! { "_id": id })).await?;
+        let find = coll.find_one(doc! { "_id": id }).max_time(self.shared.settings.call_timeout);
+        let found = self.shared.call(cid, "find_one", find).await?;
         found.map(|d| self.shared.decode(cid, &d, true)).transpose()
     }
 
@@ -931,6 +947,7 @@ impl SessionsMongoDbPersistence {
     /// Store failures.
     pub async fn drop_collection(&self, cid: Option<&str>) -> Result<(), ApplicationError> {
         let store = self.shared.store().await?;
+        self.shared.call(cid, "drop", store.leases.drop()).await?;
         self.shared.call(cid, "drop", store.locks.drop()).await?;
         self.shared.call(cid, "drop", store.sessions.drop()).await
     }
@@ -1019,14 +1036,19 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
                 .sort(doc! { "request_time": -1, "_id": 1 })
                 .skip(paging.skip())
                 .limit(take)
+                .max_time(self.shared.settings.call_timeout)
                 .projection(doc! { "user": 0, "data": 0 })
                 .await?
                 .try_collect::<Vec<Document>>()
                 .await
         };
         let docs = self.shared.call(cid, "find", find).await?;
-        let total =
-            if paging.total { Some(self.shared.call(cid, "count", coll.count_documents(query)).await?) } else { None };
+        let total = if paging.total {
+            let count = coll.count_documents(query).max_time(self.shared.settings.call_timeout);
+            Some(self.shared.call(cid, "count", count).await?)
+        } else {
+            None
+        };
         Ok(DataPage { total, data: self.shared.decode_all(&docs, false) })
     }
 
@@ -1070,7 +1092,9 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
                 .call(
                     cid,
                     "find_one_and_update",
-                    coll.find_one_and_update(filter, change).return_document(ReturnDocument::After),
+                    coll.find_one_and_update(filter, change)
+                        .return_document(ReturnDocument::After)
+                        .max_time(self.shared.settings.call_timeout),
                 )
                 .await?;
             if let Some(d) = updated {
@@ -1094,7 +1118,8 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
         // The controller sweeps before every list. Mostly nothing has expired: look first (one
         // read on the expiry index) and write only when there is something to close, instead of
         // an `update_many` with its write locks on every list call.
-        let any = coll.find_one(filter.clone()).projection(doc! { "_id": 1 });
+        let any =
+            coll.find_one(filter.clone()).projection(doc! { "_id": 1 }).max_time(self.shared.settings.call_timeout);
         if self.shared.call(cid, "find_one", any).await?.is_none() {
             return Ok(0);
         }
@@ -1125,7 +1150,8 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
                 return Ok(UpdateOutcome::ConditionFailed(current.session));
             }
             let filter = write_filter_for(id, condition, &current);
-            let deleted = self.shared.call(cid, "find_one_and_delete", coll.find_one_and_delete(filter)).await?;
+            let delete = coll.find_one_and_delete(filter).max_time(self.shared.settings.call_timeout);
+            let deleted = self.shared.call(cid, "find_one_and_delete", delete).await?;
             if let Some(d) = deleted {
                 return Ok(UpdateOutcome::Updated(self.shared.decode(cid, &d, true)?.session));
             }
@@ -1313,6 +1339,28 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
         };
         let docs = self.shared.call(cid, "find", find).await?;
         Ok(self.shared.decode_all(&docs, true))
+    }
+
+    /// One conditional upsert: the lease document is taken when its owner is `owner` or its
+    /// deadline is past; when another instance holds it, the upsert's insert collides on `_id`.
+    async fn acquire_lease(
+        &self,
+        cid: Option<&str>,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, ApplicationError> {
+        let store = self.shared.store().await?;
+        let filter = doc! { "_id": name, "$or": [{ "owner": owner }, { "until": { "$lt": bson_time(now) } }] };
+        let update = doc! { "$set": { "owner": owner, "until": bson_time(until) } };
+        let take = store.leases.update_one(filter, update).upsert(true);
+        match tokio::time::timeout(self.shared.settings.call_timeout, take).await {
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(e)) if is_duplicate_key(&e) => Ok(false),
+            Ok(Err(e)) => Err(self.shared.map_error(&e, "update_one").with_correlation_id(cid)),
+            Err(_) => Err(self.shared.unavailable("update_one: no answer in time").with_correlation_id(cid)),
+        }
     }
 
     async fn clear(&self, cid: Option<&str>) -> Result<(), ApplicationError> {

@@ -130,8 +130,17 @@ pub fn error_response(error: &ApplicationError) -> HttpResponse {
     }
     let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = serde_json::to_vec(&error.to_description()).unwrap_or_default();
-    HttpResponse::with_body(status, "application/json", Bytes::from(body))
+    let response = HttpResponse::with_body(status, "application/json", Bytes::from(body));
+    // An error that knows when to come back (`details.retry_after`, seconds) says so.
+    match error.details.get(RETRY_AFTER_DETAIL).and_then(serde_json::Value::as_u64) {
+        Some(seconds) => response.with_header("retry-after", &seconds.to_string()),
+        None => response,
+    }
 }
+
+/// The `details` key of an error that tells the client when to retry, in seconds; the renderer
+/// turns it into a `Retry-After` header.
+pub const RETRY_AFTER_DETAIL: &str = "retry_after";
 
 /// A route handler.
 #[async_trait]
