@@ -6,6 +6,7 @@ use crate::persistence::file::SessionsFilePersistence;
 use crate::persistence::instrumented::InstrumentedPersistence;
 use crate::persistence::memory::SessionsMemoryPersistence;
 use crate::persistence::mongodb::SessionsMongoDbPersistence;
+use crate::persistence::redis::SessionsRedisPersistence;
 use crate::services::version1::{SessionsCommandableHttpServiceV1, SessionsRestServiceV1};
 use crate::toolkit::commands::Commandable;
 use crate::toolkit::defaults::default_factory;
@@ -30,6 +31,11 @@ pub fn file_persistence_descriptor() -> Descriptor {
 /// `service-sessions:persistence:mongodb:*:1.0`.
 pub fn mongodb_persistence_descriptor() -> Descriptor {
     Descriptor::new("service-sessions", "persistence", "mongodb", "*", "1.0")
+}
+
+/// `service-sessions:persistence:redis:*:1.0`.
+pub fn redis_persistence_descriptor() -> Descriptor {
+    Descriptor::new("service-sessions", "persistence", "redis", "*", "1.0")
 }
 
 /// `service-sessions:controller:default:*:1.0`.
@@ -75,6 +81,10 @@ impl SessionsServiceFactory {
             .register(mongodb_persistence_descriptor(), |c| {
                 let p = Arc::new(SessionsMongoDbPersistence::from_config(c)?);
                 Ok(Registration::new(any(), p.clone()).provide(InstrumentedPersistence::wrap("mongodb", p)))
+            })
+            .register(redis_persistence_descriptor(), |c| {
+                let p = Arc::new(SessionsRedisPersistence::from_config(c)?);
+                Ok(Registration::new(any(), p.clone()).provide(InstrumentedPersistence::wrap("redis", p)))
             })
             .register(file_persistence_descriptor(), |c| {
                 let p = Arc::new(SessionsFilePersistence::from_config(c)?);
