@@ -235,16 +235,13 @@ impl Settings {
             _ => Vec::new(),
         };
         let uri = s.connection.uri.clone().filter(|u| !u.is_empty());
-        let mut urls: Vec<String> = if o.cluster && !nodes.is_empty() {
+        // A cluster's seeds are the nodes (`host:port`, or URLs for `rediss://` and userinfo);
+        // without nodes, the URI is the one seed.
+        let urls: Vec<String> = if o.cluster && !nodes.is_empty() {
             nodes.iter().map(|n| if n.contains("://") { n.clone() } else { format!("redis://{n}") }).collect()
         } else {
-            vec![uri.clone().unwrap_or_else(|| "redis://127.0.0.1:6379".to_string())]
+            vec![uri.unwrap_or_else(|| "redis://127.0.0.1:6379".to_string())]
         };
-        if o.cluster {
-            if let Some(u) = uri.filter(|_| !nodes.is_empty()) {
-                urls.push(u);
-            }
-        }
         for url in &urls {
             if let Some(userinfo) = uri_userinfo(url) {
                 secrets.push(userinfo.to_string());
@@ -1390,6 +1387,44 @@ mod tests {
         assert_eq!(e.code, "BAD_CONFIG");
         assert_eq!(e.details["errors"].as_array().unwrap().len(), 4, "{e:?}");
         assert!(!e.message.contains("s3cret"), "{}", e.message);
+    }
+
+    #[test]
+    fn shipped_config_template_enables_redis_with_the_redis_variables() {
+        use crate::toolkit::config::{parse_config, ConfigParameters};
+        let template = include_str!("../../../config/config.yml");
+        let persistences = |params: &[(&str, &str)]| {
+            let params: ConfigParameters = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            parse_config(template, &params)
+                .unwrap()
+                .into_iter()
+                .filter(|c| c.descriptor.typ() == Some("persistence"))
+                .collect::<Vec<_>>()
+        };
+        let only = persistences(&[("REDIS_ENABLED", "true")]);
+        assert_eq!(only.len(), 1, "REDIS_ENABLED replaces the default memory store");
+        assert_eq!(only[0].descriptor.to_string(), "service-sessions:persistence:redis:default:1.0");
+        let s = Settings::from_config(&only[0]).unwrap();
+        assert_eq!((s.target.as_str(), s.cluster, s.username.as_deref()), ("localhost:6379/sessions", false, None));
+
+        let c = persistences(&[
+            ("REDIS_ENABLED", "1"),
+            ("REDIS_SERVICE_URI", "rediss://cache.example:6380"),
+            ("REDIS_USER", "app"),
+            ("REDIS_PASS", r#"p"a#ss: \x"#),
+            ("REDIS_KEY_PREFIX", "s1"),
+        ]);
+        let s = Settings::from_config(&c[0]).unwrap();
+        assert_eq!(s.target, "tls:cache.example:6380/s1");
+        assert_eq!(s.password.as_deref(), Some(r#"p"a#ss: \x"#));
+
+        let c = persistences(&[("REDIS_ENABLED", "1"), ("REDIS_CLUSTER", "true"), ("REDIS_NODES", "h1:7000,h2:7001")]);
+        let s = Settings::from_config(&c[0]).unwrap();
+        assert_eq!((s.cluster, s.buckets, s.target.as_str()), (true, 16, "h1:7000,h2:7001/sessions"));
+
+        // The other switches still work; none means memory.
+        assert_eq!(persistences(&[("MONGO_ENABLED", "1")])[0].descriptor.kind(), Some("mongodb"));
+        assert_eq!(persistences(&[])[0].descriptor.kind(), Some("memory"));
     }
 
     #[test]
