@@ -540,3 +540,30 @@ async fn redis_starts_with_the_server_down_and_connects_later() {
     assert_eq!((a.status, a.json()["user_id"].as_str()), (200, Some("u1")));
     app.stop().await;
 }
+
+/// `options.wait_replicas`: on the cluster (a replica per master) writes are confirmed; on a
+/// standalone server (no replica) a write is applied but answered 503 `STORE_NOT_REPLICATED`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_wait_replicas_confirms_writes_or_says_it_could_not() {
+    let options = json!({"wait_replicas": 1, "wait_timeout": 200});
+    let p = open_store_with(Deployment::Cluster, &unique_prefix("wait"), options.clone()).await;
+    let _cleanup = Cleanup(p.clone());
+    let now = truncate_millis(Utc::now());
+    p.create(None, SessionV1::open("w1".into(), "u1".into(), now)).await.unwrap();
+    let store = SessionUpdate {
+        condition: WriteCondition::default(),
+        change: SessionChange::StoreData(json!({"a": 1})),
+        now,
+        policy: ExpiryPolicy::default(),
+    };
+    assert!(matches!(
+        p.update(None, "w1", &store).await.unwrap(),
+        service_sessions::persistence::UpdateOutcome::Updated(_)
+    ));
+
+    let single = open_store_with(Deployment::Standalone, &unique_prefix("wait"), options).await;
+    let _cleanup_single = Cleanup(single.clone());
+    let e = single.create(None, SessionV1::open("w2".into(), "u1".into(), now)).await.unwrap_err();
+    assert_eq!((e.status, e.code.as_str()), (503, "STORE_NOT_REPLICATED"));
+    assert_eq!(single.get_one_by_id(None, "w2").await.unwrap().map(|s| s.id), Some("w2".to_string()), "applied");
+}

@@ -60,7 +60,9 @@
 //! `STORE_UNAVAILABLE` (HTTP 503), and the client reconnects by itself. Readiness
 //! ([`Component::health`]) is a `PING` answered within the connect timeout. With
 //! `options.wait_replicas: n` every write is followed by `WAIT n options.wait_timeout` on the
-//! session's master (see the README for what that guarantees).
+//! session's master, and a write fewer replicas confirmed in time is answered 503
+//! `STORE_NOT_REPLICATED` (it is applied on the master, but not acknowledged as done); see the
+//! README for what that guarantees.
 //!
 //! **Bad data.** A record that is not a readable session (a key of the wrong type, a missing or
 //! malformed field) is logged with its id hashed, counted in `store_bad_documents_total`, left out
@@ -535,7 +537,7 @@ impl Shared {
     }
 
     /// With `options.wait_replicas`, waits until that many replicas of bucket `n`'s master have
-    /// the writes so far (`WAIT`); a shortfall is logged, not an error (the write is done).
+    /// the writes so far (`WAIT`); a shortfall is a 503 `STORE_NOT_REPLICATED`.
     async fn wait_replicas(&self, cid: Option<&str>, n: u32) -> Result<(), ApplicationError> {
         let s = &self.settings;
         if s.wait_replicas == 0 {
@@ -563,8 +565,16 @@ impl Shared {
             Ok(Ok(v)) => {
                 let acked = int(&v).unwrap_or(0);
                 if acked < i64::from(s.wait_replicas) {
+                    // The write is applied on the master but may not survive its failover: the
+                    // caller is not told "done" (it may retry with `version` and see).
                     tracing::warn!(store = %s.target, acked, wanted = s.wait_replicas,
                         "Fewer replicas than options.wait_replicas acknowledged a write in time.");
+                    return Err(ApplicationError::no_response(
+                        "STORE_NOT_REPLICATED",
+                        "The write was applied but not confirmed by enough replicas",
+                    )
+                    .with_details("replicas", acked)
+                    .with_correlation_id(cid));
                 }
                 Ok(())
             }
