@@ -70,6 +70,10 @@ struct Tally {
     first_error: Option<Instant>,
     last_error: Option<Instant>,
     lost: u64,
+    /// The final read succeeded (the cluster answered again).
+    verified: bool,
+    /// The first acknowledged write after the first error.
+    recovered: Option<Instant>,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -147,6 +151,9 @@ async fn main() -> anyhow::Result<()> {
                     Ok(Some(s)) => {
                         version = s.version;
                         t.acked += 1;
+                        if t.first_error.is_some() && t.recovered.is_none() {
+                            t.recovered = Some(Instant::now());
+                        }
                     }
                     Ok(None) => {
                         *t.errors.entry("session gone".into()).or_default() += 1;
@@ -171,11 +178,12 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
             // The final check: the stored version against the last acknowledged one.
-            for _ in 0..100 {
+            for _ in 0..20 {
                 if let Ok(Some(now)) = c.get_session_by_id(None, &id).await {
                     if now.version < version {
                         t.lost += u64::try_from(version - now.version).unwrap_or(0);
                     }
+                    t.verified = true;
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -189,8 +197,14 @@ async fn main() -> anyhow::Result<()> {
     let killed_wall = Utc::now();
 
     let mut total = Tally::default();
+    let mut verified = 0;
+    let mut recovered: Vec<f64> = Vec::new();
     for task in tasks {
         let t = task.await?;
+        verified += u64::from(t.verified);
+        if let Some(r) = t.recovered {
+            recovered.push(r.saturating_duration_since(killed_at).as_secs_f64());
+        }
         total.acked += t.acked;
         total.lost += t.lost;
         for (k, v) in t.errors {
@@ -218,7 +232,12 @@ async fn main() -> anyhow::Result<()> {
     println!("  acknowledged writes        {}", total.acked);
     println!("  failed writes              {:?}", total.errors);
     println!("  unavailable window         {window}");
-    println!("  lost acknowledged writes   {}", total.lost);
+    println!(
+        "  writers writing again      {} of {writers} (the last {:.2} s after the kill)",
+        recovered.len(),
+        recovered.iter().copied().fold(0.0, f64::max)
+    );
+    println!("  lost acknowledged writes   {} (final versions read for {verified} of {writers} sessions)", total.lost);
     let _ = store.clear(None).await;
     store.close(None).await?;
     Ok(())

@@ -99,7 +99,7 @@ redis_cluster_start() {
     for i in 1 2 3 4 5 6; do
         port="$(_redis_free_port)"
         _redis_server "$port" "$root/$port" --cluster-enabled yes --cluster-config-file "$root/$port/nodes.conf" \
-            --cluster-node-timeout 2000 || return 1
+            --cluster-node-timeout 2000 --repl-diskless-sync-delay 0 || return 1
         nodes+=("127.0.0.1:$port")
     done
     redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$root/create.log" 2>&1 || {
@@ -108,8 +108,16 @@ redis_cluster_start() {
     }
     for _ in $(seq 300); do
         if redis-cli -h 127.0.0.1 -p "${nodes[0]##*:}" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; then
-            # Every replica attached to its master.
-            if [[ "$(redis-cli -h 127.0.0.1 -p "${nodes[0]##*:}" cluster nodes | grep -c ' slave ')" == 3 ]]; then
+            # Every replica attached to its master and in sync with it (a replica that never
+            # synced cannot take over when its master fails).
+            local synced=0 node
+            for node in "${nodes[@]}"; do
+                if redis-cli -h 127.0.0.1 -p "${node##*:}" info replication 2>/dev/null | grep -q 'master_link_status:up'; then
+                    synced=$((synced + 1))
+                fi
+            done
+            if [[ "$(redis-cli -h 127.0.0.1 -p "${nodes[0]##*:}" cluster nodes | grep -c ' slave ')" == 3 ]] &&
+                ((synced == 3)); then
                 local list
                 list="$(IFS=,; echo "${nodes[*]}")"
                 export "$var=$list"
