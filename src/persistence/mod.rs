@@ -5,7 +5,9 @@
 //! and its [`UpdateOutcome`] carries the current record when the condition failed, so the
 //! controller can tell "closed", "expired" and "stale version" apart without a second read.
 //! The in-process backends share [`WriteCondition::holds`] and [`SessionChange::apply`]; the
-//! MongoDB backend expresses the same rules as a query filter and update document.
+//! MongoDB backend expresses the same rules as a query filter and update document, the Redis
+//! backend as Lua scripts; all of them choose the victims of a per-user limit with
+//! [`limit_victims`].
 //!
 //! Expiry: each open session stores its `expire_time`, computed at every write by
 //! [`ExpiryPolicy`] (idle timeout or the session's own `ttl`, capped by the absolute lifetime),
