@@ -296,6 +296,16 @@ async fn redis_keys_carry_native_expiry_and_dropped_sessions_leave_the_lists() {
     assert_eq!(members, ["live"], "the dropped session's index entries are gone");
 }
 
+/// `store_bad_documents_total{backend="redis"}` as `/metrics` shows it.
+fn bad_records_counted() -> u64 {
+    let text = service_sessions::toolkit::metrics::render();
+    String::from_utf8_lossy(&text)
+        .lines()
+        .find_map(|l| l.strip_prefix("store_bad_documents_total{backend=\"redis\"} "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// Keys of other applications in the same database are never touched or listed, a corrupted
 /// session value is skipped (and answered 500 by id), and a 1 MiB `data` works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,8 +331,10 @@ async fn redis_bad_records_and_foreign_keys() {
     let _: () = c.del(format!("{base}:s:not_a_hash")).await.unwrap();
     let _: () = c.set(format!("{base}:s:not_a_hash"), "junk").await.unwrap();
 
+    let counted_before = bad_records_counted();
     let page = p.get_page_by_filter(None, &SessionsFilter::default(), &PagingParams::default()).await.unwrap();
     assert_eq!(page.data.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["good"]);
+    assert!(bad_records_counted() >= counted_before + 2, "both unreadable records counted");
     let user = SessionsFilter { user_id: Some("u1".into()), ..Default::default() };
     let page = p.get_page_by_filter(None, &user, &PagingParams::default()).await.unwrap();
     assert_eq!(page.data.len(), 1);
