@@ -14,15 +14,28 @@
 # SESSIONS_NODE_CLIENT_DIR point the tests at them (without them those tests fail, like the
 # MongoDB suites without MONGODB_URI).
 #
+# Redis: a standalone server and a Redis Cluster (3 masters, a replica each) are started on free
+# 127.0.0.1 ports (test/redis_server.sh; `redis-server` is installed if missing) unless REDIS_URI
+# and REDIS_CLUSTER_NODES are set; both are stopped when this script exits.
+#
 # Fuzzing (test/fuzz.rs) runs each target for FUZZ_SECONDS (60 here unless set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source test/mongo_server.sh
 source test/node_original.sh
+source test/redis_server.sh
 mongo_install
 node_original_install
 if [[ -z "${MONGODB_URI:-}" ]]; then
     mongo_start MONGODB_URI
+fi
+# One EXIT trap stops every server, whichever helper started it.
+trap '_mongo_stop_all; redis_stop_all' EXIT
+if [[ -z "${REDIS_URI:-}" ]]; then
+    redis_start REDIS_URI
+fi
+if [[ -z "${REDIS_CLUSTER_NODES:-}" ]]; then
+    redis_cluster_start REDIS_CLUSTER_NODES
 fi
 export FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
 cargo test --all-targets

@@ -6,6 +6,7 @@ use crate::persistence::file::SessionsFilePersistence;
 use crate::persistence::instrumented::InstrumentedPersistence;
 use crate::persistence::memory::SessionsMemoryPersistence;
 use crate::persistence::mongodb::SessionsMongoDbPersistence;
+use crate::persistence::redis::SessionsRedisPersistence;
 use crate::services::version1::{SessionsCommandableHttpServiceV1, SessionsRestServiceV1};
 use crate::toolkit::commands::Commandable;
 use crate::toolkit::defaults::{default_factory, GRPC_UNAVAILABLE};
@@ -30,6 +31,11 @@ pub fn file_persistence_descriptor() -> Descriptor {
 /// `service-sessions:persistence:mongodb:*:1.0`.
 pub fn mongodb_persistence_descriptor() -> Descriptor {
     Descriptor::new("service-sessions", "persistence", "mongodb", "*", "1.0")
+}
+
+/// `service-sessions:persistence:redis:*:1.0`.
+pub fn redis_persistence_descriptor() -> Descriptor {
+    Descriptor::new("service-sessions", "persistence", "redis", "*", "1.0")
 }
 
 /// `service-sessions:controller:default:*:1.0`.
@@ -71,7 +77,7 @@ fn any() -> Descriptor {
     Descriptor::new("*", "*", "*", "*", "*")
 }
 
-/// Default `options.max_in_flight` of a store shared over the network (MongoDB): enough for the
+/// Default `options.max_in_flight` of a store shared over the network (MongoDB, Redis): enough for the
 /// driver's pool to stay busy, few enough that calls over capacity are refused at once instead of
 /// queueing until they time out. The in-process stores are unbounded by default.
 pub const DEFAULT_SHARED_MAX_IN_FLIGHT: usize = 256;
@@ -92,6 +98,12 @@ impl SessionsServiceFactory {
                 let p = Arc::new(SessionsMongoDbPersistence::from_config(c)?);
                 let store =
                     InstrumentedPersistence::wrap_configured("mongodb", p.clone(), c, DEFAULT_SHARED_MAX_IN_FLIGHT)?;
+                Ok(Registration::new(any(), p).provide(store))
+            })
+            .register(redis_persistence_descriptor(), |c| {
+                let p = Arc::new(SessionsRedisPersistence::from_config(c)?);
+                let store =
+                    InstrumentedPersistence::wrap_configured("redis", p.clone(), c, DEFAULT_SHARED_MAX_IN_FLIGHT)?;
                 Ok(Registration::new(any(), p).provide(store))
             })
             .register(file_persistence_descriptor(), |c| {

@@ -18,7 +18,7 @@
 //! each ordered index in bulk.
 
 use super::{
-    is_alive, session_exists, session_limit, ExpiryPolicy, LimitPolicy, SessionChange, SessionLimit, SessionUpdate,
+    is_alive, limit_victims, session_exists, session_limit, ExpiryPolicy, SessionChange, SessionLimit, SessionUpdate,
     UpdateOutcome, WriteCondition,
 };
 use crate::data::version1::{SessionV1, SessionsFilter};
@@ -376,26 +376,12 @@ impl SessionsIndex {
         if self.contains(&s.id) {
             return Err(session_exists(&s.id));
         }
-        let mut open: Vec<SessionV1> = self
+        let open: Vec<SessionV1> = self
             .by_user
             .get(s.user_id.as_str())
             .map(|set| set.iter().filter_map(|(_, id)| self.get(id)).filter(|x| x.active).collect())
             .unwrap_or_default();
-        let (alive, expired): (Vec<SessionV1>, Vec<SessionV1>) =
-            open.drain(..).partition(|x| is_alive(x, Some(limit.now), limit.idle_cutoff));
-        let mut to_close: Vec<String> = expired.into_iter().map(|x| x.id).collect();
-        let count = alive.len() as u64;
-        if count >= limit.max {
-            match limit.policy {
-                LimitPolicy::Deny => return Err(session_limit(&s.user_id, limit.max)),
-                LimitPolicy::CloseOldest => {
-                    let mut oldest = alive;
-                    oldest.sort_by(|a, b| a.open_time.cmp(&b.open_time).then_with(|| a.id.cmp(&b.id)));
-                    let excess = usize::try_from(count + 1 - limit.max).unwrap_or(usize::MAX);
-                    to_close.extend(oldest.into_iter().take(excess).map(|x| x.id));
-                }
-            }
-        }
+        let to_close = limit_victims(open, limit).ok_or_else(|| session_limit(&s.user_id, limit.max))?;
         let closed: Vec<SessionV1> = to_close.iter().filter_map(|id| self.closed_copy(id, limit.now)).collect();
         closed.iter().for_each(|c| self.put(c.clone()));
         self.put(s);

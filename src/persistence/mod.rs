@@ -5,7 +5,9 @@
 //! and its [`UpdateOutcome`] carries the current record when the condition failed, so the
 //! controller can tell "closed", "expired" and "stale version" apart without a second read.
 //! The in-process backends share [`WriteCondition::holds`] and [`SessionChange::apply`]; the
-//! MongoDB backend expresses the same rules as a query filter and update document.
+//! MongoDB backend expresses the same rules as a query filter and update document, the Redis
+//! backend as Lua scripts; all of them choose the victims of a per-user limit with
+//! [`limit_victims`].
 //!
 //! Expiry: each open session stores its `expire_time`, computed at every write by
 //! [`ExpiryPolicy`] (idle timeout or the session's own `ttl`, capped by the absolute lifetime),
@@ -19,6 +21,7 @@ pub mod instrumented;
 pub mod memory;
 pub mod mongodb;
 pub mod node_json;
+pub mod redis;
 
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::data::{DataPage, PagingParams};
@@ -172,6 +175,30 @@ pub struct SessionLimit {
     pub idle_cutoff: Option<DateTime<Utc>>,
 }
 
+/// The ids of the user's open sessions `create_limited` closes before inserting: the expired
+/// ones, and under `CloseOldest` the oldest alive ones (by `open_time`, then id) beyond the room
+/// the new session needs — the rule every backend applies.
+///
+/// `None` when the user is at the limit under `Deny`. `open` may hold closed sessions too (they
+/// are left out).
+pub fn limit_victims(open: Vec<SessionV1>, limit: &SessionLimit) -> Option<Vec<String>> {
+    let (mut alive, expired): (Vec<SessionV1>, Vec<SessionV1>) =
+        open.into_iter().filter(|s| s.active).partition(|s| is_alive(s, Some(limit.now), limit.idle_cutoff));
+    let mut victims: Vec<String> = expired.into_iter().map(|s| s.id).collect();
+    let count = alive.len() as u64;
+    if count >= limit.max {
+        match limit.policy {
+            LimitPolicy::Deny => return None,
+            LimitPolicy::CloseOldest => {
+                alive.sort_by(|a, b| a.open_time.cmp(&b.open_time).then_with(|| a.id.cmp(&b.id)));
+                let excess = usize::try_from(count + 1 - limit.max).unwrap_or(usize::MAX);
+                victims.extend(alive.into_iter().take(excess).map(|s| s.id));
+            }
+        }
+    }
+    Some(victims)
+}
+
 /// The `SESSION_LIMIT` conflict.
 pub fn session_limit(user_id: &str, max: u64) -> ApplicationError {
     ApplicationError::conflict("SESSION_LIMIT", "The user has the most open sessions allowed")
@@ -305,6 +332,43 @@ pub trait SessionsPersistence: Send + Sync {
     ) -> Result<bool, ApplicationError> {
         Ok(true)
     }
+}
+
+/// Why a stored record is not a session: the field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    /// The field at fault.
+    pub field: &'static str,
+    /// What is wrong ("missing", "must be a string", ...).
+    pub reason: &'static str,
+}
+
+impl DecodeError {
+    /// The field and what is wrong with it.
+    pub fn new(field: &'static str, reason: &'static str) -> Self {
+        Self { field, reason }
+    }
+
+    /// The 500 a call on this very record answers (code `SESSION_UNREADABLE`; no stored value
+    /// is quoted).
+    pub fn to_error(&self) -> ApplicationError {
+        ApplicationError::internal("SESSION_UNREADABLE", "The stored session cannot be read")
+            .with_details("field", self.field)
+            .with_details("reason", self.reason)
+    }
+}
+
+/// `store_bad_documents_total{backend}`: stored records that could not be read as sessions (one
+/// family shared by the shared-store backends).
+pub fn bad_records_counter(backend: &str) -> Option<prometheus::IntCounter> {
+    static FAMILY: std::sync::LazyLock<Option<prometheus::IntCounterVec>> = std::sync::LazyLock::new(|| {
+        crate::toolkit::metrics::counter_vec(
+            "store_bad_documents_total",
+            "Stored documents that could not be read as sessions",
+            &["backend"],
+        )
+    });
+    FAMILY.as_ref().map(|f| f.with_label_values(&[backend]))
 }
 
 /// The `SESSION_EXISTS` conflict.

@@ -7,6 +7,7 @@ mod file;
 pub mod fixture;
 mod memory;
 pub mod mongodb;
+pub mod redis;
 
 use service_sessions::persistence::SessionsPersistence;
 use std::any::Any;

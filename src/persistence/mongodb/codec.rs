@@ -24,7 +24,6 @@
 //! escaped, so the mapping is reversible; ordinary keys are stored as they are.
 
 use crate::data::version1::SessionV1;
-use crate::toolkit::errors::ApplicationError;
 use chrono::{DateTime, TimeZone, Utc};
 use mongodb::bson::{Bson, DateTime as BsonDateTime, Decimal128, Document};
 use serde_json::{Map, Number, Value};
@@ -37,28 +36,7 @@ pub fn bson_time(t: DateTime<Utc>) -> BsonDateTime {
     BsonDateTime::from_millis(t.timestamp_millis())
 }
 
-/// Why a stored document is not a session: the field and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DecodeError {
-    /// The field at fault.
-    pub field: &'static str,
-    /// What is wrong ("missing", "must be a string", ...).
-    pub reason: &'static str,
-}
-
-impl DecodeError {
-    fn new(field: &'static str, reason: &'static str) -> Self {
-        Self { field, reason }
-    }
-
-    /// The 500 a call on this very document answers (code `SESSION_UNREADABLE`; no stored value
-    /// is quoted).
-    pub fn to_error(&self) -> ApplicationError {
-        ApplicationError::internal("SESSION_UNREADABLE", "The stored session cannot be read")
-            .with_details("field", self.field)
-            .with_details("reason", self.reason)
-    }
-}
+pub use crate::persistence::DecodeError;
 
 /// A decoded document.
 #[derive(Debug, Clone, PartialEq)]

@@ -76,8 +76,8 @@
 pub mod codec;
 
 use super::{
-    is_alive, session_exists, session_limit, LimitPolicy, SessionChange, SessionLimit, SessionUpdate,
-    SessionsPersistence, UpdateOutcome, WriteCondition, DEFAULT_MAX_PAGE_SIZE,
+    limit_victims, session_exists, session_limit, SessionChange, SessionLimit, SessionUpdate, SessionsPersistence,
+    UpdateOutcome, WriteCondition, DEFAULT_MAX_PAGE_SIZE,
 };
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::component::{Component, ComponentHealth};
@@ -85,7 +85,6 @@ use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::errors::ApplicationError;
 use crate::toolkit::log::redact_id;
-use crate::toolkit::metrics::counter_vec;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use codec::{bson_time, decode_session, json_to_bson, session_document, DecodeError, Decoded};
@@ -344,7 +343,7 @@ fn write_filter_for(id: &str, c: &WriteCondition, current: &Decoded) -> Document
     f
 }
 
-/// The `$or` branches of [`is_alive`]: a record with an `expire_time` is alive while
+/// The `$or` branches of [`is_alive`](super::is_alive): a record with an `expire_time` is alive while
 /// `expire_time >= now`; one without is alive while `request_time >= idle_cutoff`.
 fn alive_filter(now: Option<DateTime<Utc>>, idle_cutoff: Option<DateTime<Utc>>) -> Option<(Document, Document)> {
     let with = match now {
@@ -358,7 +357,7 @@ fn alive_filter(now: Option<DateTime<Utc>>, idle_cutoff: Option<DateTime<Utc>>) 
     (now.is_some() || idle_cutoff.is_some()).then_some((with, without))
 }
 
-/// The query of the open sessions that are not alive at `now` (see [`is_alive`]).
+/// The query of the open sessions that are not alive at `now` (see [`is_alive`](super::is_alive)).
 fn expired_filter(now: DateTime<Utc>, idle_cutoff: DateTime<Utc>) -> Document {
     doc! {
         "active": true,
@@ -460,30 +459,6 @@ fn index_models() -> Vec<IndexModel> {
     .collect()
 }
 
-/// The ids of the user's open sessions `create_limited` closes before inserting: the expired
-/// ones, and under `CloseOldest` the oldest alive ones (by `open_time`, then id) beyond the room
-/// the new session needs — the memory backend's rule.
-///
-/// # Errors
-/// `Err(())` when the user is at the limit under `Deny`.
-fn limit_victims(open: Vec<SessionV1>, limit: &SessionLimit) -> Result<Vec<String>, ()> {
-    let (mut alive, expired): (Vec<SessionV1>, Vec<SessionV1>) =
-        open.into_iter().filter(|s| s.active).partition(|s| is_alive(s, Some(limit.now), limit.idle_cutoff));
-    let mut victims: Vec<String> = expired.into_iter().map(|s| s.id).collect();
-    let count = alive.len() as u64;
-    if count >= limit.max {
-        match limit.policy {
-            LimitPolicy::Deny => return Err(()),
-            LimitPolicy::CloseOldest => {
-                alive.sort_by(|a, b| a.open_time.cmp(&b.open_time).then_with(|| a.id.cmp(&b.id)));
-                let excess = usize::try_from(count + 1 - limit.max).unwrap_or(usize::MAX);
-                victims.extend(alive.into_iter().take(excess).map(|s| s.id));
-            }
-        }
-    }
-    Ok(victims)
-}
-
 /// Why a transaction body stopped.
 enum TxError {
     /// A driver error; the transaction is retried when it is transient.
@@ -513,12 +488,9 @@ const NAMESPACE_EXISTS: i32 = 48;
 /// name or with other options (IndexOptionsConflict, IndexKeySpecsConflict, IndexAlreadyExists).
 const INDEX_CONFLICT_CODES: &[i32] = &[85, 86, 68];
 
-/// `store_bad_documents_total`: stored documents that could not be read as sessions.
+/// `store_bad_documents_total{backend="mongodb"}`.
 fn bad_documents_counter() -> Option<&'static IntCounter> {
-    static C: LazyLock<Option<IntCounter>> = LazyLock::new(|| {
-        counter_vec("store_bad_documents_total", "Stored documents that could not be read as sessions", &["backend"])
-            .map(|v| v.with_label_values(&["mongodb"]))
-    });
+    static C: LazyLock<Option<IntCounter>> = LazyLock::new(|| super::bad_records_counter("mongodb"));
     C.as_ref()
 }
 
@@ -1192,7 +1164,7 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
                         .await?;
                     let open: Vec<Document> = cursor.stream(&mut *tx).try_collect().await?;
                     let open = shared.decode_all(&open, false);
-                    let to_close = limit_victims(open, &limit).map_err(|_| session_limit(&user_id, limit.max))?;
+                    let to_close = limit_victims(open, &limit).ok_or_else(|| session_limit(&user_id, limit.max))?;
                     if !to_close.is_empty() {
                         let filter = doc! { "_id": { "$in": &to_close }, "active": true };
                         let mut closed = 0;
