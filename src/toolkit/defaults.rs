@@ -1,12 +1,13 @@
-//! The toolkit's own factory: context info, console logger, clocks, and the HTTP components
-//! (endpoint, heartbeat, status, swagger, API-key authenticator). Product factories are added after it and override it.
+//! The toolkit's own factory: context info, console logger, clocks, the HTTP components
+//! (endpoint, heartbeat, status, swagger, API-key authenticator) and the gRPC endpoint. Product factories are added after it and override it.
 
 use super::component::Component;
 use super::config::ComponentConfig;
 use super::descriptor::Descriptor;
 use super::errors::ApplicationError;
 use super::factory::TableFactory;
-use super::http::auth::ApiKeyAuthenticator;
+use super::grpc::GrpcEndpoint;
+use super::http::auth::{ApiKeyAuthenticator, ApiKeyVerifier};
 use super::http::heartbeat::HeartbeatService;
 use super::http::status::StatusService;
 use super::http::swagger::SwaggerService;
@@ -62,5 +63,9 @@ pub fn default_factory() -> TableFactory {
             let s: super::http::heartbeat::RouteSettings = c.section()?;
             plain(PrometheusService::new(s.route.as_deref()))
         })
-        .register(d("pip-services", "authenticator", "api-key"), |c| plain(ApiKeyAuthenticator::from_config(c)?))
+        .register(d("pip-services", "authenticator", "api-key"), |c| {
+            let a = Arc::new(ApiKeyAuthenticator::from_config(c)?);
+            Ok(Registration::new(Descriptor::new("*", "*", "*", "*", "*"), a.clone()).provide::<dyn ApiKeyVerifier>(a))
+        })
+        .register(d("pip-services", "endpoint", "grpc"), |c| plain(GrpcEndpoint::from_config(c)?))
 }
