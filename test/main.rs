@@ -8,6 +8,7 @@ mod clients;
 mod controller;
 mod crash;
 mod fuzz;
+mod grpc;
 #[allow(dead_code)] // shared by every test module; each uses only part of it
 mod helpers;
 mod kernel;

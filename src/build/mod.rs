@@ -6,7 +6,9 @@ use crate::persistence::file::SessionsFilePersistence;
 use crate::persistence::instrumented::InstrumentedPersistence;
 use crate::persistence::memory::SessionsMemoryPersistence;
 use crate::persistence::mongodb::SessionsMongoDbPersistence;
-use crate::services::version1::{SessionsCommandableHttpServiceV1, SessionsRestServiceV1};
+use crate::services::version1::{
+    SessionsCommandableGrpcServiceV1, SessionsCommandableHttpServiceV1, SessionsGrpcServiceV1, SessionsRestServiceV1,
+};
 use crate::toolkit::commands::Commandable;
 use crate::toolkit::defaults::default_factory;
 use crate::toolkit::descriptor::Descriptor;
@@ -40,6 +42,16 @@ pub fn controller_descriptor() -> Descriptor {
 /// `service-sessions:service:commandable-http:*:1.0`.
 pub fn commandable_http_service_descriptor() -> Descriptor {
     Descriptor::new("service-sessions", "service", "commandable-http", "*", "1.0")
+}
+
+/// `service-sessions:service:grpc:*:1.0`.
+pub fn grpc_service_descriptor() -> Descriptor {
+    Descriptor::new("service-sessions", "service", "grpc", "*", "1.0")
+}
+
+/// `service-sessions:service:commandable-grpc:*:1.0`.
+pub fn commandable_grpc_service_descriptor() -> Descriptor {
+    Descriptor::new("service-sessions", "service", "commandable-grpc", "*", "1.0")
 }
 
 /// `service-sessions:client:commandable-http:*:1.0`.
@@ -89,6 +101,12 @@ impl SessionsServiceFactory {
             .register(commandable_http_service_descriptor(), |c| {
                 let s: Arc<CommandableHttpService> = Arc::new(SessionsCommandableHttpServiceV1::from_config(c)?);
                 Ok(Registration::new(any(), s.clone()).provide::<dyn OpenApiDocument>(s))
+            })
+            .register(grpc_service_descriptor(), |c| {
+                Ok(Registration::new(any(), Arc::new(SessionsGrpcServiceV1::from_config(c)?)))
+            })
+            .register(commandable_grpc_service_descriptor(), |c| {
+                Ok(Registration::new(any(), Arc::new(SessionsCommandableGrpcServiceV1::from_config(c)?)))
             })
             .register(http_client_descriptor(), |c| {
                 let client = Arc::new(SessionsHttpClientV1::from_config(c)?);
