@@ -525,3 +525,31 @@ async fn a_thousand_stalled_streams_time_out_and_others_are_served() {
     app.stop().await;
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn rust_grpc_clients_send_the_api_key_and_report_refusals() {
+    use service_sessions::clients::version1::{
+        GrpcClientSettings, SessionsClientError, SessionsClientV1, SessionsCommandableGrpcClientV1,
+        SessionsGrpcClientV1,
+    };
+    let auth = "- descriptor: \"pip-services:authenticator:api-key:default:1.0\"\n  credential:\n    api_keys: \"ops:grpc-Secret-42\"\n";
+    let (app, address) = grpc_app("", auth).await;
+    let mut settings = GrpcClientSettings::for_uri(&format!("http://{address}"));
+    let refused = SessionsGrpcClientV1::new(&settings).unwrap();
+    let e = refused.get_session_by_id(Some("c1"), &"f".repeat(32)).await.unwrap_err();
+    assert!(matches!(e, SessionsClientError::Unauthorized(_)), "{e:?}");
+    settings.credential.api_key = Some("grpc-Secret-42".into());
+    let typed = SessionsGrpcClientV1::new(&settings).unwrap();
+    let commandable = SessionsCommandableGrpcClientV1::new(&settings).unwrap();
+    let s = typed
+        .open_session(None, service_sessions::logic::OpenSessionRequest { user_id: "u1".into(), ..Default::default() })
+        .await
+        .unwrap();
+    let same = commandable.get_session_by_id(None, &s.id).await.unwrap().unwrap();
+    assert_eq!((same.user_id.as_str(), same.version, same.open_time), ("u1", 1, s.open_time));
+    assert!(format!("{settings:?}").contains("***") && !format!("{settings:?}").contains("grpc-Secret-42"));
+    app.stop().await;
+    // Nothing listening: unavailable.
+    let e = commandable.get_session_by_id(None, &s.id).await.unwrap_err();
+    assert!(e.is_unavailable(), "{e:?}");
+}

@@ -1,6 +1,9 @@
 //! `SessionsServiceFactory`: the only place that names the concrete component types.
 
-use crate::clients::version1::{SessionsClientV1, SessionsDirectClientV1, SessionsHttpClientV1};
+use crate::clients::version1::{
+    SessionsClientV1, SessionsCommandableGrpcClientV1, SessionsDirectClientV1, SessionsGrpcClientV1,
+    SessionsHttpClientV1,
+};
 use crate::logic::SessionsController;
 use crate::persistence::file::SessionsFilePersistence;
 use crate::persistence::instrumented::InstrumentedPersistence;
@@ -59,6 +62,16 @@ pub fn http_client_descriptor() -> Descriptor {
     Descriptor::new("service-sessions", "client", "commandable-http", "*", "1.0")
 }
 
+/// `service-sessions:client:commandable-grpc:*:1.0`.
+pub fn commandable_grpc_client_descriptor() -> Descriptor {
+    Descriptor::new("service-sessions", "client", "commandable-grpc", "*", "1.0")
+}
+
+/// `service-sessions:client:grpc:*:1.0`.
+pub fn grpc_client_descriptor() -> Descriptor {
+    Descriptor::new("service-sessions", "client", "grpc", "*", "1.0")
+}
+
 /// `service-sessions:client:direct:*:1.0`.
 pub fn direct_client_descriptor() -> Descriptor {
     Descriptor::new("service-sessions", "client", "direct", "*", "1.0")
@@ -110,6 +123,14 @@ impl SessionsServiceFactory {
             })
             .register(http_client_descriptor(), |c| {
                 let client = Arc::new(SessionsHttpClientV1::from_config(c)?);
+                Ok(Registration::new(any(), client.clone()).provide::<dyn SessionsClientV1>(client))
+            })
+            .register(commandable_grpc_client_descriptor(), |c| {
+                let client = Arc::new(SessionsCommandableGrpcClientV1::from_config(c)?);
+                Ok(Registration::new(any(), client.clone()).provide::<dyn SessionsClientV1>(client))
+            })
+            .register(grpc_client_descriptor(), |c| {
+                let client = Arc::new(SessionsGrpcClientV1::from_config(c)?);
                 Ok(Registration::new(any(), client.clone()).provide::<dyn SessionsClientV1>(client))
             })
             .register(direct_client_descriptor(), |c| {
