@@ -10,7 +10,8 @@
 //! (`/proc/<pid>/stat`) over the measured interval divided by the requests served. The load
 //! client runs on the same machine and takes CPU from the service.
 //!
-//! Run with `cargo bench --bench grpc_get`; under `cargo test` it does nothing.
+//! Run with `cargo bench --bench grpc_get` (`BENCH_ONLY=grpc|http|commandable-grpc` runs one
+//! scenario); under `cargo test` it does nothing.
 
 use anyhow::{bail, Context};
 use service_sessions::protos::sessions_v1::sessions_client::SessionsClient;
@@ -251,7 +252,17 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "get_session_by_id, {connections} connections, {seconds} s per scenario, {rounds} interleaved rounds (medians):"
     );
-    let scenarios = [Scenario::SessionsV1, Scenario::CommandableHttp, Scenario::CommandableGrpc];
+    // `BENCH_ONLY=grpc|http|commandable-grpc` runs one scenario (for profiling).
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let scenarios: Vec<Scenario> = [Scenario::SessionsV1, Scenario::CommandableHttp, Scenario::CommandableGrpc]
+        .into_iter()
+        .filter(|s| match only.as_str() {
+            "grpc" => *s == Scenario::SessionsV1,
+            "http" => *s == Scenario::CommandableHttp,
+            "commandable-grpc" => *s == Scenario::CommandableGrpc,
+            _ => true,
+        })
+        .collect();
     let mut results: Vec<Vec<Figures>> = scenarios.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
         for (i, s) in scenarios.iter().enumerate() {
