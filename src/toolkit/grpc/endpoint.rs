@@ -33,7 +33,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use parking_lot::Mutex;
 use serde::Deserialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -111,10 +111,41 @@ struct Running {
     task: JoinHandle<()>,
 }
 
+/// The metric handles of one method, resolved once instead of hashing labels per call.
+struct MethodMetrics {
+    label: String,
+    duration: Option<prometheus::Histogram>,
+    requests: parking_lot::RwLock<Vec<(String, prometheus::IntCounter)>>,
+}
+
+impl MethodMetrics {
+    fn new(label: &str) -> Self {
+        let duration = crate::toolkit::metrics::grpc().map(|m| m.duration.with_label_values(&[label]));
+        Self { label: label.to_string(), duration, requests: parking_lot::RwLock::new(Vec::new()) }
+    }
+
+    fn record(&self, code: &str, seconds: f64) {
+        if let Some(h) = &self.duration {
+            h.observe(seconds);
+        }
+        if let Some((_, c)) = self.requests.read().iter().find(|(c, _)| c == code) {
+            c.inc();
+            return;
+        }
+        if let Some(m) = crate::toolkit::metrics::grpc() {
+            let c = m.requests.with_label_values(&[self.label.as_str(), code]);
+            c.inc();
+            self.requests.write().push((code.to_string(), c));
+        }
+    }
+}
+
 /// What every request handler shares.
 struct Shared {
     routes: Routes,
-    methods: HashSet<String>,
+    /// Registered method paths and their metrics; anything else is counted as `unmatched`.
+    methods: HashMap<String, MethodMetrics>,
+    unmatched: MethodMetrics,
     verifier: Option<Arc<dyn ApiKeyVerifier>>,
     request_timeout: Duration,
 }
@@ -245,7 +276,8 @@ impl Component for GrpcEndpoint {
         let routes = self.routes.lock().clone().unwrap_or_default().prepare();
         let shared = Arc::new(Shared {
             routes,
-            methods: self.methods.lock().clone(),
+            methods: self.methods.lock().iter().map(|m| (m.clone(), MethodMetrics::new(m))).collect(),
+            unmatched: MethodMetrics::new("unmatched"),
             verifier: self.verifier.get().cloned(),
             request_timeout: Duration::from_millis(s.options.request_timeout.max(1)),
         });
@@ -361,23 +393,24 @@ fn metadata_text<'r>(request: &'r Request<Incoming>, name: &str) -> Option<&'r s
 
 async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
-    let path = request.uri().path();
-    let method_label = if shared.methods.contains(path) { path.to_string() } else { "unmatched".to_string() };
+    let metrics = shared.methods.get(request.uri().path()).unwrap_or(&shared.unmatched);
     let cid = metadata_text(&request, "correlation_id").or_else(|| metadata_text(&request, "trace_id"));
-    let span = tracing::info_span!("grpc", method = %method_label, correlation_id = cid.unwrap_or(""));
+    let span = tracing::info_span!("grpc", method = %metrics.label, correlation_id = cid.unwrap_or(""));
     let response = serve_request(shared, request).instrument(span.clone()).await;
-    let code = response.headers().get("grpc-status").and_then(|v| v.to_str().ok()).map_or_else(
-        || if response.status() == StatusCode::OK { "0".to_string() } else { "2".to_string() },
-        str::to_string,
-    );
+    let code = match response.headers().get("grpc-status").and_then(|v| v.to_str().ok()) {
+        Some(code) => code,
+        None if response.status() == StatusCode::OK => "0",
+        None => "2",
+    };
     let elapsed = started.elapsed();
     span.in_scope(|| {
-        tracing::debug!(code = %code, elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), "gRPC request served.");
+        tracing::debug!(
+            code,
+            elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            "gRPC request served."
+        );
     });
-    if let Some(m) = crate::toolkit::metrics::grpc() {
-        m.requests.with_label_values(&[method_label.as_str(), code.as_str()]).inc();
-        m.duration.with_label_values(&[method_label.as_str()]).observe(elapsed.as_secs_f64());
-    }
+    metrics.record(code, elapsed.as_secs_f64());
     response
 }
 
@@ -435,7 +468,9 @@ async fn serve_connection<I>(
         .max_concurrent_streams(options.max_concurrent_streams)
         .max_header_list_size(16 * 1024)
         .max_pending_accept_reset_streams(Some(50))
-        .max_local_error_reset_streams(Some(256));
+        .max_local_error_reset_streams(Some(256))
+        // gRPC replies need no Date header; leaving it out spares encoding one per reply.
+        .auto_date_header(false);
     if options.keep_alive_interval > 0 {
         builder
             .keep_alive_interval(Some(Duration::from_millis(options.keep_alive_interval)))
