@@ -6,7 +6,8 @@
 //! - [`data`]: `SessionV1` and the typed filter.
 //! - [`persistence`]: the `SessionsPersistence` contract and its backends.
 //! - [`logic`]: `SessionsController` (expiry, sweep, clock) and its command set.
-//! - [`services`]: the commandable HTTP API and the REST API.
+//! - [`services`]: the commandable HTTP API, the REST API and the two gRPC services.
+//! - [`protos`]: the code generated from `sessions_v1.proto`.
 //! - [`clients`]: the Rust client SDK (HTTP and direct) other services use to call this one.
 //! - [`build`]: `SessionsServiceFactory`, the only place naming concrete types.
 //! - [`container`]: `SessionsProcess`, run by the `service-sessions` binary, and its maintenance
@@ -18,5 +19,6 @@ pub mod container;
 pub mod data;
 pub mod logic;
 pub mod persistence;
+pub mod protos;
 pub mod services;
 pub mod toolkit;

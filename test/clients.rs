@@ -1,7 +1,9 @@
 //! The Rust client SDK. One fixture — functions taking an `Arc<dyn SessionsClientV1>` (and the
 //! manual clock of the service) — runs against the HTTP client, created by the factory in a
 //! second container and talking to a real service on port 0, and against the direct client,
-//! created by the factory inside the service's own container. Then the HTTP-only behaviour:
+//! created by the factory inside the service's own container, and against the commandable gRPC
+//! client (all of it) and the typed `sessions_v1.proto` client (what that proto can show), both
+//! made by the factory in a second container. Then the HTTP-only behaviour:
 //! every error variant end to end, retries, timeouts, correlation id placement and the API key.
 
 use crate::helpers::{sessions_yaml, spawn_app, TestApp};
@@ -20,6 +22,7 @@ use service_sessions::toolkit::container::Container;
 use service_sessions::toolkit::data::{DataPage, PagingParams};
 use service_sessions::toolkit::descriptor::Descriptor;
 use service_sessions::toolkit::errors::ApplicationError;
+use service_sessions::toolkit::grpc::GrpcEndpoint;
 use service_sessions::toolkit::http::endpoint::RequestInterceptor;
 use service_sessions::toolkit::http::{error_response, HttpEndpoint, HttpRequest, HttpResponse};
 use service_sessions::toolkit::time::{parse_time, ManualClock};
@@ -130,7 +133,33 @@ async fn direct_target(extra_controller_options: &str) -> Target {
     Target { app, client, client_container: None }
 }
 
-/// Runs each fixture against both clients: `fixture("extra controller options")`.
+/// The service with its gRPC endpoint and both gRPC services, and a gRPC client (`kind`
+/// `commandable-grpc` or `grpc`) made by the factory in another container.
+async fn grpc_target(kind: &str, extra_controller_options: &str) -> Target {
+    let service = format!(
+        "{}- descriptor: \"pip-services:endpoint:grpc:default:1.0\"\n  connection: {{ protocol: http, host: 127.0.0.1, port: 0 }}\n- descriptor: \"service-sessions:service:grpc:default:1.0\"\n- descriptor: \"service-sessions:service:commandable-grpc:default:1.0\"\n",
+        sessions_yaml(extra_controller_options)
+    );
+    let app = spawn_app(&service).await;
+    let endpoint = app
+        .container
+        .references()
+        .get_one_required::<GrpcEndpoint>(&Descriptor::new("*", "endpoint", "grpc", "*", "1.0"))
+        .unwrap();
+    let yaml = format!(
+        "- descriptor: \"service-sessions:client:{kind}:default:1.0\"\n  connection: {{ uri: \"http://{}\" }}\n",
+        endpoint.local_addr().unwrap()
+    );
+    let container = Container::new(Arc::new(SessionsServiceFactory::composite()));
+    container.open_text(&yaml, &ConfigParameters::new(), Some("test")).await.unwrap();
+    let client = container
+        .references()
+        .get_one_required::<dyn SessionsClientV1>(&Descriptor::new("service-sessions", "client", kind, "*", "1.0"))
+        .unwrap();
+    Target { app, client, client_container: Some(container) }
+}
+
+/// Runs each fixture against every client: `fixture("extra controller options")`.
 macro_rules! on_both_clients {
     ($($fixture:ident($extra:expr)),* $(,)?) => {
         mod over_http {
@@ -153,6 +182,16 @@ macro_rules! on_both_clients {
                 }
             )*
         }
+        mod over_commandable_grpc {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $fixture() {
+                    let target = super::grpc_target("commandable-grpc", $extra).await;
+                    super::$fixture(target.client.clone(), target.clock()).await;
+                    target.stop().await;
+                }
+            )*
+        }
     };
 }
 
@@ -168,6 +207,69 @@ on_both_clients!(
     retry_survives_a_concurrent_writer(""),
     modify_loses_nothing_under_concurrent_modifiers(""),
 );
+
+/// The typed `sessions_v1.proto` client runs the fixtures whose sessions it can show (the proto
+/// has no `version`, `expire_time` or `ttl`), and its own CRUD below.
+macro_rules! on_typed_grpc_client {
+    ($($fixture:ident($extra:expr)),* $(,)?) => {
+        mod over_typed_grpc {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $fixture() {
+                    let target = super::grpc_target("grpc", $extra).await;
+                    super::$fixture(target.client.clone(), target.clock()).await;
+                    target.stop().await;
+                }
+            )*
+        }
+    };
+}
+
+on_typed_grpc_client!(
+    typed_crud(""),
+    unknown_ids_are_none(""),
+    lists_with_filters_and_paging(""),
+    errors_are_typed(""),
+    session_limit("    max_sessions_per_user: 1"),
+    strict_and_last_write_wins(""),
+);
+
+/// `crud` as `sessions_v1.proto` shows it: the same values without `version` and `expire_time`.
+async fn typed_crud(client: Client, clock: Arc<ManualClock>) {
+    let request = OpenSessionRequest {
+        user_id: "u1".into(),
+        user_name: Some("Ann".into()),
+        address: None,
+        client: Some("web".into()),
+        user: json!({"roles": ["admin"]}),
+        data: json!(0),
+        ttl: None,
+    };
+    let s = client.open_session(Some("c-open"), request).await.unwrap();
+    assert_eq!(
+        (s.user_id.as_str(), s.user_name.as_deref(), s.address.as_deref(), s.client.as_deref()),
+        ("u1", Some("Ann"), None, Some("web"))
+    );
+    assert_eq!((s.active, s.version, s.open_time, s.request_time), (true, 0, t("2026-01-01T00:00:00Z"), s.open_time));
+    assert_eq!(
+        (s.user.clone(), s.data.clone(), s.close_time, s.expire_time),
+        (Some(json!({"roles": ["admin"]})), Some(json!(0)), None, None)
+    );
+    assert_eq!(client.get_session_by_id(None, &s.id).await.unwrap(), Some(s.clone()));
+    clock.advance_ms(1_000);
+    let stored = client.store_session_data(None, &s.id, json!(false), None).await.unwrap().unwrap();
+    assert_eq!((stored.data.clone(), stored.request_time), (Some(json!(false)), t("2026-01-01T00:00:01Z")));
+    let user = client.update_session_user(None, &s.id, json!({"name": "B"}), None).await.unwrap().unwrap();
+    assert_eq!((user.user.clone(), user.data.clone()), (Some(json!({"name": "B"})), Some(json!(false))));
+    let closed = client.close_session(None, &s.id, None).await.unwrap().unwrap();
+    assert_eq!(
+        (closed.active, closed.close_time, closed.user.clone()),
+        (false, Some(t("2026-01-01T00:00:01Z")), Some(Value::Null))
+    );
+    client.close_expired_sessions(Some("c-sweep")).await.unwrap();
+    assert_eq!(client.delete_session_by_id(None, &s.id, None).await.unwrap(), Some(closed));
+    assert_eq!(client.get_session_by_id(None, &s.id).await.unwrap(), None);
+}
 
 // ---------------------------------------------------------------------------------------------
 // The fixture

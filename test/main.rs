@@ -9,6 +9,7 @@ mod controller;
 mod crash;
 mod fleet;
 mod fuzz;
+mod grpc;
 #[allow(dead_code)] // shared by every test module; each uses only part of it
 mod helpers;
 mod kernel;

@@ -42,6 +42,23 @@ impl NodeService {
     /// the given environment (`MONGO_ENABLED`, `MONGO_SERVICE_URI`, `FILE_ENABLED`, ...), and
     /// waits until it answers.
     pub async fn start(env: &[(&str, &str)]) -> Self {
+        Self::start_inner(env, None).await
+    }
+
+    /// As [`NodeService::start`], with `GRPC_ENABLED` on a free port too (its gRPC endpoint
+    /// serves `sessions_v1.proto` and Pip's commandable gRPC); returns the gRPC port as well.
+    pub async fn start_with_grpc(env: &[(&str, &str)]) -> (Self, u16) {
+        let grpc_port = free_port();
+        let me = Self::start_inner(env, Some(grpc_port)).await;
+        let start = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", grpc_port)).await.is_err() {
+            assert!(start.elapsed() < Duration::from_secs(30), "the original's gRPC port did not open");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        (me, grpc_port)
+    }
+
+    async fn start_inner(env: &[(&str, &str)], grpc_port: Option<u16>) -> Self {
         let port = free_port();
         let dir = service_dir();
         let mut cmd = Command::new("node");
@@ -54,6 +71,9 @@ impl NodeService {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        if let Some(g) = grpc_port {
+            cmd.env("GRPC_ENABLED", "true").env("GRPC_PORT", g.to_string());
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

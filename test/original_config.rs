@@ -122,12 +122,6 @@ impl Service {
         (status, self.stderr())
     }
 
-    /// Waits for the process to exit by itself; returns the status and every stderr line.
-    fn exit(mut self) -> (ExitStatus, String) {
-        let status = self.wait(Duration::from_secs(30));
-        (status, self.stderr())
-    }
-
     fn wait(&mut self, limit: Duration) -> ExitStatus {
         let deadline = Instant::now() + limit;
         let status = loop {
@@ -270,49 +264,27 @@ async fn file_enabled_imports_the_originals_json_file_at_its_default_path() {
     assert!(data.join("sessions").is_dir());
 }
 
-#[tokio::test]
-async fn mongo_enabled_stores_sessions_in_mongodb() {
-    use mongodb::bson::{doc, Document};
-    let uri = crate::persistence::mongodb::mongodb_uri();
-    let collection = crate::persistence::mongodb::unique_name("original_config");
-    let parsed = mongodb::options::ClientOptions::parse(&uri).await.unwrap();
-    let database = parsed.default_database.clone().unwrap_or_else(|| "service_sessions_original_config".to_string());
-    let mut env = vec![
-        ("MONGO_ENABLED", "true"),
-        ("MONGO_SERVICE_URI", uri.as_str()),
-        ("MONGO_COLLECTION", collection.as_str()),
-        ("HTTP_ENABLED", "true"),
-    ];
-    if parsed.default_database.is_none() {
-        env.push(("MONGO_DB", database.as_str()));
-    }
-    let s = Service::start(&env, None);
-    let opened = open_and_read(&s, "u-mongo").await;
-    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
-    let coll = client.database(&database).collection::<Document>(&collection);
-    let stored = coll.find_one(doc! {"_id": opened["id"].as_str().unwrap()}).await.unwrap();
-    let stored = stored.unwrap_or_else(|| panic!("the session is not in {database}.{collection}"));
-    assert_eq!(stored.get_str("user_id").unwrap(), "u-mongo");
-    assert!(stored.get_bool("active").unwrap());
+/// `GRPC_ENABLED` (with `HTTP_ENABLED`): the original's config serves all three transports —
+/// commandable HTTP, `sessions_v1.proto` and commandable gRPC on `GRPC_PORT` — over one store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_enabled_serves_all_three_transports() {
+    use service_sessions::clients::version1::{
+        GrpcClientSettings, SessionsClientV1, SessionsCommandableGrpcClientV1, SessionsGrpcClientV1,
+    };
+    use service_sessions::logic::OpenSessionRequest;
+    let grpc_port = free_port().to_string();
+    let s = Service::start(&[("GRPC_ENABLED", "true"), ("GRPC_PORT", &grpc_port), ("HTTP_ENABLED", "true")], None);
+    let settings = GrpcClientSettings::for_uri(&format!("http://127.0.0.1:{grpc_port}"));
+    let typed = SessionsGrpcClientV1::new(&settings).unwrap();
+    let commandable = SessionsCommandableGrpcClientV1::new(&settings).unwrap();
+    let opened =
+        typed.open_session(None, OpenSessionRequest { user_id: "u1".into(), ..Default::default() }).await.unwrap();
+    let over_grpc = commandable.get_session_by_id(None, &opened.id).await.unwrap().unwrap();
+    assert_eq!((over_grpc.user_id.as_str(), over_grpc.open_time), ("u1", opened.open_time));
+    let (status, over_http) = s.command("get_session_by_id", json!({"session_id": opened.id})).await;
+    assert_eq!((status, over_http["user_id"].as_str()), (200, Some("u1")));
     let (status, stderr) = s.stop();
-    coll.drop().await.unwrap();
     assert_eq!(status.code(), Some(0), "{stderr}");
-}
-
-#[test]
-fn grpc_enabled_fails_naming_the_grpc_components() {
-    let (status, stderr) = Service::spawn(&[("GRPC_ENABLED", "true"), ("HTTP_ENABLED", "true")], None).exit();
-    assert_eq!(status.code(), Some(1), "{stderr}");
-    let problems: Vec<&str> = stderr.lines().filter(|l| l.starts_with("  - ")).collect();
-    assert_eq!(problems.len(), 3, "{stderr}");
-    for (line, descriptor) in problems.iter().zip([
-        "pip-services:endpoint:grpc:default:1.0",
-        "service-sessions:service:grpc:default:1.0",
-        "service-sessions:service:commandable-grpc:default:1.0",
-    ]) {
-        assert!(line.contains(&format!("({descriptor}): gRPC transports are not available yet")), "{stderr}");
-    }
-    assert!(stderr.contains("failed to start: Configuration has 3 problem(s)"), "{stderr}");
 }
 
 /// Every descriptor of Pip's standard factories that a Pip config may carry is accepted, and the

@@ -1,17 +1,22 @@
 //! `SessionsServiceFactory`: the only place that names the concrete component types.
 
-use crate::clients::version1::{SessionsClientV1, SessionsDirectClientV1, SessionsHttpClientV1};
+use crate::clients::version1::{
+    SessionsClientV1, SessionsCommandableGrpcClientV1, SessionsDirectClientV1, SessionsGrpcClientV1,
+    SessionsHttpClientV1,
+};
 use crate::logic::SessionsController;
 use crate::persistence::file::SessionsFilePersistence;
 use crate::persistence::instrumented::InstrumentedPersistence;
 use crate::persistence::memory::SessionsMemoryPersistence;
 use crate::persistence::mongodb::SessionsMongoDbPersistence;
 use crate::persistence::redis::SessionsRedisPersistence;
-use crate::services::version1::{SessionsCommandableHttpServiceV1, SessionsRestServiceV1};
+use crate::services::version1::{
+    SessionsCommandableGrpcServiceV1, SessionsCommandableHttpServiceV1, SessionsGrpcServiceV1, SessionsRestServiceV1,
+};
 use crate::toolkit::commands::Commandable;
-use crate::toolkit::defaults::{default_factory, GRPC_UNAVAILABLE};
+use crate::toolkit::defaults::default_factory;
 use crate::toolkit::descriptor::Descriptor;
-use crate::toolkit::factory::{unavailable, CompositeFactory, TableFactory};
+use crate::toolkit::factory::{CompositeFactory, TableFactory};
 use crate::toolkit::http::commandable::CommandableHttpService;
 use crate::toolkit::http::swagger::OpenApiDocument;
 use crate::toolkit::metrics::MetricsSource;
@@ -48,9 +53,29 @@ pub fn commandable_http_service_descriptor() -> Descriptor {
     Descriptor::new("service-sessions", "service", "commandable-http", "*", "1.0")
 }
 
+/// `service-sessions:service:grpc:*:1.0` (the original's `sessions_v1.proto` service).
+pub fn grpc_service_descriptor() -> Descriptor {
+    Descriptor::new("service-sessions", "service", "grpc", "*", "1.0")
+}
+
+/// `service-sessions:service:commandable-grpc:*:1.0` (the original's commandable gRPC service).
+pub fn commandable_grpc_service_descriptor() -> Descriptor {
+    Descriptor::new("service-sessions", "service", "commandable-grpc", "*", "1.0")
+}
+
 /// `service-sessions:client:commandable-http:*:1.0`.
 pub fn http_client_descriptor() -> Descriptor {
     Descriptor::new("service-sessions", "client", "commandable-http", "*", "1.0")
+}
+
+/// `service-sessions:client:commandable-grpc:*:1.0`.
+pub fn commandable_grpc_client_descriptor() -> Descriptor {
+    Descriptor::new("service-sessions", "client", "commandable-grpc", "*", "1.0")
+}
+
+/// `service-sessions:client:grpc:*:1.0`.
+pub fn grpc_client_descriptor() -> Descriptor {
+    Descriptor::new("service-sessions", "client", "grpc", "*", "1.0")
 }
 
 /// `service-sessions:client:direct:*:1.0`.
@@ -61,16 +86,6 @@ pub fn direct_client_descriptor() -> Descriptor {
 /// `service-sessions:service:rest:*:1.0`.
 pub fn rest_service_descriptor() -> Descriptor {
     Descriptor::new("service-sessions", "service", "rest", "*", "1.0")
-}
-
-/// `service-sessions:service:grpc:*:1.0` (the original's `sessions_v1.proto` service).
-pub fn grpc_service_descriptor() -> Descriptor {
-    Descriptor::new("service-sessions", "service", "grpc", "*", "1.0")
-}
-
-/// `service-sessions:service:commandable-grpc:*:1.0` (the original's commandable gRPC service).
-pub fn commandable_grpc_service_descriptor() -> Descriptor {
-    Descriptor::new("service-sessions", "service", "commandable-grpc", "*", "1.0")
 }
 
 fn any() -> Descriptor {
@@ -121,8 +136,22 @@ impl SessionsServiceFactory {
                 let s: Arc<CommandableHttpService> = Arc::new(SessionsCommandableHttpServiceV1::from_config(c)?);
                 Ok(Registration::new(any(), s.clone()).provide::<dyn OpenApiDocument>(s))
             })
+            .register(grpc_service_descriptor(), |c| {
+                Ok(Registration::new(any(), Arc::new(SessionsGrpcServiceV1::from_config(c)?)))
+            })
+            .register(commandable_grpc_service_descriptor(), |c| {
+                Ok(Registration::new(any(), Arc::new(SessionsCommandableGrpcServiceV1::from_config(c)?)))
+            })
             .register(http_client_descriptor(), |c| {
                 let client = Arc::new(SessionsHttpClientV1::from_config(c)?);
+                Ok(Registration::new(any(), client.clone()).provide::<dyn SessionsClientV1>(client))
+            })
+            .register(commandable_grpc_client_descriptor(), |c| {
+                let client = Arc::new(SessionsCommandableGrpcClientV1::from_config(c)?);
+                Ok(Registration::new(any(), client.clone()).provide::<dyn SessionsClientV1>(client))
+            })
+            .register(grpc_client_descriptor(), |c| {
+                let client = Arc::new(SessionsGrpcClientV1::from_config(c)?);
                 Ok(Registration::new(any(), client.clone()).provide::<dyn SessionsClientV1>(client))
             })
             .register(direct_client_descriptor(), |c| {
@@ -133,9 +162,7 @@ impl SessionsServiceFactory {
                 let s = Arc::new(SessionsRestServiceV1::from_config(c)?);
                 Ok(Registration::new(any(), s.clone()).provide::<dyn OpenApiDocument>(s))
             })
-            // The original's gRPC services: known, and refused until gRPC transports exist.
-            .register(grpc_service_descriptor(), unavailable(GRPC_UNAVAILABLE))
-            .register(commandable_grpc_service_descriptor(), unavailable(GRPC_UNAVAILABLE))
+        // The original's gRPC services: known, and refused until gRPC transports exist.
     }
 
     /// The toolkit defaults plus the sessions components (which override them).

@@ -1,17 +1,17 @@
 //! The toolkit's own factory: context info, loggers, counters, clocks, the HTTP components
-//! (endpoint, heartbeat, status, swagger, metrics, API-key authenticator), and the rest of what
-//! Pip's standard factories register (tracers, caches, discovery, credential stores, config
-//! readers; see [`super::standard`]), so a Pip configuration starts unchanged. Pip's gRPC
-//! components are known and refused with a clear reason until gRPC transports exist. Product
-//! factories are added after it and override it.
+//! (endpoint, heartbeat, status, swagger, metrics, API-key authenticator), the gRPC endpoint, and
+//! the rest of what Pip's standard factories register (tracers, caches, discovery, credential
+//! stores, config readers; see [`super::standard`]), so a Pip configuration starts unchanged.
+//! Product factories are added after it and override it.
 
 use super::component::Component;
 use super::config::ComponentConfig;
 use super::counters::{LogCounters, PrometheusCounters};
 use super::descriptor::Descriptor;
 use super::errors::ApplicationError;
-use super::factory::{unavailable, TableFactory};
-use super::http::auth::ApiKeyAuthenticator;
+use super::factory::TableFactory;
+use super::grpc::GrpcEndpoint;
+use super::http::auth::{ApiKeyAuthenticator, ApiKeyVerifier};
 use super::http::heartbeat::HeartbeatService;
 use super::http::status::StatusService;
 use super::http::swagger::SwaggerService;
@@ -48,10 +48,6 @@ fn manual_clock(c: &ComponentConfig) -> Result<Registration, ApplicationError> {
     let clock = Arc::new(ManualClock::new(start));
     Ok(Registration::new(Descriptor::new("*", "*", "*", "*", "*"), clock.clone()).provide::<dyn Clock>(clock))
 }
-
-/// Why Pip's gRPC components cannot be created.
-pub const GRPC_UNAVAILABLE: &str = "gRPC transports are not available yet: remove the gRPC components \
-(unset GRPC_ENABLED) and serve over HTTP";
 
 fn inert(role: &'static str) -> impl Fn(&ComponentConfig) -> Result<Registration, ApplicationError> {
     move |_| plain(Inert::new(role))
@@ -95,8 +91,9 @@ pub fn default_factory() -> TableFactory {
         .register(d("pip-services", "swagger-service", "http"), |_| plain(SwaggerService::new()))
         .register(d("pip-services", "prometheus-service", "http"), metrics_service)
         .register(d("pip-services", "metrics-service", "prometheus"), metrics_service)
-        .register(d("pip-services", "endpoint", "grpc"), unavailable(GRPC_UNAVAILABLE))
-        .register(d("pip-services", "heartbeat-service", "grpc"), unavailable(GRPC_UNAVAILABLE))
-        .register(d("pip-services", "status-service", "grpc"), unavailable(GRPC_UNAVAILABLE))
-        .register(d("pip-services", "authenticator", "api-key"), |c| plain(ApiKeyAuthenticator::from_config(c)?))
+        .register(d("pip-services", "authenticator", "api-key"), |c| {
+            let a = Arc::new(ApiKeyAuthenticator::from_config(c)?);
+            Ok(Registration::new(Descriptor::new("*", "*", "*", "*", "*"), a.clone()).provide::<dyn ApiKeyVerifier>(a))
+        })
+        .register(d("pip-services", "endpoint", "grpc"), |c| plain(GrpcEndpoint::from_config(c)?))
 }

@@ -223,6 +223,21 @@ impl ApplicationError {
         self.status >= 500
     }
 
+    /// Logs a server error (status ≥ 500) with its cause: every transport calls this before it
+    /// renders the error, so the log has the full chain while the reply says little.
+    pub fn log_if_server_error(&self) {
+        if self.is_server_error() {
+            tracing::error!(
+                code = %self.code,
+                category = %self.category,
+                cause = self.cause.as_deref().unwrap_or(""),
+                correlation_id = self.correlation_id.as_deref().unwrap_or(""),
+                "Request failed: {}.",
+                self.message
+            );
+        }
+    }
+
     /// The wire form. For server errors the cause is left out (it goes to the log only).
     pub fn to_description(&self) -> ErrorDescription {
         ErrorDescription {

@@ -64,16 +64,6 @@ impl Factory for TableFactory {
     }
 }
 
-/// A constructor for a descriptor this build knows but cannot serve (yet): creating it fails with
-/// `NOT_AVAILABLE` and `reason`, listed with every other configuration problem.
-pub fn unavailable(
-    reason: &'static str,
-) -> impl Fn(&ComponentConfig) -> Result<Registration, ApplicationError> + Send + Sync + 'static {
-    move |config| {
-        Err(ApplicationError::config("NOT_AVAILABLE", reason).with_details("descriptor", config.descriptor.to_string()))
-    }
-}
-
 fn cannot_create(locator: &Descriptor) -> ApplicationError {
     ApplicationError::internal("CANNOT_CREATE", format!("No factory can create component {locator}"))
         .with_details("descriptor", locator.to_string())

@@ -92,6 +92,30 @@ pub fn http() -> Option<&'static HttpMetrics> {
     HTTP.as_ref()
 }
 
+/// gRPC request metrics, labelled by method path (only registered methods; anything else is
+/// `unmatched`) and gRPC status code.
+#[derive(Debug, Clone)]
+pub struct GrpcMetrics {
+    /// `grpc_requests_total{method, code}`.
+    pub requests: IntCounterVec,
+    /// `grpc_request_duration_seconds{method}`.
+    pub duration: HistogramVec,
+    /// `grpc_requests_in_flight`.
+    pub in_flight: IntGauge,
+}
+
+/// The gRPC metrics (registered on first use), best-effort like [`http`].
+pub fn grpc() -> Option<&'static GrpcMetrics> {
+    static GRPC: LazyLock<Option<GrpcMetrics>> = LazyLock::new(|| {
+        Some(GrpcMetrics {
+            requests: counter_vec("grpc_requests_total", "gRPC requests", &["method", "code"])?,
+            duration: histogram_vec("grpc_request_duration_seconds", "gRPC request latency", &["method"])?,
+            in_flight: gauge("grpc_requests_in_flight", "gRPC requests being served")?,
+        })
+    });
+    GRPC.as_ref()
+}
+
 /// A component whose gauges are refreshed before every scrape.
 #[async_trait]
 pub trait MetricsSource: Send + Sync {

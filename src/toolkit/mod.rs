@@ -12,6 +12,7 @@ pub mod defaults;
 pub mod descriptor;
 pub mod errors;
 pub mod factory;
+pub mod grpc;
 pub mod http;
 pub mod info;
 pub mod json;

@@ -429,7 +429,7 @@ fn bad_response(status: u16, e: &serde_json::Error) -> SessionsClientError {
     SessionsClientError::Internal(info)
 }
 
-fn by_id(session_id: &str, version: Option<i64>) -> Value {
+pub(super) fn by_id(session_id: &str, version: Option<i64>) -> Value {
     let mut m = Map::new();
     m.insert("session_id".to_string(), Value::from(session_id));
     if let Some(v) = version {
@@ -438,7 +438,7 @@ fn by_id(session_id: &str, version: Option<i64>) -> Value {
     Value::Object(m)
 }
 
-fn paging_value(p: &PagingParams) -> Value {
+pub(super) fn paging_value(p: &PagingParams) -> Value {
     let mut m = Map::new();
     if let Some(skip) = p.skip {
         m.insert("skip".to_string(), Value::from(skip));

@@ -4,11 +4,15 @@
 //!   extensions), with [`ConcurrencyControl`] helpers for optimistic concurrency.
 //! - [`SessionsHttpClientV1`]: over commandable HTTP (`service-sessions:client:commandable-http:*:1.0`).
 //! - [`SessionsDirectClientV1`]: in-process calls to a controller (`service-sessions:client:direct:*:1.0`).
+//! - [`SessionsCommandableGrpcClientV1`]: over Pip's commandable gRPC
+//!   (`service-sessions:client:commandable-grpc:*:1.0`), and [`SessionsGrpcClientV1`]: over the
+//!   typed `sessions_v1.proto` (`service-sessions:client:grpc:*:1.0`).
 //! - [`SessionsClientError`]: the typed failure both report, mapped from the service's
 //!   ErrorDescription / `ApplicationError` by category and code.
 
 mod client;
 mod direct;
+mod grpc;
 mod http;
 
 pub use client::{
@@ -16,6 +20,10 @@ pub use client::{
     VERSION_CONFLICT,
 };
 pub use direct::SessionsDirectClientV1;
+pub use grpc::{
+    GrpcClientConnection, GrpcClientCredential, GrpcClientOptions, GrpcClientSettings, SessionsCommandableGrpcClientV1,
+    SessionsGrpcClientV1,
+};
 pub use http::{
     CorrelationIdPlace, HttpClientConnection, HttpClientCredential, HttpClientOptions, HttpClientSettings,
     SessionsHttpClientV1, BAD_RESPONSE, CANNOT_CONNECT, NO_RESPONSE, TIMEOUT,

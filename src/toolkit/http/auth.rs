@@ -148,6 +148,7 @@ pub struct ApiKeyAuthenticator {
     keys: Arc<[ApiKey]>,
     protect_status: bool,
     endpoint_locator: Descriptor,
+    endpoint_explicit: bool,
 }
 
 impl std::fmt::Debug for ApiKeyAuthenticator {
@@ -203,7 +204,12 @@ impl ApiKeyAuthenticator {
             Some(l) => l.parse()?,
             None => Descriptor::new("*", "endpoint", "http", "*", "1.0"),
         };
-        Ok(Self { keys: keys.into(), protect_status: s.options.protect_status, endpoint_locator })
+        Ok(Self {
+            keys: keys.into(),
+            protect_status: s.options.protect_status,
+            endpoint_locator,
+            endpoint_explicit: s.dependencies.endpoint.is_some(),
+        })
     }
 
     /// The id of the configured key equal to `presented`, compared in constant time.
@@ -226,6 +232,19 @@ fn find_key<'k>(keys: &'k [ApiKey], presented: &[u8]) -> Option<&'k str> {
         usize::try_from(index).ok().and_then(|i| keys.get(i)).map(|k| k.id.as_str())
     } else {
         None
+    }
+}
+
+/// Checks a presented API key; the API-key authenticator exports it so transports other than
+/// the HTTP endpoint (the gRPC endpoint reads `x-api-key` metadata) accept the same keys.
+pub trait ApiKeyVerifier: Send + Sync {
+    /// The id of the configured key equal to `presented` (constant-time), or `None`.
+    fn verify_key(&self, presented: &[u8]) -> Option<String>;
+}
+
+impl ApiKeyVerifier for ApiKeyAuthenticator {
+    fn verify_key(&self, presented: &[u8]) -> Option<String> {
+        self.verify(presented).map(str::to_string)
     }
 }
 
@@ -266,7 +285,17 @@ impl RequestInterceptor for ApiKeyGuard {
 
 impl Component for ApiKeyAuthenticator {
     fn set_references(&self, references: &References) -> Result<(), ApplicationError> {
-        let endpoint = references.get_one_required::<HttpEndpoint>(&self.endpoint_locator)?;
+        // Without an explicitly configured endpoint dependency, a container that has no HTTP
+        // endpoint (gRPC only) still starts: the gRPC endpoint reads the keys through
+        // [`ApiKeyVerifier`].
+        let endpoint = if self.endpoint_explicit {
+            references.get_one_required::<HttpEndpoint>(&self.endpoint_locator)?
+        } else {
+            match references.get_one_optional::<HttpEndpoint>(&self.endpoint_locator) {
+                Some(e) => e,
+                None => return Ok(()),
+            }
+        };
         let mut open_routes: HashSet<String> = HashSet::from([join_route("", "heartbeat")]);
         if !self.protect_status {
             open_routes.extend(["status", "ready", "swagger"].map(|r| join_route("", r)));

@@ -409,7 +409,7 @@ impl HttpEndpoint {
     }
 }
 
-fn tls_config(c: &CredentialSettings) -> Result<tokio_rustls::rustls::ServerConfig, ApplicationError> {
+pub(crate) fn tls_config(c: &CredentialSettings) -> Result<tokio_rustls::rustls::ServerConfig, ApplicationError> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let key_file = c

@@ -118,16 +118,7 @@ fn response_headers() -> HeaderMap {
 /// Server errors (5xx) are logged here with their cause; the body carries only the category,
 /// code and message.
 pub fn error_response(error: &ApplicationError) -> HttpResponse {
-    if error.is_server_error() {
-        tracing::error!(
-            code = %error.code,
-            category = %error.category,
-            cause = error.cause.as_deref().unwrap_or(""),
-            correlation_id = error.correlation_id.as_deref().unwrap_or(""),
-            "Request failed: {}.",
-            error.message
-        );
-    }
+    error.log_if_server_error();
     let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = serde_json::to_vec(&error.to_description()).unwrap_or_default();
     let response = HttpResponse::with_body(status, "application/json", Bytes::from(body));
