@@ -122,15 +122,69 @@ async fn missing_null_and_wrong_typed_parameters() {
     }
     for date in ["yesterday", "2026-13-45", "", "1700000000", "2026-01-01T25:00:00Z"] {
         let a = app.command("get_sessions", json!({"filter": {"from_time": date}})).await;
-        if date.is_empty() {
-            assert_eq!(a.status, 200, "an empty filter value means no filter");
-        } else {
-            client_error(&a, 400, "INVALID_DATA");
-        }
+        client_error(&a, 400, "INVALID_DATA");
     }
     let huge =
-        app.command("get_sessions", json!({"paging": {"skip": u64::MAX, "take": u64::MAX, "total": true}})).await;
+        app.command("get_sessions", json!({"paging": {"skip": i64::MAX, "take": i64::MAX, "total": true}})).await;
     assert_eq!((huge.status, huge.json()["data"].clone(), huge.json()["total"].clone()), (200, json!([]), json!(0)));
+    alive(&app).await;
+}
+
+/// Items 7–9 of the hardening round: filters fail closed, blank users are refused, integers
+/// beyond int64 are out of range (never read as "absent").
+#[tokio::test]
+async fn filters_fail_closed_and_integers_stay_in_range() {
+    let app = app().await;
+    let mine = app.open("alice").await;
+    app.open("bob").await;
+    let ids = |a: &Answer| -> Vec<String> {
+        assert_eq!(a.status, 200, "{}", a.body);
+        a.json()["data"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect()
+    };
+    for empty in [json!({"user_id": ""}), json!({"id": ""}), json!({"user_id": "", "active": true})] {
+        let a = app.command("get_sessions", json!({"filter": empty})).await;
+        assert_eq!(ids(&a), Vec::<String>::new(), "{empty} is a value, not a dropped filter");
+    }
+    let nulls = json!({"filter": {"user_id": null, "id": null, "active": null, "from_time": null, "to_time": null}});
+    assert_eq!(ids(&app.command("get_sessions", nulls).await).len(), 2, "null is no filter");
+    let alice = app.command("get_sessions", json!({"filter": {"user_id": "alice", "unknown": {"$ne": 1}}})).await;
+    assert_eq!(ids(&alice), vec![mine["id"].as_str().unwrap().to_string()], "unknown keys stay ignored");
+    for bad in [
+        json!({"user_id": {"$ne": null}}),
+        json!({"user_id": [1]}),
+        json!({"user_id": 1}),
+        json!({"user_id": true}),
+        json!({"id": {}}),
+        json!({"id": ["x"]}),
+        json!({"from_time": {}}),
+        json!({"to_time": [1]}),
+        json!({"from_time": 0}),
+        json!({"active": 2}),
+        json!({"active": -1}),
+        json!({"active": {}}),
+        json!({"active": [true]}),
+    ] {
+        let v = client_error(&app.command("get_sessions", json!({"filter": bad.clone()})).await, 400, "INVALID_DATA");
+        assert!(v["message"].as_str().unwrap().starts_with("Validation failed: filter."), "{bad}: {v}");
+    }
+    for blank in ["", " ", "\t \n"] {
+        let v = client_error(&app.command("open_session", json!({"user_id": blank})).await, 400, "INVALID_DATA");
+        assert_eq!(v["message"], "Validation failed: user_id must not be empty or blank");
+    }
+    let id = mine["id"].as_str().unwrap();
+    let beyond = u64::MAX;
+    for (cmd, body) in [
+        ("store_session_data", json!({"session_id": id, "data": 1, "version": beyond})),
+        ("update_session_user", json!({"session_id": id, "user": 1, "version": beyond})),
+        ("close_session", json!({"session_id": id, "version": beyond})),
+        ("delete_session_by_id", json!({"session_id": id, "version": beyond})),
+        ("open_session", json!({"user_id": "u", "ttl": beyond})),
+    ] {
+        let v = client_error(&app.command(cmd, body.clone()).await, 400, "INVALID_DATA");
+        assert_eq!(v["details"]["results"][0]["code"], "VALUE_TOO_LARGE", "{cmd} {body}");
+    }
+    let same = app.command("get_session_by_id", json!({"session_id": id})).await.json();
+    assert_eq!((same["active"].clone(), same["version"].clone()), (json!(true), mine["version"].clone()));
     alive(&app).await;
 }
 

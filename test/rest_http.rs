@@ -167,8 +167,13 @@ async fn list_filters_pages_and_refuses_bad_paging() {
     assert_eq!(ids(&window.json()), vec![sid(&b)]);
     assert_eq!(ids(&get(&app, "/api/v1/sessions?active=false").await.json()), Vec::<String>::new());
     assert_eq!(ids(&get(&app, &format!("/api/v1/sessions?id={}", sid(&a))).await.json()), vec![sid(&a)]);
-    for bad in ["skip=-1", "take=abc", "take=1.5", "skip=1e3", "total=maybe", "from_time=soon"] {
+    for bad in ["skip=-1", "take=abc", "take=1.5", "skip=1e3", "total=maybe", "from_time=soon", "from_time="] {
         error(&get(&app, &format!("/api/v1/sessions?{bad}")).await, 400, "INVALID_DATA");
+    }
+    // Filters fail closed: an empty value is a value, never a dropped filter.
+    for empty in ["user_id=", "id=", "user_id=&total=true"] {
+        let page = get(&app, &format!("/api/v1/sessions?{empty}")).await;
+        assert_eq!((page.status, ids(&page.json())), (200, Vec::<String>::new()), "{empty}");
     }
     app.stop().await;
 }

@@ -366,6 +366,13 @@ impl SessionsController {
         cid: Option<&str>,
         request: OpenSessionRequest,
     ) -> Result<SessionV1, ApplicationError> {
+        if request.user_id.trim().is_empty() {
+            return Err(ApplicationError::bad_request(
+                "INVALID_DATA",
+                "Validation failed: user_id must not be empty or blank",
+            )
+            .with_details("field", "user_id"));
+        }
         let max_ttl = Self::ms(self.options.max_ttl).unwrap_or(i64::MAX);
         if let Some(ttl) = request.ttl.filter(|t| *t < 1000 || *t > max_ttl) {
             return Err(ApplicationError::bad_request(
