@@ -20,18 +20,20 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use hyper_util::service::TowerToHyperService;
 use parking_lot::{Mutex, RwLock};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use warp::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use warp::Filter;
@@ -115,8 +117,12 @@ pub struct EndpointOptions {
     pub header_read_timeout: u64,
     /// How long a client may take to send the body, ms (default 30 000).
     pub body_read_timeout: u64,
-    /// Most simultaneous connections; more wait in the accept queue (default 20 000).
+    /// Most simultaneous connections; more wait in the accept queue (default 20 000). Lowered at
+    /// start-up, with a warning, to stay under the process's open-file limit.
     pub max_connections: usize,
+    /// Largest request head in bytes: the HTTP/1 read buffer and the HTTP/2 header list
+    /// (default 64 KiB, at least 8 KiB). A larger head is refused (431) or the connection closed.
+    pub max_header_size: usize,
 }
 
 impl Default for EndpointOptions {
@@ -128,6 +134,7 @@ impl Default for EndpointOptions {
             header_read_timeout: 10_000,
             body_read_timeout: 30_000,
             max_connections: 20_000,
+            max_header_size: 64 * 1024,
         }
     }
 }
@@ -168,7 +175,7 @@ struct RouteMetrics {
 impl RouteMetrics {
     fn new(method: &Method, pattern: &str) -> Self {
         let duration =
-            crate::toolkit::metrics::http().map(|m| m.duration.with_label_values(&[method.as_str(), pattern]));
+            crate::toolkit::metrics::http().map(|m| m.duration.with_label_values(&[method_label(method), pattern]));
         Self { duration, requests: RwLock::new(Vec::new()) }
     }
 
@@ -181,7 +188,7 @@ impl RouteMetrics {
             return;
         }
         if let Some(m) = crate::toolkit::metrics::http() {
-            let c = m.requests.with_label_values(&[method.as_str(), pattern, status_label(status)]);
+            let c = m.requests.with_label_values(&[method_label(method), pattern, status_label(status)]);
             c.inc();
             self.requests.write().push((status, c));
         }
@@ -191,8 +198,39 @@ impl RouteMetrics {
 /// Records a request that matched no route (or a HEAD served by a GET route).
 fn record_unrouted(method: &Method, pattern: &str, status: u16, seconds: f64) {
     if let Some(m) = crate::toolkit::metrics::http() {
-        m.requests.with_label_values(&[method.as_str(), pattern, status_label(status)]).inc();
-        m.duration.with_label_values(&[method.as_str(), pattern]).observe(seconds);
+        let method = method_label(method);
+        m.requests.with_label_values(&[method, pattern, status_label(status)]).inc();
+        m.duration.with_label_values(&[method, pattern]).observe(seconds);
+    }
+}
+
+/// The metric and log label of a method: one of the standard methods, else `other`, so nothing
+/// a client sends can create a series.
+fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    const LABELS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"];
+    STANDARD.iter().position(|m| m == method).and_then(|i| LABELS.get(i).copied()).unwrap_or("other")
+}
+
+/// Longest piece of a client's path or method repeated in an error message.
+const ECHO_LIMIT: usize = 128;
+
+/// `text` cut to [`ECHO_LIMIT`] characters, marked with `...` when cut: an error never echoes a
+/// huge method or path back.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(ECHO_LIMIT) {
+        None => text.to_string(),
+        Some((i, _)) => format!("{}...", &text[..i]),
     }
 }
 
@@ -250,10 +288,12 @@ impl RouteTable {
 
 /// 404 `ROUTE_NOT_FOUND` for an unknown path, 405 `METHOD_NOT_ALLOWED` with `Allow` for a known
 /// path and another method.
+/// Neither the method nor the path is echoed beyond [`ECHO_LIMIT`] characters.
 fn no_route(method: &Method, path: &str, allowed: &[String], cid: Option<&str>) -> HttpResponse {
+    let (method, path) = (shorten(method.as_str()), shorten(path));
     if allowed.is_empty() {
         let e = ApplicationError::not_found("ROUTE_NOT_FOUND", format!("Route {method} {path} was not found"))
-            .with_details("route", path.to_string());
+            .with_details("route", path.clone());
         return error_response(&e.with_correlation_id(cid));
     }
     let mut allowed = allowed.to_vec();
@@ -357,6 +397,14 @@ impl HttpEndpoint {
         };
         if settings.connection.host.trim().is_empty() {
             return Err(ApplicationError::config("NO_HOST", "Connection host is not set"));
+        }
+        if settings.options.max_header_size < MIN_HEADER_SIZE
+            || u32::try_from(settings.options.max_header_size).is_err()
+        {
+            return Err(ApplicationError::config(
+                "BAD_CONFIG",
+                format!("options.max_header_size must be between {MIN_HEADER_SIZE} and {} bytes", u32::MAX),
+            ));
         }
         let mut names = vec!["correlation_id".to_string(), "trace_id".to_string()];
         names.extend(settings.cors_headers.iter().cloned());
@@ -580,7 +628,11 @@ impl Inner {
         let _in_flight = InFlight::enter();
         let query = decode_query(&raw_query);
         let cid = correlation_id(&query, &headers);
-        let span = tracing::info_span!("request", method = %method, correlation_id = cid.as_deref().unwrap_or(""));
+        let span = tracing::info_span!(
+            "request",
+            method = method_label(&method),
+            correlation_id = cid.as_deref().unwrap_or("")
+        );
         let method_label = method.clone();
         let allow_origin = self.allow_origin(&headers);
         let (response, routed) = self.route(method, path, query, headers, body, cid).instrument(span.clone()).await;
@@ -748,6 +800,144 @@ impl Component for HttpEndpoint {
     }
 }
 
+/// Smallest `options.max_header_size` (hyper's smallest HTTP/1 read buffer).
+const MIN_HEADER_SIZE: usize = 8 * 1024;
+
+/// Descriptors kept free for everything but client connections (log files, the store's files,
+/// outgoing connections), at least this many and at least an eighth of the limit.
+const RESERVED_DESCRIPTORS: u64 = 256;
+
+/// `max_connections` kept under the process's open-file limit (read once at start-up): a flood of
+/// connections then waits in the accept queue instead of leaving no descriptor for anything else.
+fn connection_cap(configured: usize) -> usize {
+    let Some(limit) = open_files_limit() else { return configured.max(1) };
+    let reserve = RESERVED_DESCRIPTORS.max(limit / 8);
+    let cap = usize::try_from(limit.saturating_sub(reserve)).unwrap_or(usize::MAX).max(1);
+    if configured > cap {
+        tracing::warn!(
+            max_connections = configured,
+            open_files_limit = limit,
+            lowered_to = cap,
+            "options.max_connections is above what the open-file limit allows; lowered. Raise the limit (ulimit -n) to allow more."
+        );
+        return cap;
+    }
+    configured.max(1)
+}
+
+/// The soft open-file limit (RLIMIT_NOFILE) of this process, from `/proc/self/limits` (Linux,
+/// where the service is deployed; elsewhere `None` and the configured cap stands). Read from the
+/// file because `getrlimit` needs `unsafe` or another dependency for one number.
+fn open_files_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    parse_open_files_limit(&text)
+}
+
+fn parse_open_files_limit(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files").split_whitespace().next()?.parse().ok()
+}
+
+/// What the requests of one connection tell its watchdog.
+struct Activity {
+    accepted: tokio::time::Instant,
+    /// Requests whose head was complete.
+    started: AtomicU64,
+    in_flight: AtomicUsize,
+    /// When the last request finished, ms after `accepted`.
+    last_done_ms: AtomicU64,
+}
+
+/// Ends a request's part in its connection's [`Activity`].
+struct RequestGuard(Arc<Activity>);
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            accepted: tokio::time::Instant::now(),
+            started: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            last_done_ms: AtomicU64::new(0),
+        })
+    }
+
+    fn begin(self: &Arc<Self>) -> RequestGuard {
+        self.started.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        RequestGuard(self.clone())
+    }
+
+    /// When to look again, or `None` when the connection has been idle too long: no complete
+    /// request head within `timeout` of the accept, or nothing in flight for `timeout`.
+    fn next_check(&self, timeout: Duration) -> Option<tokio::time::Instant> {
+        let now = tokio::time::Instant::now();
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return Some(now + timeout);
+        }
+        let since = if self.started.load(Ordering::Relaxed) == 0 {
+            self.accepted
+        } else {
+            self.accepted + Duration::from_millis(self.last_done_ms.load(Ordering::Relaxed))
+        };
+        Some(since + timeout).filter(|d| *d > now)
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let ms = u64::try_from(self.0.accepted.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.last_done_ms.store(ms, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Serves one connection under its watchdog, timed from the accept: a connection that sends no
+/// complete request head within `timeout` (nothing at all, a byte, an HTTP/2 preface) is dropped;
+/// one idle for `timeout` after its last request is shut down gracefully (HTTP/2 gets a GOAWAY)
+/// and dropped if it has not closed `timeout` later. `stop` starts a graceful shutdown, `kill`
+/// drops the connection.
+async fn drive<C>(conn: C, activity: Arc<Activity>, timeout: Duration, stop: CancellationToken, kill: CancellationToken)
+where
+    C: GracefulConnection,
+    C::Error: std::fmt::Display,
+{
+    let mut conn = std::pin::pin!(conn);
+    let mut closing = false;
+    let mut check = activity.accepted + timeout;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "HTTP connection ended with an error.");
+                }
+                return;
+            }
+            () = kill.cancelled() => return,
+            () = stop.cancelled(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = tokio::time::sleep_until(check) => {
+                if closing {
+                    return;
+                }
+                match activity.next_check(timeout) {
+                    Some(next) => check = next,
+                    None if activity.started.load(Ordering::Relaxed) == 0 => {
+                        tracing::debug!("Connection sent no complete request head in time; closed.");
+                        return;
+                    }
+                    None => {
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                        check = tokio::time::Instant::now() + timeout;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The accept loop: serves until cancelled, then lets in-flight requests finish within
 /// `options.shutdown_timeout` and drops what is left.
 async fn serve(
@@ -768,12 +958,22 @@ async fn serve(
         });
     let service = warp::service(filter);
     let options = inner.settings.options.clone();
+    let timeout = Duration::from_millis(options.header_read_timeout.max(1));
+    let head_limit = options.max_header_size.max(MIN_HEADER_SIZE);
     let mut builder = ConnBuilder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_millis(options.header_read_timeout));
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(timeout).max_buf_size(head_limit);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(timeout)
+        .keep_alive_timeout(timeout)
+        .max_header_list_size(u32::try_from(head_limit).unwrap_or(u32::MAX));
     let builder = Arc::new(builder);
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let tracker = TaskTracker::new();
+    let kill = CancellationToken::new();
+    let permits = Arc::new(Semaphore::new(connection_cap(options.max_connections)));
+    let mut accept_errors = AcceptErrors::default();
     loop {
         let permit: OwnedSemaphorePermit = tokio::select! {
             () = cancel.cancelled() => break,
@@ -784,33 +984,37 @@ async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
-                    tracing::warn!(error = %e, "Accepting a connection failed.");
+                    accept_errors.failed(&e);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
         };
+        let activity = Activity::new();
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(service.clone());
+        let hyper_service = TowerToHyperService::new(service.clone());
+        let watched = activity.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let guard = watched.begin();
+            let answer = hyper::service::Service::call(&hyper_service, request);
+            async move {
+                let response = answer.await;
+                drop(guard);
+                response
+            }
+        });
         let builder = builder.clone();
         let acceptor = acceptor.clone();
-        let handshake_timeout = Duration::from_millis(options.header_read_timeout);
-        match acceptor {
-            None => {
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "HTTP connection ended with an error.");
-                    }
-                });
-            }
-            Some(acceptor) => {
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+        let (stop, kill) = (cancel.clone(), kill.clone());
+        tracker.spawn(async move {
+            let _permit = permit;
+            match acceptor {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    drive(conn, activity, timeout, stop, kill).await;
+                }
+                Some(acceptor) => {
+                    let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => {
                             tracing::debug!(error = %e, "TLS handshake failed.");
@@ -818,21 +1022,42 @@ async fn serve(
                         }
                         Err(_) => return,
                     };
-                    let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(error = %e, "HTTPS connection ended with an error.");
-                    }
-                });
+                    let conn = builder.serve_connection(TokioIo::new(tls), service);
+                    drive(conn, activity, timeout, stop, kill).await;
+                }
             }
-        }
+        });
     }
     drop(listener);
+    tracker.close();
     let timeout = Duration::from_millis(options.shutdown_timeout);
-    if tokio::time::timeout(timeout, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(timeout, tracker.wait()).await.is_err() {
         tracing::warn!(
             timeout_ms = options.shutdown_timeout,
             "In-flight requests did not finish in time; closing them."
         );
+        kill.cancel();
+        tracker.wait().await;
+    }
+}
+
+/// Failed accepts (out of descriptors, mostly) logged at most once every 10 s with a count, so a
+/// flood cannot fill the log.
+#[derive(Default)]
+struct AcceptErrors {
+    last_logged: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl AcceptErrors {
+    fn failed(&mut self, e: &std::io::Error) {
+        if self.last_logged.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(error = %e, suppressed = self.suppressed, "Accepting a connection failed.");
+        self.last_logged = Some(std::time::Instant::now());
+        self.suppressed = 0;
     }
 }
 
@@ -916,11 +1141,27 @@ mod tests {
     }
 
     #[test]
+    fn method_labels_are_bounded_and_echoes_short() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        let odd = Method::from_bytes(b"FOOBAR").unwrap_or(Method::GET);
+        assert_eq!(method_label(&odd), "other");
+        assert_eq!(shorten("abc"), "abc");
+        assert_eq!(shorten(&"é".repeat(1000)).chars().count(), ECHO_LIMIT + 3);
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max open files            1024                 524288               files\n";
+        assert_eq!(parse_open_files_limit(limits), Some(1024));
+        assert_eq!(parse_open_files_limit("Max open files unlimited unlimited files"), None);
+    }
+
+    #[test]
     fn rejects_unknown_protocols_and_missing_tls_files() {
         let mut s = EndpointSettings::default();
         s.connection.protocol = "ftp".into();
         assert_eq!(HttpEndpoint::new(s.clone()).err().map(|e| e.code).as_deref(), Some("WRONG_PROTOCOL"));
         s.connection.protocol = "https".into();
         assert_eq!(HttpEndpoint::new(s).err().map(|e| e.code).as_deref(), Some("NO_SSL_KEY_FILE"));
+        let mut s = EndpointSettings::default();
+        s.options.max_header_size = 100;
+        assert_eq!(HttpEndpoint::new(s).err().map(|e| e.code).as_deref(), Some("BAD_CONFIG"));
     }
 }
