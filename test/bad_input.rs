@@ -57,6 +57,7 @@ async fn malformed_bodies() {
         (b"{} trailing".to_vec(), 400, "INVALID_JSON"),
         (b"".to_vec(), 400, "INVALID_DATA"),
     ];
+    assert!(!cases.is_empty());
     for (body, status, code) in cases {
         let a = app.post_raw("/v1/sessions/open_session", body.clone(), Some("application/json")).await;
         let v = client_error(&a, status, code);
@@ -76,6 +77,17 @@ async fn malformed_bodies() {
         415,
         "UNSUPPORTED_MEDIA_TYPE",
     );
+    // What a browser's simple cross-origin request can send never reaches a command.
+    let body = r#"{"user_id": "u"}"#;
+    for ct in [Some("text/plain"), Some("text/plain;charset=UTF-8"), Some("application/x-www-form-urlencoded"), None] {
+        for cmd in ["open_session", "get_sessions"] {
+            let a = app.post_raw(&format!("/v1/sessions/{cmd}"), body, ct).await;
+            client_error(&a, 415, "UNSUPPORTED_MEDIA_TYPE");
+        }
+    }
+    let charset = app.post_raw("/v1/sessions/get_sessions", "{}", Some("application/json; charset=utf-8")).await;
+    assert_eq!(charset.status, 200);
+    assert_eq!(app.post_raw("/v1/sessions/get_sessions", " \n", Some("text/plain")).await.status, 200);
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     client_error(&app.post_raw("/v1/sessions/open_session", deep, Some("application/json")).await, 400, "INVALID_JSON");
     let deep_obj = format!(r#"{{"user_id":"u","data":{}1{}}}"#, r#"{"a":"#.repeat(5_000), "}".repeat(5_000));
@@ -261,4 +273,58 @@ async fn slow_clients_are_cut_off() {
     .unwrap();
     assert!(reply.is_empty() || reply.starts_with("HTTP/1.1 431"), "{reply}");
     alive(&app).await;
+}
+
+/// No CORS headers unless `cors.allowed_origins` is configured (the old `cors_origins` key still
+/// works when set); a configured list answers only its own origins.
+#[tokio::test]
+async fn cors_only_when_configured() {
+    let app = app().await;
+    let a = app.client.get(app.url("/heartbeat")).header("origin", "https://evil.example").send().await.unwrap();
+    assert!(a.headers().keys().all(|k| !k.as_str().starts_with("access-control-")), "{:?}", a.headers());
+    let preflight = app.request(reqwest::Method::OPTIONS, "/v1/sessions/get_sessions").await;
+    client_error(&preflight, 405, "METHOD_NOT_ALLOWED");
+    app.stop().await;
+
+    let listed = YAML.replace(
+        "body_read_timeout: 300 }",
+        "body_read_timeout: 300 }\n  cors: { allowed_origins: \"https://app.example, https://b.example\" }",
+    );
+    let app = spawn_app(&listed).await;
+    let ask = |origin: &'static str| app.client.get(app.url("/heartbeat")).header("origin", origin).send();
+    let ok = ask("https://b.example").await.unwrap();
+    assert_eq!(ok.headers()["access-control-allow-origin"], "https://b.example");
+    assert_eq!(ok.headers()["vary"], "Origin");
+    assert!(ok.headers()["access-control-expose-headers"].to_str().unwrap().contains("correlation_id"));
+    let other = ask("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    assert_eq!(app.request(reqwest::Method::OPTIONS, "/v1/sessions/get_sessions").await.status, 204);
+    app.stop().await;
+
+    let old = YAML.replace("body_read_timeout: 300 }", "body_read_timeout: 300 }\n  cors_origins: \"*\"");
+    let app = spawn_app(&old).await;
+    let star = app.request(reqwest::Method::GET, "/heartbeat").await;
+    assert_eq!(star.header("access-control-allow-origin"), Some("*"));
+    app.stop().await;
+}
+
+/// With `allowed_hosts`, a request naming another host (DNS rebinding) is refused with 421.
+#[tokio::test]
+async fn allowed_hosts_refuse_other_host_names() {
+    let app = spawn_app(
+        &YAML
+            .replace("body_read_timeout: 300 }", "body_read_timeout: 300 }\n  allowed_hosts: \"localhost, 127.0.0.1\""),
+    )
+    .await;
+    let port = app.address.port();
+    assert_eq!(app.request(reqwest::Method::GET, "/heartbeat").await.status, 200, "127.0.0.1:port is allowed");
+    for host in ["evil.example", "evil.example:80", "localhost.evil.example"] {
+        let a = app.client.get(app.url("/heartbeat")).header("host", host).send().await.unwrap();
+        assert_eq!(a.status().as_u16(), 421, "{host}");
+        let v: Value = serde_json::from_str(&a.text().await.unwrap()).unwrap();
+        assert_eq!(v["code"], "HOST_NOT_ALLOWED");
+    }
+    let a = app.client.get(app.url("/heartbeat")).header("host", format!("LOCALHOST:{port}")).send().await.unwrap();
+    assert_eq!(a.status().as_u16(), 200);
+    app.stop().await;
 }

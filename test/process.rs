@@ -396,3 +396,29 @@ fn made_up_methods_share_one_metric_label() {
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+/// Listening on a non-loopback address with no API keys logs a warning at start-up; on loopback
+/// it does not.
+#[test]
+fn a_public_bind_without_keys_warns() {
+    for (host, warned) in [("0.0.0.0", true), ("127.0.0.1", false)] {
+        let port = free_port();
+        let cfg = config_file(&format!(
+            "- descriptor: \"pip-services:logger:console:default:1.0\"\n  level: warn\n\
+             - descriptor: \"pip-services:endpoint:http:default:1.0\"\n  connection: {{ host: {host}, port: {port} }}\n\
+             - descriptor: \"pip-services:heartbeat-service:http:default:1.0\"\n"
+        ));
+        let mut child = Command::new(BIN)
+            .args(["-c", cfg.path().to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_listening(port);
+        assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+        let _ = child.try_wait();
+        let out = child.wait_with_output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(text.contains("without API keys"), warned, "{host}: {text}");
+    }
+}

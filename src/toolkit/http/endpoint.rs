@@ -39,7 +39,7 @@ use warp::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode}
 use warp::Filter;
 
 /// Endpoint settings (the component's config entry).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct EndpointSettings {
     /// Where to listen.
@@ -48,20 +48,33 @@ pub struct EndpointSettings {
     pub credential: CredentialSettings,
     /// Limits and switches.
     pub options: EndpointOptions,
-    /// Allowed CORS origins (comma list); `*` by default.
-    pub cors_origins: Vec<String>,
+    /// CORS: no CORS headers at all unless `cors.allowed_origins` is set.
+    pub cors: CorsSettings,
+    /// The old name of `cors.allowed_origins` (comma list), honoured when set explicitly.
+    pub cors_origins: Option<Vec<String>>,
     /// Extra headers allowed and exposed by CORS (added to `correlation_id`, `trace_id`).
     pub cors_headers: Vec<String>,
+    /// Host names (optionally `host:port`) requests may name in `Host`; empty = any. Guards
+    /// against DNS rebinding.
+    pub allowed_hosts: Vec<String>,
 }
 
-impl Default for EndpointSettings {
-    fn default() -> Self {
-        Self {
-            connection: ConnectionSettings::default(),
-            credential: CredentialSettings::default(),
-            options: EndpointOptions::default(),
-            cors_origins: vec!["*".to_string()],
-            cors_headers: Vec::new(),
+/// `cors.*` keys.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct CorsSettings {
+    /// Origins a browser may call from (comma list; `*` = any). Empty: no CORS headers, so a
+    /// web page of another origin cannot read an answer.
+    pub allowed_origins: Vec<String>,
+}
+
+impl EndpointSettings {
+    /// The CORS origins in effect: `cors.allowed_origins`, else the old `cors_origins`.
+    pub fn cors_origins(&self) -> &[String] {
+        match (&self.cors.allowed_origins, &self.cors_origins) {
+            (configured, _) if !configured.is_empty() => configured,
+            (_, Some(old)) => old,
+            _ => &[],
         }
     }
 }
@@ -304,6 +317,14 @@ fn no_route(method: &Method, path: &str, allowed: &[String], cid: Option<&str>) 
     error_response(&e.with_correlation_id(cid)).with_header("allow", &list)
 }
 
+/// The CORS answer of one request.
+struct Cors {
+    /// `Access-Control-Allow-Origin`, when the origin is allowed.
+    origin: Option<HeaderValue>,
+    /// Whether the answer depends on `Origin` (`Vary: Origin`).
+    varies: bool,
+}
+
 /// A matched route with the values of its `{param}` segments.
 type Matched = (Arc<Route>, HashMap<String, String>);
 
@@ -339,6 +360,17 @@ pub trait RequestInterceptor: Send + Sync {
     /// After the body is read. `Some(response)` stops the request.
     async fn inspect(&self, _request: &HttpRequest) -> Option<HttpResponse> {
         None
+    }
+
+    /// Whether this interceptor authenticates callers (the endpoint warns when it listens on a
+    /// non-loopback address with none).
+    fn authenticates(&self) -> bool {
+        false
+    }
+
+    /// Whether the head carries a valid credential (what only authenticated callers may see).
+    fn authenticated(&self, _head: &HttpRequest) -> bool {
+        false
     }
 }
 
@@ -454,6 +486,11 @@ impl HttpEndpoint {
     /// The settings the endpoint runs with.
     pub fn settings(&self) -> &EndpointSettings {
         &self.inner.settings
+    }
+
+    /// Whether a request carries a credential some interceptor accepts.
+    pub fn is_authenticated(&self, request: &HttpRequest) -> bool {
+        self.inner.interceptors.read().iter().any(|i| i.authenticated(request))
     }
 }
 
@@ -584,32 +621,63 @@ pub fn percent_decode(s: &str) -> String {
 }
 
 impl Inner {
-    fn finish(&self, mut response: HttpResponse, allow_origin: (HeaderValue, bool)) -> warp::reply::Response {
+    fn finish(&self, mut response: HttpResponse, cors: Option<Cors>) -> warp::reply::Response {
         let h = &mut response.headers;
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         h.insert(header::EXPIRES, HeaderValue::from_static("0"));
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow_origin.0);
-        if allow_origin.1 {
-            h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        if let Some(cors) = cors {
+            if cors.varies {
+                h.insert(header::VARY, HeaderValue::from_static("Origin"));
+            }
+            if let Some(origin) = cors.origin {
+                h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+                h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, self.allow_headers.clone());
+                h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, self.expose_headers.clone());
+            }
         }
-        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, self.allow_headers.clone());
-        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, self.expose_headers.clone());
         let mut out = warp::reply::Response::new(response.body.into());
         *out.status_mut() = response.status;
         *out.headers_mut() = response.headers;
         out
     }
 
-    /// `Access-Control-Allow-Origin` for a request, and whether it depends on `Origin`.
-    fn allow_origin(&self, request_headers: &HeaderMap) -> (HeaderValue, bool) {
-        let origins = &self.settings.cors_origins;
-        if origins.is_empty() || origins.iter().any(|o| o == "*") {
-            return (HeaderValue::from_static("*"), false);
+    /// The CORS answer for a request: `None` when CORS is not configured (no CORS headers at
+    /// all); else the allowed origin (`*`, or the request's `Origin` when listed; none for an
+    /// unlisted one) and whether the answer depends on `Origin`.
+    fn cors(&self, request_headers: &HeaderMap) -> Option<Cors> {
+        let origins = self.settings.cors_origins();
+        if origins.is_empty() {
+            return None;
         }
-        let origin = request_headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let allow = if origins.iter().any(|o| o == origin) { origin.to_string() } else { origins.join(", ") };
-        (HeaderValue::from_str(&allow).unwrap_or_else(|_| HeaderValue::from_static("null")), true)
+        if origins.iter().any(|o| o == "*") {
+            return Some(Cors { origin: Some(HeaderValue::from_static("*")), varies: false });
+        }
+        let origin = request_headers.get(header::ORIGIN).filter(|o| {
+            let o = o.to_str().unwrap_or("");
+            origins.iter().any(|allowed| allowed.eq_ignore_ascii_case(o))
+        });
+        Some(Cors { origin: origin.cloned(), varies: true })
+    }
+
+    /// Whether the request's `Host` (HTTP/2: the authority) is allowed by `allowed_hosts`.
+    fn host_allowed(&self, uri_host: Option<&str>, headers: &HeaderMap) -> bool {
+        let allowed = &self.settings.allowed_hosts;
+        if allowed.is_empty() {
+            return true;
+        }
+        let Some(host) = uri_host.or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok())) else {
+            return false;
+        };
+        let host = host.trim().to_ascii_lowercase();
+        let name = match host.rsplit_once(':') {
+            Some((name, port)) if !name.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host.as_str(),
+        };
+        allowed.iter().any(|a| {
+            let a = a.trim();
+            a.eq_ignore_ascii_case(&host) || a.eq_ignore_ascii_case(name)
+        })
     }
 
     async fn dispatch<S, B>(
@@ -617,6 +685,7 @@ impl Inner {
         method: Method,
         path: String,
         raw_query: String,
+        authority: Option<String>,
         headers: HeaderMap,
         body: S,
     ) -> warp::reply::Response
@@ -634,8 +703,14 @@ impl Inner {
             correlation_id = cid.as_deref().unwrap_or("")
         );
         let method_label = method.clone();
-        let allow_origin = self.allow_origin(&headers);
-        let (response, routed) = self.route(method, path, query, headers, body, cid).instrument(span.clone()).await;
+        let cors = self.cors(&headers);
+        let (response, routed) = if self.host_allowed(authority.as_deref(), &headers) {
+            self.route(method, path, query, headers, body, cid).instrument(span.clone()).await
+        } else {
+            let e = ApplicationError::bad_request("HOST_NOT_ALLOWED", "The Host of the request is not served here")
+                .with_status(421);
+            (error_response(&e.with_correlation_id(cid.as_deref())), Routed::Other("unmatched"))
+        };
         let status = response.status.as_u16();
         let elapsed = started.elapsed();
         span.in_scope(|| tracing::debug!(route = %routed.label(), status, elapsed_us = elapsed.as_micros() as u64, "Request served."));
@@ -645,7 +720,7 @@ impl Inner {
             }
             other => record_unrouted(&method_label, other.label(), status, elapsed.as_secs_f64()),
         }
-        self.finish(response, allow_origin)
+        self.finish(response, cors)
     }
 
     async fn route<S, B>(
@@ -668,7 +743,7 @@ impl Inner {
                 .with_header("retry-after", "3600");
             return (r, unmatched);
         }
-        if method == Method::OPTIONS {
+        if method == Method::OPTIONS && !self.settings.cors_origins().is_empty() {
             let mut r = HttpResponse::empty(StatusCode::NO_CONTENT);
             r.headers.insert(
                 "access-control-allow-methods",
@@ -681,7 +756,26 @@ impl Inner {
             Some(route) => (route.clone(), HashMap::new()),
             None => match routes.scan(&method, &path) {
                 Ok(found) => found,
-                Err(allowed) => return (no_route(&method, &path, &allowed, cid.as_deref()), unmatched),
+                Err(allowed) => {
+                    // With authentication configured, an unauthenticated caller cannot probe
+                    // which routes and methods exist: 401 comes before 404 and 405.
+                    let head = HttpRequest {
+                        method,
+                        path,
+                        params: HashMap::new(),
+                        query,
+                        headers,
+                        body: Bytes::new(),
+                        correlation_id: cid.clone(),
+                    };
+                    let interceptors = self.interceptors.read().clone();
+                    for i in interceptors.iter() {
+                        if let Some(r) = i.intercept(&head).await {
+                            return (r, unmatched);
+                        }
+                    }
+                    return (no_route(&head.method, &head.path, &allowed, cid.as_deref()), unmatched);
+                }
             },
         };
         // Interceptors see the head only, so a refused request is never read.
@@ -773,6 +867,13 @@ impl Component for HttpEndpoint {
         let address = listener
             .local_addr()
             .map_err(|e| ApplicationError::internal("CANNOT_CONNECT", "Cannot read the bound address").with_cause(e))?;
+        let authenticated = self.inner.interceptors.read().iter().any(|i| i.authenticates());
+        if !authenticated && !address.ip().is_loopback() {
+            tracing::warn!(
+                address = %address,
+                "Listening on a non-loopback address without API keys: anyone who can reach it can read and close sessions. Configure pip-services:authenticator:api-key or bind 127.0.0.1."
+            );
+        }
         let cancel = CancellationToken::new();
         let task = tokio::spawn(serve(listener, self.inner.clone(), self.tls.clone(), cancel.clone()));
         tracing::info!(address = %address, protocol = %s.connection.protocol, "HTTP endpoint listening.");
@@ -950,12 +1051,23 @@ async fn serve(
     let filter = warp::method()
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::host::optional().or(warp::any().map(|| None)).unify())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
-        .then(move |method, path: warp::path::FullPath, query, headers, body| {
-            let state = state.clone();
-            async move { state.dispatch(method, path.as_str().to_string(), query, headers, Box::pin(body)).await }
-        });
+        .then(
+            move |method,
+                  path: warp::path::FullPath,
+                  query,
+                  authority: Option<warp::host::Authority>,
+                  headers,
+                  body| {
+                let state = state.clone();
+                let authority = authority.map(|a| a.as_str().to_string());
+                async move {
+                    state.dispatch(method, path.as_str().to_string(), query, authority, headers, Box::pin(body)).await
+                }
+            },
+        );
     let service = warp::service(filter);
     let options = inner.settings.options.clone();
     let timeout = Duration::from_millis(options.header_read_timeout.max(1));
