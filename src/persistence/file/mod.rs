@@ -90,6 +90,7 @@ use self::load::open_store;
 use self::snapshot::{sync_dir, SnapshotWriter};
 use self::writer::{write_failed, Command, IoStatus, LogWriter};
 use super::index::SessionsIndex;
+use super::memory::BULK_BATCH;
 use super::{PageOptions, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition};
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::component::{Component, ComponentHealth};
@@ -578,17 +579,27 @@ impl SessionsPersistence for SessionsFilePersistence {
         now: DateTime<Utc>,
     ) -> Result<u64, ApplicationError> {
         if self.shared.status.failed.load(Ordering::Acquire)
-            && self.read(|index| index.plan_close_expired(idle_cutoff, now).is_empty())?
+            && self.read(|index| index.plan_close_expired_limited(now, Some(idle_cutoff), 1).is_empty())?
         {
             // Nothing to close: reads that sweep first keep working on a failed store.
             return Ok(0);
         }
-        self.commit(|index| {
-            let closed = index.plan_close_expired(idle_cutoff, now);
-            closed.iter().for_each(|s| index.put(s.clone()));
-            Ok((closed.len() as u64, closed.into_iter().map(Record::Put).collect()))
-        })
-        .await
+        // In bounded batches, each its own step, so a mass expiry does not hold the lock.
+        let mut n = 0u64;
+        loop {
+            let batch = self
+                .commit(|index| {
+                    let closed = index.plan_close_expired_limited(now, Some(idle_cutoff), BULK_BATCH);
+                    closed.iter().for_each(|s| index.put(s.clone()));
+                    Ok((closed.len(), closed.into_iter().map(Record::Put).collect()))
+                })
+                .await?;
+            n += batch as u64;
+            if batch < BULK_BATCH {
+                return Ok(n);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     async fn delete_by_id(&self, _cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
@@ -640,11 +651,20 @@ impl SessionsPersistence for SessionsFilePersistence {
         except_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<u64, ApplicationError> {
-        self.commit(|index| {
-            let closed = index.close_user_sessions(user_id, except_id, now);
-            Ok((closed.len() as u64, closed.into_iter().map(Record::Put).collect()))
-        })
-        .await
+        let mut n = 0u64;
+        loop {
+            let batch = self
+                .commit(|index| {
+                    let closed = index.close_user_sessions_limited(user_id, except_id, now, BULK_BATCH);
+                    Ok((closed.len(), closed.into_iter().map(Record::Put).collect()))
+                })
+                .await?;
+            n += batch as u64;
+            if batch < BULK_BATCH {
+                return Ok(n);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     async fn purge_closed(
