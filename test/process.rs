@@ -422,3 +422,30 @@ fn a_public_bind_without_keys_warns() {
         assert_eq!(text.contains("without API keys"), warned, "{host}: {text}");
     }
 }
+
+/// `max_connections` above what the open-file limit allows is lowered at start-up, with a
+/// warning naming both numbers (the limit set here with `prlimit`).
+#[test]
+fn max_connections_stay_under_the_open_file_limit() {
+    let Ok(status) = Command::new("prlimit").arg("--version").output() else { return };
+    assert!(status.status.success());
+    let port = free_port();
+    let cfg = config_file(&format!(
+        "- descriptor: \"pip-services:logger:console:default:1.0\"\n  level: warn\n\
+         - descriptor: \"pip-services:endpoint:http:default:1.0\"\n  connection: {{ host: 127.0.0.1, port: {port} }}\n  options: {{ max_connections: 20000 }}\n\
+         - descriptor: \"pip-services:heartbeat-service:http:default:1.0\"\n"
+    ));
+    let mut child = Command::new("prlimit")
+        .args(["--nofile=1024:1024", "--", BIN, "-c", cfg.path().to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    assert!(http_get(port, "/heartbeat").starts_with("HTTP/1.1 200"));
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let _ = child.try_wait();
+    let out = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("open-file limit") && text.contains("768"), "{text}");
+}

@@ -584,7 +584,21 @@ impl SessionsPersistence for SessionsFilePersistence {
         filter: &SessionsFilter,
         paging: &PagingParams,
     ) -> Result<DataPage<SessionV1>, ApplicationError> {
-        self.read(|index| index.page(filter, paging, self.page.max_page_size))
+        let max = self.page.max_page_size;
+        if paging.total && (filter.from_time.is_some() || filter.to_time.is_some()) {
+            // Counting a time window walks every match: off the runtime threads.
+            let (shared, filter, paging) = (self.shared.clone(), filter.clone(), *paging);
+            return tokio::task::spawn_blocking(move || {
+                let state = shared.state.read();
+                if state.writer.is_none() {
+                    return Err(not_opened());
+                }
+                Ok(state.index.page(&filter, &paging, max))
+            })
+            .await
+            .map_err(|e| ApplicationError::internal("READ_FAILED", "Listing sessions stopped").with_cause(e))?;
+        }
+        self.read(|index| index.page(filter, paging, max))
     }
 
     async fn get_one_by_id(&self, _cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
