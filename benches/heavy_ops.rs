@@ -12,7 +12,8 @@
 //! - a mass expiry of everything left open.
 //!
 //! For each it prints the bystander's reads, p50, p99 and max, and the operation's own time.
-//! `cargo bench --bench heavy_ops`; `HEAVY_N=100000` changes the size.
+//! `cargo bench --bench heavy_ops`; `HEAVY_N=100000` changes the size. Under `cargo test` it
+//! does nothing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -116,6 +117,11 @@ fn list(filter: SessionsFilter, clients: usize, rounds: usize) -> Heavy {
 }
 
 fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("heavy_ops: run it with `cargo bench --bench heavy_ops`");
+        return;
+    }
     let n: usize = std::env::var("HEAVY_N").ok().and_then(|v| v.parse().ok()).unwrap_or(250_000);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(async move {
