@@ -507,6 +507,12 @@ async fn a_removed_folder_or_replaced_log_refuses_writes() {
                 std::fs::rename(&copy, &log).unwrap();
             }
         }
+        // Noticed without a write (the writer looks about once a second; wait for the event).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while p.health().await.ready {
+            assert!(std::time::Instant::now() < deadline, "{how}: readiness did not fail");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
         let e = p.create(None, session("s2", "u", 0)).await.unwrap_err();
         assert_eq!(e.code, "WRITE_FAILED", "{how}");
         let health = p.health().await;

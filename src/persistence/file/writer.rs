@@ -31,7 +31,8 @@ use tokio::sync::{oneshot, Notify};
 /// A batch is written out once it grows past this many bytes, even if more is queued.
 const MAX_BATCH_BYTES: usize = 8 << 20;
 
-/// How often a failed store probes whether it can write again.
+/// How often a failed store probes whether it can write again, and an idle one checks that its
+/// files are still there.
 pub const RECOVER_INTERVAL: Duration = Duration::from_millis(1000);
 
 /// What the writer is asked to do.
@@ -256,9 +257,15 @@ impl LogWriter {
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             } else {
-                match rx.recv() {
+                // Idle: look at the files now and then, so a removed folder or log fails
+                // readiness even when nobody writes.
+                match rx.recv_timeout(RECOVER_INTERVAL) {
                     Ok(c) => c,
-                    Err(_) => break,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.still_there();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
             };
             self.handle(first);
