@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fleet benchmark (not a test): 1, 2 and 4 instances of the release binary on one MongoDB-wire
-# test server, a mixed closed-loop load spread round-robin over them (examples/fleet.rs), then
+# Fleet benchmark (not a test): 1, 2 and 4 instances of the release binary on one store —
+# BACKEND=mongodb (default: one MongoDB-wire test server) or BACKEND=redis-cluster (3 masters with
+# a replica each, from test/redis_server.sh) — a mixed closed-loop load spread round-robin over them (examples/fleet.rs), then
 # a check of the store's state (no lost acknowledged write, no user over its limit). Prints per
 # instance count: req/s, p50/p99, service and store CPU per request. Then the over-capacity run
 # on one instance: an open-loop load at twice the measured capacity for OVER_SECONDS, then half of
@@ -17,14 +18,32 @@ CONCURRENCY=${CONCURRENCY:-64}
 OVER_SECONDS=${OVER_SECONDS:-60}
 export MAX_IN_FLIGHT=${MAX_IN_FLIGHT:-64}
 export MONGO_IMPL=${MONGO_IMPL:-rs}
+BACKEND=${BACKEND:-mongodb}
 cargo build --release --quiet --bin service-sessions --example fleet
 # shellcheck source=../test/mongo_server.sh
 source test/mongo_server.sh
+# shellcheck source=../test/redis_server.sh
+source test/redis_server.sh
 STORE_PID=""
-if [[ -z "${MONGODB_URI:-}" ]]; then
-    mongo_start MONGODB_URI
-    STORE_PID="${_MONGO_PIDS[0]}"
-fi
+case "$BACKEND" in
+mongodb)
+    if [[ -z "${MONGODB_URI:-}" ]]; then
+        mongo_start MONGODB_URI
+        STORE_PID="${_MONGO_PIDS[0]}"
+    fi
+    STORE="MongoDB $MONGODB_URI (SecantusDB $MONGO_IMPL)"
+    ;;
+redis-cluster)
+    trap redis_stop_all EXIT
+    redis_cluster_start REDIS_NODES
+    STORE_PID=$(IFS=,; echo "${_REDIS_PIDS[*]}")
+    STORE="Redis Cluster $REDIS_NODES"
+    ;;
+*)
+    echo "BACKEND must be mongodb or redis-cluster" >&2
+    exit 2
+    ;;
+esac
 WORK=$(mktemp -d)
 PIDS=()
 stop_instances() {
@@ -36,6 +55,7 @@ cleanup() {
     stop_instances
     rm -rf "$WORK"
     _mongo_stop_all
+    redis_stop_all
 }
 trap cleanup EXIT
 
@@ -44,8 +64,12 @@ start_instances() {
     local n=$1 collection=$2 urls=() port
     for i in $(seq "$n"); do
         port=$((18100 + i))
-        MONGO_ENABLED=true MONGO_SERVICE_URI="$MONGODB_URI" MONGO_COLLECTION="$collection" \
-            MAX_SESSIONS_PER_USER=5 HTTP_PORT=$port HTTP_HOST=127.0.0.1 LOG_LEVEL=warn \
+        if [[ "$BACKEND" == mongodb ]]; then
+            export MONGO_ENABLED=true MONGO_SERVICE_URI="$MONGODB_URI" MONGO_COLLECTION="$collection"
+        else
+            export REDIS_ENABLED=true REDIS_CLUSTER=true REDIS_NODES="$REDIS_NODES" REDIS_KEY_PREFIX="$collection"
+        fi
+        MAX_SESSIONS_PER_USER=5 HTTP_PORT=$port HTTP_HOST=127.0.0.1 LOG_LEVEL=warn \
             ./target/release/service-sessions -c config/config.yml >"$WORK/instance-$i.log" 2>&1 &
         PIDS+=("$!")
         urls+=("http://127.0.0.1:$port")
@@ -59,7 +83,7 @@ start_instances() {
     URLS=$(IFS=,; echo "${urls[*]}")
 }
 
-echo "# fleet on $MONGODB_URI (SecantusDB $MONGO_IMPL), ${DURATION}s per count, $CONCURRENCY workers, max_in_flight=$MAX_IN_FLIGHT"
+echo "# fleet on $STORE, ${DURATION}s per count, $CONCURRENCY workers, max_in_flight=$MAX_IN_FLIGHT"
 CAPACITY=0
 for n in $INSTANCES; do
     start_instances "$n" "fleet_${n}_$$"

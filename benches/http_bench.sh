@@ -63,7 +63,7 @@ summary() {
 
 RSS0=$(rss_kb)
 echo "preloading $SESSIONS sessions of $USERS users..."
-stored() { curl -s -XPOST "http://127.0.0.1:$PORT/v1/sessions/get_sessions" -d '{"paging":{"take":1,"total":true}}' | sed -E 's/.*"total":([0-9]+).*/\1/'; }
+stored() { curl -s -XPOST -H "content-type: application/json" "http://127.0.0.1:$PORT/v1/sessions/get_sessions" -d '{"paging":{"take":1,"total":true}}' | sed -E 's/.*"total":([0-9]+).*/\1/'; }
 STORED=0
 while [ "$STORED" -lt "$SESSIONS" ]; do
   wrk -t2 -c64 -d5s -s benches/lua/open.lua "http://127.0.0.1:$PORT" | grep '^RESULT' | sed 's/^RESULT/preload:/'
@@ -73,7 +73,7 @@ RSS1=$(rss_kb)
 echo "stored=$STORED rss_before_kb=$RSS0 rss_after_kb=$RSS1 bytes_per_session=$(( (RSS1 - RSS0) * 1024 / STORED ))"
 
 for u in $(seq 0 99); do
-  curl -s -XPOST "http://127.0.0.1:$PORT/v1/sessions/get_sessions" -d "{\"filter\":{\"user_id\":\"u$u\"},\"paging\":{\"take\":100}}" \
+  curl -s -XPOST -H "content-type: application/json" "http://127.0.0.1:$PORT/v1/sessions/get_sessions" -d "{\"filter\":{\"user_id\":\"u$u\"},\"paging\":{\"take\":100}}" \
     | grep -oE '"id":"[0-9a-f]{32}"' | cut -d'"' -f4
 done >"$WORK/ids"
 export IDS_FILE="$WORK/ids"

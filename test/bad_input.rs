@@ -57,6 +57,7 @@ async fn malformed_bodies() {
         (b"{} trailing".to_vec(), 400, "INVALID_JSON"),
         (b"".to_vec(), 400, "INVALID_DATA"),
     ];
+    assert!(!cases.is_empty());
     for (body, status, code) in cases {
         let a = app.post_raw("/v1/sessions/open_session", body.clone(), Some("application/json")).await;
         let v = client_error(&a, status, code);
@@ -76,6 +77,17 @@ async fn malformed_bodies() {
         415,
         "UNSUPPORTED_MEDIA_TYPE",
     );
+    // What a browser's simple cross-origin request can send never reaches a command.
+    let body = r#"{"user_id": "u"}"#;
+    for ct in [Some("text/plain"), Some("text/plain;charset=UTF-8"), Some("application/x-www-form-urlencoded"), None] {
+        for cmd in ["open_session", "get_sessions"] {
+            let a = app.post_raw(&format!("/v1/sessions/{cmd}"), body, ct).await;
+            client_error(&a, 415, "UNSUPPORTED_MEDIA_TYPE");
+        }
+    }
+    let charset = app.post_raw("/v1/sessions/get_sessions", "{}", Some("application/json; charset=utf-8")).await;
+    assert_eq!(charset.status, 200);
+    assert_eq!(app.post_raw("/v1/sessions/get_sessions", " \n", Some("text/plain")).await.status, 200);
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     client_error(&app.post_raw("/v1/sessions/open_session", deep, Some("application/json")).await, 400, "INVALID_JSON");
     let deep_obj = format!(r#"{{"user_id":"u","data":{}1{}}}"#, r#"{"a":"#.repeat(5_000), "}".repeat(5_000));
@@ -122,15 +134,69 @@ async fn missing_null_and_wrong_typed_parameters() {
     }
     for date in ["yesterday", "2026-13-45", "", "1700000000", "2026-01-01T25:00:00Z"] {
         let a = app.command("get_sessions", json!({"filter": {"from_time": date}})).await;
-        if date.is_empty() {
-            assert_eq!(a.status, 200, "an empty filter value means no filter");
-        } else {
-            client_error(&a, 400, "INVALID_DATA");
-        }
+        client_error(&a, 400, "INVALID_DATA");
     }
     let huge =
-        app.command("get_sessions", json!({"paging": {"skip": u64::MAX, "take": u64::MAX, "total": true}})).await;
+        app.command("get_sessions", json!({"paging": {"skip": i64::MAX, "take": i64::MAX, "total": true}})).await;
     assert_eq!((huge.status, huge.json()["data"].clone(), huge.json()["total"].clone()), (200, json!([]), json!(0)));
+    alive(&app).await;
+}
+
+/// Items 7–9 of the hardening round: filters fail closed, blank users are refused, integers
+/// beyond int64 are out of range (never read as "absent").
+#[tokio::test]
+async fn filters_fail_closed_and_integers_stay_in_range() {
+    let app = app().await;
+    let mine = app.open("alice").await;
+    app.open("bob").await;
+    let ids = |a: &Answer| -> Vec<String> {
+        assert_eq!(a.status, 200, "{}", a.body);
+        a.json()["data"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect()
+    };
+    for empty in [json!({"user_id": ""}), json!({"id": ""}), json!({"user_id": "", "active": true})] {
+        let a = app.command("get_sessions", json!({"filter": empty})).await;
+        assert_eq!(ids(&a), Vec::<String>::new(), "{empty} is a value, not a dropped filter");
+    }
+    let nulls = json!({"filter": {"user_id": null, "id": null, "active": null, "from_time": null, "to_time": null}});
+    assert_eq!(ids(&app.command("get_sessions", nulls).await).len(), 2, "null is no filter");
+    let alice = app.command("get_sessions", json!({"filter": {"user_id": "alice", "unknown": {"$ne": 1}}})).await;
+    assert_eq!(ids(&alice), vec![mine["id"].as_str().unwrap().to_string()], "unknown keys stay ignored");
+    for bad in [
+        json!({"user_id": {"$ne": null}}),
+        json!({"user_id": [1]}),
+        json!({"user_id": 1}),
+        json!({"user_id": true}),
+        json!({"id": {}}),
+        json!({"id": ["x"]}),
+        json!({"from_time": {}}),
+        json!({"to_time": [1]}),
+        json!({"from_time": 0}),
+        json!({"active": 2}),
+        json!({"active": -1}),
+        json!({"active": {}}),
+        json!({"active": [true]}),
+    ] {
+        let v = client_error(&app.command("get_sessions", json!({"filter": bad.clone()})).await, 400, "INVALID_DATA");
+        assert!(v["message"].as_str().unwrap().starts_with("Validation failed: filter."), "{bad}: {v}");
+    }
+    for blank in ["", " ", "\t \n"] {
+        let v = client_error(&app.command("open_session", json!({"user_id": blank})).await, 400, "INVALID_DATA");
+        assert_eq!(v["message"], "Validation failed: user_id must not be empty or blank");
+    }
+    let id = mine["id"].as_str().unwrap();
+    let beyond = u64::MAX;
+    for (cmd, body) in [
+        ("store_session_data", json!({"session_id": id, "data": 1, "version": beyond})),
+        ("update_session_user", json!({"session_id": id, "user": 1, "version": beyond})),
+        ("close_session", json!({"session_id": id, "version": beyond})),
+        ("delete_session_by_id", json!({"session_id": id, "version": beyond})),
+        ("open_session", json!({"user_id": "u", "ttl": beyond})),
+    ] {
+        let v = client_error(&app.command(cmd, body.clone()).await, 400, "INVALID_DATA");
+        assert_eq!(v["details"]["results"][0]["code"], "VALUE_TOO_LARGE", "{cmd} {body}");
+    }
+    let same = app.command("get_session_by_id", json!({"session_id": id})).await.json();
+    assert_eq!((same["active"].clone(), same["version"].clone()), (json!(true), mine["version"].clone()));
     alive(&app).await;
 }
 
@@ -207,4 +273,58 @@ async fn slow_clients_are_cut_off() {
     .unwrap();
     assert!(reply.is_empty() || reply.starts_with("HTTP/1.1 431"), "{reply}");
     alive(&app).await;
+}
+
+/// No CORS headers unless `cors.allowed_origins` is configured (the old `cors_origins` key still
+/// works when set); a configured list answers only its own origins.
+#[tokio::test]
+async fn cors_only_when_configured() {
+    let app = app().await;
+    let a = app.client.get(app.url("/heartbeat")).header("origin", "https://evil.example").send().await.unwrap();
+    assert!(a.headers().keys().all(|k| !k.as_str().starts_with("access-control-")), "{:?}", a.headers());
+    let preflight = app.request(reqwest::Method::OPTIONS, "/v1/sessions/get_sessions").await;
+    client_error(&preflight, 405, "METHOD_NOT_ALLOWED");
+    app.stop().await;
+
+    let listed = YAML.replace(
+        "body_read_timeout: 300 }",
+        "body_read_timeout: 300 }\n  cors: { allowed_origins: \"https://app.example, https://b.example\" }",
+    );
+    let app = spawn_app(&listed).await;
+    let ask = |origin: &'static str| app.client.get(app.url("/heartbeat")).header("origin", origin).send();
+    let ok = ask("https://b.example").await.unwrap();
+    assert_eq!(ok.headers()["access-control-allow-origin"], "https://b.example");
+    assert_eq!(ok.headers()["vary"], "Origin");
+    assert!(ok.headers()["access-control-expose-headers"].to_str().unwrap().contains("correlation_id"));
+    let other = ask("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    assert_eq!(app.request(reqwest::Method::OPTIONS, "/v1/sessions/get_sessions").await.status, 204);
+    app.stop().await;
+
+    let old = YAML.replace("body_read_timeout: 300 }", "body_read_timeout: 300 }\n  cors_origins: \"*\"");
+    let app = spawn_app(&old).await;
+    let star = app.request(reqwest::Method::GET, "/heartbeat").await;
+    assert_eq!(star.header("access-control-allow-origin"), Some("*"));
+    app.stop().await;
+}
+
+/// With `allowed_hosts`, a request naming another host (DNS rebinding) is refused with 421.
+#[tokio::test]
+async fn allowed_hosts_refuse_other_host_names() {
+    let app = spawn_app(
+        &YAML
+            .replace("body_read_timeout: 300 }", "body_read_timeout: 300 }\n  allowed_hosts: \"localhost, 127.0.0.1\""),
+    )
+    .await;
+    let port = app.address.port();
+    assert_eq!(app.request(reqwest::Method::GET, "/heartbeat").await.status, 200, "127.0.0.1:port is allowed");
+    for host in ["evil.example", "evil.example:80", "localhost.evil.example"] {
+        let a = app.client.get(app.url("/heartbeat")).header("host", host).send().await.unwrap();
+        assert_eq!(a.status().as_u16(), 421, "{host}");
+        let v: Value = serde_json::from_str(&a.text().await.unwrap()).unwrap();
+        assert_eq!(v["code"], "HOST_NOT_ALLOWED");
+    }
+    let a = app.client.get(app.url("/heartbeat")).header("host", format!("LOCALHOST:{port}")).send().await.unwrap();
+    assert_eq!(a.status().as_u16(), 200);
+    app.stop().await;
 }

@@ -7,6 +7,12 @@
 //!
 //! The kill moments come from a seeded generator; the seed is printed, and `CRASH_SEED=<n>`
 //! replays a run.
+//!
+//! A second test makes log rotation fail for a while under the same load (a folder stands where
+//! the next log must be created — the transient failure a full descriptor table or a permission
+//! problem causes; the tests run as root, for whom permissions cannot be taken away): every
+//! write goes on being acknowledged, the compaction succeeds once the obstacle is gone, and a
+//! SIGKILL afterwards loses nothing.
 
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -64,6 +70,7 @@ fn config(dir: &Path, port: u16) -> String {
   options:
     sync: always
     compact_threshold: 65536
+    compact_retry: 100
 - descriptor: "service-sessions:controller:default:default:1.0"
   options:
     cleanup_interval: 0
@@ -244,4 +251,66 @@ async fn acknowledged_writes_survive_sigkill() {
          {torn_tails} torn tails repaired"
     );
     assert!(total_acked > ROUNDS * 10, "the load did run ({total_acked} acknowledged writes)");
+}
+
+/// The generations of the log files in the store folder.
+fn log_generations(store: &Path) -> Vec<u64> {
+    let mut v: Vec<u64> = std::fs::read_dir(store)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.path().is_file())
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.strip_prefix("sessions.")?.strip_suffix(".log")?.parse().ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort_unstable();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_rotation_failure_heals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let ledger: Ledger = Arc::new((0..WORKERS).map(|_| Mutex::default()).collect());
+    let mut server = start(tmp.path(), 0, &client).await;
+    let active = *log_generations(&store).last().unwrap();
+    let blocked: Vec<PathBuf> = (active + 1..=active + 3).map(|g| store.join(format!("sessions.{g:08}.log"))).collect();
+    blocked.iter().for_each(|p| std::fs::create_dir(p).unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|w| tokio::spawn(worker(w, server.base.clone(), client.clone(), ledger.clone(), stop.clone())))
+        .collect();
+    // Wait until a rotation has failed (the log says so), with writes going on.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !server.log().contains("Cannot start the next sessions log") {
+        assert!(Instant::now() < deadline, "no rotation was tried:\n{}", server.log());
+        assert!(workers.iter().all(|w| !w.is_finished()), "a write failed while rotation failed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(log_generations(&store), vec![active], "appends continue in the active log");
+    blocked.iter().for_each(|p| std::fs::remove_dir(p).unwrap());
+    // The compaction is tried again and now rotates.
+    while log_generations(&store).last().is_none_or(|g| *g == active) {
+        assert!(Instant::now() < deadline, "the compaction did not heal:\n{}", server.log());
+        assert!(workers.iter().all(|w| !w.is_finished()), "a write failed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(workers.iter().all(|w| !w.is_finished()), "every write was acknowledged throughout");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let mut acked = 0;
+    for w in workers {
+        acked += w.await.unwrap();
+    }
+    let restarted = start(tmp.path(), 1, &client).await;
+    verify(&restarted, &client, &ledger, 1).await;
+    let mut restarted = restarted;
+    restarted.child.kill().unwrap();
+    restarted.child.wait().unwrap();
+    println!("transient rotation failure: {acked} acknowledged writes verified after healing and SIGKILL");
+    assert!(acked > 10, "the load did run");
 }

@@ -143,6 +143,57 @@ fn commands_never_fail_on_the_server_side() {
     });
 }
 
+/// Filters fail closed, blank users are refused and integers beyond int64 are out of range: a
+/// random filter either is refused (400) or lists only sessions that match every given text
+/// field; a random `user_id` opens a session only when it is not blank; a `version` or `ttl`
+/// beyond int64 never lets a write through.
+#[test]
+fn filters_users_and_integers_fail_closed() {
+    let filter_keys = prop::sample::select(vec!["id", "user_id", "active", "from_time", "to_time", "other"]);
+    let filters = prop::collection::btree_map(filter_keys, json_value(), 0..4);
+    let users = prop_oneof!["[ \t\n]{0,3}".prop_map(Value::String), json_value()];
+    let beyond = (i64::MAX as u64 + 1)..=u64::MAX;
+    fuzz("fail closed", (filters, users, beyond), |(filter, user, beyond)| {
+        let c = controller();
+        let set = c.command_set();
+        let exec = |command: &str, args: Value| {
+            let Value::Object(args) = args else { unreachable!() };
+            RUNTIME.block_on(set.execute(Some("fuzz"), command, Parameters::new(args)))
+        };
+        let opened = exec("open_session", serde_json::json!({"user_id": "a"})).unwrap().unwrap();
+        let opened: Value = serde_json::from_str(opened.as_str()).unwrap();
+        exec("open_session", serde_json::json!({"user_id": "b"})).unwrap();
+        let filter = Value::Object(filter.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
+        match exec("get_sessions", serde_json::json!({"filter": filter})) {
+            Err(e) => prop_assert_eq!(e.status, 400),
+            Ok(page) => {
+                let page: Value = serde_json::from_str(page.unwrap().as_str()).unwrap();
+                for key in ["id", "user_id"] {
+                    let want = &filter[key];
+                    prop_assert!(want.is_null() || want.is_string(), "{} = {} was accepted", key, want);
+                    for s in page["data"].as_array().unwrap() {
+                        prop_assert!(want.is_null() || &s[key] == want, "{} listed for {} = {}", s, key, want);
+                    }
+                }
+            }
+        }
+        let blank = user.as_str().is_some_and(|u| u.trim().is_empty());
+        let open = exec("open_session", serde_json::json!({"user_id": user}));
+        prop_assert!(!(blank && open.is_ok()), "a blank user_id opened a session");
+        let id = opened["id"].clone();
+        for (command, args) in [
+            ("store_session_data", serde_json::json!({"session_id": id, "data": 1, "version": beyond})),
+            ("close_session", serde_json::json!({"session_id": id, "version": beyond})),
+            ("delete_session_by_id", serde_json::json!({"session_id": id, "version": beyond})),
+            ("open_session", serde_json::json!({"user_id": "c", "ttl": beyond})),
+        ] {
+            let e = exec(command, args).err().map(|e| e.status);
+            prop_assert_eq!(e, Some(400), "{} with {} went through", command, beyond);
+        }
+        Ok(())
+    });
+}
+
 #[test]
 fn request_bodies_never_fail_on_the_server_side() {
     let bodies = (prop::collection::vec(any::<u8>(), 0..200), prop::sample::select(COMMANDS));

@@ -256,12 +256,15 @@ fn sigterm_lets_in_flight_requests_finish() {
 }
 
 /// Ten thousand simultaneous connections to the real binary: all are held open at once, each
-/// then gets its answer, and the service keeps serving.
+/// then gets its answer, and the service keeps serving. (A connection that sends no request head
+/// is closed `header_read_timeout` after its accept; opening ten thousand takes longer than the
+/// default 10 s on a busy machine, so this test allows two minutes.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_concurrent_connections() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let port = free_port();
-    let mut child = start_service(port, "error");
+    let cfg = small_endpoint(port, "header_read_timeout: 120000");
+    let mut child = start_with_config(&cfg, port);
     let mut streams = Vec::with_capacity(10_000);
     for batch in 0..20 {
         let connects = (0..500).map(|_| tokio::net::TcpStream::connect(("127.0.0.1", port)));
@@ -282,4 +285,167 @@ async fn ten_thousand_concurrent_connections() {
     assert!(http_get(port, "/heartbeat").starts_with("HTTP/1.1 200"));
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+/// Starts the binary on `config` (a YAML text) and waits until it listens on `port`.
+fn start_with_config(config: &tempfile::NamedTempFile, port: u16) -> std::process::Child {
+    let child = Command::new(BIN)
+        .args(["-c", config.path().to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    child
+}
+
+fn small_endpoint(port: u16, options: &str) -> tempfile::NamedTempFile {
+    config_file(&format!(
+        "- descriptor: \"pip-services:logger:console:default:1.0\"\n  level: error\n\
+         - descriptor: \"service-sessions:persistence:memory:default:1.0\"\n\
+         - descriptor: \"service-sessions:controller:default:default:1.0\"\n\
+         - descriptor: \"pip-services:endpoint:http:default:1.0\"\n  connection: {{ host: 127.0.0.1, port: {port} }}\n  options: {{ {options} }}\n\
+         - descriptor: \"service-sessions:service:commandable-http:default:1.0\"\n\
+         - descriptor: \"pip-services:heartbeat-service:http:default:1.0\"\n\
+         - descriptor: \"pip-services:prometheus-service:http:default:1.0\"\n"
+    ))
+}
+
+/// Whether the server closed the socket (EOF or reset) before the client gave up (30 s): the
+/// server's deadline is 300 ms, so only a connection that is never closed reaches the limit.
+fn closed_by_server(mut s: std::net::TcpStream) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut out = Vec::new();
+    match s.read_to_end(&mut out) {
+        Ok(_) => true,
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
+}
+
+/// Connections that never send a complete request head — nothing, one byte, an HTTP/2 preface
+/// with or without SETTINGS — are closed, timed from the accept; with `max_connections: 4`, eight
+/// of them cannot keep the service from answering.
+#[test]
+fn silent_connections_are_closed_from_accept() {
+    let port = free_port();
+    let cfg = small_endpoint(port, "header_read_timeout: 300, max_connections: 4");
+    let mut child = start_with_config(&cfg, port);
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let settings: Vec<u8> = [PREFACE, &[0, 0, 0, 4, 0, 0, 0, 0, 0][..]].concat();
+    let sends: [&[u8]; 8] = [b"", b"P", PREFACE, &settings, b"", b"G", PREFACE, &settings];
+    let sockets: Vec<std::net::TcpStream> = sends
+        .iter()
+        .map(|bytes| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.write_all(bytes).unwrap();
+            s
+        })
+        .collect();
+    let closed: Vec<bool> = sockets
+        .into_iter()
+        .map(|s| std::thread::spawn(move || closed_by_server(s)))
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(closed, vec![true; 8], "every silent connection was closed by the server");
+    assert!(http_get(port, "/heartbeat").starts_with("HTTP/1.1 200"));
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+fn raw_request(port: u16, head: &str) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Made-up methods on unrouted paths (404) and on routed ones (405) become one `other` label:
+/// no request creates a metric series; a long method or path is not echoed in the error body; a
+/// request head beyond `max_header_size` is refused.
+#[test]
+fn made_up_methods_share_one_metric_label() {
+    let port = free_port();
+    let cfg = small_endpoint(port, "max_header_size: 16384");
+    let mut child = start_with_config(&cfg, port);
+    for i in 0..50 {
+        let a = raw_request(port, &format!("XMETHOD{i} /nowhere/{i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+        assert!(a.starts_with("HTTP/1.1 404"), "{a}");
+        let b = raw_request(
+            port,
+            &format!("YMETHOD{i} /v1/sessions/get_sessions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        );
+        assert!(b.starts_with("HTTP/1.1 405"), "{b}");
+    }
+    let long_method = "Z".repeat(5_000);
+    let long_path = format!("/{}", "p".repeat(5_000));
+    let a = raw_request(port, &format!("{long_method} {long_path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+    assert!(a.starts_with("HTTP/1.1 404"), "{}", &a[..a.len().min(300)]);
+    assert!(a.len() < 2_000, "the 404 body does not echo the method or path: {} bytes", a.len());
+    let big =
+        raw_request(port, &format!("GET /heartbeat HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "b".repeat(20_000)));
+    assert!(big.is_empty() || big.starts_with("HTTP/1.1 431"), "{}", &big[..big.len().min(300)]);
+    let metrics = http_get(port, "/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200"));
+    assert!(!metrics.contains("METHOD") && !metrics.contains("ZZZZ"), "a client's method became a label");
+    assert!(metrics.contains(r#"http_requests_total{method="other",route="unmatched",status="404"} 51"#), "{metrics}");
+    assert!(metrics.contains(r#"method="other",route="unmatched",status="405"} 50"#), "{metrics}");
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+/// Listening on a non-loopback address with no API keys logs a warning at start-up; on loopback
+/// it does not.
+#[test]
+fn a_public_bind_without_keys_warns() {
+    for (host, warned) in [("0.0.0.0", true), ("127.0.0.1", false)] {
+        let port = free_port();
+        let cfg = config_file(&format!(
+            "- descriptor: \"pip-services:logger:console:default:1.0\"\n  level: warn\n\
+             - descriptor: \"pip-services:endpoint:http:default:1.0\"\n  connection: {{ host: {host}, port: {port} }}\n\
+             - descriptor: \"pip-services:heartbeat-service:http:default:1.0\"\n"
+        ));
+        let mut child = Command::new(BIN)
+            .args(["-c", cfg.path().to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_listening(port);
+        assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+        let _ = child.try_wait();
+        let out = child.wait_with_output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(text.contains("without API keys"), warned, "{host}: {text}");
+    }
+}
+
+/// `max_connections` above what the open-file limit allows is lowered at start-up, with a
+/// warning naming both numbers (the limit set here with `prlimit`).
+#[test]
+fn max_connections_stay_under_the_open_file_limit() {
+    let Ok(status) = Command::new("prlimit").arg("--version").output() else { return };
+    assert!(status.status.success());
+    let port = free_port();
+    let cfg = config_file(&format!(
+        "- descriptor: \"pip-services:logger:console:default:1.0\"\n  level: warn\n\
+         - descriptor: \"pip-services:endpoint:http:default:1.0\"\n  connection: {{ host: 127.0.0.1, port: {port} }}\n  options: {{ max_connections: 20000 }}\n\
+         - descriptor: \"pip-services:heartbeat-service:http:default:1.0\"\n"
+    ));
+    let mut child = Command::new("prlimit")
+        .args(["--nofile=1024:1024", "--", BIN, "-c", cfg.path().to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_listening(port);
+    assert!(http_get(port, "/heartbeat").starts_with("HTTP/1.1 200"));
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let _ = child.try_wait();
+    let out = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("open-file limit") && text.contains("768"), "{text}");
 }

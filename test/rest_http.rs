@@ -167,8 +167,13 @@ async fn list_filters_pages_and_refuses_bad_paging() {
     assert_eq!(ids(&window.json()), vec![sid(&b)]);
     assert_eq!(ids(&get(&app, "/api/v1/sessions?active=false").await.json()), Vec::<String>::new());
     assert_eq!(ids(&get(&app, &format!("/api/v1/sessions?id={}", sid(&a))).await.json()), vec![sid(&a)]);
-    for bad in ["skip=-1", "take=abc", "take=1.5", "skip=1e3", "total=maybe", "from_time=soon"] {
+    for bad in ["skip=-1", "take=abc", "take=1.5", "skip=1e3", "total=maybe", "from_time=soon", "from_time="] {
         error(&get(&app, &format!("/api/v1/sessions?{bad}")).await, 400, "INVALID_DATA");
+    }
+    // Filters fail closed: an empty value is a value, never a dropped filter.
+    for empty in ["user_id=", "id=", "user_id=&total=true"] {
+        let page = get(&app, &format!("/api/v1/sessions?{empty}")).await;
+        assert_eq!((page.status, ids(&page.json())), (200, Vec::<String>::new()), "{empty}");
     }
     app.stop().await;
 }
@@ -518,9 +523,67 @@ async fn api_keys_guard_rest_and_commandable_routes() {
     unauthorized(&call(&app, Method::POST, API, &[], Some(&big)).await);
     let keyed_big = call(&app, Method::POST, API, &[("x-api-key", OPS_KEY)], Some(&big)).await;
     error(&keyed_big, 413, "PAYLOAD_TOO_LARGE");
-    let preflight = call(&app, Method::OPTIONS, API, &[], None).await;
-    assert_eq!(preflight.status, 204, "CORS preflights stay open");
+    unauthorized(&call(&app, Method::OPTIONS, API, &[], None).await);
     app.stop().await;
+}
+
+/// With keys configured, a caller without one cannot probe routes or methods: 401 before 404
+/// and 405. CORS preflights stay open when CORS is configured.
+#[tokio::test]
+async fn keys_answer_401_before_404_and_405() {
+    let app = keyed_app("").await;
+    for (method, path) in [
+        (Method::GET, "/nowhere"),
+        (Method::POST, "/v1/sessions/drop_database"),
+        (Method::GET, "/v1/sessions/get_sessions"),
+        (Method::PUT, API),
+        (Method::from_bytes(b"PROBE").unwrap(), "/status"),
+    ] {
+        unauthorized(&call(&app, method.clone(), path, &[], None).await);
+        unauthorized(&call(&app, method.clone(), path, &[("x-api-key", WRONG_KEY)], None).await);
+        let keyed = call(&app, method.clone(), path, &[("x-api-key", OPS_KEY)], None).await;
+        assert!(keyed.status == 404 || keyed.status == 405, "{method} {path}: {}", keyed.status);
+    }
+    assert_eq!(get(&app, "/heartbeat").await.status, 200);
+    app.stop().await;
+    let cors = format!(
+        "{}- descriptor: \"pip-services:authenticator:api-key:default:1.0\"\n  credential: {{ api_keys: \"ops:{OPS_KEY}\" }}\n",
+        rest_yaml("").replace("port: 0 }", "port: 0 }\n  cors: { allowed_origins: \"https://app.example\" }")
+    );
+    let app = spawn_app(&cors).await;
+    let preflight = call(
+        &app,
+        Method::OPTIONS,
+        API,
+        &[("origin", "https://app.example"), ("access-control-request-method", "POST")],
+        None,
+    )
+    .await;
+    assert_eq!(preflight.status, 204, "CORS preflights stay open");
+    assert_eq!(preflight.header("access-control-allow-origin"), Some("https://app.example"));
+    app.stop().await;
+}
+
+/// `/status` shows the host name and the bind address only to a caller with a key.
+#[tokio::test]
+async fn status_reveals_host_and_address_only_with_a_key() {
+    let app = keyed_app("  options:\n    protect_status: false\n").await;
+    let address = app.address.to_string();
+    let open = get(&app, "/status").await;
+    assert_eq!(open.status, 200);
+    let v = open.json();
+    assert_eq!(v["id"], Value::Null);
+    assert!(!open.body.contains(&address), "{}", open.body);
+    assert!(open.body.contains("listening on (hidden)"), "{}", open.body);
+    let keyed = call(&app, Method::GET, "/status", &[("x-api-key", OPS_KEY)], None).await;
+    assert!(keyed.body.contains(&format!("listening on {address}")), "{}", keyed.body);
+    let host = hostname_of(&keyed.json());
+    assert!(!host.is_empty());
+    app.stop().await;
+}
+
+fn hostname_of(status: &Value) -> String {
+    status["id"].as_str().unwrap_or_default().to_string()
 }
 
 #[tokio::test]

@@ -476,3 +476,20 @@ async fn the_openapi_document_is_complete_and_valid() {
     assert!(page.body.contains("/v1/sessions/swagger"));
     app.stop().await;
 }
+
+/// `max_sessions` caps the open sessions of the whole store: at the cap `open_session` answers
+/// 503 `MAX_SESSIONS`; closing one makes room again.
+#[tokio::test]
+async fn max_sessions_caps_the_open_sessions() {
+    let app = spawn_app(&sessions_yaml("    max_sessions: 2")).await;
+    let first = app.open("a").await;
+    app.open("b").await;
+    let full = app.command("open_session", json!({"user_id": "c"})).await;
+    assert_eq!(full.status, 503, "{}", full.body);
+    let v = full.json();
+    assert_eq!((v["code"].as_str(), v["details"]["max_sessions"].as_u64()), (Some("MAX_SESSIONS"), Some(2)));
+    let closed = app.command("close_session", json!({"session_id": first["id"]})).await;
+    assert_eq!(closed.status, 200);
+    assert_eq!(app.command("open_session", json!({"user_id": "c"})).await.status, 200);
+    app.stop().await;
+}

@@ -90,6 +90,10 @@ pub struct ControllerOptions {
     pub retention: u64,
     /// Most sessions one purge step deletes (default 1000).
     pub purge_batch_size: u64,
+    /// Most open sessions in the whole store (default 0 = unlimited). At the cap `open_session`
+    /// answers 503 `MAX_SESSIONS`. Checked before the insert, so concurrent opens may pass it by
+    /// a few; closed sessions are bounded by `retention` instead.
+    pub max_sessions: u64,
 }
 
 impl Default for ControllerOptions {
@@ -105,6 +109,7 @@ impl Default for ControllerOptions {
             limit_policy: LimitPolicy::Deny,
             retention: 7 * 86_400_000,
             purge_batch_size: 1000,
+            max_sessions: 0,
         }
     }
 }
@@ -383,6 +388,13 @@ impl SessionsController {
         cid: Option<&str>,
         request: OpenSessionRequest,
     ) -> Result<SessionV1, ApplicationError> {
+        if request.user_id.trim().is_empty() {
+            return Err(ApplicationError::bad_request(
+                "INVALID_DATA",
+                "Validation failed: user_id must not be empty or blank",
+            )
+            .with_details("field", "user_id"));
+        }
         let max_ttl = Self::ms(self.options.max_ttl).unwrap_or(i64::MAX);
         if let Some(ttl) = request.ttl.filter(|t| *t < 1000 || *t > max_ttl) {
             return Err(ApplicationError::bad_request(
@@ -390,6 +402,18 @@ impl SessionsController {
                 format!("Validation failed: ttl must be between 1000 and {max_ttl} ms"),
             )
             .with_details("ttl", ttl));
+        }
+        if self.options.max_sessions > 0 {
+            let open = SessionsFilter { active: Some(true), ..SessionsFilter::default() };
+            let paging = PagingParams { skip: None, take: Some(1), total: true };
+            let page = self.persistence()?.get_page_by_filter(cid, &open, &paging).await?;
+            if page.total.is_some_and(|n| n >= self.options.max_sessions) {
+                return Err(ApplicationError::no_response(
+                    "MAX_SESSIONS",
+                    "The service holds the most open sessions allowed (max_sessions); try again later",
+                )
+                .with_details("max_sessions", self.options.max_sessions));
+            }
         }
         let now = self.now();
         let mut attempt = 0;

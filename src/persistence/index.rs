@@ -32,6 +32,7 @@ use std::collections::btree_set::Range;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Index key in list order: newest `request_time` first, then id ascending.
@@ -144,13 +145,24 @@ impl Record {
 }
 
 /// The in-memory state with its indexes; also the engine of the file backend.
+///
+/// Besides the list-order sets, each user's open sessions and the open sessions without an
+/// `expire_time` have sets of their own, and every set knows its size: totals without a time
+/// window are O(1), closing a user's sessions and the per-user limit visit only that user's open
+/// sessions, and the expiry sweep never walks sessions whose own `expire_time` is still ahead.
+/// [`SessionsIndex::visits`] counts the records the queries touch (what the complexity tests
+/// measure).
 #[derive(Debug, Default)]
 pub struct SessionsIndex {
     records: HashSet<Slot, RecordHasher>,
     open: BTreeSet<Key>,
     closed: BTreeSet<Key>,
     by_user: HashMap<Arc<str>, BTreeSet<Key>>,
+    open_by_user: HashMap<Arc<str>, BTreeSet<Key>>,
+    /// Open sessions without an `expire_time` (judged by the idle cutoff).
+    untimed: BTreeSet<Key>,
     by_expiry: BTreeSet<(DateTime<Utc>, Arc<str>)>,
+    visits: AtomicU64,
 }
 
 impl SessionsIndex {
@@ -162,6 +174,16 @@ impl SessionsIndex {
     /// Number of stored sessions.
     pub fn len(&self) -> usize {
         self.records.len()
+    }
+
+    /// How many index entries the queries have visited so far (list pages, the expiry sweep,
+    /// per-user closes and limits): the cost model the complexity tests check.
+    pub fn visits(&self) -> u64 {
+        self.visits.load(Ordering::Relaxed)
+    }
+
+    fn visited(&self, n: usize) {
+        self.visits.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     /// Whether nothing is stored.
@@ -217,8 +239,14 @@ impl SessionsIndex {
         let k = r.key();
         if r.active {
             self.open.insert(k.clone());
-            if let Some(t) = r.expire_time {
-                self.by_expiry.insert((t, r.id.clone()));
+            self.open_by_user.entry(r.user_id.clone()).or_default().insert(k.clone());
+            match r.expire_time {
+                Some(t) => {
+                    self.by_expiry.insert((t, r.id.clone()));
+                }
+                None => {
+                    self.untimed.insert(k.clone());
+                }
             }
         } else {
             self.closed.insert(k.clone());
@@ -230,8 +258,15 @@ impl SessionsIndex {
         let k = r.key();
         self.open.remove(&k);
         self.closed.remove(&k);
+        self.untimed.remove(&k);
         if let Some(t) = r.expire_time {
             self.by_expiry.remove(&(t, r.id.clone()));
+        }
+        if let Some(set) = self.open_by_user.get_mut(&*r.user_id) {
+            set.remove(&k);
+            if set.is_empty() {
+                self.open_by_user.remove(&*r.user_id);
+            }
         }
         if let Some(set) = self.by_user.get_mut(&*r.user_id) {
             set.remove(&k);
@@ -315,18 +350,29 @@ impl SessionsIndex {
     /// The open sessions not alive at `now` (records without `expire_time` judged by
     /// `idle_cutoff`), closed at `now` (not yet applied).
     pub fn plan_close_expired_at(&self, now: DateTime<Utc>, idle_cutoff: Option<DateTime<Utc>>) -> Vec<SessionV1> {
+        self.plan_close_expired_limited(now, idle_cutoff, usize::MAX)
+    }
+
+    /// At most `limit` of the sessions [`SessionsIndex::plan_close_expired_at`] returns: a bulk
+    /// expiry is applied in bounded batches, the lock released between them. Visits only expired
+    /// sessions: those whose `expire_time` has passed and untimed ones idle since the cutoff.
+    pub fn plan_close_expired_limited(
+        &self,
+        now: DateTime<Utc>,
+        idle_cutoff: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Vec<SessionV1> {
         let mut ids: Vec<Arc<str>> =
-            self.by_expiry.range(..(now, Arc::<str>::from(""))).map(|(_, id)| id.clone()).collect();
+            self.by_expiry.range(..(now, Arc::<str>::from(""))).take(limit).map(|(_, id)| id.clone()).collect();
         if let Some(before) = idle_cutoff.and_then(|c| c.checked_sub_signed(chrono::Duration::milliseconds(1))) {
             // Records without an expire_time, idle since before the cutoff.
             let start = (Reverse(before), Arc::<str>::from(""));
+            let room = limit.saturating_sub(ids.len());
             ids.extend(
-                self.open
-                    .range((Bound::Included(start), Bound::Unbounded))
-                    .filter(|(_, id)| self.records.get(&**id).is_some_and(|r| r.0.expire_time.is_none()))
-                    .map(|(_, id)| id.clone()),
+                self.untimed.range((Bound::Included(start), Bound::Unbounded)).take(room).map(|(_, id)| id.clone()),
             );
         }
+        self.visited(ids.len());
         ids.iter()
             .filter(|id| self.get(id).is_some_and(|s| s.active && !is_alive(&s, Some(now), idle_cutoff)))
             .filter_map(|id| self.closed_copy(id, now))
@@ -340,14 +386,25 @@ impl SessionsIndex {
         except_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Vec<SessionV1> {
-        let ids: Vec<Arc<str>> =
-            self.by_user.get(user_id).map(|set| set.iter().map(|(_, id)| id.clone()).collect()).unwrap_or_default();
-        let closed: Vec<SessionV1> = ids
-            .iter()
-            .filter(|id| Some(&***id) != except_id)
-            .filter(|id| self.records.get(&***id).is_some_and(|r| r.0.active))
-            .filter_map(|id| self.closed_copy(id, now))
-            .collect();
+        self.close_user_sessions_limited(user_id, except_id, now, usize::MAX)
+    }
+
+    /// Closes at most `limit` open sessions of a user except one (visiting only that user's open
+    /// sessions); returns them closed. Fewer than `limit` means none is left.
+    pub fn close_user_sessions_limited(
+        &mut self,
+        user_id: &str,
+        except_id: Option<&str>,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Vec<SessionV1> {
+        let ids: Vec<Arc<str>> = self
+            .open_by_user
+            .get(user_id)
+            .map(|set| set.iter().map(|(_, id)| id.clone()).filter(|id| Some(&**id) != except_id).take(limit).collect())
+            .unwrap_or_default();
+        self.visited(ids.len());
+        let closed: Vec<SessionV1> = ids.iter().filter_map(|id| self.closed_copy(id, now)).collect();
         closed.iter().for_each(|s| self.put(s.clone()));
         closed
     }
@@ -377,10 +434,11 @@ impl SessionsIndex {
             return Err(session_exists(&s.id));
         }
         let open: Vec<SessionV1> = self
-            .by_user
+            .open_by_user
             .get(s.user_id.as_str())
-            .map(|set| set.iter().filter_map(|(_, id)| self.get(id)).filter(|x| x.active).collect())
+            .map(|set| set.iter().filter_map(|(_, id)| self.get(id)).collect())
             .unwrap_or_default();
+        self.visited(open.len());
         let to_close = limit_victims(open, limit).ok_or_else(|| session_limit(&s.user_id, limit.max))?;
         let closed: Vec<SessionV1> = to_close.iter().filter_map(|id| self.closed_copy(id, limit.now)).collect();
         closed.iter().for_each(|c| self.put(c.clone()));
@@ -449,26 +507,44 @@ impl SessionsIndex {
             set.range((lower.clone(), upper.clone()))
         }
         let range = |set| within(set, &lower, &upper);
+        let user = |u: &str| self.by_user.get(u).unwrap_or(&empty);
+        let user_open = |u: &str| self.open_by_user.get(u).unwrap_or(&empty);
         let keys: Box<dyn Iterator<Item = &Key> + '_> = match (&filter.user_id, filter.active) {
-            (Some(u), _) => Box::new(range(self.by_user.get(u.as_str()).unwrap_or(&empty))),
+            (Some(u), Some(true)) => Box::new(range(user_open(u))),
+            (Some(u), _) => Box::new(range(user(u))),
             (None, Some(true)) => Box::new(range(&self.open)),
             (None, Some(false)) => Box::new(range(&self.closed)),
             (None, None) => Box::new(MergeSorted::new(range(&self.open), range(&self.closed))),
+        };
+        // Without a time window the total is the size of a set: no walk over the matches.
+        let windowless = filter.from_time.is_none() && filter.to_time.is_none();
+        let counted = match (&filter.user_id, filter.active) {
+            _ if !windowless => None,
+            (Some(u), Some(true)) => Some(user_open(u).len()),
+            (Some(u), Some(false)) => Some(user(u).len() - user_open(u).len()),
+            (Some(u), None) => Some(user(u).len()),
+            (None, Some(true)) => Some(self.open.len()),
+            (None, Some(false)) => Some(self.closed.len()),
+            (None, None) => Some(self.open.len() + self.closed.len()),
         };
         // Find the page's records first, then build the items: the lookups of one tight loop
         // are independent, so the processor overlaps their cache misses.
         let mut found: Vec<&Record> = Vec::with_capacity(take.min(1024));
         let mut seen = 0usize;
-        for r in keys.filter_map(|(_, id)| item(id)) {
+        let mut visited = 0usize;
+        for (_, id) in keys {
+            visited += 1;
+            let Some(r) = item(id) else { continue };
             if seen >= skip && found.len() < take {
                 found.push(r);
             }
             seen += 1;
-            if !paging.total && found.len() >= take {
+            if (!paging.total || counted.is_some()) && found.len() >= take {
                 break;
             }
         }
-        let total = paging.total.then_some(seen as u64);
+        self.visited(visited);
+        let total = paging.total.then_some(counted.unwrap_or(seen) as u64);
         DataPage { total, data: found.into_iter().map(Record::to_list_item).collect() }
     }
 }
@@ -553,6 +629,8 @@ impl IndexBuilder {
         let mut open: Vec<Key> = Vec::new();
         let mut closed: Vec<Key> = Vec::new();
         let mut by_expiry: Vec<(DateTime<Utc>, Arc<str>)> = Vec::new();
+        let mut open_users: HashMap<Arc<str>, Vec<Key>> = HashMap::new();
+        let mut untimed: Vec<Key> = Vec::new();
         for (id, s) in self.by_id {
             let user_id = match users.get_key_value(s.user_id.as_str()) {
                 Some((u, _)) => u.clone(),
@@ -562,8 +640,10 @@ impl IndexBuilder {
             let k = record.key();
             if record.active {
                 open.push(k.clone());
-                if let Some(t) = record.expire_time {
-                    by_expiry.push((t, record.id.clone()));
+                open_users.entry(record.user_id.clone()).or_default().push(k.clone());
+                match record.expire_time {
+                    Some(t) => by_expiry.push((t, record.id.clone())),
+                    None => untimed.push(k.clone()),
                 }
             } else {
                 closed.push(k.clone());
@@ -593,7 +673,18 @@ impl IndexBuilder {
             // The thread cannot panic; should it anyway, the user index is rebuilt below.
             (users.join().ok(), open, closed, by_expiry)
         });
-        let mut index = SessionsIndex { records, open, closed, by_user: by_user.unwrap_or_default(), by_expiry };
+        let open_by_user = by_user_of(open_users);
+        let untimed = sorted(untimed);
+        let mut index = SessionsIndex {
+            records,
+            open,
+            closed,
+            by_user: by_user.unwrap_or_default(),
+            open_by_user,
+            untimed,
+            by_expiry,
+            visits: AtomicU64::new(0),
+        };
         if index.by_user.is_empty() && !index.records.is_empty() {
             let keys: Vec<(Arc<str>, Key)> = index.records.iter().map(|r| (r.0.user_id.clone(), r.0.key())).collect();
             for (u, k) in keys {
@@ -608,7 +699,7 @@ impl IndexBuilder {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::persistence::{SessionChange, WriteCondition};
+    use crate::persistence::{LimitPolicy, SessionChange, WriteCondition};
     use chrono::Duration;
 
     fn session(i: i64) -> SessionV1 {
@@ -628,6 +719,8 @@ mod tests {
         BTreeSet<Key>,
         Vec<(Arc<str>, BTreeSet<Key>)>,
         BTreeSet<(DateTime<Utc>, Arc<str>)>,
+        Vec<(Arc<str>, BTreeSet<Key>)>,
+        BTreeSet<Key>,
     );
 
     fn fingerprint(index: &SessionsIndex) -> Fingerprint {
@@ -636,7 +729,18 @@ mod tests {
         let mut users: Vec<(Arc<str>, BTreeSet<Key>)> =
             index.by_user.iter().map(|(u, ks)| (u.clone(), ks.clone())).collect();
         users.sort();
-        (sessions, index.open.clone(), index.closed.clone(), users, index.by_expiry.clone())
+        let mut open_users: Vec<(Arc<str>, BTreeSet<Key>)> =
+            index.open_by_user.iter().map(|(u, ks)| (u.clone(), ks.clone())).collect();
+        open_users.sort();
+        (
+            sessions,
+            index.open.clone(),
+            index.closed.clone(),
+            users,
+            index.by_expiry.clone(),
+            open_users,
+            index.untimed.clone(),
+        )
     }
 
     #[test]
@@ -690,5 +794,74 @@ mod tests {
         let after: Vec<String> =
             index.scan(Some((index.get("s004").unwrap().request_time, "s004")), 3).into_iter().map(|s| s.id).collect();
         assert_eq!(after, walked[1..4]);
+    }
+
+    /// The heavy operations cost O(answer), not O(store): counted in visited index entries, with
+    /// 20 000 open sessions of one user (their own ttl far longer than the idle timeout, idle
+    /// since long before the cutoff) and 5 000 closed ones beside a user with 10.
+    #[test]
+    fn heavy_operations_visit_only_their_answer() {
+        let t0 = DateTime::<Utc>::UNIX_EPOCH + Duration::days(10_000);
+        let mut builder = IndexBuilder::new();
+        for i in 0..25_000i64 {
+            let mut s = SessionV1::open(format!("b{i:06}"), "big".to_string(), t0 + Duration::milliseconds(i));
+            s.expire_time = Some(t0 + Duration::days(365));
+            if i >= 20_000 {
+                s.active = false;
+                s.close_time = Some(s.request_time);
+                s.expire_time = None;
+            }
+            builder.put(s);
+        }
+        let mut index = builder.build();
+        for i in 0..10i64 {
+            let mut s = SessionV1::open(format!("s{i:02}"), "small".to_string(), t0 + Duration::milliseconds(i));
+            s.expire_time = Some(t0 + Duration::days(365));
+            index.put(s);
+        }
+        let page = |f: SessionsFilter| (f, PagingParams { skip: None, take: Some(10), total: true });
+        let cost = |index: &SessionsIndex, f: &dyn Fn(&SessionsIndex)| {
+            let before = index.visits();
+            f(index);
+            index.visits() - before
+        };
+        let cases = [
+            (SessionsFilter { active: Some(true), ..Default::default() }, 20_010),
+            (SessionsFilter { active: Some(false), ..Default::default() }, 5_000),
+            (SessionsFilter::default(), 25_010),
+            (SessionsFilter { user_id: Some("big".into()), ..Default::default() }, 25_000),
+            (SessionsFilter { user_id: Some("big".into()), active: Some(true), ..Default::default() }, 20_000),
+            (SessionsFilter { user_id: Some("big".into()), active: Some(false), ..Default::default() }, 5_000),
+        ];
+        for (filter, total) in cases {
+            let (f, p) = page(filter);
+            let before = index.visits();
+            let answer = index.page(&f, &p, 100);
+            let visits = index.visits() - before;
+            assert_eq!((answer.total, answer.data.len()), (Some(total), 10), "{f:?}");
+            assert!(
+                visits <= 10 + 5_000 * u64::from(f.active == Some(false) && f.user_id.is_some()),
+                "{f:?}: {visits}"
+            );
+        }
+        // Nothing is expired: the sweep visits nothing, though every session of "big" has been
+        // idle since long before the cutoff (their own ttl keeps them alive).
+        let now = t0 + Duration::days(30);
+        let cutoff = now - Duration::days(1);
+        assert_eq!(cost(&index, &|i| assert!(i.plan_close_expired(cutoff, now).is_empty())), 0);
+        // The per-user limit and closing a user's sessions visit that user's open sessions only.
+        let limit = SessionLimit { max: 50, policy: LimitPolicy::Deny, now, idle_cutoff: Some(cutoff) };
+        let before = index.visits();
+        index.create_limited(SessionV1::open("s99".into(), "small".into(), now), &limit).unwrap();
+        assert_eq!(index.visits() - before, 10);
+        let before = index.visits();
+        assert_eq!(index.close_user_sessions("small", Some("s99"), now).len(), 10);
+        assert_eq!(index.visits() - before, 10);
+        // A mass expiry comes in bounded batches.
+        let later = t0 + Duration::days(400);
+        assert_eq!(index.plan_close_expired_limited(later, Some(later - Duration::days(1)), 1000).len(), 1000);
+        let before = index.visits();
+        let batch = index.close_user_sessions_limited("big", None, later, 1000);
+        assert_eq!((batch.len(), index.visits() - before), (1000, 1000));
     }
 }

@@ -1,5 +1,9 @@
 //! The memory backend (`service-sessions:persistence:memory:*:1.0`): [`SessionsIndex`] under one
-//! `RwLock`. Every method holds the lock for its whole step, which makes each one atomic.
+//! `RwLock`. Every method holds the lock for its whole step, which makes each one atomic — except
+//! the bulk ones (`close_expired`, `close_user_sessions`), which work in batches of
+//! [`BULK_BATCH`] and release the lock between them so that other requests keep flowing, and a
+//! list with a time window and a total (a walk over the matches), which runs on a blocking
+//! thread instead of a runtime thread.
 
 use super::index::SessionsIndex;
 use super::{PageOptions, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition};
@@ -11,11 +15,15 @@ use crate::toolkit::errors::ApplicationError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
+use std::sync::Arc;
 
 /// The memory persistence component.
+/// Most sessions one step of a bulk operation changes while holding the lock.
+pub const BULK_BATCH: usize = 1000;
+
 #[derive(Debug, Default)]
 pub struct SessionsMemoryPersistence {
-    state: RwLock<SessionsIndex>,
+    state: Arc<RwLock<SessionsIndex>>,
     options: PageOptions,
 }
 
@@ -37,7 +45,7 @@ impl SessionsMemoryPersistence {
     /// `BAD_CONFIG` for invalid settings.
     pub fn from_config(config: &ComponentConfig) -> Result<Self, ApplicationError> {
         let s: MemorySettings = config.section()?;
-        Ok(Self { state: RwLock::new(SessionsIndex::new()), options: s.options })
+        Ok(Self { state: Arc::new(RwLock::new(SessionsIndex::new())), options: s.options })
     }
 }
 
@@ -51,7 +59,15 @@ impl SessionsPersistence for SessionsMemoryPersistence {
         filter: &SessionsFilter,
         paging: &PagingParams,
     ) -> Result<DataPage<SessionV1>, ApplicationError> {
-        Ok(self.state.read().page(filter, paging, self.options.max_page_size))
+        let max = self.options.max_page_size;
+        if paging.total && (filter.from_time.is_some() || filter.to_time.is_some()) {
+            // Counting a time window walks every match: off the runtime threads.
+            let (state, filter, paging) = (self.state.clone(), filter.clone(), *paging);
+            return tokio::task::spawn_blocking(move || state.read().page(&filter, &paging, max))
+                .await
+                .map_err(|e| ApplicationError::internal("READ_FAILED", "Listing sessions stopped").with_cause(e));
+        }
+        Ok(self.state.read().page(filter, paging, max))
     }
 
     async fn get_one_by_id(&self, _cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
@@ -79,14 +95,24 @@ impl SessionsPersistence for SessionsMemoryPersistence {
     ) -> Result<u64, ApplicationError> {
         // Nearly always nothing is expired: look under the shared lock first, so listings (which
         // sweep before they read) do not serialise on the exclusive one.
-        if self.state.read().plan_close_expired(idle_cutoff, now).is_empty() {
+        if self.state.read().plan_close_expired_limited(now, Some(idle_cutoff), 1).is_empty() {
             return Ok(0);
         }
-        let mut state = self.state.write();
-        let closed = state.plan_close_expired(idle_cutoff, now);
-        let n = closed.len() as u64;
-        closed.into_iter().for_each(|s| state.put(s));
-        Ok(n)
+        let mut n = 0u64;
+        loop {
+            let batch = {
+                let mut state = self.state.write();
+                let closed = state.plan_close_expired_limited(now, Some(idle_cutoff), BULK_BATCH);
+                let len = closed.len();
+                closed.into_iter().for_each(|s| state.put(s));
+                len
+            };
+            n += batch as u64;
+            if batch < BULK_BATCH {
+                return Ok(n);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     async fn delete_by_id(&self, _cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
@@ -119,7 +145,15 @@ impl SessionsPersistence for SessionsMemoryPersistence {
         except_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<u64, ApplicationError> {
-        Ok(self.state.write().close_user_sessions(user_id, except_id, now).len() as u64)
+        let mut n = 0u64;
+        loop {
+            let batch = self.state.write().close_user_sessions_limited(user_id, except_id, now, BULK_BATCH).len();
+            n += batch as u64;
+            if batch < BULK_BATCH {
+                return Ok(n);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     async fn purge_closed(

@@ -325,6 +325,13 @@ impl ScalarSchema {
             }
         }
         let Value::Number(n) = value else { return };
+        // Integers are int64 (the OpenAPI format says so): a larger one is out of range, never
+        // "absent" to a reader asking for an i64 (a declared `max` below reports itself further on).
+        let int64 = matches!(self.type_code, TypeCode::Integer | TypeCode::Long);
+        if int64 && self.max.is_none() && n.as_i64().is_none() {
+            let msg = format!("{shown} must be at most {}", i64::MAX);
+            return out.push(error(path, "VALUE_TOO_LARGE", msg, i64::MAX, n.clone()));
+        }
         // Exact for integers; a u64 beyond i64 is above every bound; fractions compare as f64.
         let cmp = |bound: i64| match (n.as_i64(), n.as_f64()) {
             (Some(i), _) => i.cmp(&bound),
@@ -601,12 +608,15 @@ mod tests {
     #[test]
     fn numeric_codes_are_lenient_except_fractions_for_integers() {
         assert!(check(Schema::integer(), json!(5)).is_empty());
-        assert!(check(Schema::long(), json!(u64::MAX)).is_empty());
+        assert!(check(Schema::long(), json!(i64::MAX)).is_empty());
         assert!(check(Schema::double(), json!(5)).is_empty());
         assert!(check(TypeCode::Float, json!(5.5)).is_empty());
         assert!(check(Schema::any(), json!({"a": [1]})).is_empty());
         let msg = "value type must be integer but found double";
         assert_eq!(check(Schema::integer(), json!(5.5)), [msg]);
+        let big = json!(u64::MAX);
+        assert_eq!(check(Schema::integer().min(1), big.clone()), ["value must be at most 9223372036854775807"]);
+        assert!(check(Schema::double(), big).is_empty());
         let msg = "value type must be double but found string";
         assert_eq!(check(Schema::double(), json!("10")), [msg]);
         let msg = "value type must be boolean but found array";

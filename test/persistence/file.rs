@@ -422,25 +422,122 @@ async fn settings_are_read_and_checked() {
     assert_eq!(p.create(None, session("late", "u", 0)).await.unwrap_err().code, "NOT_OPENED");
 }
 
+/// Creating the next log fails (something is in its place): the compaction reports it and is
+/// tried again; appends go on in the active log; once the obstacle is gone it succeeds.
 #[tokio::test]
-async fn a_failed_write_leaves_a_read_only_store() {
+async fn a_failed_rotation_is_retried_while_appends_continue() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("store");
     let p = opened(&path, FileOptions::default()).await;
     p.create(None, session("s1", "u", 0)).await.unwrap();
-    // The next log generation cannot be created: the writer fails when it rotates.
-    std::fs::write(path.join("sessions.00000002.log"), b"in the way").unwrap();
-    let e = p.compact().await.unwrap_err();
-    assert_eq!((e.code.as_str(), e.status), ("WRITE_FAILED", 500));
+    for obstacle in ["file", "folder"] {
+        let next = path.join("sessions.00000002.log");
+        if obstacle == "file" {
+            std::fs::write(&next, b"in the way").unwrap();
+        } else {
+            std::fs::create_dir(&next).unwrap();
+        }
+        let e = p.compact().await.unwrap_err();
+        assert_eq!((e.code.as_str(), e.status), ("ROTATE_FAILED", 500), "{obstacle}");
+        p.create(None, session(&format!("s-{obstacle}"), "u", 1)).await.unwrap();
+        assert!(p.health().await.ready, "a failed rotation leaves the store ready");
+        if obstacle == "file" {
+            std::fs::remove_file(&next).unwrap();
+        } else {
+            std::fs::remove_dir(&next).unwrap();
+        }
+    }
+    let stats = p.compact().await.unwrap();
+    assert_eq!(stats.generation, 1);
+    p.create(None, session("s2", "u", 2)).await.unwrap();
+    p.close(None).await.unwrap();
+    let reopened = opened(&path, FileOptions::default()).await;
+    let ids: Vec<String> = dump(&reopened).await.into_iter().map(|s| s.id).collect();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    reopened.close(None).await.unwrap();
+}
+
+/// A failed append fails the store (reads go on, writes are refused, not ready); it recovers by
+/// itself once it can write again, and the log holds exactly the acknowledged writes.
+#[tokio::test]
+async fn a_failed_append_recovers_when_writing_works_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("store");
+    let p = opened(&path, FileOptions::default()).await;
+    p.create(None, session("s1", "u", 0)).await.unwrap();
+    p.inject_write_failures(1);
     let e = p.create(None, session("s2", "u", 0)).await.unwrap_err();
     assert_eq!((e.code.as_str(), e.category.as_str()), ("WRITE_FAILED", "FileError"));
     assert!(!e.message.contains(&path.display().to_string()), "no paths in client errors");
-    assert_eq!(p.get_one_by_id(None, "s2").await.unwrap(), None, "a refused write changes nothing");
     assert!(p.get_one_by_id(None, "s1").await.unwrap().is_some(), "reads go on");
     assert_eq!(p.close_expired(None, at(-1), at(0)).await.unwrap(), 0, "a sweep with nothing to do is a read");
     let health = p.health().await;
     assert!(!health.ready && health.message.contains("serves reads only"), "{health:?}");
-    assert_eq!(p.close(None).await.unwrap_err().code, "WRITE_FAILED");
+    // The writer probes about once a second; wait for the event, not for a time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !p.health().await.ready {
+        assert!(std::time::Instant::now() < deadline, "the store did not recover");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    p.create(None, session("s3", "u", 0)).await.unwrap();
+    p.close(None).await.unwrap();
+    let reopened = opened(&path, FileOptions::default()).await;
+    assert!(reopened.recovery().unwrap().torn_tail.is_none(), "the failed batch was cut off by the recovery");
+    let ids: Vec<String> = dump(&reopened).await.into_iter().map(|s| s.id).collect();
+    assert!(ids.contains(&"s1".to_string()) && ids.contains(&"s3".to_string()), "{ids:?}");
+    reopened.close(None).await.unwrap();
+}
+
+/// The folder removed, or the active log deleted or replaced, while the store runs: writes are
+/// refused (never acknowledged into a file nobody will read) and readiness fails, for good.
+#[tokio::test]
+async fn a_removed_folder_or_replaced_log_refuses_writes() {
+    for how in ["folder removed", "log deleted", "log replaced"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("store");
+        let p = opened(&path, FileOptions::default()).await;
+        p.create(None, session("s1", "u", 0)).await.unwrap();
+        let log = log_files(&path).pop().unwrap();
+        match how {
+            "folder removed" => std::fs::remove_dir_all(&path).unwrap(),
+            "log deleted" => std::fs::remove_file(&log).unwrap(),
+            _ => {
+                let copy = path.join("copy.tmp");
+                std::fs::copy(&log, &copy).unwrap();
+                std::fs::rename(&copy, &log).unwrap();
+            }
+        }
+        // Noticed without a write (the writer looks about once a second; wait for the event).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while p.health().await.ready {
+            assert!(std::time::Instant::now() < deadline, "{how}: readiness did not fail");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let e = p.create(None, session("s2", "u", 0)).await.unwrap_err();
+        assert_eq!(e.code, "WRITE_FAILED", "{how}");
+        let health = p.health().await;
+        assert!(!health.ready && health.message.contains("removed or replaced"), "{how}: {health:?}");
+        assert!(p.create(None, session("s3", "u", 0)).await.is_err(), "{how}: still refused");
+        let _ = p.close(None).await;
+    }
+}
+
+/// A compaction snapshot G whose log G+1 is gone cannot load quietly as an older state.
+#[tokio::test]
+async fn a_snapshot_without_its_next_log_is_corruption() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("store");
+    let p = opened(&path, never()).await;
+    p.create(None, session("s1", "u", 1)).await.unwrap();
+    p.compact().await.unwrap();
+    p.create(None, session("s2", "u", 2)).await.unwrap();
+    p.close(None).await.unwrap();
+    let logs = log_files(&path);
+    assert_eq!(logs.len(), 1);
+    std::fs::remove_file(&logs[0]).unwrap();
+    let e = store(&path, never()).open(None).await.unwrap_err();
+    assert_eq!(e.code, "CORRUPT_STORE");
+    assert!(e.message.contains("missing log file") && e.message.contains("sessions.00000002.log"), "{}", e.message);
 }
 
 fn file_yaml(path: &Path) -> String {

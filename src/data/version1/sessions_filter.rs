@@ -22,26 +22,34 @@ pub struct SessionsFilter {
     pub to_time: Option<DateTime<Utc>>,
 }
 
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
+fn invalid(name: &str, what: &str) -> ApplicationError {
+    ApplicationError::bad_request("INVALID_DATA", format!("Validation failed: filter.{name} {what}"))
+        .with_details("field", format!("filter.{name}"))
+}
+
+/// A text filter value: `null` is "no filter", any string (`""` too) is a value; every other
+/// type is refused, so a filter never silently widens (contract §9, "filters fail closed").
+fn text(map: &Map<String, Value>, name: &str) -> Result<Option<String>, ApplicationError> {
+    match map.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(invalid(name, "must be a string")),
     }
 }
 
-/// Pip's boolean words: `true/1/t/yes/y`, `false/0/f/no/n`; anything else is "no value".
-fn boolean(v: &Value) -> Option<bool> {
-    match v {
-        Value::Bool(b) => Some(*b),
-        Value::Number(n) => match n.as_i64() {
-            Some(1) => Some(true),
-            Some(0) => Some(false),
-            _ => None,
+/// Pip's boolean words: `true/1/t/yes/y`, `false/0/f/no/n`; another string is "no value" as
+/// contract §3 says. Numbers other than 0 and 1, objects and arrays are refused.
+fn boolean(map: &Map<String, Value>, name: &str) -> Result<Option<bool>, ApplicationError> {
+    match map.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(1) => Ok(Some(true)),
+            Some(0) => Ok(Some(false)),
+            _ => Err(invalid(name, "must be a boolean")),
         },
-        Value::String(s) => boolean_word(s),
-        _ => None,
+        Some(Value::String(s)) => Ok(boolean_word(s)),
+        Some(_) => Err(invalid(name, "must be a boolean")),
     }
 }
 
@@ -49,7 +57,8 @@ impl SessionsFilter {
     /// Parses the `filter` parameter.
     ///
     /// # Errors
-    /// `INVALID_DATA` when `filter` is not an object or a date is unparseable.
+    /// `INVALID_DATA` when `filter` is not an object, a field has the wrong type (an object, an
+    /// array, a number for a string) or a date is unparseable. `null` fields are "no filter".
     pub fn from_value(value: Option<&Value>) -> Result<Self, ApplicationError> {
         let Some(v) = value.filter(|v| !v.is_null()) else { return Ok(Self::default()) };
         let empty = Map::new();
@@ -64,21 +73,15 @@ impl SessionsFilter {
             }
         };
         let time = |name: &str| -> Result<Option<DateTime<Utc>>, ApplicationError> {
-            match map.get(name).and_then(text) {
+            match text(map, name)? {
                 None => Ok(None),
-                Some(s) => parse_time(&s).map(Some).ok_or_else(|| {
-                    ApplicationError::bad_request(
-                        "INVALID_DATA",
-                        format!("Validation failed: filter.{name} is not a valid date-time"),
-                    )
-                    .with_details("field", format!("filter.{name}"))
-                }),
+                Some(s) => parse_time(&s).map(Some).ok_or_else(|| invalid(name, "is not a valid date-time")),
             }
         };
         Ok(Self {
-            id: map.get("id").and_then(text),
-            user_id: map.get("user_id").and_then(text),
-            active: map.get("active").and_then(boolean),
+            id: text(map, "id")?,
+            user_id: text(map, "user_id")?,
+            active: boolean(map, "active")?,
             from_time: time("from_time")?,
             to_time: time("to_time")?,
         })
@@ -138,5 +141,33 @@ mod tests {
         assert_eq!(SessionsFilter::from_value(None).unwrap(), SessionsFilter::default());
         let round = SessionsFilter::from_value(Some(&f.to_value())).unwrap();
         assert_eq!(round, f);
+    }
+
+    #[test]
+    fn fails_closed() {
+        let f = SessionsFilter::from_value(Some(&json!({"user_id": "", "id": ""}))).unwrap();
+        assert_eq!((f.user_id.as_deref(), f.id.as_deref()), (Some(""), Some("")));
+        let f = SessionsFilter::from_value(Some(&json!({"user_id": null, "id": null, "active": null,
+            "from_time": null, "to_time": null})))
+        .unwrap();
+        assert_eq!(f, SessionsFilter::default());
+        for bad in [
+            json!({"user_id": {"$ne": null}}),
+            json!({"user_id": [1]}),
+            json!({"user_id": 1}),
+            json!({"id": true}),
+            json!({"from_time": {}}),
+            json!({"to_time": []}),
+            json!({"from_time": ""}),
+            json!({"active": 2}),
+            json!({"active": -1}),
+            json!({"active": 0.5}),
+            json!({"active": {}}),
+            json!({"active": [true]}),
+        ] {
+            let e = SessionsFilter::from_value(Some(&bad)).unwrap_err();
+            assert_eq!((e.status, e.code.as_str()), (400, "INVALID_DATA"), "{bad}");
+        }
+        assert_eq!(SessionsFilter::from_value(Some(&json!({"active": 1}))).unwrap().active, Some(true));
     }
 }

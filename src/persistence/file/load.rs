@@ -159,6 +159,11 @@ pub fn open_store(dir: &Path, import: Option<&Path>) -> Result<Opened, Applicati
     report.snapshot_generation = snapshot_generation;
     let stale: Vec<u64> = logs.iter().copied().filter(|g| *g <= snapshot_generation).collect();
     let live: Vec<u64> = logs.iter().copied().filter(|g| *g > snapshot_generation).collect();
+    // A compaction snapshot G (G > 0; an import is generation 0) is written only after log G+1
+    // was created: without it, the active log was lost and an older state would load quietly.
+    if has_snapshot && snapshot_generation > 0 && live.is_empty() {
+        return Err(corrupt(&log_path(dir, snapshot_generation + 1), 0, "missing log file (the snapshot's next log)"));
+    }
     for (i, g) in live.iter().enumerate() {
         let expected = snapshot_generation + 1 + i as u64;
         if *g != expected {
@@ -192,8 +197,9 @@ pub fn open_store(dir: &Path, import: Option<&Path>) -> Result<Opened, Applicati
         repair_tail(path, t.offset)?;
         tracing::warn!(
             file = %path.display(), offset = t.offset, dropped_bytes = t.dropped_bytes,
-            "The sessions log ended with an incomplete record (a crash during an append); it was cut off. \
-             Writes acknowledged under sync=always are never in such a record."
+            "The sessions log ended with an incomplete record; it was cut off. Either a crash \
+             interrupted an append (that write was never acknowledged) or the end of the file was \
+             damaged after it was written (then the writes in the dropped bytes are lost)."
         );
         report.torn_tail = Some(t.clone());
     }

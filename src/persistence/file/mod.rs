@@ -71,10 +71,21 @@
 //! left untouched and is not read again once the store exists.
 //!
 //! # Failures
-//! A failed write or fsync answers `WRITE_FAILED` (500 `FileError`) to the writes waiting for it,
-//! and the store then refuses every write while still serving reads; `/status` reports it not
-//! ready. Changes already applied in memory by those failed writes stay visible until restart,
-//! which loses them. Errors and logs name files and offsets, never session data.
+//! A failed write or fsync of the active log answers `WRITE_FAILED` (500 `FileError`) to the
+//! writes waiting for it, and the store then refuses every write while still serving reads;
+//! `/ready` reports it not ready. Every second the writer probes: it reopens the active log, cuts
+//! it back to its last good length and fsyncs it; when that works, the store takes writes again.
+//! Changes already applied in memory by the failed writes stay visible until restart, which
+//! loses them. A failed rotation or snapshot (creating the next log or the snapshot: no
+//! descriptors, no permission, no space) is not a failure of the active log: appends continue,
+//! and the compaction is tried again after `options.compact_retry` ms.
+//!
+//! Before every write the writer checks that the active log is still the file it opened (same
+//! device and inode): a removed folder or a deleted or replaced log makes the store *lost* —
+//! writes are refused and readiness fails until restarted, rather than acknowledging writes that
+//! cannot be kept. At start-up a compaction snapshot *G* without log *G*+1 is corruption (the
+//! active log was lost), as is any missing generation; the folder must take new files (checked
+//! with a probe file). Errors and logs name files and offsets, never session data.
 //!
 //! Hand-written rather than an embedded database crate: the semantics (conditional whole-record
 //! writes, list order, expiry sweep) live in [`SessionsIndex`]; what this module adds is only the
@@ -91,6 +102,7 @@ use self::load::open_store;
 use self::snapshot::{sync_dir, SnapshotWriter};
 use self::writer::{write_failed, Command, IoStatus, LogWriter};
 use super::index::SessionsIndex;
+use super::memory::BULK_BATCH;
 use super::{PageOptions, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition};
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::component::{Component, ComponentHealth};
@@ -112,8 +124,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Sessions written per step of a compaction walk (the longest the read lock is held).
 const COMPACT_STEP: usize = 512;
-/// Pause after a failed compaction before the next try.
-const COMPACT_RETRY: Duration = Duration::from_secs(10);
 
 /// When a write is fsynced (`options.sync`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -138,11 +148,14 @@ pub struct FileOptions {
     pub sync_interval: u64,
     /// Logs smaller than this many bytes are never compacted (default 64 MiB).
     pub compact_threshold: u64,
+    /// Pause after a failed compaction (a failed rotation or snapshot) before the next try, in
+    /// ms (default 10 000). Writes go on meanwhile.
+    pub compact_retry: u64,
 }
 
 impl Default for FileOptions {
     fn default() -> Self {
-        Self { sync: SyncMode::Always, sync_interval: 1000, compact_threshold: 64 << 20 }
+        Self { sync: SyncMode::Always, sync_interval: 1000, compact_threshold: 64 << 20, compact_retry: 10_000 }
     }
 }
 
@@ -214,6 +227,8 @@ struct Shared {
     stopping: AtomicBool,
     /// One compaction at a time.
     compaction: tokio::sync::Mutex<()>,
+    /// Pause after a failed compaction.
+    compact_retry: Duration,
 }
 
 #[derive(Debug)]
@@ -264,13 +279,14 @@ impl SessionsFilePersistence {
             status,
             stopping: AtomicBool::new(false),
             compaction: tokio::sync::Mutex::new(()),
+            compact_retry: Duration::from_millis(options.compact_retry.max(1)),
         });
         Self { import, options, page, shared, running: tokio::sync::Mutex::new(None), report: Mutex::new(None) }
     }
 
     /// Builds the store from its entry: `path` (required), `options.sync` (`always` | `interval`
     /// | `never`), `options.sync_interval` (ms), `options.compact_threshold` (bytes),
-    /// `options.max_page_size`.
+    /// `options.compact_retry` (ms), `options.max_page_size`.
     ///
     /// # Errors
     /// `NO_PATH` without a path; `BAD_CONFIG` for invalid settings.
@@ -312,6 +328,13 @@ impl SessionsFilePersistence {
     /// `NOT_OPENED`, `WRITE_FAILED`, or a `FileError` when the snapshot cannot be written.
     pub async fn compact(&self) -> Result<CompactionStats, ApplicationError> {
         compact(&self.shared).await
+    }
+
+    /// Test hook: the next `n` log writes fail as a full or failing disk would make them fail
+    /// (half of the batch reaches the file).
+    #[doc(hidden)]
+    pub fn inject_write_failures(&self, n: u32) {
+        self.shared.status.injected_write_failures.store(n, Ordering::Release);
     }
 
     /// Writes and fsyncs everything written so far, whatever the sync mode.
@@ -364,6 +387,19 @@ fn send(shared: &Shared, command: Command) -> Result<(), ApplicationError> {
     let state = shared.state.read();
     let writer = state.writer.as_ref().ok_or_else(not_opened)?;
     writer.send(command).map_err(|_| write_failed())
+}
+
+/// Start-up check that the folder takes new files (the next log, a snapshot), not only appends.
+fn check_writable(dir: &Path) -> Result<(), ApplicationError> {
+    let probe = dir.join("write-probe.tmp");
+    let result = File::create(&probe).and_then(|f| f.sync_all()).and_then(|()| fs::remove_file(&probe));
+    result.map_err(|e| {
+        ApplicationError::file_error(
+            "NOT_WRITABLE",
+            format!("The sessions store folder {} cannot be written: {e}", dir.display()),
+        )
+        .with_cause(e)
+    })
 }
 
 /// One compaction (see the module doc).
@@ -456,7 +492,7 @@ async fn run_compactor(shared: Arc<Shared>, cancel: CancellationToken) {
             tracing::warn!(error = %e, code = %e.code, "Compaction failed; it will be tried again.");
             tokio::select! {
                 () = cancel.cancelled() => return,
-                () = tokio::time::sleep(COMPACT_RETRY) => {}
+                () = tokio::time::sleep(shared.compact_retry) => {}
             }
         }
     }
@@ -475,8 +511,13 @@ impl Component for SessionsFilePersistence {
             tokio::task::spawn_blocking(move || open_store(&dir, import.as_deref())).await.map_err(|e| {
                 ApplicationError::internal("OPEN_FAILED", "Opening the sessions store stopped").with_cause(e)
             })??;
+        let dir = self.shared.dir.clone();
+        tokio::task::spawn_blocking(move || check_writable(&dir)).await.map_err(|e| {
+            ApplicationError::internal("OPEN_FAILED", "Opening the sessions store stopped").with_cause(e)
+        })??;
         let status = &self.shared.status;
         status.failed.store(false, Ordering::Release);
+        status.lost.store(false, Ordering::Release);
         status.log_bytes.store(opened.log_bytes, Ordering::Relaxed);
         status.snapshot_bytes.store(opened.snapshot_bytes, Ordering::Relaxed);
         self.shared.stopping.store(false, Ordering::Release);
@@ -528,9 +569,13 @@ impl Component for SessionsFilePersistence {
     async fn health(&self) -> ComponentHealth {
         if self.shared.state.read().writer.is_none() {
             ComponentHealth::not_ready("the sessions file store is not open")
+        } else if self.shared.status.lost.load(Ordering::Acquire) {
+            ComponentHealth::not_ready(
+                "the sessions store folder or its active log was removed or replaced; writes are refused until restarted",
+            )
         } else if self.shared.status.failed.load(Ordering::Acquire) {
             ComponentHealth::not_ready(
-                "a write to the sessions file store failed; it serves reads only until restarted",
+                "a write to the sessions file store failed; it serves reads only until it can write again",
             )
         } else {
             ComponentHealth::ready()
@@ -546,7 +591,21 @@ impl SessionsPersistence for SessionsFilePersistence {
         filter: &SessionsFilter,
         paging: &PagingParams,
     ) -> Result<DataPage<SessionV1>, ApplicationError> {
-        self.read(|index| index.page(filter, paging, self.page.max_page_size))
+        let max = self.page.max_page_size;
+        if paging.total && (filter.from_time.is_some() || filter.to_time.is_some()) {
+            // Counting a time window walks every match: off the runtime threads.
+            let (shared, filter, paging) = (self.shared.clone(), filter.clone(), *paging);
+            return tokio::task::spawn_blocking(move || {
+                let state = shared.state.read();
+                if state.writer.is_none() {
+                    return Err(not_opened());
+                }
+                Ok(state.index.page(&filter, &paging, max))
+            })
+            .await
+            .map_err(|e| ApplicationError::internal("READ_FAILED", "Listing sessions stopped").with_cause(e))?;
+        }
+        self.read(|index| index.page(filter, paging, max))
     }
 
     async fn get_one_by_id(&self, _cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
@@ -585,17 +644,27 @@ impl SessionsPersistence for SessionsFilePersistence {
         now: DateTime<Utc>,
     ) -> Result<u64, ApplicationError> {
         if self.shared.status.failed.load(Ordering::Acquire)
-            && self.read(|index| index.plan_close_expired(idle_cutoff, now).is_empty())?
+            && self.read(|index| index.plan_close_expired_limited(now, Some(idle_cutoff), 1).is_empty())?
         {
             // Nothing to close: reads that sweep first keep working on a failed store.
             return Ok(0);
         }
-        self.commit(|index| {
-            let closed = index.plan_close_expired(idle_cutoff, now);
-            closed.iter().for_each(|s| index.put(s.clone()));
-            Ok((closed.len() as u64, closed.into_iter().map(Record::Put).collect()))
-        })
-        .await
+        // In bounded batches, each its own step, so a mass expiry does not hold the lock.
+        let mut n = 0u64;
+        loop {
+            let batch = self
+                .commit(|index| {
+                    let closed = index.plan_close_expired_limited(now, Some(idle_cutoff), BULK_BATCH);
+                    closed.iter().for_each(|s| index.put(s.clone()));
+                    Ok((closed.len(), closed.into_iter().map(Record::Put).collect()))
+                })
+                .await?;
+            n += batch as u64;
+            if batch < BULK_BATCH {
+                return Ok(n);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     async fn delete_by_id(&self, _cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
@@ -647,11 +716,20 @@ impl SessionsPersistence for SessionsFilePersistence {
         except_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<u64, ApplicationError> {
-        self.commit(|index| {
-            let closed = index.close_user_sessions(user_id, except_id, now);
-            Ok((closed.len() as u64, closed.into_iter().map(Record::Put).collect()))
-        })
-        .await
+        let mut n = 0u64;
+        loop {
+            let batch = self
+                .commit(|index| {
+                    let closed = index.close_user_sessions_limited(user_id, except_id, now, BULK_BATCH);
+                    Ok((closed.len(), closed.into_iter().map(Record::Put).collect()))
+                })
+                .await?;
+            n += batch as u64;
+            if batch < BULK_BATCH {
+                return Ok(n);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     async fn purge_closed(

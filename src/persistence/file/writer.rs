@@ -4,8 +4,17 @@
 //! Requests hand their records over a channel while holding the state lock, so the channel order
 //! is the order of application. The thread takes everything queued, writes it with one `write`,
 //! fsyncs once (`sync: always`), and only then answers every waiter: concurrent writes share one
-//! fsync, and the more there are, the larger the batch. A failed write or fsync puts the store in
-//! the failed state: every later append is refused and every waiter is told so.
+//! fsync, and the more there are, the larger the batch.
+//!
+//! A failed write or fsync of the active log puts the store in the failed state: every later
+//! append is refused and every waiter is told so. The thread then probes every
+//! [`RECOVER_INTERVAL`]: it reopens the active log, cuts it back to its last good length (the
+//! failed batch was never acknowledged) and fsyncs it; when that works the store writes again.
+//! Before each write it also checks that the active log is still the file it opened (same device
+//! and inode, folder still there): a removed folder or a deleted or replaced log makes the store
+//! *lost* — writes are refused and readiness fails until an operator restarts it, because what
+//! it would acknowledge could not be kept. A failed rotation (creating the next log) is not a
+//! failure of the active log: appends continue and the compaction is tried again later.
 
 use super::format::{encode_frame, log_path, Record};
 use super::load::create_log;
@@ -14,13 +23,17 @@ use crate::toolkit::errors::ApplicationError;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Notify};
 
 /// A batch is written out once it grows past this many bytes, even if more is queued.
 const MAX_BATCH_BYTES: usize = 8 << 20;
+
+/// How often a failed store probes whether it can write again, and an idle one checks that its
+/// files are still there.
+pub const RECOVER_INTERVAL: Duration = Duration::from_millis(1000);
 
 /// What the writer is asked to do.
 #[derive(Debug)]
@@ -47,8 +60,11 @@ pub enum Command {
 /// Counters and signals shared by the writer, the compactor and the component.
 #[derive(Debug)]
 pub struct IoStatus {
-    /// Set after a failed write; the store then refuses writes until reopened.
+    /// Set after a failed write; the store refuses writes until the writer recovers.
     pub failed: AtomicBool,
+    /// Set when the folder or the active log disappeared or was replaced: writes are refused and
+    /// the store is not ready until restarted.
+    pub lost: AtomicBool,
     /// Bytes in the logs the snapshot does not cover.
     pub log_bytes: AtomicU64,
     /// Size of the current snapshot.
@@ -57,6 +73,8 @@ pub struct IoStatus {
     pub compact_threshold: u64,
     /// Signalled when the logs have grown enough to compact.
     pub compact_wanted: Notify,
+    /// Test hook: how many of the next writes fail as if the disk refused them.
+    pub injected_write_failures: AtomicU32,
 }
 
 impl IoStatus {
@@ -64,10 +82,12 @@ impl IoStatus {
     pub fn new(compact_threshold: u64) -> Self {
         Self {
             failed: AtomicBool::new(false),
+            lost: AtomicBool::new(false),
             log_bytes: AtomicU64::new(0),
             snapshot_bytes: AtomicU64::new(0),
             compact_threshold,
             compact_wanted: Notify::new(),
+            injected_write_failures: AtomicU32::new(0),
         }
     }
 
@@ -82,10 +102,19 @@ impl IoStatus {
 
 /// The `WRITE_FAILED` error (no paths or data: it reaches clients).
 pub fn write_failed() -> ApplicationError {
-    ApplicationError::file_error(
-        "WRITE_FAILED",
-        "The sessions store cannot write; it serves reads only until restarted",
-    )
+    ApplicationError::file_error("WRITE_FAILED", "The sessions store cannot write now; it serves reads only")
+}
+
+/// The device and inode of a file, to tell whether a path still names the file that is open.
+#[cfg(unix)]
+fn identity(m: &std::fs::Metadata) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    Some((m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn identity(_m: &std::fs::Metadata) -> Option<(u64, u64)> {
+    None
 }
 
 /// The writer thread's state.
@@ -101,6 +130,10 @@ pub struct LogWriter {
     waiters: Vec<oneshot::Sender<bool>>,
     dirty: bool,
     last_sync: Instant,
+    /// Length of the active log up to its last good write.
+    len: u64,
+    /// Device and inode of the active log when opened.
+    identity: Option<(u64, u64)>,
 }
 
 impl LogWriter {
@@ -113,7 +146,12 @@ impl LogWriter {
         interval: Duration,
         status: std::sync::Arc<IoStatus>,
     ) -> Self {
+        let meta = file.metadata().ok();
+        let len = meta.as_ref().map_or(0, std::fs::Metadata::len);
+        let identity = meta.as_ref().and_then(identity);
         Self {
+            len,
+            identity,
             dir,
             file,
             generation,
@@ -134,9 +172,62 @@ impl LogWriter {
     fn fail(&mut self, what: &str, e: &dyn std::fmt::Display) {
         tracing::error!(
             file = %log_path(&self.dir, self.generation).display(), error = %e,
-            "Cannot {what} the sessions log; the store now refuses writes until restarted."
+            "Cannot {what} the sessions log; the store refuses writes until it can write again."
         );
         self.status.failed.store(true, Ordering::Release);
+    }
+
+    /// Whether the active log is still the file that is open (the folder still there, the log
+    /// neither deleted nor replaced). If not, the store is lost: writes are refused for good.
+    fn still_there(&mut self) -> bool {
+        if self.status.lost.load(Ordering::Acquire) {
+            return false;
+        }
+        let path = log_path(&self.dir, self.generation);
+        let now = match std::fs::metadata(&path) {
+            Ok(m) => identity(&m),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            // Cannot tell (a permission problem): the write itself will say.
+            Err(_) => return true,
+        };
+        if self.identity.is_some() && now == self.identity {
+            return true;
+        }
+        if self.identity.is_none() && now.is_some() {
+            return true;
+        }
+        tracing::error!(
+            file = %path.display(),
+            "The active sessions log (or its folder) was removed or replaced while open; the store \
+             refuses writes and is not ready. Restore the folder from a backup or restart to start over."
+        );
+        self.status.lost.store(true, Ordering::Release);
+        self.status.failed.store(true, Ordering::Release);
+        false
+    }
+
+    /// After a failed write: reopens the active log, cuts it back to its last good length and
+    /// fsyncs it. On success the store writes again.
+    fn try_recover(&mut self) {
+        if !self.failed() || !self.still_there() {
+            return;
+        }
+        let path = log_path(&self.dir, self.generation);
+        let reopened = std::fs::OpenOptions::new().append(true).open(&path).and_then(|f| {
+            f.set_len(self.len)?;
+            f.sync_all()?;
+            Ok(f)
+        });
+        match reopened {
+            Ok(file) => {
+                self.file = file;
+                self.buf.clear();
+                self.dirty = false;
+                self.status.failed.store(false, Ordering::Release);
+                tracing::warn!(file = %path.display(), "The sessions log can be written again; the store accepts writes.");
+            }
+            Err(e) => tracing::debug!(file = %path.display(), error = %e, "The sessions log still cannot be written."),
+        }
     }
 
     /// Runs until every sender is gone, then writes and fsyncs what is left.
@@ -145,6 +236,17 @@ impl LogWriter {
     /// `WRITE_FAILED` if any write failed while open or the final fsync fails.
     pub fn run(mut self, rx: &Receiver<Command>) -> Result<(), ApplicationError> {
         loop {
+            if self.failed() && !self.status.lost.load(Ordering::Acquire) {
+                match rx.recv_timeout(RECOVER_INTERVAL) {
+                    Ok(c) => {
+                        self.handle(c);
+                        self.commit();
+                    }
+                    Err(RecvTimeoutError::Timeout) => self.try_recover(),
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+                continue;
+            }
             let first = if self.sync == SyncMode::Interval && self.dirty {
                 match rx.recv_timeout(self.interval.saturating_sub(self.last_sync.elapsed())) {
                     Ok(c) => c,
@@ -155,9 +257,15 @@ impl LogWriter {
                     Err(RecvTimeoutError::Disconnected) => break,
                 }
             } else {
-                match rx.recv() {
+                // Idle: look at the files now and then, so a removed folder or log fails
+                // readiness even when nobody writes.
+                match rx.recv_timeout(RECOVER_INTERVAL) {
                     Ok(c) => c,
-                    Err(_) => break,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.still_there();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
                 }
             };
             self.handle(first);
@@ -215,8 +323,23 @@ impl LogWriter {
             return;
         }
         let mut ok = !self.failed();
+        if ok && !self.buf.is_empty() && !self.still_there() {
+            ok = false;
+        }
         if ok && !self.buf.is_empty() {
-            match self.file.write_all(&self.buf) {
+            let injected = self
+                .status
+                .injected_write_failures
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                .is_ok();
+            let written = if injected {
+                // Half the batch reaches the file, as when a disk fills up mid-write.
+                let _ = self.file.write_all(&self.buf[..self.buf.len() / 2]);
+                Err(io::Error::other("injected write failure"))
+            } else {
+                self.file.write_all(&self.buf)
+            };
+            match written {
                 Ok(()) => {
                     self.status.log_bytes.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
                     self.dirty = true;
@@ -227,6 +350,9 @@ impl LogWriter {
                     };
                     if due {
                         ok = self.sync_now();
+                    }
+                    if ok {
+                        self.len += self.buf.len() as u64;
                     }
                 }
                 Err(e) => {
@@ -261,14 +387,20 @@ impl LogWriter {
         }
     }
 
-    /// Closes the active log durably and opens the next generation.
+    /// Closes the active log durably and opens the next generation. A failure to create the
+    /// next log (no descriptors, no permission, no space) leaves the active log in use: it is
+    /// reported to the compaction, which tries again later; a partly created next log is removed.
     fn rotate(&mut self) -> Result<u64, ApplicationError> {
-        if self.failed() || (self.dirty && !self.sync_now()) {
+        if self.failed() || (self.dirty && !self.sync_now()) || !self.still_there() {
             return Err(write_failed());
         }
         let next = self.generation + 1;
+        let path = log_path(&self.dir, next);
         match create_log(&self.dir, next) {
             Ok(file) => {
+                let meta = file.metadata().ok();
+                self.len = meta.as_ref().map_or(super::format::LOG_MAGIC.len() as u64, std::fs::Metadata::len);
+                self.identity = meta.as_ref().and_then(identity);
                 self.file = file;
                 self.status.log_bytes.fetch_add(super::format::LOG_MAGIC.len() as u64, Ordering::Relaxed);
                 let closed = self.generation;
@@ -276,8 +408,15 @@ impl LogWriter {
                 Ok(closed)
             }
             Err(e) => {
-                self.fail("start a new generation of", &e as &dyn std::fmt::Display);
-                Err(write_failed())
+                // Only a file this attempt may have made; never a directory or anything else.
+                if e.kind() != io::ErrorKind::AlreadyExists && path.is_file() {
+                    let _ = std::fs::remove_file(&path);
+                }
+                tracing::warn!(
+                    file = %path.display(), error = %e,
+                    "Cannot start the next sessions log; writes continue in the current one and the compaction is tried again later."
+                );
+                Err(ApplicationError::file_error("ROTATE_FAILED", "Cannot start the next sessions log").with_cause(e))
             }
         }
     }

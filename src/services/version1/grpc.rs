@@ -112,6 +112,12 @@ fn correlation_id<T>(request: &Request<T>, field: &str) -> Option<String> {
 }
 
 /// Adds a string parameter unless it is `""` (proto3's null).
+/// Adds `session_id` as given, `""` included: proto3 cannot tell an empty id from an absent one,
+/// and an empty id is an unknown id (null result), as the original and commandable HTTP answer it.
+fn put_id(args: &mut Map<String, Value>, value: String) {
+    args.insert("session_id".to_string(), Value::String(value));
+}
+
 fn put_str(args: &mut Map<String, Value>, key: &str, value: String) {
     if !value.is_empty() {
         args.insert(key.to_string(), Value::String(value));
@@ -292,7 +298,7 @@ impl Handler {
     ) -> Result<Response<SessionObjectReply>, Status> {
         let cid = correlation_id(&request, &request.get_ref().correlation_id);
         let mut args = Map::new();
-        put_str(&mut args, "session_id", request.into_inner().session_id);
+        put_id(&mut args, request.into_inner().session_id);
         self.session_reply(name, cid, Ok(args)).await
     }
 }
@@ -341,7 +347,7 @@ impl Sessions for Handler {
         let cid = correlation_id(&request, &request.get_ref().correlation_id);
         let r = request.into_inner();
         let mut args = Map::new();
-        put_str(&mut args, "session_id", r.session_id);
+        put_id(&mut args, r.session_id);
         let args = put_json(&mut args, "data", &r.data).map(|()| args);
         self.session_reply("store_session_data", cid, args).await
     }
@@ -353,7 +359,7 @@ impl Sessions for Handler {
         let cid = correlation_id(&request, &request.get_ref().correlation_id);
         let r = request.into_inner();
         let mut args = Map::new();
-        put_str(&mut args, "session_id", r.session_id);
+        put_id(&mut args, r.session_id);
         let args = put_json(&mut args, "user", &r.user).map(|()| args);
         self.session_reply("update_session_user", cid, args).await
     }

@@ -256,8 +256,10 @@ fn json_body(request: &HttpRequest) -> Result<Value, ApplicationError> {
 fn list_query(query: &[(String, String)]) -> Result<(SessionsFilter, PagingParams), ApplicationError> {
     let first = |key: &str| query.iter().find(|(k, v)| k == key && !v.is_empty()).map(|(_, v)| v.as_str());
     let mut filter = Map::new();
+    // An empty filter value is a value (`?user_id=` lists the sessions of user ""), never a
+    // dropped filter: filters fail closed (contract §9).
     for key in FILTER_KEYS {
-        if let Some(v) = first(key) {
+        if let Some((_, v)) = query.iter().find(|(k, _)| k == key) {
             filter.insert(key.to_string(), Value::String(v.to_string()));
         }
     }

@@ -16,7 +16,9 @@
 //!
 //! Open routes: `/heartbeat` always; `/status`, `/ready`, `/swagger` and every OpenAPI document
 //! route when `options.protect_status` is false (by default they need a key). CORS preflights
-//! (`OPTIONS`) are answered by the endpoint before interceptors run, so they stay open.
+//! (`OPTIONS`, when CORS is configured) are answered by the endpoint before interceptors run, so
+//! they stay open. Unknown routes and wrong methods are refused (401) before the endpoint says 404
+//! or 405, so a caller without a key cannot probe which routes exist.
 
 use super::endpoint::{HttpEndpoint, RequestInterceptor};
 use super::swagger::OpenApiDocument;
@@ -256,6 +258,17 @@ struct ApiKeyGuard {
 
 #[async_trait]
 impl RequestInterceptor for ApiKeyGuard {
+    fn authenticates(&self) -> bool {
+        true
+    }
+
+    fn authenticated(&self, head: &HttpRequest) -> bool {
+        API_KEY_HEADERS
+            .iter()
+            .find_map(|h| head.headers.get(*h))
+            .is_some_and(|v| find_key(&self.keys, v.as_bytes()).is_some())
+    }
+
     async fn intercept(&self, request: &HttpRequest) -> Option<HttpResponse> {
         if self.open_routes.contains(&join_route("", &request.path)) {
             return None;

@@ -2,8 +2,8 @@
 //! `POST /<base_route>/<command>`, plus its OpenAPI document at `GET /<base_route>/swagger`.
 //!
 //! The body is one JSON object of parameters (an empty body is `{}`); a body that is not JSON is
-//! 400 `INVALID_JSON`, valid JSON that is not an object is 400 `INVALID_DATA`, and a body sent as
-//! a content type that cannot carry JSON is 415. Results follow Pip: a value → 200 JSON, none →
+//! 400 `INVALID_JSON`, valid JSON that is not an object is 400 `INVALID_DATA`, and a non-empty
+//! body not declared `application/json` (`text/plain`, forms, none) is 415. Results follow Pip: a value → 200 JSON, none →
 //! 204 with an empty body, an error → its ErrorDescription.
 
 use super::endpoint::HttpEndpoint;
@@ -142,28 +142,28 @@ pub fn parse_parameters(request: &HttpRequest) -> Result<Parameters, Application
     parse_json_object(&request.body).map(Parameters::new)
 }
 
-/// Checks that the request's content type (if any) can carry JSON: `application/json`, `*+json`
-/// (e.g. `application/merge-patch+json`), `text/plain` and form-encoded (what `curl -d` sends).
+/// Checks that a non-empty body is declared JSON: `application/json` (with or without a
+/// charset) or `*+json` (e.g. `application/merge-patch+json`). `text/plain`, forms and a missing
+/// content type are refused, so a browser's simple cross-origin request (which can send only
+/// those) never reaches a command. An empty body needs no content type.
 ///
 /// # Errors
 /// 415 `UNSUPPORTED_MEDIA_TYPE` otherwise.
 pub fn check_json_content_type(request: &HttpRequest) -> Result<(), ApplicationError> {
-    if let Some(ct) = request.header(warp::http::header::CONTENT_TYPE) {
-        let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        let ok = media.is_empty()
-            || media == "application/json"
-            || media.ends_with("+json")
-            || media == "text/plain"
-            || media == "application/x-www-form-urlencoded";
-        if !ok {
-            return Err(ApplicationError::unsupported(
-                "UNSUPPORTED_MEDIA_TYPE",
-                format!("Content type {media} is not supported: send application/json"),
-            )
-            .with_status(415));
-        }
+    if request.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
     }
-    Ok(())
+    let ct = request.header(warp::http::header::CONTENT_TYPE).unwrap_or("");
+    let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if media == "application/json" || (media.starts_with("application/") && media.ends_with("+json")) {
+        return Ok(());
+    }
+    let shown = if media.is_empty() { "(none)".to_string() } else { media.chars().take(64).collect() };
+    Err(ApplicationError::unsupported(
+        "UNSUPPORTED_MEDIA_TYPE",
+        format!("Content type {shown} is not supported: send application/json"),
+    )
+    .with_status(415))
 }
 
 /// Parses a body as any JSON value; empty (or blank) is `None`.

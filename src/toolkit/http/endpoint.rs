@@ -20,24 +20,26 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use hyper_util::service::TowerToHyperService;
 use parking_lot::{Mutex, RwLock};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use warp::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use warp::Filter;
 
 /// Endpoint settings (the component's config entry).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct EndpointSettings {
     /// Where to listen.
@@ -46,20 +48,33 @@ pub struct EndpointSettings {
     pub credential: CredentialSettings,
     /// Limits and switches.
     pub options: EndpointOptions,
-    /// Allowed CORS origins (comma list); `*` by default.
-    pub cors_origins: Vec<String>,
+    /// CORS: no CORS headers at all unless `cors.allowed_origins` is set.
+    pub cors: CorsSettings,
+    /// The old name of `cors.allowed_origins` (comma list), honoured when set explicitly.
+    pub cors_origins: Option<Vec<String>>,
     /// Extra headers allowed and exposed by CORS (added to `correlation_id`, `trace_id`).
     pub cors_headers: Vec<String>,
+    /// Host names (optionally `host:port`) requests may name in `Host`; empty = any. Guards
+    /// against DNS rebinding.
+    pub allowed_hosts: Vec<String>,
 }
 
-impl Default for EndpointSettings {
-    fn default() -> Self {
-        Self {
-            connection: ConnectionSettings::default(),
-            credential: CredentialSettings::default(),
-            options: EndpointOptions::default(),
-            cors_origins: vec!["*".to_string()],
-            cors_headers: Vec::new(),
+/// `cors.*` keys.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct CorsSettings {
+    /// Origins a browser may call from (comma list; `*` = any). Empty: no CORS headers, so a
+    /// web page of another origin cannot read an answer.
+    pub allowed_origins: Vec<String>,
+}
+
+impl EndpointSettings {
+    /// The CORS origins in effect: `cors.allowed_origins`, else the old `cors_origins`.
+    pub fn cors_origins(&self) -> &[String] {
+        match (&self.cors.allowed_origins, &self.cors_origins) {
+            (configured, _) if !configured.is_empty() => configured,
+            (_, Some(old)) => old,
+            _ => &[],
         }
     }
 }
@@ -115,8 +130,12 @@ pub struct EndpointOptions {
     pub header_read_timeout: u64,
     /// How long a client may take to send the body, ms (default 30 000).
     pub body_read_timeout: u64,
-    /// Most simultaneous connections; more wait in the accept queue (default 20 000).
+    /// Most simultaneous connections; more wait in the accept queue (default 20 000). Lowered at
+    /// start-up, with a warning, to stay under the process's open-file limit.
     pub max_connections: usize,
+    /// Largest request head in bytes: the HTTP/1 read buffer and the HTTP/2 header list
+    /// (default 64 KiB, at least 8 KiB). A larger head is refused (431) or the connection closed.
+    pub max_header_size: usize,
 }
 
 impl Default for EndpointOptions {
@@ -128,6 +147,7 @@ impl Default for EndpointOptions {
             header_read_timeout: 10_000,
             body_read_timeout: 30_000,
             max_connections: 20_000,
+            max_header_size: 64 * 1024,
         }
     }
 }
@@ -168,7 +188,7 @@ struct RouteMetrics {
 impl RouteMetrics {
     fn new(method: &Method, pattern: &str) -> Self {
         let duration =
-            crate::toolkit::metrics::http().map(|m| m.duration.with_label_values(&[method.as_str(), pattern]));
+            crate::toolkit::metrics::http().map(|m| m.duration.with_label_values(&[method_label(method), pattern]));
         Self { duration, requests: RwLock::new(Vec::new()) }
     }
 
@@ -181,7 +201,7 @@ impl RouteMetrics {
             return;
         }
         if let Some(m) = crate::toolkit::metrics::http() {
-            let c = m.requests.with_label_values(&[method.as_str(), pattern, status_label(status)]);
+            let c = m.requests.with_label_values(&[method_label(method), pattern, status_label(status)]);
             c.inc();
             self.requests.write().push((status, c));
         }
@@ -191,8 +211,39 @@ impl RouteMetrics {
 /// Records a request that matched no route (or a HEAD served by a GET route).
 fn record_unrouted(method: &Method, pattern: &str, status: u16, seconds: f64) {
     if let Some(m) = crate::toolkit::metrics::http() {
-        m.requests.with_label_values(&[method.as_str(), pattern, status_label(status)]).inc();
-        m.duration.with_label_values(&[method.as_str(), pattern]).observe(seconds);
+        let method = method_label(method);
+        m.requests.with_label_values(&[method, pattern, status_label(status)]).inc();
+        m.duration.with_label_values(&[method, pattern]).observe(seconds);
+    }
+}
+
+/// The metric and log label of a method: one of the standard methods, else `other`, so nothing
+/// a client sends can create a series.
+fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    const LABELS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"];
+    STANDARD.iter().position(|m| m == method).and_then(|i| LABELS.get(i).copied()).unwrap_or("other")
+}
+
+/// Longest piece of a client's path or method repeated in an error message.
+const ECHO_LIMIT: usize = 128;
+
+/// `text` cut to [`ECHO_LIMIT`] characters, marked with `...` when cut: an error never echoes a
+/// huge method or path back.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(ECHO_LIMIT) {
+        None => text.to_string(),
+        Some((i, _)) => format!("{}...", &text[..i]),
     }
 }
 
@@ -250,10 +301,12 @@ impl RouteTable {
 
 /// 404 `ROUTE_NOT_FOUND` for an unknown path, 405 `METHOD_NOT_ALLOWED` with `Allow` for a known
 /// path and another method.
+/// Neither the method nor the path is echoed beyond [`ECHO_LIMIT`] characters.
 fn no_route(method: &Method, path: &str, allowed: &[String], cid: Option<&str>) -> HttpResponse {
+    let (method, path) = (shorten(method.as_str()), shorten(path));
     if allowed.is_empty() {
         let e = ApplicationError::not_found("ROUTE_NOT_FOUND", format!("Route {method} {path} was not found"))
-            .with_details("route", path.to_string());
+            .with_details("route", path.clone());
         return error_response(&e.with_correlation_id(cid));
     }
     let mut allowed = allowed.to_vec();
@@ -262,6 +315,14 @@ fn no_route(method: &Method, path: &str, allowed: &[String], cid: Option<&str>) 
     let e = ApplicationError::unsupported("METHOD_NOT_ALLOWED", format!("Method {method} is not allowed on {path}"))
         .with_details("allowed", list.clone());
     error_response(&e.with_correlation_id(cid)).with_header("allow", &list)
+}
+
+/// The CORS answer of one request.
+struct Cors {
+    /// `Access-Control-Allow-Origin`, when the origin is allowed.
+    origin: Option<HeaderValue>,
+    /// Whether the answer depends on `Origin` (`Vary: Origin`).
+    varies: bool,
 }
 
 /// A matched route with the values of its `{param}` segments.
@@ -299,6 +360,17 @@ pub trait RequestInterceptor: Send + Sync {
     /// After the body is read. `Some(response)` stops the request.
     async fn inspect(&self, _request: &HttpRequest) -> Option<HttpResponse> {
         None
+    }
+
+    /// Whether this interceptor authenticates callers (the endpoint warns when it listens on a
+    /// non-loopback address with none).
+    fn authenticates(&self) -> bool {
+        false
+    }
+
+    /// Whether the head carries a valid credential (what only authenticated callers may see).
+    fn authenticated(&self, _head: &HttpRequest) -> bool {
+        false
     }
 }
 
@@ -358,6 +430,14 @@ impl HttpEndpoint {
         if settings.connection.host.trim().is_empty() {
             return Err(ApplicationError::config("NO_HOST", "Connection host is not set"));
         }
+        if settings.options.max_header_size < MIN_HEADER_SIZE
+            || u32::try_from(settings.options.max_header_size).is_err()
+        {
+            return Err(ApplicationError::config(
+                "BAD_CONFIG",
+                format!("options.max_header_size must be between {MIN_HEADER_SIZE} and {} bytes", u32::MAX),
+            ));
+        }
         let mut names = vec!["correlation_id".to_string(), "trace_id".to_string()];
         names.extend(settings.cors_headers.iter().cloned());
         let list = names.join(", ");
@@ -406,6 +486,11 @@ impl HttpEndpoint {
     /// The settings the endpoint runs with.
     pub fn settings(&self) -> &EndpointSettings {
         &self.inner.settings
+    }
+
+    /// Whether a request carries a credential some interceptor accepts.
+    pub fn is_authenticated(&self, request: &HttpRequest) -> bool {
+        self.inner.interceptors.read().iter().any(|i| i.authenticated(request))
     }
 }
 
@@ -536,32 +621,63 @@ pub fn percent_decode(s: &str) -> String {
 }
 
 impl Inner {
-    fn finish(&self, mut response: HttpResponse, allow_origin: (HeaderValue, bool)) -> warp::reply::Response {
+    fn finish(&self, mut response: HttpResponse, cors: Option<Cors>) -> warp::reply::Response {
         let h = &mut response.headers;
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         h.insert(header::EXPIRES, HeaderValue::from_static("0"));
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow_origin.0);
-        if allow_origin.1 {
-            h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        if let Some(cors) = cors {
+            if cors.varies {
+                h.insert(header::VARY, HeaderValue::from_static("Origin"));
+            }
+            if let Some(origin) = cors.origin {
+                h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+                h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, self.allow_headers.clone());
+                h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, self.expose_headers.clone());
+            }
         }
-        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, self.allow_headers.clone());
-        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, self.expose_headers.clone());
         let mut out = warp::reply::Response::new(response.body.into());
         *out.status_mut() = response.status;
         *out.headers_mut() = response.headers;
         out
     }
 
-    /// `Access-Control-Allow-Origin` for a request, and whether it depends on `Origin`.
-    fn allow_origin(&self, request_headers: &HeaderMap) -> (HeaderValue, bool) {
-        let origins = &self.settings.cors_origins;
-        if origins.is_empty() || origins.iter().any(|o| o == "*") {
-            return (HeaderValue::from_static("*"), false);
+    /// The CORS answer for a request: `None` when CORS is not configured (no CORS headers at
+    /// all); else the allowed origin (`*`, or the request's `Origin` when listed; none for an
+    /// unlisted one) and whether the answer depends on `Origin`.
+    fn cors(&self, request_headers: &HeaderMap) -> Option<Cors> {
+        let origins = self.settings.cors_origins();
+        if origins.is_empty() {
+            return None;
         }
-        let origin = request_headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let allow = if origins.iter().any(|o| o == origin) { origin.to_string() } else { origins.join(", ") };
-        (HeaderValue::from_str(&allow).unwrap_or_else(|_| HeaderValue::from_static("null")), true)
+        if origins.iter().any(|o| o == "*") {
+            return Some(Cors { origin: Some(HeaderValue::from_static("*")), varies: false });
+        }
+        let origin = request_headers.get(header::ORIGIN).filter(|o| {
+            let o = o.to_str().unwrap_or("");
+            origins.iter().any(|allowed| allowed.eq_ignore_ascii_case(o))
+        });
+        Some(Cors { origin: origin.cloned(), varies: true })
+    }
+
+    /// Whether the request's `Host` (HTTP/2: the authority) is allowed by `allowed_hosts`.
+    fn host_allowed(&self, uri_host: Option<&str>, headers: &HeaderMap) -> bool {
+        let allowed = &self.settings.allowed_hosts;
+        if allowed.is_empty() {
+            return true;
+        }
+        let Some(host) = uri_host.or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok())) else {
+            return false;
+        };
+        let host = host.trim().to_ascii_lowercase();
+        let name = match host.rsplit_once(':') {
+            Some((name, port)) if !name.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host.as_str(),
+        };
+        allowed.iter().any(|a| {
+            let a = a.trim();
+            a.eq_ignore_ascii_case(&host) || a.eq_ignore_ascii_case(name)
+        })
     }
 
     async fn dispatch<S, B>(
@@ -569,6 +685,7 @@ impl Inner {
         method: Method,
         path: String,
         raw_query: String,
+        authority: Option<String>,
         headers: HeaderMap,
         body: S,
     ) -> warp::reply::Response
@@ -580,10 +697,20 @@ impl Inner {
         let _in_flight = InFlight::enter();
         let query = decode_query(&raw_query);
         let cid = correlation_id(&query, &headers);
-        let span = tracing::info_span!("request", method = %method, correlation_id = cid.as_deref().unwrap_or(""));
+        let span = tracing::info_span!(
+            "request",
+            method = method_label(&method),
+            correlation_id = cid.as_deref().unwrap_or("")
+        );
         let method_label = method.clone();
-        let allow_origin = self.allow_origin(&headers);
-        let (response, routed) = self.route(method, path, query, headers, body, cid).instrument(span.clone()).await;
+        let cors = self.cors(&headers);
+        let (response, routed) = if self.host_allowed(authority.as_deref(), &headers) {
+            self.route(method, path, query, headers, body, cid).instrument(span.clone()).await
+        } else {
+            let e = ApplicationError::bad_request("HOST_NOT_ALLOWED", "The Host of the request is not served here")
+                .with_status(421);
+            (error_response(&e.with_correlation_id(cid.as_deref())), Routed::Other("unmatched"))
+        };
         let status = response.status.as_u16();
         let elapsed = started.elapsed();
         span.in_scope(|| tracing::debug!(route = %routed.label(), status, elapsed_us = elapsed.as_micros() as u64, "Request served."));
@@ -593,7 +720,7 @@ impl Inner {
             }
             other => record_unrouted(&method_label, other.label(), status, elapsed.as_secs_f64()),
         }
-        self.finish(response, allow_origin)
+        self.finish(response, cors)
     }
 
     async fn route<S, B>(
@@ -616,7 +743,7 @@ impl Inner {
                 .with_header("retry-after", "3600");
             return (r, unmatched);
         }
-        if method == Method::OPTIONS {
+        if method == Method::OPTIONS && !self.settings.cors_origins().is_empty() {
             let mut r = HttpResponse::empty(StatusCode::NO_CONTENT);
             r.headers.insert(
                 "access-control-allow-methods",
@@ -629,7 +756,26 @@ impl Inner {
             Some(route) => (route.clone(), HashMap::new()),
             None => match routes.scan(&method, &path) {
                 Ok(found) => found,
-                Err(allowed) => return (no_route(&method, &path, &allowed, cid.as_deref()), unmatched),
+                Err(allowed) => {
+                    // With authentication configured, an unauthenticated caller cannot probe
+                    // which routes and methods exist: 401 comes before 404 and 405.
+                    let head = HttpRequest {
+                        method,
+                        path,
+                        params: HashMap::new(),
+                        query,
+                        headers,
+                        body: Bytes::new(),
+                        correlation_id: cid.clone(),
+                    };
+                    let interceptors = self.interceptors.read().clone();
+                    for i in interceptors.iter() {
+                        if let Some(r) = i.intercept(&head).await {
+                            return (r, unmatched);
+                        }
+                    }
+                    return (no_route(&head.method, &head.path, &allowed, cid.as_deref()), unmatched);
+                }
             },
         };
         // Interceptors see the head only, so a refused request is never read.
@@ -721,6 +867,13 @@ impl Component for HttpEndpoint {
         let address = listener
             .local_addr()
             .map_err(|e| ApplicationError::internal("CANNOT_CONNECT", "Cannot read the bound address").with_cause(e))?;
+        let authenticated = self.inner.interceptors.read().iter().any(|i| i.authenticates());
+        if !authenticated && !address.ip().is_loopback() {
+            tracing::warn!(
+                address = %address,
+                "Listening on a non-loopback address without API keys: anyone who can reach it can read and close sessions. Configure pip-services:authenticator:api-key or bind 127.0.0.1."
+            );
+        }
         let cancel = CancellationToken::new();
         let task = tokio::spawn(serve(listener, self.inner.clone(), self.tls.clone(), cancel.clone()));
         tracing::info!(address = %address, protocol = %s.connection.protocol, "HTTP endpoint listening.");
@@ -748,6 +901,144 @@ impl Component for HttpEndpoint {
     }
 }
 
+/// Smallest `options.max_header_size` (hyper's smallest HTTP/1 read buffer).
+const MIN_HEADER_SIZE: usize = 8 * 1024;
+
+/// Descriptors kept free for everything but client connections (log files, the store's files,
+/// outgoing connections), at least this many and at least an eighth of the limit.
+const RESERVED_DESCRIPTORS: u64 = 256;
+
+/// `max_connections` kept under the process's open-file limit (read once at start-up): a flood of
+/// connections then waits in the accept queue instead of leaving no descriptor for anything else.
+fn connection_cap(configured: usize) -> usize {
+    let Some(limit) = open_files_limit() else { return configured.max(1) };
+    let reserve = RESERVED_DESCRIPTORS.max(limit / 8);
+    let cap = usize::try_from(limit.saturating_sub(reserve)).unwrap_or(usize::MAX).max(1);
+    if configured > cap {
+        tracing::warn!(
+            max_connections = configured,
+            open_files_limit = limit,
+            lowered_to = cap,
+            "options.max_connections is above what the open-file limit allows; lowered. Raise the limit (ulimit -n) to allow more."
+        );
+        return cap;
+    }
+    configured.max(1)
+}
+
+/// The soft open-file limit (RLIMIT_NOFILE) of this process, from `/proc/self/limits` (Linux,
+/// where the service is deployed; elsewhere `None` and the configured cap stands). Read from the
+/// file because `getrlimit` needs `unsafe` or another dependency for one number.
+fn open_files_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    parse_open_files_limit(&text)
+}
+
+fn parse_open_files_limit(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files").split_whitespace().next()?.parse().ok()
+}
+
+/// What the requests of one connection tell its watchdog.
+struct Activity {
+    accepted: tokio::time::Instant,
+    /// Requests whose head was complete.
+    started: AtomicU64,
+    in_flight: AtomicUsize,
+    /// When the last request finished, ms after `accepted`.
+    last_done_ms: AtomicU64,
+}
+
+/// Ends a request's part in its connection's [`Activity`].
+struct RequestGuard(Arc<Activity>);
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            accepted: tokio::time::Instant::now(),
+            started: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            last_done_ms: AtomicU64::new(0),
+        })
+    }
+
+    fn begin(self: &Arc<Self>) -> RequestGuard {
+        self.started.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        RequestGuard(self.clone())
+    }
+
+    /// When to look again, or `None` when the connection has been idle too long: no complete
+    /// request head within `timeout` of the accept, or nothing in flight for `timeout`.
+    fn next_check(&self, timeout: Duration) -> Option<tokio::time::Instant> {
+        let now = tokio::time::Instant::now();
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return Some(now + timeout);
+        }
+        let since = if self.started.load(Ordering::Relaxed) == 0 {
+            self.accepted
+        } else {
+            self.accepted + Duration::from_millis(self.last_done_ms.load(Ordering::Relaxed))
+        };
+        Some(since + timeout).filter(|d| *d > now)
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let ms = u64::try_from(self.0.accepted.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.last_done_ms.store(ms, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Serves one connection under its watchdog, timed from the accept: a connection that sends no
+/// complete request head within `timeout` (nothing at all, a byte, an HTTP/2 preface) is dropped;
+/// one idle for `timeout` after its last request is shut down gracefully (HTTP/2 gets a GOAWAY)
+/// and dropped if it has not closed `timeout` later. `stop` starts a graceful shutdown, `kill`
+/// drops the connection.
+async fn drive<C>(conn: C, activity: Arc<Activity>, timeout: Duration, stop: CancellationToken, kill: CancellationToken)
+where
+    C: GracefulConnection,
+    C::Error: std::fmt::Display,
+{
+    let mut conn = std::pin::pin!(conn);
+    let mut closing = false;
+    let mut check = activity.accepted + timeout;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "HTTP connection ended with an error.");
+                }
+                return;
+            }
+            () = kill.cancelled() => return,
+            () = stop.cancelled(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = tokio::time::sleep_until(check) => {
+                if closing {
+                    return;
+                }
+                match activity.next_check(timeout) {
+                    Some(next) => check = next,
+                    None if activity.started.load(Ordering::Relaxed) == 0 => {
+                        tracing::debug!("Connection sent no complete request head in time; closed.");
+                        return;
+                    }
+                    None => {
+                        conn.as_mut().graceful_shutdown();
+                        closing = true;
+                        check = tokio::time::Instant::now() + timeout;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The accept loop: serves until cancelled, then lets in-flight requests finish within
 /// `options.shutdown_timeout` and drops what is left.
 async fn serve(
@@ -760,20 +1051,41 @@ async fn serve(
     let filter = warp::method()
         .and(warp::path::full())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::host::optional().or(warp::any().map(|| None)).unify())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
-        .then(move |method, path: warp::path::FullPath, query, headers, body| {
-            let state = state.clone();
-            async move { state.dispatch(method, path.as_str().to_string(), query, headers, Box::pin(body)).await }
-        });
+        .then(
+            move |method,
+                  path: warp::path::FullPath,
+                  query,
+                  authority: Option<warp::host::Authority>,
+                  headers,
+                  body| {
+                let state = state.clone();
+                let authority = authority.map(|a| a.as_str().to_string());
+                async move {
+                    state.dispatch(method, path.as_str().to_string(), query, authority, headers, Box::pin(body)).await
+                }
+            },
+        );
     let service = warp::service(filter);
     let options = inner.settings.options.clone();
+    let timeout = Duration::from_millis(options.header_read_timeout.max(1));
+    let head_limit = options.max_header_size.max(MIN_HEADER_SIZE);
     let mut builder = ConnBuilder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_millis(options.header_read_timeout));
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(timeout).max_buf_size(head_limit);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(timeout)
+        .keep_alive_timeout(timeout)
+        .max_header_list_size(u32::try_from(head_limit).unwrap_or(u32::MAX));
     let builder = Arc::new(builder);
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let tracker = TaskTracker::new();
+    let kill = CancellationToken::new();
+    let permits = Arc::new(Semaphore::new(connection_cap(options.max_connections)));
+    let mut accept_errors = AcceptErrors::default();
     loop {
         let permit: OwnedSemaphorePermit = tokio::select! {
             () = cancel.cancelled() => break,
@@ -784,33 +1096,37 @@ async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
-                    tracing::warn!(error = %e, "Accepting a connection failed.");
+                    accept_errors.failed(&e);
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
         };
+        let activity = Activity::new();
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(service.clone());
+        let hyper_service = TowerToHyperService::new(service.clone());
+        let watched = activity.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let guard = watched.begin();
+            let answer = hyper::service::Service::call(&hyper_service, request);
+            async move {
+                let response = answer.await;
+                drop(guard);
+                response
+            }
+        });
         let builder = builder.clone();
         let acceptor = acceptor.clone();
-        let handshake_timeout = Duration::from_millis(options.header_read_timeout);
-        match acceptor {
-            None => {
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "HTTP connection ended with an error.");
-                    }
-                });
-            }
-            Some(acceptor) => {
-                let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+        let (stop, kill) = (cancel.clone(), kill.clone());
+        tracker.spawn(async move {
+            let _permit = permit;
+            match acceptor {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    drive(conn, activity, timeout, stop, kill).await;
+                }
+                Some(acceptor) => {
+                    let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => {
                             tracing::debug!(error = %e, "TLS handshake failed.");
@@ -818,21 +1134,42 @@ async fn serve(
                         }
                         Err(_) => return,
                     };
-                    let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(error = %e, "HTTPS connection ended with an error.");
-                    }
-                });
+                    let conn = builder.serve_connection(TokioIo::new(tls), service);
+                    drive(conn, activity, timeout, stop, kill).await;
+                }
             }
-        }
+        });
     }
     drop(listener);
+    tracker.close();
     let timeout = Duration::from_millis(options.shutdown_timeout);
-    if tokio::time::timeout(timeout, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(timeout, tracker.wait()).await.is_err() {
         tracing::warn!(
             timeout_ms = options.shutdown_timeout,
             "In-flight requests did not finish in time; closing them."
         );
+        kill.cancel();
+        tracker.wait().await;
+    }
+}
+
+/// Failed accepts (out of descriptors, mostly) logged at most once every 10 s with a count, so a
+/// flood cannot fill the log.
+#[derive(Default)]
+struct AcceptErrors {
+    last_logged: Option<std::time::Instant>,
+    suppressed: u64,
+}
+
+impl AcceptErrors {
+    fn failed(&mut self, e: &std::io::Error) {
+        if self.last_logged.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(error = %e, suppressed = self.suppressed, "Accepting a connection failed.");
+        self.last_logged = Some(std::time::Instant::now());
+        self.suppressed = 0;
     }
 }
 
@@ -916,11 +1253,27 @@ mod tests {
     }
 
     #[test]
+    fn method_labels_are_bounded_and_echoes_short() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        let odd = Method::from_bytes(b"FOOBAR").unwrap_or(Method::GET);
+        assert_eq!(method_label(&odd), "other");
+        assert_eq!(shorten("abc"), "abc");
+        assert_eq!(shorten(&"é".repeat(1000)).chars().count(), ECHO_LIMIT + 3);
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max open files            1024                 524288               files\n";
+        assert_eq!(parse_open_files_limit(limits), Some(1024));
+        assert_eq!(parse_open_files_limit("Max open files unlimited unlimited files"), None);
+    }
+
+    #[test]
     fn rejects_unknown_protocols_and_missing_tls_files() {
         let mut s = EndpointSettings::default();
         s.connection.protocol = "ftp".into();
         assert_eq!(HttpEndpoint::new(s.clone()).err().map(|e| e.code).as_deref(), Some("WRONG_PROTOCOL"));
         s.connection.protocol = "https".into();
         assert_eq!(HttpEndpoint::new(s).err().map(|e| e.code).as_deref(), Some("NO_SSL_KEY_FILE"));
+        let mut s = EndpointSettings::default();
+        s.options.max_header_size = 100;
+        assert_eq!(HttpEndpoint::new(s).err().map(|e| e.code).as_deref(), Some("BAD_CONFIG"));
     }
 }

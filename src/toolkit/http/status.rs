@@ -2,7 +2,9 @@
 //!
 //! The response keeps Pip's fields (`id`, `name`, `description`, `start_time`, `current_time`,
 //! `uptime`, `properties`, `components`) and adds `ready` and `health` (per component); it always
-//! answers 200. `GET /ready` is the readiness probe: 200 when every component is ready, else 503.
+//! answers 200. The host name (`id`) and the endpoint's bind address appear only when the request
+//! carries a valid API key; otherwise `id` is null and the address reads `(hidden)`.
+//! `GET /ready` is the readiness probe: 200 when every component is ready, else 503.
 
 use super::endpoint::HttpEndpoint;
 use super::heartbeat::RouteSettings;
@@ -53,11 +55,40 @@ async fn readiness(components: Arc<Vec<Arc<Registration>>>) -> HttpResponse {
     HttpResponse::json_with_status(status, &json!({"ready": ready, "health": health}))
 }
 
-async fn status(info: Arc<ContextInfo>, components: Arc<Vec<Arc<Registration>>>) -> HttpResponse {
+/// `text` with every occurrence of the hidden values replaced.
+fn redact(text: &str, hidden: &[String]) -> String {
+    // Any endpoint's bind address (the HTTP one's, and others' such as gRPC's) is hidden whole.
+    if let Some((before, _)) = text.split_once("listening on ") {
+        return format!("{before}listening on (hidden)");
+    }
+    hidden.iter().filter(|h| !h.is_empty()).fold(text.to_string(), |t, h| t.replace(h.as_str(), "(hidden)"))
+}
+
+async fn status(
+    info: Arc<ContextInfo>,
+    components: Arc<Vec<Arc<Registration>>>,
+    endpoint: Arc<HttpEndpoint>,
+    request: HttpRequest,
+) -> HttpResponse {
     let now = chrono::Utc::now();
-    let (ready, health) = health(&components).await;
+    let (ready, mut health) = health(&components).await;
+    // The host name and the bind address are shown only to a caller with a key.
+    let revealed = endpoint.is_authenticated(&request);
+    let mut id = Value::String(info.context_id.clone());
+    if !revealed {
+        id = Value::Null;
+        let mut hidden = vec![info.context_id.clone()];
+        if let Some(a) = endpoint.local_addr() {
+            hidden.extend([a.to_string(), a.ip().to_string()]);
+        }
+        for h in health.values_mut() {
+            if let Some(Value::String(m)) = h.get_mut("message") {
+                *m = redact(m, &hidden);
+            }
+        }
+    }
     let body = json!({
-        "id": info.context_id,
+        "id": id,
         "name": info.name,
         "description": info.description,
         "start_time": format_time(info.start_time),
@@ -81,8 +112,8 @@ impl Component for StatusService {
             Method::GET,
             &self.route,
             Arc::new({
-                let components = components.clone();
-                move |_r: HttpRequest| status(info.clone(), components.clone())
+                let (components, endpoint) = (components.clone(), endpoint.clone());
+                move |r: HttpRequest| status(info.clone(), components.clone(), endpoint.clone(), r)
             }),
         );
         endpoint.register_route(
