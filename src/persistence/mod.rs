@@ -371,6 +371,18 @@ pub fn bad_records_counter(backend: &str) -> Option<prometheus::IntCounter> {
     FAMILY.as_ref().map(|f| f.with_label_values(&[backend]))
 }
 
+/// The `user:password` part of a connection URI, if any (a secret of the shared-store backends).
+pub(crate) fn uri_userinfo(uri: &str) -> Option<&str> {
+    let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    authority.rsplit_once('@').map(|(userinfo, _)| userinfo).filter(|u| !u.is_empty())
+}
+
+/// Replaces every secret in a message with `***`.
+pub(crate) fn redact(message: &str, secrets: &[String]) -> String {
+    secrets.iter().filter(|s| !s.is_empty()).fold(message.to_string(), |m, s| m.replace(s.as_str(), "***"))
+}
+
 /// The `SESSION_EXISTS` conflict.
 pub fn session_exists(id: &str) -> ApplicationError {
     ApplicationError::conflict("SESSION_EXISTS", "A session with this id already exists").with_details("session_id", id)

@@ -76,8 +76,8 @@
 pub mod codec;
 
 use super::{
-    limit_victims, session_exists, session_limit, SessionChange, SessionLimit, SessionUpdate, SessionsPersistence,
-    UpdateOutcome, WriteCondition, DEFAULT_MAX_PAGE_SIZE,
+    limit_victims, redact, session_exists, session_limit, uri_userinfo, SessionChange, SessionLimit, SessionUpdate,
+    SessionsPersistence, UpdateOutcome, WriteCondition, DEFAULT_MAX_PAGE_SIZE,
 };
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::component::{Component, ComponentHealth};
@@ -307,18 +307,6 @@ impl Settings {
             secrets,
         })
     }
-}
-
-/// The `user:password` part of a URI, if any.
-fn uri_userinfo(uri: &str) -> Option<&str> {
-    let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
-    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
-    authority.rsplit_once('@').map(|(userinfo, _)| userinfo).filter(|u| !u.is_empty())
-}
-
-/// Replaces every secret in a message with `***`.
-fn redact(message: &str, secrets: &[String]) -> String {
-    secrets.iter().filter(|s| !s.is_empty()).fold(message.to_string(), |m, s| m.replace(s.as_str(), "***"))
 }
 
 /// The guard of a write to `current`, a record just read on which `c` held: the id, the

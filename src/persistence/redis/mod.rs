@@ -75,8 +75,9 @@ pub mod codec;
 mod scripts;
 
 use super::{
-    bad_records_counter, limit_victims, session_exists, session_limit, DecodeError, SessionChange, SessionLimit,
-    SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition, DEFAULT_MAX_PAGE_SIZE,
+    bad_records_counter, limit_victims, redact, session_exists, session_limit, uri_userinfo, DecodeError,
+    SessionChange, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition,
+    DEFAULT_MAX_PAGE_SIZE,
 };
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::component::{Component, ComponentHealth};
@@ -331,18 +332,6 @@ fn addr_text(addr: &redis::ConnectionAddr) -> String {
         redis::ConnectionAddr::Unix(path) => format!("unix:{}", path.display()),
         _ => "?".to_string(),
     }
-}
-
-/// The `user:password` part of a URL, if any.
-fn uri_userinfo(uri: &str) -> Option<&str> {
-    let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
-    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
-    authority.rsplit_once('@').map(|(userinfo, _)| userinfo).filter(|u| !u.is_empty())
-}
-
-/// Replaces every secret in a message with `***`.
-fn redact(message: &str, secrets: &[String]) -> String {
-    secrets.iter().filter(|s| !s.is_empty()).fold(message.to_string(), |m, s| m.replace(s.as_str(), "***"))
 }
 
 /// `''` or the number.
