@@ -169,55 +169,43 @@ async fn three_instances_on_one_store_lose_nothing_and_sweep_one_at_a_time() {
 }
 
 /// A store whose calls hang (a listener that accepts connections and never answers) with a bound
-/// of 2 calls in flight: the third call is refused at once with 503 `OVERLOADED` and
+/// of 2 calls in flight: the third call is refused at once with 503 `OVERLOADED`, rendered with
 /// `Retry-After`, while the first two are still waiting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_over_max_in_flight_are_shed_at_once_with_retry_after() {
+    use service_sessions::persistence::instrumented::InstrumentedPersistence;
+    use service_sessions::persistence::mongodb::SessionsMongoDbPersistence;
+    use service_sessions::persistence::SessionsPersistence;
+    use service_sessions::toolkit::component::Component;
+    use service_sessions::toolkit::config::ComponentConfig;
     let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = black_hole.local_addr().unwrap().port();
-    let app = Arc::new(
-        spawn_app(&format!(
-            r#"
-- descriptor: "service-sessions:persistence:mongodb:default:1.0"
-  connection: {{ uri: "mongodb://127.0.0.1:{port}/?directConnection=true" }}
-  options: {{ connect_timeout: 20000, max_in_flight: 2 }}
-- descriptor: "service-sessions:controller:default:default:1.0"
-  options: {{ cleanup_interval: 0 }}
-- descriptor: "pip-services:endpoint:http:default:1.0"
-  connection: {{ protocol: http, host: 127.0.0.1, port: 0 }}
-- descriptor: "service-sessions:service:commandable-http:default:1.0"
-- descriptor: "pip-services:prometheus-service:http:default:1.0"
-"#
-        ))
-        .await,
+    let config = ComponentConfig::new(
+        Descriptor::new("service-sessions", "persistence", "mongodb", "default", "1.0"),
+        json!({"connection": {"uri": format!("mongodb://127.0.0.1:{port}/?directConnection=true")},
+               "options": {"connect_timeout": 30000}}),
     );
+    let mongo = Arc::new(SessionsMongoDbPersistence::from_config(&config).unwrap());
+    mongo.open(None).await.unwrap();
+    let store = Arc::new(InstrumentedPersistence::new("mongodb", mongo.clone(), Some(2)));
     let mut waiting = Vec::new();
     for _ in 0..2 {
-        let app = app.clone();
-        waiting.push(tokio::spawn(async move { app.command("get_session_by_id", json!({"session_id": "abc"})).await }));
+        let store = store.clone();
+        waiting.push(tokio::spawn(async move { store.get_one_by_id(None, "abc").await }));
     }
-    // Wait (by polling the store's own metric, not by time) until both calls are in the store.
-    let in_store = |text: &str| {
-        text.lines()
-            .filter(|l| l.starts_with("http_requests_in_flight"))
-            .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-            .sum::<f64>()
-    };
+    // Wait (on the store's own count, not on time) until both calls hold their permits.
     let mut polls = 0;
-    loop {
-        let metrics = app.request(reqwest::Method::GET, "/metrics").await.body;
-        // The /metrics request itself is in flight too.
-        if in_store(&metrics) >= 3.0 {
-            break;
-        }
+    while store.calls_in_flight() < 2 {
         polls += 1;
-        assert!(polls < 400, "the two calls never reached the store");
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        assert!(polls < 2000, "the two calls never reached the store");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    let shed = app.command("get_session_by_id", json!({"session_id": "abc"})).await;
-    assert_eq!(shed.status, 503, "{}", shed.body);
-    assert_eq!(shed.json()["code"], json!("OVERLOADED"));
-    assert_eq!(shed.header("retry-after"), Some("1"));
+    let shed = store.get_one_by_id(None, "abc").await.unwrap_err();
+    assert_eq!((shed.status, shed.code.as_str()), (503, "OVERLOADED"));
+    let rendered = service_sessions::toolkit::http::error_response(&shed);
+    assert_eq!(rendered.status.as_u16(), 503);
+    assert_eq!(rendered.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    assert_eq!(store.calls_in_flight(), 2, "a shed call takes no permit");
     for w in waiting {
         w.abort();
     }

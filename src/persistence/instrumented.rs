@@ -116,12 +116,19 @@ impl InstrumentedPersistence {
         Ok(Arc::new(Self::new(backend, inner, (limit > 0).then_some(limit))))
     }
 
-    fn new(backend: &'static str, inner: Arc<dyn SessionsPersistence>, max_in_flight: Option<usize>) -> Self {
+    /// Wraps `inner`, labelling its metrics with `backend`, with at most `max_in_flight` calls in
+    /// flight (`None` = unbounded).
+    pub fn new(backend: &'static str, inner: Arc<dyn SessionsPersistence>, max_in_flight: Option<usize>) -> Self {
         let histograms = match metrics() {
             Some(m) => OPERATIONS.iter().map(|op| (*op, m.duration.with_label_values(&[backend, op]))).collect(),
             None => Vec::new(),
         };
         Self { inner, backend, histograms, in_flight: max_in_flight.map(|n| (Semaphore::new(n), n)) }
+    }
+
+    /// How many calls are in flight now (0 when unbounded: they are not counted).
+    pub fn calls_in_flight(&self) -> usize {
+        self.in_flight.as_ref().map_or(0, |(permits, limit)| limit - permits.available_permits())
     }
 
     async fn observe<T>(
