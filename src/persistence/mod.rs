@@ -371,6 +371,50 @@ pub fn bad_records_counter(backend: &str) -> Option<prometheus::IntCounter> {
     FAMILY.as_ref().map(|f| f.with_label_values(&[backend]))
 }
 
+/// The background connector of the shared-store backends: runs `attempt` (connect and prepare)
+/// until it succeeds or `stop` is cancelled, waiting 250 ms after the first failure and twice as
+/// long after each next one (at most 5 s). The first failure is a warning, later ones debug
+/// lines; every failure's message goes to `failed` (for readiness), success to the log.
+/// Returns whether it succeeded (false: stopped first).
+pub(crate) async fn connect_in_background<F, Fut>(
+    store: &str,
+    target: &str,
+    stop: tokio_util::sync::CancellationToken,
+    mut attempt: F,
+    mut failed: impl FnMut(String),
+) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), ApplicationError>>,
+{
+    let mut delay = std::time::Duration::from_millis(250);
+    let mut failures = 0u32;
+    loop {
+        match attempt().await {
+            Ok(()) => {
+                tracing::info!(store = %target, "{store} sessions store is ready.");
+                return true;
+            }
+            Err(e) => {
+                let text = format!("{} ({})", e.message, e.cause.as_deref().unwrap_or(""));
+                if failures == 0 {
+                    tracing::warn!(store = %target, error = %text,
+                        "{store} sessions store is not reachable yet; retrying in the background.");
+                } else {
+                    tracing::debug!(store = %target, error = %text, "{store} still not reachable.");
+                }
+                failed(e.message);
+                failures = failures.saturating_add(1);
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return false,
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(std::time::Duration::from_secs(5));
+    }
+}
+
 /// The `user:password` part of a connection URI, if any (a secret of the shared-store backends).
 pub(crate) fn uri_userinfo(uri: &str) -> Option<&str> {
     let rest = uri.split_once("://").map_or(uri, |(_, r)| r);

@@ -643,33 +643,19 @@ impl Shared {
         }
     }
 
-    /// The connector task: connects, retrying with backoff until the server answers.
+    /// The connector task: pings the store in the background until it answers.
     async fn run_connector(self: Arc<Self>, stop: CancellationToken) {
-        let mut delay = Duration::from_millis(250);
-        let mut failures = 0u32;
-        loop {
-            match self.ping().await {
-                Ok(()) => {
-                    self.prepared.store(true, Ordering::Relaxed);
-                    *self.last_error.lock() = None;
-                    tracing::info!(store = %self.settings.target, "Redis sessions store is ready.");
-                    return;
-                }
-                Err(e) => {
-                    let text = format!("{} ({})", e.message, e.cause.as_deref().unwrap_or(""));
-                    if failures == 0 {
-                        tracing::warn!(store = %self.settings.target, error = %text,
-                            "Redis sessions store is not reachable yet; retrying in the background.");
-                    }
-                    *self.last_error.lock() = Some(e.message);
-                    failures = failures.saturating_add(1);
-                }
-            }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(delay) => {}
-            }
-            delay = (delay * 2).min(Duration::from_secs(5));
+        let ready = super::connect_in_background(
+            "Redis",
+            &self.settings.target,
+            stop,
+            || self.ping(),
+            |message| *self.last_error.lock() = Some(message),
+        )
+        .await;
+        if ready {
+            self.prepared.store(true, Ordering::Relaxed);
+            *self.last_error.lock() = None;
         }
     }
 }
