@@ -19,7 +19,7 @@ use crate::persistence::{
     UpdateOutcome, WriteCondition,
 };
 use crate::toolkit::commands::{CommandSet, Commandable};
-use crate::toolkit::component::Component;
+use crate::toolkit::component::{Component, OwnedTask};
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::descriptor::Descriptor;
@@ -31,13 +31,10 @@ use crate::toolkit::references::References;
 use crate::toolkit::time::{Clock, SystemClock};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::Value;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 /// Longest id a session can have (ids are generated: 32 hex characters; the cap leaves room for
 /// ids imported from elsewhere).
@@ -185,7 +182,7 @@ pub struct SessionsController {
     clock: OnceLock<Arc<dyn Clock>>,
     commands: Arc<CommandSet>,
     me: Weak<SessionsController>,
-    sweep: Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
+    sweep: OwnedTask,
     /// This instance's name as the owner of the sweep lease (random, per process start).
     instance: String,
 }
@@ -239,7 +236,7 @@ impl SessionsController {
             clock: OnceLock::new(),
             commands: Arc::new(sessions_command_set(me.clone())),
             me: me.clone(),
-            sweep: Mutex::new(None),
+            sweep: OwnedTask::new(),
             instance: instance_name(),
         })
     }
@@ -794,39 +791,23 @@ impl Component for SessionsController {
     }
 
     async fn open(&self, _cid: Option<&str>) -> Result<(), ApplicationError> {
-        if self.options.cleanup_interval == 0 || self.sweep.lock().is_some() {
+        if self.options.cleanup_interval == 0 {
             return Ok(());
         }
-        let period = Duration::from_millis(self.options.cleanup_interval);
-        let token = CancellationToken::new();
         let me = self.me.clone();
-        let stop = token.clone();
-        let first = tokio::time::Instant::now() + period;
-        let task = tokio::spawn(async move {
-            let mut ticks = tokio::time::interval_at(first, period);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    _ = ticks.tick() => match me.upgrade() {
-                        Some(c) => {
-                            c.sweep_once().await;
-                        }
-                        None => break,
-                    },
+        self.sweep.start_periodic(Duration::from_millis(self.options.cleanup_interval), move || {
+            let me = me.clone();
+            async move {
+                if let Some(c) = me.upgrade() {
+                    c.sweep_once().await;
                 }
             }
         });
-        *self.sweep.lock() = Some((token, task));
         Ok(())
     }
 
     async fn close(&self, _cid: Option<&str>) -> Result<(), ApplicationError> {
-        let sweep = self.sweep.lock().take();
-        if let Some((token, task)) = sweep {
-            token.cancel();
-            let _ = task.await;
-        }
+        self.sweep.stop().await;
         Ok(())
     }
 }

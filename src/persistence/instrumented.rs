@@ -94,11 +94,6 @@ const OPERATIONS: &[&str] = &[
 ];
 
 impl InstrumentedPersistence {
-    /// Wraps `inner`, labelling its metrics with `backend`, with no bound on calls in flight.
-    pub fn wrap(backend: &'static str, inner: Arc<dyn SessionsPersistence>) -> Arc<dyn SessionsPersistence> {
-        Arc::new(Self::new(backend, inner, None))
-    }
-
     /// Wraps the store of the component `config`: `options.max_in_flight` bounds its calls in
     /// flight (0 = unbounded; `default_max_in_flight` when absent). Past the bound a call is
     /// refused at once with 503 `OVERLOADED` and `Retry-After`.

@@ -24,7 +24,7 @@
 //! and `build_info` are not logged: they are not request or operation counters. An `interval` of
 //! 0 (Pip: dump on every update) is taken as one second.
 
-use super::component::Component;
+use super::component::{Component, OwnedTask};
 use super::config::ComponentConfig;
 use super::descriptor::Descriptor;
 use super::errors::ApplicationError;
@@ -36,8 +36,6 @@ use prometheus::proto::{MetricFamily, MetricType};
 use serde::Deserialize;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 /// Pip's default dump interval (ms).
 pub const DEFAULT_INTERVAL_MS: u64 = 300_000;
@@ -166,37 +164,6 @@ async fn refresh(sources: &[Arc<dyn MetricsSource>]) {
     }
 }
 
-type Task = Mutex<Option<(CancellationToken, JoinHandle<()>)>>;
-
-/// Runs `tick` every `period` (first after one period) until the token is cancelled.
-fn spawn_periodic<F, Fut>(period: Duration, tick: F) -> (CancellationToken, JoinHandle<()>)
-where
-    F: Fn() -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let token = CancellationToken::new();
-    let stop = token.clone();
-    let task = tokio::spawn(async move {
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                _ = ticks.tick() => tick().await,
-            }
-        }
-    });
-    (token, task)
-}
-
-async fn stop(task: &Task) {
-    let running = task.lock().take();
-    if let Some((token, handle)) = running {
-        token.cancel();
-        let _ = handle.await;
-    }
-}
-
 /// What a [`LogCounters`] dumps and remembers between dumps.
 #[derive(Default)]
 struct LogState {
@@ -229,7 +196,7 @@ impl LogState {
 pub struct LogCounters {
     interval: Duration,
     state: Arc<LogState>,
-    task: Task,
+    task: OwnedTask,
 }
 
 impl std::fmt::Debug for LogCounters {
@@ -250,7 +217,7 @@ impl LogCounters {
 
     /// A component dumping every `interval`.
     pub fn new(interval: Duration) -> Self {
-        Self { interval, state: Arc::new(LogState::default()), task: Mutex::new(None) }
+        Self { interval, state: Arc::new(LogState::default()), task: OwnedTask::new() }
     }
 
     /// The dump period.
@@ -273,21 +240,18 @@ impl Component for LogCounters {
     }
 
     async fn open(&self, _correlation_id: Option<&str>) -> Result<(), ApplicationError> {
-        let mut task = self.task.lock();
-        if task.is_none() {
-            let state = self.state.clone();
-            *task = Some(spawn_periodic(self.interval, move || {
-                let state = state.clone();
-                async move {
-                    state.dump(true).await;
-                }
-            }));
-        }
+        let state = self.state.clone();
+        self.task.start_periodic(self.interval, move || {
+            let state = state.clone();
+            async move {
+                state.dump(true).await;
+            }
+        });
         Ok(())
     }
 
     async fn close(&self, _correlation_id: Option<&str>) -> Result<(), ApplicationError> {
-        stop(&self.task).await;
+        self.task.stop().await;
         // A last dump, so a short run is reported too; the sources may be closed by now, so
         // their gauges keep the values of the last refresh.
         self.state.dump(false).await;
@@ -364,7 +328,7 @@ pub struct PrometheusCounters {
     instance: Option<String>,
     state: Arc<PushState>,
     client: OnceLock<reqwest::Client>,
-    task: Task,
+    task: OwnedTask,
 }
 
 impl std::fmt::Debug for PrometheusCounters {
@@ -388,7 +352,7 @@ impl PrometheusCounters {
             instance: s.instance.clone(),
             state: Arc::new(PushState::default()),
             client: OnceLock::new(),
-            task: Mutex::new(None),
+            task: OwnedTask::new(),
         })
     }
 
@@ -454,7 +418,7 @@ impl Component for PrometheusCounters {
 
     async fn open(&self, _correlation_id: Option<&str>) -> Result<(), ApplicationError> {
         let Some(target) = &self.target else { return Ok(()) };
-        if self.task.lock().is_some() {
+        if self.task.is_running() {
             return Ok(());
         }
         let client = reqwest::Client::builder()
@@ -464,19 +428,19 @@ impl Component for PrometheusCounters {
             .map_err(|e| ApplicationError::internal("CANNOT_CONNECT", "Cannot build an HTTP client").with_cause(e))?;
         let client = self.client.get_or_init(|| client).clone();
         let state = self.state.clone();
-        *self.task.lock() = Some(spawn_periodic(self.interval, move || {
+        self.task.start_periodic(self.interval, move || {
             let (client, state) = (client.clone(), state.clone());
             async move {
                 if let Err(e) = push_once(&client, &state).await {
                     tracing::warn!(error = %e, "Prometheus push failed; the next interval pushes again.");
                 }
             }
-        }));
+        });
         Ok(())
     }
 
     async fn close(&self, _correlation_id: Option<&str>) -> Result<(), ApplicationError> {
-        stop(&self.task).await;
+        self.task.stop().await;
         Ok(())
     }
 }
@@ -559,7 +523,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         c.close(None).await.unwrap();
-        assert!(c.task.lock().is_none(), "the task is joined on close");
+        assert!(!c.task.is_running(), "the task is joined on close");
         counter.with_label_values(&["x"]).inc();
         let lines = c.dump().await;
         assert!(lines.iter().any(|l| l.contains("counters_unit_test_total{k=\"x\"} { \"type\": 4, \"count\": 2 }")));
@@ -660,7 +624,7 @@ mod tests {
         assert!(text.starts_with("PUT /metrics/job/svc/instance/i-1 HTTP/1.1\r\n"), "{text}");
         assert!(text.contains("counters_push_test_total 1"), "{text}");
         c.close(None).await.unwrap();
-        assert!(c.task.lock().is_none());
+        assert!(!c.task.is_running());
         // A gateway that is gone is a NO_RESPONSE, not a panic.
         assert_eq!(c.push().await.unwrap_err().code, "NO_RESPONSE");
     }
@@ -672,7 +636,7 @@ mod tests {
         c.set_references(&References::new()).unwrap();
         c.open(None).await.unwrap();
         assert!(c.push_url().is_none());
-        assert!(c.task.lock().is_none());
+        assert!(!c.task.is_running());
         c.close(None).await.unwrap();
     }
 }

@@ -80,7 +80,7 @@ use super::{
     SessionsPersistence, UpdateOutcome, WriteCondition, DEFAULT_MAX_PAGE_SIZE,
 };
 use crate::data::version1::{SessionV1, SessionsFilter};
-use crate::toolkit::component::{Component, ComponentHealth};
+use crate::toolkit::component::{Component, ComponentHealth, OwnedTask};
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::errors::ApplicationError;
@@ -104,7 +104,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// How long a look that found no open record without `expire_time` holds for the sweep.
@@ -804,7 +803,7 @@ impl Shared {
 /// The MongoDB persistence component.
 pub struct SessionsMongoDbPersistence {
     shared: Arc<Shared>,
-    connector: Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
+    connector: OwnedTask,
 }
 
 impl std::fmt::Debug for SessionsMongoDbPersistence {
@@ -835,7 +834,7 @@ impl SessionsMongoDbPersistence {
                 last_error: Mutex::new(None),
                 legacy_clear_until: Mutex::new(None),
             }),
-            connector: Mutex::new(None),
+            connector: OwnedTask::new(),
         })
     }
 
@@ -926,21 +925,13 @@ impl DocumentReader<'_> {
 #[async_trait]
 impl Component for SessionsMongoDbPersistence {
     async fn open(&self, _cid: Option<&str>) -> Result<(), ApplicationError> {
-        if self.connector.lock().is_some() {
-            return Ok(());
-        }
-        let token = CancellationToken::new();
-        let task = tokio::spawn(self.shared.clone().run_connector(token.clone()));
-        *self.connector.lock() = Some((token, task));
+        let shared = self.shared.clone();
+        self.connector.start(|stop| shared.run_connector(stop));
         Ok(())
     }
 
     async fn close(&self, _cid: Option<&str>) -> Result<(), ApplicationError> {
-        let connector = self.connector.lock().take();
-        if let Some((token, task)) = connector {
-            token.cancel();
-            let _ = task.await;
-        }
+        self.connector.stop().await;
         if let Some(store) = self.shared.store.get() {
             let shutdown = store.client.clone().shutdown().immediate(true);
             if tokio::time::timeout(self.shared.settings.call_timeout, shutdown).await.is_err() {

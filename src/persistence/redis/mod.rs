@@ -80,7 +80,7 @@ use super::{
     DEFAULT_MAX_PAGE_SIZE,
 };
 use crate::data::version1::{SessionV1, SessionsFilter};
-use crate::toolkit::component::{Component, ComponentHealth};
+use crate::toolkit::component::{Component, ComponentHealth, OwnedTask};
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::errors::ApplicationError;
@@ -99,7 +99,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// Default `options.connect_timeout` in milliseconds.
@@ -671,7 +670,7 @@ fn as_array(v: &Value) -> &[Value] {
 /// The Redis persistence component.
 pub struct SessionsRedisPersistence {
     shared: Arc<Shared>,
-    connector: Mutex<Option<(CancellationToken, JoinHandle<()>)>>,
+    connector: OwnedTask,
 }
 
 impl std::fmt::Debug for SessionsRedisPersistence {
@@ -726,7 +725,7 @@ impl SessionsRedisPersistence {
                 prepared: AtomicBool::new(false),
                 last_error: Mutex::new(None),
             }),
-            connector: Mutex::new(None),
+            connector: OwnedTask::new(),
         })
     }
 
@@ -867,21 +866,13 @@ impl SessionsRedisPersistence {
 #[async_trait]
 impl Component for SessionsRedisPersistence {
     async fn open(&self, _cid: Option<&str>) -> Result<(), ApplicationError> {
-        if self.connector.lock().is_some() {
-            return Ok(());
-        }
-        let token = CancellationToken::new();
-        let task = tokio::spawn(self.shared.clone().run_connector(token.clone()));
-        *self.connector.lock() = Some((token, task));
+        let shared = self.shared.clone();
+        self.connector.start(|stop| shared.run_connector(stop));
         Ok(())
     }
 
     async fn close(&self, _cid: Option<&str>) -> Result<(), ApplicationError> {
-        let connector = self.connector.lock().take();
-        if let Some((token, task)) = connector {
-            token.cancel();
-            let _ = task.await;
-        }
+        self.connector.stop().await;
         self.shared.prepared.store(false, Ordering::Relaxed);
         Ok(())
     }
