@@ -1,23 +1,17 @@
-//! Prometheus metrics: the process-wide registry, the HTTP request metrics every endpoint
-//! records, and the `/metrics` service (`pip-services:prometheus-service:http:*:1.0`).
+//! Prometheus metrics: the process-wide registry, the metric families every endpoint records,
+//! and the text rendering. The `/metrics` route is served by
+//! `toolkit::http::prometheus::PrometheusService`; this module knows nothing of HTTP.
 //!
 //! Components that own gauges which must be read from a store export the [`MetricsSource`]
 //! facet; the service refreshes every source before it renders the text format, so a scrape
 //! always shows current values without a polling task.
 
-use super::component::Component;
-use super::descriptor::Descriptor;
-use super::errors::ApplicationError;
-use super::http::endpoint::HttpEndpoint;
-use super::http::{HttpRequest, HttpResponse};
-use super::references::References;
 use async_trait::async_trait;
 use bytes::Bytes;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use std::sync::{Arc, LazyLock};
-use warp::http::{Method, StatusCode};
+use std::sync::LazyLock;
 
 /// Latency buckets in seconds, from 100 µs to 10 s.
 pub const LATENCY_BUCKETS: &[f64] =
@@ -123,19 +117,6 @@ pub trait MetricsSource: Send + Sync {
     async fn refresh_metrics(&self);
 }
 
-/// The `/metrics` service.
-#[derive(Debug)]
-pub struct PrometheusService {
-    route: String,
-}
-
-impl PrometheusService {
-    /// A service at `/metrics` (or `route`).
-    pub fn new(route: Option<&str>) -> Self {
-        Self { route: super::http::join_route("", route.unwrap_or("metrics")) }
-    }
-}
-
 /// Renders the registry in the Prometheus text format.
 pub fn render() -> Bytes {
     let mut out = Vec::new();
@@ -143,29 +124,6 @@ pub fn render() -> Bytes {
         tracing::warn!(error = %e, "Metrics could not be encoded.");
     }
     Bytes::from(out)
-}
-
-impl Component for PrometheusService {
-    fn set_references(&self, references: &References) -> Result<(), ApplicationError> {
-        let endpoint =
-            references.get_one_required::<HttpEndpoint>(&Descriptor::new("*", "endpoint", "http", "*", "1.0"))?;
-        let sources: Arc<Vec<Arc<dyn MetricsSource>>> =
-            Arc::new(references.get_optional::<dyn MetricsSource>(&Descriptor::new("*", "*", "*", "*", "*")));
-        endpoint.register_route(
-            Method::GET,
-            &self.route,
-            Arc::new(move |_r: HttpRequest| {
-                let sources = sources.clone();
-                async move {
-                    for s in sources.iter() {
-                        s.refresh_metrics().await;
-                    }
-                    HttpResponse::with_body(StatusCode::OK, "text/plain; version=0.0.4", render())
-                }
-            }),
-        );
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! HTTP building blocks: the shared endpoint, the generic commandable service, heartbeat,
-//! status and swagger services, API-key authentication, and the single error renderer.
+//! status, Prometheus and swagger services, API-key authentication, and the single error renderer.
 //!
 //! The endpoint owns the listener and a route table; services register routes during
 //! `set_references` and never see warp's rejections: a handler receives an [`HttpRequest`] with
@@ -10,6 +10,7 @@ pub mod auth;
 pub mod commandable;
 pub mod endpoint;
 pub mod heartbeat;
+pub mod prometheus;
 pub mod status;
 pub mod swagger;
 

@@ -1,0 +1,381 @@
+//! The request pipeline: what happens to one request between the accept loop and its handler —
+//! host check, maintenance, CORS, routing, interceptors, the capped body read, the correlation
+//! id, the request log line and metrics, and the headers every response gets.
+
+use super::super::{error_response, HttpRequest, HttpResponse};
+use super::router::{method_label, no_route, record_unrouted, Routed};
+use super::Inner;
+use crate::toolkit::errors::ApplicationError;
+use async_trait::async_trait;
+use bytes::{Buf, Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument;
+use warp::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+
+/// An interceptor runs before every routed handler and may answer instead of it, in two phases:
+/// [`RequestInterceptor::intercept`] sees the head before the body is read (authentication: a
+/// refused request is never read), [`RequestInterceptor::inspect`] sees the whole request.
+#[async_trait]
+pub trait RequestInterceptor: Send + Sync {
+    /// Before the body is read (the request's body is empty). `Some(response)` stops the request.
+    async fn intercept(&self, _head: &HttpRequest) -> Option<HttpResponse> {
+        None
+    }
+
+    /// After the body is read. `Some(response)` stops the request.
+    async fn inspect(&self, _request: &HttpRequest) -> Option<HttpResponse> {
+        None
+    }
+
+    /// Whether this interceptor authenticates callers (the endpoint warns when it listens on a
+    /// non-loopback address with none).
+    fn authenticates(&self) -> bool {
+        false
+    }
+
+    /// Whether the head carries a valid credential (what only authenticated callers may see).
+    fn authenticated(&self, _head: &HttpRequest) -> bool {
+        false
+    }
+}
+
+/// The CORS answer of one request.
+struct Cors {
+    /// `Access-Control-Allow-Origin`, when the origin is allowed.
+    origin: Option<HeaderValue>,
+    /// Whether the answer depends on `Origin` (`Vary: Origin`).
+    varies: bool,
+}
+
+const CORRELATION_ID_HEADER: HeaderName = HeaderName::from_static("correlation_id");
+const TRACE_ID_HEADER: HeaderName = HeaderName::from_static("trace_id");
+
+fn correlation_id(query: &[(String, String)], headers: &HeaderMap) -> Option<String> {
+    for name in ["correlation_id", "trace_id"] {
+        if let Some((_, v)) = query.iter().find(|(k, v)| k == name && !v.is_empty()) {
+            return Some(v.clone());
+        }
+    }
+    for name in [CORRELATION_ID_HEADER, TRACE_ID_HEADER] {
+        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
+            return Some(v.to_string());
+        }
+    }
+    None
+}
+
+fn decode_query(raw: &str) -> Vec<(String, String)> {
+    raw.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+/// Counts a request in `http_requests_in_flight` while it lives.
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> Self {
+        if let Some(m) = crate::toolkit::metrics::http() {
+            m.in_flight.inc();
+        }
+        Self
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(m) = crate::toolkit::metrics::http() {
+            m.in_flight.dec();
+        }
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+}
+
+/// Decodes `%XX` escapes and `+` as space; invalid escapes are kept as text.
+pub fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi * 16 + lo);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Inner {
+    fn finish(&self, mut response: HttpResponse, cors: Option<Cors>) -> warp::reply::Response {
+        let h = &mut response.headers;
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        h.insert(header::EXPIRES, HeaderValue::from_static("0"));
+        if let Some(cors) = cors {
+            if cors.varies {
+                h.insert(header::VARY, HeaderValue::from_static("Origin"));
+            }
+            if let Some(origin) = cors.origin {
+                h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+                h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, self.allow_headers.clone());
+                h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, self.expose_headers.clone());
+            }
+        }
+        let mut out = warp::reply::Response::new(response.body.into());
+        *out.status_mut() = response.status;
+        *out.headers_mut() = response.headers;
+        out
+    }
+
+    /// The CORS answer for a request: `None` when CORS is not configured (no CORS headers at
+    /// all); else the allowed origin (`*`, or the request's `Origin` when listed; none for an
+    /// unlisted one) and whether the answer depends on `Origin`.
+    fn cors(&self, request_headers: &HeaderMap) -> Option<Cors> {
+        let origins = self.settings.cors_origins();
+        if origins.is_empty() {
+            return None;
+        }
+        if origins.iter().any(|o| o == "*") {
+            return Some(Cors { origin: Some(HeaderValue::from_static("*")), varies: false });
+        }
+        let origin = request_headers.get(header::ORIGIN).filter(|o| {
+            let o = o.to_str().unwrap_or("");
+            origins.iter().any(|allowed| allowed.eq_ignore_ascii_case(o))
+        });
+        Some(Cors { origin: origin.cloned(), varies: true })
+    }
+
+    /// Whether the request's `Host` (HTTP/2: the authority) is allowed by `allowed_hosts`.
+    fn host_allowed(&self, uri_host: Option<&str>, headers: &HeaderMap) -> bool {
+        let allowed = &self.settings.allowed_hosts;
+        if allowed.is_empty() {
+            return true;
+        }
+        let Some(host) = uri_host.or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok())) else {
+            return false;
+        };
+        let host = host.trim().to_ascii_lowercase();
+        let name = match host.rsplit_once(':') {
+            Some((name, port)) if !name.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host.as_str(),
+        };
+        allowed.iter().any(|a| {
+            let a = a.trim();
+            a.eq_ignore_ascii_case(&host) || a.eq_ignore_ascii_case(name)
+        })
+    }
+
+    pub(super) async fn dispatch<S, B>(
+        self: Arc<Self>,
+        method: Method,
+        path: String,
+        raw_query: String,
+        authority: Option<String>,
+        headers: HeaderMap,
+        body: S,
+    ) -> warp::reply::Response
+    where
+        S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
+        B: Buf,
+    {
+        let started = std::time::Instant::now();
+        let _in_flight = InFlight::enter();
+        let query = decode_query(&raw_query);
+        let cid = correlation_id(&query, &headers);
+        let span = tracing::info_span!(
+            "request",
+            method = method_label(&method),
+            correlation_id = cid.as_deref().unwrap_or("")
+        );
+        let method_label = method.clone();
+        let cors = self.cors(&headers);
+        let (response, routed) = if self.host_allowed(authority.as_deref(), &headers) {
+            self.route(method, path, query, headers, body, cid).instrument(span.clone()).await
+        } else {
+            let e = ApplicationError::bad_request("HOST_NOT_ALLOWED", "The Host of the request is not served here")
+                .with_status(421);
+            (error_response(&e.with_correlation_id(cid.as_deref())), Routed::Other("unmatched"))
+        };
+        let status = response.status.as_u16();
+        let elapsed = started.elapsed();
+        span.in_scope(|| tracing::debug!(route = %routed.label(), status, elapsed_us = elapsed.as_micros() as u64, "Request served."));
+        match &routed {
+            Routed::Route(r) if r.method == method_label => {
+                r.metrics.record(&method_label, &r.pattern, status, elapsed.as_secs_f64());
+            }
+            other => record_unrouted(&method_label, other.label(), status, elapsed.as_secs_f64()),
+        }
+        self.finish(response, cors)
+    }
+
+    async fn route<S, B>(
+        &self,
+        method: Method,
+        path: String,
+        query: Vec<(String, String)>,
+        headers: HeaderMap,
+        body: S,
+        cid: Option<String>,
+    ) -> (HttpResponse, Routed)
+    where
+        S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
+        B: Buf,
+    {
+        let unmatched = Routed::Other("unmatched");
+        let fail = |e: ApplicationError| error_response(&e.with_correlation_id(cid.as_deref()));
+        if self.settings.options.maintenance_enabled {
+            let r = fail(ApplicationError::no_response("MAINTENANCE", "The service is under maintenance"))
+                .with_header("retry-after", "3600");
+            return (r, unmatched);
+        }
+        if method == Method::OPTIONS && !self.settings.cors_origins().is_empty() {
+            let mut r = HttpResponse::empty(StatusCode::NO_CONTENT);
+            r.headers.insert(
+                "access-control-allow-methods",
+                HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, OPTIONS"),
+            );
+            return (r, Routed::Other("preflight"));
+        }
+        let routes = self.routes.read().clone();
+        let (route, params) = match routes.exact(&method, &path) {
+            Some(route) => (route.clone(), HashMap::new()),
+            None => match routes.scan(&method, &path) {
+                Ok(found) => found,
+                Err(allowed) => {
+                    // With authentication configured, an unauthenticated caller cannot probe
+                    // which routes and methods exist: 401 comes before 404 and 405.
+                    let head = HttpRequest {
+                        method,
+                        path,
+                        params: HashMap::new(),
+                        query,
+                        headers,
+                        body: Bytes::new(),
+                        correlation_id: cid.clone(),
+                    };
+                    let interceptors = self.interceptors.read().clone();
+                    for i in interceptors.iter() {
+                        if let Some(r) = i.intercept(&head).await {
+                            return (r, unmatched);
+                        }
+                    }
+                    return (no_route(&head.method, &head.path, &allowed, cid.as_deref()), unmatched);
+                }
+            },
+        };
+        // Interceptors see the head only, so a refused request is never read.
+        let mut request =
+            HttpRequest { method, path, params, query, headers, body: Bytes::new(), correlation_id: cid.clone() };
+        let interceptors = self.interceptors.read().clone();
+        for i in interceptors.iter() {
+            if let Some(r) = i.intercept(&request).await {
+                return (r, Routed::Route(route));
+            }
+        }
+        request.body = match self.read_body(&request.headers, body).await {
+            Ok(b) => b,
+            Err(e) => return (fail(e), Routed::Route(route)),
+        };
+        for i in interceptors.iter() {
+            if let Some(r) = i.inspect(&request).await {
+                return (r, Routed::Route(route));
+            }
+        }
+        let response = route.handler.handle(request).await;
+        (response, Routed::Route(route))
+    }
+
+    async fn read_body<S, B>(&self, headers: &HeaderMap, mut body: S) -> Result<Bytes, ApplicationError>
+    where
+        S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
+        B: Buf,
+    {
+        let max = self.settings.options.request_max_size;
+        let too_large = || {
+            ApplicationError::bad_request("PAYLOAD_TOO_LARGE", format!("Request body exceeds the limit of {max} bytes"))
+                .with_status(413)
+                .with_details("limit", max)
+        };
+        let declared =
+            headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max) {
+            return Err(too_large());
+        }
+        let timeout = Duration::from_millis(self.settings.options.body_read_timeout);
+        let read = async {
+            // A body that arrives in one chunk (the usual case) is passed on without a copy.
+            let mut first: Option<Bytes> = None;
+            let mut buf = BytesMut::new();
+            let mut length = 0u64;
+            while let Some(chunk) = body.next().await {
+                let mut chunk = chunk.map_err(|e| {
+                    ApplicationError::bad_request("BAD_BODY", "The request body could not be read").with_cause(e)
+                })?;
+                length += chunk.remaining() as u64;
+                if length > max {
+                    return Err(too_large());
+                }
+                let part = chunk.copy_to_bytes(chunk.remaining());
+                match first.take() {
+                    None if buf.is_empty() => first = Some(part),
+                    earlier => {
+                        if let Some(earlier) = earlier {
+                            buf.extend_from_slice(&earlier);
+                        }
+                        buf.extend_from_slice(&part);
+                    }
+                }
+            }
+            Ok(first.unwrap_or_else(|| buf.freeze()))
+        };
+        tokio::time::timeout(timeout, read).await.unwrap_or_else(|_| {
+            Err(ApplicationError::bad_request("REQUEST_TIMEOUT", "The request body was not received in time")
+                .with_status(408))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_queries_and_correlation_ids() {
+        let q = decode_query("correlation_id=a%20b&x=1+2&flag&bad=%zz&end=%4");
+        assert_eq!(
+            q,
+            vec![
+                ("correlation_id".to_string(), "a b".to_string()),
+                ("x".to_string(), "1 2".to_string()),
+                ("flag".to_string(), String::new()),
+                ("bad".to_string(), "%zz".to_string()),
+                ("end".to_string(), "%4".to_string()),
+            ]
+        );
+        let mut h = HeaderMap::new();
+        h.insert("correlation_id", HeaderValue::from_static("from-header"));
+        assert_eq!(correlation_id(&q, &h).as_deref(), Some("a b"));
+        assert_eq!(correlation_id(&[], &h).as_deref(), Some("from-header"));
+        let t = decode_query("trace_id=t1");
+        assert_eq!(correlation_id(&t, &HeaderMap::new()).as_deref(), Some("t1"));
+        assert_eq!(correlation_id(&[], &HeaderMap::new()), None);
+    }
+}
