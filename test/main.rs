@@ -7,6 +7,7 @@ mod bad_input;
 mod clients;
 mod controller;
 mod crash;
+mod edge;
 mod fleet;
 mod fuzz;
 mod grpc;

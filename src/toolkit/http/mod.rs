@@ -39,7 +39,9 @@ pub struct HttpRequest {
     pub headers: HeaderMap,
     /// The whole body (at most `request_max_size` bytes).
     pub body: Bytes,
-    /// The correlation id (query `correlation_id`/`trace_id`, else the same-named header).
+    /// The correlation id: query `correlation_id`/`trace_id`, else the same-named header, else
+    /// `X-Request-Id`, else the trace-id of a W3C `traceparent` (both checked; echoed in the
+    /// response's `X-Request-Id`).
     pub correlation_id: Option<String>,
 }
 

@@ -5,7 +5,8 @@
 //! answers CORS preflights, routes (404 for an unknown path, 405 with `Allow` for a wrong
 //! method), runs the interceptors on the request head (a refused request's body is never read),
 //! reads the body under `options.request_max_size` (413 beyond it, checked on `Content-Length`
-//! first and while streaming), extracts the correlation id and calls the handler. Every response gets the no-cache and CORS headers.
+//! first and while streaming), extracts the correlation id and calls the handler. Every response
+//! gets the no-cache and CORS headers, and the correlation id in `X-Request-Id`.
 //!
 //! Connections are served by hyper-util directly over `warp::service`, because warp 0.4 has no
 //! TLS and no public acceptor trait: this keeps TLS (`connection.protocol: https`), header-read
@@ -110,9 +111,10 @@ impl HttpEndpoint {
             HeaderValue::from_str(&text)
                 .map_err(|_| ApplicationError::config("BAD_CONFIG", "cors_headers must be valid header names"))
         };
-        let allow_headers =
-            header(format!("Content-Type, Authorization, x-api-key, x-auth-key, If-Match, If-None-Match, {list}"))?;
-        let expose_headers = header(format!("ETag, Location, {list}"))?;
+        let allow_headers = header(format!(
+            "Content-Type, Authorization, x-api-key, x-auth-key, If-Match, If-None-Match, X-Request-Id, traceparent, {list}"
+        ))?;
+        let expose_headers = header(format!("ETag, Location, X-Request-Id, {list}"))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 settings,

@@ -52,7 +52,18 @@ struct Cors {
 
 const CORRELATION_ID_HEADER: HeaderName = HeaderName::from_static("correlation_id");
 const TRACE_ID_HEADER: HeaderName = HeaderName::from_static("trace_id");
+/// The edge's request id: read when the request names no correlation id, and echoed on every
+/// response whose correlation id is safe to echo.
+pub(super) const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+const TRACEPARENT_HEADER: HeaderName = HeaderName::from_static("traceparent");
 
+/// Longest correlation id echoed in `X-Request-Id` or taken from it.
+const EDGE_ID_LIMIT: usize = 128;
+
+/// The correlation id of a request: query `correlation_id`, query `trace_id`, the same-named
+/// headers (Pip's own sources, as the original reads them), else the edge's `X-Request-Id`, else
+/// the trace-id of a W3C `traceparent`. The edge's values are checked ([`edge_id`],
+/// [`traceparent_trace_id`]); a bad one is ignored.
 fn correlation_id(query: &[(String, String)], headers: &HeaderMap) -> Option<String> {
     for name in ["correlation_id", "trace_id"] {
         if let Some((_, v)) = query.iter().find(|(k, v)| k == name && !v.is_empty()) {
@@ -64,7 +75,36 @@ fn correlation_id(query: &[(String, String)], headers: &HeaderMap) -> Option<Str
             return Some(v.to_string());
         }
     }
-    None
+    if let Some(id) = headers.get(REQUEST_ID_HEADER).and_then(|v| edge_id(v.as_bytes())) {
+        return Some(id.to_string());
+    }
+    headers.get(TRACEPARENT_HEADER).and_then(|v| traceparent_trace_id(v.as_bytes())).map(str::to_string)
+}
+
+/// `id` when it may serve as (and be echoed as) a correlation id: 1 to [`EDGE_ID_LIMIT`]
+/// printable ASCII characters, no spaces.
+pub(super) fn edge_id(id: &[u8]) -> Option<&str> {
+    let fits = !id.is_empty() && id.len() <= EDGE_ID_LIMIT && id.iter().all(|b| b.is_ascii_graphic());
+    fits.then(|| std::str::from_utf8(id).ok()).flatten()
+}
+
+/// The trace-id of a W3C `traceparent` (`version-traceid-parentid-flags`): 32 lowercase hex
+/// digits, not all zero, under a known version (`00`: exactly four fields; a later version may
+/// append fields; `ff` is invalid).
+fn traceparent_trace_id(value: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(value).ok()?.trim();
+    let mut fields = text.split('-');
+    let (version, trace, parent, flags) = (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
+    let lower_hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let valid = lower_hex(version, 2)
+        && version != "ff"
+        && (version != "00" || fields.next().is_none())
+        && lower_hex(trace, 32)
+        && trace.bytes().any(|b| b != b'0')
+        && lower_hex(parent, 16)
+        && parent.bytes().any(|b| b != b'0')
+        && lower_hex(flags, 2);
+    valid.then_some(trace)
 }
 
 fn decode_query(raw: &str) -> Vec<(String, String)> {
@@ -124,8 +164,16 @@ pub fn percent_decode(s: &str) -> String {
 }
 
 impl Inner {
-    fn finish(&self, mut response: HttpResponse, cors: Option<Cors>) -> warp::reply::Response {
+    fn finish(
+        &self,
+        mut response: HttpResponse,
+        cors: Option<Cors>,
+        echo: Option<HeaderValue>,
+    ) -> warp::reply::Response {
         let h = &mut response.headers;
+        if let Some(id) = echo {
+            h.insert(REQUEST_ID_HEADER, id);
+        }
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         h.insert(header::EXPIRES, HeaderValue::from_static("0"));
@@ -200,6 +248,8 @@ impl Inner {
         let _in_flight = InFlight::enter();
         let query = decode_query(&raw_query);
         let cid = correlation_id(&query, &headers);
+        // The id used is echoed when it is safe in a header; an odd one from the query is not.
+        let echo = cid.as_deref().and_then(|c| edge_id(c.as_bytes())).and_then(|c| HeaderValue::from_str(c).ok());
         let span = tracing::info_span!(
             "request",
             method = method_label(&method),
@@ -223,7 +273,7 @@ impl Inner {
             }
             other => record_unrouted(&method_label, other.label(), status, elapsed.as_secs_f64()),
         }
-        self.finish(response, cors)
+        self.finish(response, cors, echo)
     }
 
     async fn route<S, B>(
@@ -377,5 +427,37 @@ mod tests {
         let t = decode_query("trace_id=t1");
         assert_eq!(correlation_id(&t, &HeaderMap::new()).as_deref(), Some("t1"));
         assert_eq!(correlation_id(&[], &HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn edge_ids_are_checked_before_use() {
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", HeaderValue::from_static("req-42"));
+        h.insert("traceparent", HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+        assert_eq!(correlation_id(&[], &h).as_deref(), Some("req-42"));
+        assert_eq!(correlation_id(&decode_query("trace_id=q"), &h).as_deref(), Some("q"));
+        h.insert("x-request-id", HeaderValue::from_static("has space"));
+        assert_eq!(correlation_id(&[], &h).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        h.insert(
+            "x-request-id",
+            HeaderValue::from_str(&"a".repeat(EDGE_ID_LIMIT + 1)).unwrap_or(HeaderValue::from_static("")),
+        );
+        assert_eq!(correlation_id(&[], &h).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(edge_id("a".repeat(EDGE_ID_LIMIT).as_bytes()).map(str::len), Some(EDGE_ID_LIMIT));
+        assert_eq!(edge_id("é".as_bytes()), None);
+        assert_eq!(edge_id(b""), None);
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+        ] {
+            assert_eq!(traceparent_trace_id(bad.as_bytes()), None, "{bad}");
+        }
+        let later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more";
+        assert_eq!(traceparent_trace_id(later.as_bytes()), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
     }
 }
