@@ -13,7 +13,9 @@
 
 use chrono::Utc;
 use serde_json::json;
-use service_sessions::logic::{ControllerOptions, OpenSessionRequest, SessionsController};
+use service_sessions::data::version1::errors::SESSION_VERSION_CONFLICT;
+use service_sessions::data::version1::OpenSessionRequest;
+use service_sessions::logic::{ControllerOptions, SessionsController};
 use service_sessions::persistence::redis::SessionsRedisPersistence;
 use service_sessions::persistence::SessionsPersistence;
 use service_sessions::toolkit::component::Component;
@@ -160,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
                         break;
                     }
                     Err(e) => {
-                        if e.code == "SESSION_VERSION_CONFLICT" {
+                        if e.code == SESSION_VERSION_CONFLICT {
                             // The store is behind (or ahead of) what was acknowledged.
                             if let Ok(Some(now)) = c.get_session_by_id(None, &id).await {
                                 if now.version < version {

@@ -14,6 +14,7 @@
 //! hold more open sessions than `LIMIT`.
 
 use serde_json::{json, Value};
+use service_sessions::data::version1::errors::SESSION_VERSION_CONFLICT;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -118,7 +119,7 @@ impl Load {
                         mine[slot].1 = version;
                         self.remember(&id, v["user_id"].as_str().unwrap_or_default(), version).await;
                     }
-                    Some((409, v)) if v["code"] == "SESSION_VERSION_CONFLICT" => {
+                    Some((409, v)) if v["code"] == SESSION_VERSION_CONFLICT => {
                         if let Some((200, cur)) = self.post(n, "get_session_by_id", json!({"session_id": id})).await {
                             mine[slot].1 = cur["version"].as_i64().unwrap_or(version);
                         }

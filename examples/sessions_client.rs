@@ -11,8 +11,8 @@
 use anyhow::Context;
 use serde_json::json;
 use service_sessions::clients::version1::{ConcurrencyControl, SessionsClientV1, SessionsHttpClientV1};
+use service_sessions::data::version1::OpenSessionRequest;
 use service_sessions::data::version1::SessionsFilter;
-use service_sessions::logic::OpenSessionRequest;
 use service_sessions::toolkit::data::PagingParams;
 
 #[tokio::main]

@@ -20,6 +20,7 @@
 //! session another request closed.
 
 use serde_json::json;
+use service_sessions::data::version1::errors::SESSION_CLOSED;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -119,7 +120,7 @@ async fn main() -> anyhow::Result<()> {
                             }
                         }
                     }
-                    let ok = status < 400 || (status == 409 && text.contains("SESSION_CLOSED"));
+                    let ok = status < 400 || (status == 409 && text.contains(SESSION_CLOSED));
                     (!ok).then(|| format!("HTTP {status}: {}", text.chars().take(300).collect::<String>()))
                 }
                 Err(e) => Some(format!("transport: {}", error_chain(&e))),

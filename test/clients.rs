@@ -13,10 +13,10 @@ use serde_json::{json, Value};
 use service_sessions::build::SessionsServiceFactory;
 use service_sessions::clients::version1::{
     ClientResult, ConcurrencyControl, CorrelationIdPlace, HttpClientSettings, SessionsClientError, SessionsClientV1,
-    SessionsDirectClientV1, SessionsHttpClientV1,
+    SessionsDirectClientV1, SessionsErrorKind as K, SessionsHttpClientV1,
 };
-use service_sessions::data::version1::{SessionV1, SessionsFilter};
-use service_sessions::logic::{OpenSessionRequest, SessionValidity};
+use service_sessions::data::version1::errors::{SESSION_CLOSED, SESSION_LIMIT, SESSION_VERSION_CONFLICT};
+use service_sessions::data::version1::{OpenSessionRequest, SessionV1, SessionValidity, SessionsFilter};
 use service_sessions::toolkit::config::ConfigParameters;
 use service_sessions::toolkit::container::Container;
 use service_sessions::toolkit::data::{DataPage, PagingParams};
@@ -44,27 +44,11 @@ fn open(user_id: &str) -> OpenSessionRequest {
     OpenSessionRequest { user_id: user_id.to_string(), ..Default::default() }
 }
 
-fn variant(e: &SessionsClientError) -> &'static str {
-    match e {
-        SessionsClientError::BadRequest(_) => "BadRequest",
-        SessionsClientError::Unauthorized(_) => "Unauthorized",
-        SessionsClientError::NotFound(_) => "NotFound",
-        SessionsClientError::Closed(_) => "Closed",
-        SessionsClientError::Conflict(_) => "Conflict",
-        SessionsClientError::Unavailable(_) => "Unavailable",
-        SessionsClientError::Internal(_) => "Internal",
-    }
-}
-
-/// Asserts the variant and code of a failed call and returns the error.
+/// Asserts the kind and code of a failed call and returns the error.
 #[track_caller]
-fn failed<T: std::fmt::Debug>(
-    r: Result<T, SessionsClientError>,
-    variant_name: &str,
-    code: &str,
-) -> SessionsClientError {
+fn failed<T: std::fmt::Debug>(r: Result<T, SessionsClientError>, kind: K, code: &str) -> SessionsClientError {
     let e = r.expect_err("the call should fail");
-    assert_eq!((variant(&e), e.code()), (variant_name, code), "{e:?}");
+    assert_eq!((e.kind(), e.code()), (kind, code), "{e:?}");
     e
 }
 
@@ -416,20 +400,20 @@ async fn errors_are_typed(client: Client, clock: Arc<ManualClock>) {
     }
     let e = failed(
         client.store_session_data(Some("c-bad"), UNKNOWN, Value::Null, None).await,
-        "BadRequest",
+        K::BadRequest,
         "INVALID_DATA",
     );
     assert_eq!(e.correlation_id(), Some("c-bad"));
     assert_eq!(e.info().status, Some(400));
     assert_eq!(e.message(), "Validation failed: data must not be null");
     assert_eq!(e.details()["results"][0]["code"], "VALUE_IS_NULL");
-    let e = failed(client.close_session(None, UNKNOWN, Some(0)).await, "BadRequest", "INVALID_DATA");
+    let e = failed(client.close_session(None, UNKNOWN, Some(0)).await, K::BadRequest, "INVALID_DATA");
     assert!(e.message().contains("version"), "{}", e.message());
     let long = "x".repeat(257);
-    failed(client.open_session(None, open(&long)).await, "BadRequest", "INVALID_DATA");
+    failed(client.open_session(None, open(&long)).await, K::BadRequest, "INVALID_DATA");
     let e = failed(
         client.open_session(None, OpenSessionRequest { ttl: Some(10), ..open("u1") }).await,
-        "BadRequest",
+        K::BadRequest,
         "INVALID_DATA",
     );
     assert!(e.message().contains("ttl"), "{}", e.message());
@@ -437,23 +421,22 @@ async fn errors_are_typed(client: Client, clock: Arc<ManualClock>) {
     let s = client.open_session(None, open("u1")).await.unwrap();
     let e = failed(
         client.store_session_data(Some("c-stale"), &s.id, json!(1), Some(7)).await,
-        "Conflict",
-        "SESSION_VERSION_CONFLICT",
+        K::VersionConflict,
+        SESSION_VERSION_CONFLICT,
     );
     assert_eq!((e.current_version(), e.correlation_id(), e.info().status), (Some(1), Some("c-stale"), Some(409)));
     assert_eq!(e.details()["session_id"], json!(s.id));
-    failed(client.delete_session_by_id(None, &s.id, Some(2)).await, "Conflict", "SESSION_VERSION_CONFLICT");
+    failed(client.delete_session_by_id(None, &s.id, Some(2)).await, K::VersionConflict, SESSION_VERSION_CONFLICT);
 
     client.close_session(None, &s.id, None).await.unwrap();
-    let e =
-        failed(client.store_session_data(Some("c-closed"), &s.id, json!(1), None).await, "Closed", "SESSION_CLOSED");
+    let e = failed(client.store_session_data(Some("c-closed"), &s.id, json!(1), None).await, K::Closed, SESSION_CLOSED);
     assert_eq!((e.details()["session_id"].clone(), e.correlation_id()), (json!(s.id), Some("c-closed")));
-    failed(client.update_session_user(None, &s.id, json!(1), None).await, "Closed", "SESSION_CLOSED");
-    failed(client.update_data(None, &s.id, json!(1), ConcurrencyControl::retry()).await, "Closed", "SESSION_CLOSED");
+    failed(client.update_session_user(None, &s.id, json!(1), None).await, K::Closed, SESSION_CLOSED);
+    failed(client.update_data(None, &s.id, json!(1), ConcurrencyControl::retry()).await, K::Closed, SESSION_CLOSED);
 
     let idle = client.open_session(None, open("u1")).await.unwrap();
     clock.advance_ms(2 * 3_600_000);
-    let e = failed(client.touch_session(None, &idle.id, None).await, "Closed", "SESSION_CLOSED");
+    let e = failed(client.touch_session(None, &idle.id, None).await, K::Closed, SESSION_CLOSED);
     assert_eq!(e.to_string(), "Session closed: Session is closed (SESSION_CLOSED)");
     let expired = client.get_session_by_id(None, &idle.id).await.unwrap().unwrap();
     assert!(!expired.active, "an expired session is closed on the spot");
@@ -461,7 +444,7 @@ async fn errors_are_typed(client: Client, clock: Arc<ManualClock>) {
 
 async fn session_limit(client: Client, _clock: Arc<ManualClock>) {
     client.open_session(None, open("u1")).await.unwrap();
-    let e = failed(client.open_session(Some("c-limit"), open("u1")).await, "Conflict", "SESSION_LIMIT");
+    let e = failed(client.open_session(Some("c-limit"), open("u1")).await, K::SessionLimit, SESSION_LIMIT);
     assert_eq!((e.details()["max_sessions"].clone(), e.current_version()), (json!(1), None));
     client.open_session(None, open("u2")).await.unwrap();
 }
@@ -472,14 +455,14 @@ async fn strict_and_last_write_wins(client: Client, _clock: Arc<ManualClock>) {
     assert_eq!((v2.version, v2.data), (2, Some(json!({"a": 1}))));
     let e = failed(
         client.update_data(None, &s.id, json!({"a": 2}), ConcurrencyControl::Strict(1)).await,
-        "Conflict",
-        "SESSION_VERSION_CONFLICT",
+        K::VersionConflict,
+        SESSION_VERSION_CONFLICT,
     );
     assert_eq!(e.current_version(), Some(2));
     failed(
         client.update_user(None, &s.id, json!("u"), ConcurrencyControl::Strict(1)).await,
-        "Conflict",
-        "SESSION_VERSION_CONFLICT",
+        K::VersionConflict,
+        SESSION_VERSION_CONFLICT,
     );
     let v3 = client.update_user(None, &s.id, json!("u"), ConcurrencyControl::LastWriteWins).await.unwrap().unwrap();
     assert_eq!((v3.version, v3.user, v3.data), (3, Some(json!("u")), Some(json!({"a": 1}))));
@@ -587,10 +570,10 @@ async fn retry_rereads_after_racing_writes(client: Client, _clock: Arc<ManualClo
 
     let racing = Racing::new(client.clone(), 3);
     let e = racing.update_user(None, &s.id, json!("u"), ConcurrencyControl::Retry { attempts: 3 }).await;
-    assert_eq!(failed(e, "Conflict", "SESSION_VERSION_CONFLICT").current_version(), Some(8), "the bound holds");
+    assert_eq!(failed(e, K::VersionConflict, SESSION_VERSION_CONFLICT).current_version(), Some(8), "the bound holds");
     let racing = Racing::new(client.clone(), 1);
     let e = racing.update_data(None, &s.id, json!({"n": 0}), ConcurrencyControl::Strict(8)).await;
-    failed(e, "Conflict", "SESSION_VERSION_CONFLICT");
+    failed(e, K::VersionConflict, SESSION_VERSION_CONFLICT);
 
     let racing = Racing::new(client.clone(), 2);
     let increment = |v: &Value| json!({"n": v["n"].as_i64().unwrap_or(0) + 1});
@@ -599,7 +582,7 @@ async fn retry_rereads_after_racing_writes(client: Client, _clock: Arc<ManualClo
     // make 17, and every lost race cost one attempt.
     assert_eq!((done.data, done.version), (Some(json!({"n": 17})), 12));
     let e = Racing::new(client.clone(), 2).modify_data(None, &s.id, 2, &increment).await;
-    failed(e, "Conflict", "SESSION_VERSION_CONFLICT");
+    failed(e, K::VersionConflict, SESSION_VERSION_CONFLICT);
 }
 
 /// A writer stores data in a loop (last write wins) while the client updates with `Retry`:
@@ -726,7 +709,7 @@ fn unavailable() -> HttpResponse {
 async fn http_wrong_base_route_is_not_found() {
     let app = spawn_app(&sessions_yaml("")).await;
     let client = client_for(&app.address.to_string(), |s| s.base_route = "v9/nothing".into());
-    let e = failed(client.get_session_by_id(Some("c-route"), UNKNOWN).await, "NotFound", "ROUTE_NOT_FOUND");
+    let e = failed(client.get_session_by_id(Some("c-route"), UNKNOWN).await, K::NotFound, "ROUTE_NOT_FOUND");
     assert_eq!((e.info().status, e.correlation_id()), (Some(404), Some("c-route")));
     assert_eq!(e.details()["route"], "/v9/nothing/get_session_by_id");
     app.stop().await;
@@ -737,10 +720,10 @@ async fn http_api_key_is_sent_and_a_refusal_is_unauthorized() {
     let (app, script) = scripted_app(Some("k-secret")).await;
     let address = app.address.to_string();
     let anonymous = client_for(&address, |_| {});
-    let e = failed(anonymous.open_session(Some("c-anon"), open("u1")).await, "Unauthorized", "INVALID_API_KEY");
+    let e = failed(anonymous.open_session(Some("c-anon"), open("u1")).await, K::Unauthorized, "INVALID_API_KEY");
     assert_eq!((e.info().status, e.correlation_id()), (Some(401), Some("c-anon")));
     let wrong = client_for(&address, |s| s.credential.api_key = Some("k-wrong".into()));
-    failed(wrong.get_session_by_id(None, UNKNOWN).await, "Unauthorized", "INVALID_API_KEY");
+    failed(wrong.get_session_by_id(None, UNKNOWN).await, K::Unauthorized, "INVALID_API_KEY");
 
     let keyed = client_for(&address, |s| s.credential.api_key = Some("k-secret".into()));
     assert!(!format!("{keyed:?}").contains("k-secret"));
@@ -760,10 +743,10 @@ async fn http_nothing_listening_is_unavailable() {
         s.options.retries = 2;
         s.options.connect_timeout = 1_000;
     });
-    let e = failed(client.get_session_by_id(Some("c-down"), UNKNOWN).await, "Unavailable", "CANNOT_CONNECT");
+    let e = failed(client.get_session_by_id(Some("c-down"), UNKNOWN).await, K::Unavailable, "CANNOT_CONNECT");
     assert_eq!((e.info().status, e.correlation_id()), (None, Some("c-down")));
     assert!(e.is_unavailable());
-    failed(client.open_session(None, open("u1")).await, "Unavailable", "CANNOT_CONNECT");
+    failed(client.open_session(None, open("u1")).await, K::Unavailable, "CANNOT_CONNECT");
     let as_app: ApplicationError = e.into();
     assert_eq!((as_app.category.as_str(), as_app.status), ("NoResponse", 503));
 }
@@ -783,8 +766,8 @@ async fn http_no_answer_in_time_is_unavailable() {
         s.options.timeout = 200;
         s.options.retries = 1;
     });
-    failed(client.get_session_by_id(Some("c-slow"), UNKNOWN).await, "Unavailable", "TIMEOUT");
-    failed(client.store_session_data(None, UNKNOWN, json!(1), None).await, "Unavailable", "TIMEOUT");
+    failed(client.get_session_by_id(Some("c-slow"), UNKNOWN).await, K::Unavailable, "TIMEOUT");
+    failed(client.store_session_data(None, UNKNOWN, json!(1), None).await, K::Unavailable, "TIMEOUT");
     held.abort();
 }
 
@@ -804,18 +787,18 @@ async fn http_retries_only_idempotent_calls_and_only_when_unavailable() {
     for _ in 0..5 {
         script.push(unavailable());
     }
-    let e = failed(client.close_session(None, &s.id, None).await, "Unavailable", "STORE_DOWN");
+    let e = failed(client.close_session(None, &s.id, None).await, K::Unavailable, "STORE_DOWN");
     assert_eq!(e.info().status, Some(503));
     assert_eq!(script.count() - base, 3 + 4, "one call and three retries");
     script.replies.lock().unwrap().clear();
 
     script.push(unavailable());
-    failed(client.store_session_data(None, &s.id, json!(1), None).await, "Unavailable", "STORE_DOWN");
+    failed(client.store_session_data(None, &s.id, json!(1), None).await, K::Unavailable, "STORE_DOWN");
     assert_eq!(script.count() - base, 8, "writes are not repeated");
     assert_eq!(client.get_session_by_id(None, &s.id).await.unwrap().map(|g| g.version), Some(1), "nothing was written");
 
     script.push(error_response(&ApplicationError::internal("BOOM", "Internal error")));
-    let e = failed(client.validate_session(Some("c-500"), &s.id).await, "Internal", "BOOM");
+    let e = failed(client.validate_session(Some("c-500"), &s.id).await, K::Internal, "BOOM");
     assert_eq!((e.message(), e.info().status, e.correlation_id()), ("Internal error", Some(500), Some("c-500")));
     assert_eq!(script.count() - base, 10, "a server failure is not retried");
     app.stop().await;
@@ -828,25 +811,25 @@ async fn http_answers_without_an_error_description_are_classified_by_status() {
     let text =
         |status: StatusCode, body: &'static str| HttpResponse::with_body(status, "text/plain", Bytes::from(body));
     let cases = [
-        (StatusCode::BAD_GATEWAY, "Unavailable", "HTTP_502"),
-        (StatusCode::GATEWAY_TIMEOUT, "Unavailable", "HTTP_504"),
-        (StatusCode::UNAUTHORIZED, "Unauthorized", "HTTP_401"),
-        (StatusCode::FORBIDDEN, "Unauthorized", "HTTP_403"),
-        (StatusCode::NOT_FOUND, "NotFound", "HTTP_404"),
-        (StatusCode::CONFLICT, "Conflict", "HTTP_409"),
-        (StatusCode::PAYLOAD_TOO_LARGE, "BadRequest", "HTTP_413"),
-        (StatusCode::INTERNAL_SERVER_ERROR, "Internal", "HTTP_500"),
+        (StatusCode::BAD_GATEWAY, K::Unavailable, "HTTP_502"),
+        (StatusCode::GATEWAY_TIMEOUT, K::Unavailable, "HTTP_504"),
+        (StatusCode::UNAUTHORIZED, K::Unauthorized, "HTTP_401"),
+        (StatusCode::FORBIDDEN, K::Unauthorized, "HTTP_403"),
+        (StatusCode::NOT_FOUND, K::NotFound, "HTTP_404"),
+        (StatusCode::CONFLICT, K::Conflict, "HTTP_409"),
+        (StatusCode::PAYLOAD_TOO_LARGE, K::BadRequest, "HTTP_413"),
+        (StatusCode::INTERNAL_SERVER_ERROR, K::Internal, "HTTP_500"),
     ];
-    for (status, variant_name, code) in cases {
+    for (status, kind, code) in cases {
         script.push(text(status, "<html>proxy page</html>"));
-        let e = failed(client.get_session_by_id(None, UNKNOWN).await, variant_name, code);
+        let e = failed(client.get_session_by_id(None, UNKNOWN).await, kind, code);
         assert_eq!(e.info().status, Some(status.as_u16()));
     }
     script.push(text(StatusCode::OK, "not json"));
-    let e = failed(client.get_session_by_id(Some("c-junk"), UNKNOWN).await, "Internal", "BAD_RESPONSE");
+    let e = failed(client.get_session_by_id(Some("c-junk"), UNKNOWN).await, K::Internal, "BAD_RESPONSE");
     assert_eq!(e.correlation_id(), Some("c-junk"));
     script.push(HttpResponse::empty(StatusCode::NO_CONTENT));
-    failed(client.open_session(None, open("u1")).await, "Internal", "BAD_RESPONSE");
+    failed(client.open_session(None, open("u1")).await, K::Internal, "BAD_RESPONSE");
     app.stop().await;
 }
 
@@ -906,6 +889,6 @@ async fn http_sends_what_pip_clients_send() {
 #[tokio::test]
 async fn direct_client_without_a_controller_is_internal() {
     let client = SessionsDirectClientV1::new();
-    let e = failed(client.get_session_by_id(Some("c-none"), UNKNOWN).await, "Internal", "NOT_REFERENCED");
+    let e = failed(client.get_session_by_id(Some("c-none"), UNKNOWN).await, K::Internal, "NOT_REFERENCED");
     assert_eq!(e.correlation_id(), Some("c-none"));
 }

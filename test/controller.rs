@@ -2,7 +2,8 @@
 //! nothing sleeps for real.
 
 use serde_json::json;
-use service_sessions::logic::{ControllerOptions, OpenSessionRequest, SessionsController};
+use service_sessions::data::version1::OpenSessionRequest;
+use service_sessions::logic::{ControllerOptions, SessionsController};
 use service_sessions::persistence::memory::SessionsMemoryPersistence;
 use service_sessions::persistence::SessionsPersistence;
 use service_sessions::toolkit::component::Component;

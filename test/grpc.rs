@@ -545,7 +545,10 @@ async fn rust_grpc_clients_send_the_api_key_and_report_refusals() {
     let typed = SessionsGrpcClientV1::new(&settings).unwrap();
     let commandable = SessionsCommandableGrpcClientV1::new(&settings).unwrap();
     let s = typed
-        .open_session(None, service_sessions::logic::OpenSessionRequest { user_id: "u1".into(), ..Default::default() })
+        .open_session(
+            None,
+            service_sessions::data::version1::OpenSessionRequest { user_id: "u1".into(), ..Default::default() },
+        )
         .await
         .unwrap();
     let same = commandable.get_session_by_id(None, &s.id).await.unwrap().unwrap();

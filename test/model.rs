@@ -5,8 +5,9 @@
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use serde_json::{json, Value};
+use service_sessions::data::version1::OpenSessionRequest;
 use service_sessions::data::version1::{SessionV1, SessionsFilter};
-use service_sessions::logic::{ControllerOptions, OpenSessionRequest, SessionsController};
+use service_sessions::logic::{ControllerOptions, SessionsController};
 use service_sessions::persistence::memory::SessionsMemoryPersistence;
 use service_sessions::persistence::{LimitPolicy, SessionsPersistence};
 use service_sessions::toolkit::data::PagingParams;

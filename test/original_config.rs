@@ -271,7 +271,7 @@ async fn grpc_enabled_serves_all_three_transports() {
     use service_sessions::clients::version1::{
         GrpcClientSettings, SessionsClientV1, SessionsCommandableGrpcClientV1, SessionsGrpcClientV1,
     };
-    use service_sessions::logic::OpenSessionRequest;
+    use service_sessions::data::version1::OpenSessionRequest;
     let grpc_port = free_port().to_string();
     let s = Service::start(&[("GRPC_ENABLED", "true"), ("GRPC_PORT", &grpc_port), ("HTTP_ENABLED", "true")], None);
     let settings = GrpcClientSettings::for_uri(&format!("http://127.0.0.1:{grpc_port}"));

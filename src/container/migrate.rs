@@ -20,8 +20,9 @@
 
 use super::{short_id, ConfiguredStore, EXIT_DATA_PROBLEM};
 use crate::build::mongodb_persistence_descriptor;
+use crate::data::version1::errors::SESSION_EXISTS;
+use crate::data::version1::is_session_id_shape;
 use crate::data::version1::SessionV1;
-use crate::logic::is_session_id_shape;
 use crate::persistence::mongodb::{DocumentReader, SessionsMongoDbPersistence};
 use crate::persistence::{node_json, SessionsPersistence};
 use crate::toolkit::component::Component;
@@ -482,7 +483,7 @@ async fn put(
     if !dry_run {
         match p.create(None, s.clone()).await {
             Ok(_) => return Ok(Outcome::Imported),
-            Err(e) if e.code == "SESSION_EXISTS" => {}
+            Err(e) if e.code == SESSION_EXISTS => {}
             Err(e) => return Err(e),
         }
     }

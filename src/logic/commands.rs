@@ -3,8 +3,8 @@
 //! open, `touch_session`, `validate_session`, `close_user_sessions`, `rotate_session_id` and
 //! `purge_sessions`.
 
-use super::controller::{OpenSessionRequest, SessionsController};
-use crate::data::version1::SessionsFilter;
+use super::controller::SessionsController;
+use crate::data::version1::{open_session_schema, OpenSessionRequest, SessionsFilter, MAX_USER_ID_LENGTH};
 use crate::toolkit::commands::{output, written, Command, CommandOutput, CommandResult, CommandSet, Parameters};
 use crate::toolkit::data::PagingParams;
 use crate::toolkit::errors::ApplicationError;
@@ -14,13 +14,8 @@ use serde_json::Value;
 use std::future::Future;
 use std::sync::{Arc, Weak};
 
-/// Longest accepted `user_id`.
-const MAX_USER_ID_LENGTH: usize = 256;
-/// Longest accepted `user_name`, `address`, `client`.
-const MAX_TEXT_LENGTH: usize = 1024;
-
 /// A session id parameter: any string. An id no session can have (see
-/// [`is_session_id_shape`](super::controller::is_session_id_shape)) is an unknown id, answered as
+/// [`is_session_id_shape`](crate::data::version1::is_session_id_shape)) is an unknown id, answered as
 /// one (204), never a 400; so the schema has no length cap.
 fn session_id_schema() -> Schema {
     Schema::string().describe("Session id")
@@ -80,35 +75,6 @@ fn optional(v: Option<crate::data::version1::SessionV1>) -> Result<CommandOutput
     Ok(v.and_then(|s| written(&s)))
 }
 
-/// The parameters of `open_session` (also the body of `POST /api/v1/sessions`).
-pub fn open_session_schema() -> ObjectSchema {
-    schema()
-        .with_required_property("user_id", Schema::string().max_length(MAX_USER_ID_LENGTH))
-        .with_optional_property("user_name", Schema::string().max_length(MAX_TEXT_LENGTH))
-        .with_optional_property("address", Schema::string().max_length(MAX_TEXT_LENGTH))
-        .with_optional_property("client", Schema::string().max_length(MAX_TEXT_LENGTH))
-        .with_optional_property("user", Schema::any().describe("Cached user object"))
-        .with_optional_property("data", Schema::any().describe("Session data"))
-        .with_optional_property("ttl", Schema::integer().min(1000).describe("Own idle timeout in ms"))
-}
-
-/// Reads `open_session` parameters already validated by [`open_session_schema`].
-///
-/// # Errors
-/// `INVALID_DATA` when `user_id` is missing (only if the schema was not checked).
-pub fn open_session_request(args: &Parameters) -> Result<OpenSessionRequest, ApplicationError> {
-    let text = |k: &str| args.get_str(k).map(str::to_string);
-    Ok(OpenSessionRequest {
-        user_id: args.required_str("user_id")?.to_string(),
-        user_name: text("user_name"),
-        address: text("address"),
-        client: text("client"),
-        user: args.get_raw("user").cloned().unwrap_or(Value::Null),
-        data: args.get_raw("data").cloned().unwrap_or(Value::Null),
-        ttl: args.get_i64("ttl"),
-    })
-}
-
 /// The command set of a controller.
 pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
     let mut set = CommandSet::new();
@@ -149,7 +115,7 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
         open_session_schema(),
         &me,
         |c, cid, args| async move {
-            let s = c.open_session(cid.as_deref(), open_session_request(&args)?).await?;
+            let s = c.open_session(cid.as_deref(), OpenSessionRequest::from_args(&args)?).await?;
             Ok(written(&s))
         },
     ));

@@ -12,7 +12,10 @@
 
 use super::commands::sessions_command_set;
 use super::metrics;
-use crate::data::version1::{new_session_id, SessionV1, SessionsFilter};
+use crate::data::version1::errors::{MAX_SESSIONS, SESSION_CLOSED, SESSION_EXISTS, SESSION_VERSION_CONFLICT};
+use crate::data::version1::{
+    is_session_id_shape, new_session_id, OpenSessionRequest, SessionV1, SessionValidity, SessionsFilter,
+};
 use crate::persistence::SWEEP_LEASE;
 use crate::persistence::{
     is_alive, ExpiryPolicy, LimitPolicy, SessionChange, SessionLimit, SessionUpdate, SessionsPersistence,
@@ -35,19 +38,6 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
-
-/// Longest id a session can have (ids are generated: 32 hex characters; the cap leaves room for
-/// ids imported from elsewhere).
-pub const MAX_SESSION_ID_LENGTH: usize = 64;
-
-/// Whether `id` has a shape a session id can have: 1 to [`MAX_SESSION_ID_LENGTH`] characters of
-/// `[A-Za-z0-9_-]`. Any other id is simply unknown: it never reaches a store (a guard against
-/// odd keys and oversized lookups), and the caller gets the answer of an unknown id.
-pub fn is_session_id_shape(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_SESSION_ID_LENGTH
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
 
 /// How many cleanup intervals a sweep lease lasts: the holder renews it every interval, so another
 /// instance takes over within this many intervals after the holder stops.
@@ -111,19 +101,6 @@ impl Default for ControllerOptions {
     }
 }
 
-/// What `validate_session` answers (also read back by the clients).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SessionValidity {
-    /// Whether the session is open and not expired.
-    pub is_valid: bool,
-    /// When it expires unless used again (`null` when invalid or never).
-    #[serde(default, with = "crate::toolkit::time::serde_time::option")]
-    pub expire_time: Option<DateTime<Utc>>,
-    /// Milliseconds left (`null` when invalid or never).
-    #[serde(default)]
-    pub ttl: Option<i64>,
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct ControllerSettings {
@@ -138,39 +115,20 @@ struct ControllerDependencies {
     clock: Option<String>,
 }
 
-/// Parameters of `open_session`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct OpenSessionRequest {
-    /// The user (required).
-    pub user_id: String,
-    /// Display name.
-    pub user_name: Option<String>,
-    /// Client address.
-    pub address: Option<String>,
-    /// Client description.
-    pub client: Option<String>,
-    /// Cached user object (any JSON).
-    pub user: Value,
-    /// Initial session data (any JSON).
-    pub data: Value,
-    /// The session's own idle timeout in ms (instead of `expire_timeout`).
-    pub ttl: Option<i64>,
-}
-
 /// How many times [`SessionsController::merge_session_data`] reads and writes before it gives up
 /// on a session that keeps changing under it.
 pub const MERGE_ATTEMPTS: u32 = 8;
 
 /// The `SESSION_VERSION_CONFLICT` conflict, with the current version.
 fn version_conflict(id: &str, current: i64) -> ApplicationError {
-    ApplicationError::conflict("SESSION_VERSION_CONFLICT", "Session was changed by another request")
+    ApplicationError::conflict(SESSION_VERSION_CONFLICT, "Session was changed by another request")
         .with_details("session_id", id)
         .with_details("version", current)
 }
 
 /// The `SESSION_CLOSED` conflict.
 fn session_closed(id: &str) -> ApplicationError {
-    ApplicationError::conflict("SESSION_CLOSED", "Session is closed").with_details("session_id", id)
+    ApplicationError::conflict(SESSION_CLOSED, "Session is closed").with_details("session_id", id)
 }
 
 /// The sessions controller.
@@ -376,7 +334,7 @@ impl SessionsController {
         (now - s.request_time).num_milliseconds() >= Self::ms(self.options.touch_interval).unwrap_or(0)
     }
 
-    /// Opens a session with a fresh 128-bit id (within the per-user limit, when configured).
+    /// Opens a session with a fresh random id (within the per-user limit, when configured).
     ///
     /// # Errors
     /// `INVALID_DATA` for a `ttl` out of range; `SESSION_LIMIT` (409); store failures.
@@ -406,7 +364,7 @@ impl SessionsController {
             let page = self.persistence()?.get_page_by_filter(cid, &open, &paging).await?;
             if page.total.is_some_and(|n| n >= self.options.max_sessions) {
                 return Err(ApplicationError::no_response(
-                    "MAX_SESSIONS",
+                    MAX_SESSIONS,
                     "The service holds the most open sessions allowed (max_sessions); try again later",
                 )
                 .with_details("max_sessions", self.options.max_sessions));
@@ -437,8 +395,8 @@ impl SessionsController {
                 }
             };
             match created {
-                // A 128-bit collision is practically impossible; one retry covers it anyway.
-                Err(e) if e.code == "SESSION_EXISTS" && attempt == 0 => attempt += 1,
+                // A collision of 122 random bits is practically impossible; one retry covers it anyway.
+                Err(e) if e.code == SESSION_EXISTS && attempt == 0 => attempt += 1,
                 other => {
                     if let Ok(s) = &other {
                         metrics::event("opened", 1);
@@ -514,7 +472,7 @@ impl SessionsController {
             merge_patch(&mut data, patch);
             let expected = version.unwrap_or(current.version);
             match self.write(cid, id, SessionChange::StoreData(data), Some(expected)).await {
-                Err(e) if version.is_none() && e.code == "SESSION_VERSION_CONFLICT" && attempt < MERGE_ATTEMPTS => {
+                Err(e) if version.is_none() && e.code == SESSION_VERSION_CONFLICT && attempt < MERGE_ATTEMPTS => {
                     attempt += 1;
                 }
                 other => return other,

@@ -23,6 +23,7 @@ pub mod mongodb;
 pub mod node_json;
 pub mod redis;
 
+use crate::data::version1::errors::{SESSION_EXISTS, SESSION_LIMIT, SESSION_UNREADABLE};
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::errors::ApplicationError;
@@ -201,7 +202,7 @@ pub fn limit_victims(open: Vec<SessionV1>, limit: &SessionLimit) -> Option<Vec<S
 
 /// The `SESSION_LIMIT` conflict.
 pub fn session_limit(user_id: &str, max: u64) -> ApplicationError {
-    ApplicationError::conflict("SESSION_LIMIT", "The user has the most open sessions allowed")
+    ApplicationError::conflict(SESSION_LIMIT, "The user has the most open sessions allowed")
         .with_details("user_id", user_id)
         .with_details("max_sessions", max)
 }
@@ -352,7 +353,7 @@ impl DecodeError {
     /// The 500 a call on this very record answers (code `SESSION_UNREADABLE`; no stored value
     /// is quoted).
     pub fn to_error(&self) -> ApplicationError {
-        ApplicationError::internal("SESSION_UNREADABLE", "The stored session cannot be read")
+        ApplicationError::internal(SESSION_UNREADABLE, "The stored session cannot be read")
             .with_details("field", self.field)
             .with_details("reason", self.reason)
     }
@@ -429,7 +430,7 @@ pub(crate) fn redact(message: &str, secrets: &[String]) -> String {
 
 /// The `SESSION_EXISTS` conflict.
 pub fn session_exists(id: &str) -> ApplicationError {
-    ApplicationError::conflict("SESSION_EXISTS", "A session with this id already exists").with_details("session_id", id)
+    ApplicationError::conflict(SESSION_EXISTS, "A session with this id already exists").with_details("session_id", id)
 }
 
 /// `max_page_size` option shared by every backend's settings.

@@ -20,6 +20,7 @@ pub mod log;
 pub mod metrics;
 pub mod process;
 pub mod references;
+pub mod route;
 pub mod schema;
 pub mod standard;
 pub mod template;

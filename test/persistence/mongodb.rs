@@ -10,8 +10,9 @@ use super::Subject;
 use crate::helpers::{spawn_app, TestApp};
 use chrono::{Duration as Ms, Utc};
 use serde_json::{json, Value};
+use service_sessions::data::version1::OpenSessionRequest;
 use service_sessions::data::version1::{SessionV1, SessionsFilter};
-use service_sessions::logic::{ControllerOptions, OpenSessionRequest, SessionsController};
+use service_sessions::logic::{ControllerOptions, SessionsController};
 use service_sessions::persistence::mongodb::SessionsMongoDbPersistence;
 use service_sessions::persistence::{
     ExpiryPolicy, SessionChange, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition,

@@ -17,8 +17,9 @@ use crate::helpers::{spawn_app, TestApp};
 use chrono::{Duration as Ms, Utc};
 use redis::AsyncCommands;
 use serde_json::{json, Value};
+use service_sessions::data::version1::OpenSessionRequest;
 use service_sessions::data::version1::{SessionV1, SessionsFilter};
-use service_sessions::logic::{ControllerOptions, OpenSessionRequest, SessionsController};
+use service_sessions::logic::{ControllerOptions, SessionsController};
 use service_sessions::persistence::redis::SessionsRedisPersistence;
 use service_sessions::persistence::{
     ExpiryPolicy, LimitPolicy, SessionChange, SessionUpdate, SessionsPersistence, WriteCondition,

@@ -6,21 +6,14 @@
 //! the service's [`ApplicationError`] by one mapping ([`SessionsClientError::from`]), so code
 //! written against the trait behaves the same whichever client it is given.
 
-use crate::data::version1::{SessionV1, SessionsFilter};
-use crate::logic::{OpenSessionRequest, SessionValidity};
+use crate::data::version1::errors::{SESSION_CLOSED, SESSION_LIMIT, SESSION_VERSION_CONFLICT};
+use crate::data::version1::{OpenSessionRequest, SessionV1, SessionValidity, SessionsFilter};
 use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::errors::{ApplicationError, ErrorCategory};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use std::fmt;
 use std::future::Future;
-
-/// Code of the conflict raised when a write names a stale `version`.
-pub const VERSION_CONFLICT: &str = "SESSION_VERSION_CONFLICT";
-/// Code of the conflict raised by writes to a closed (or expired) session.
-pub const SESSION_CLOSED: &str = "SESSION_CLOSED";
-/// Code of the conflict raised when a user is at the open-session limit.
-pub const SESSION_LIMIT: &str = "SESSION_LIMIT";
 
 /// What a failed call reported: the service's category, code, message and details, kept as
 /// they came.
@@ -76,7 +69,7 @@ impl ErrorInfo {
 /// | `Internal` | `Internal`, `Unknown`, `Misconfiguration`, `InvalidState`, `FailedInvocation`, `FileError`, undecodable answers |
 ///
 /// ```
-/// use service_sessions::clients::version1::SessionsClientError;
+/// use service_sessions::clients::version1::{SessionsClientError, SessionsErrorKind};
 /// use service_sessions::toolkit::errors::ApplicationError;
 ///
 /// let e = SessionsClientError::from(
@@ -84,6 +77,7 @@ impl ErrorInfo {
 ///         .with_details("version", 7),
 /// );
 /// assert!(matches!(e, SessionsClientError::Conflict(_)));
+/// assert_eq!(e.kind(), SessionsErrorKind::VersionConflict);
 /// assert_eq!(e.code(), "SESSION_VERSION_CONFLICT");
 /// assert_eq!(e.current_version(), Some(7));
 /// ```
@@ -112,7 +106,48 @@ pub enum SessionsClientError {
     Internal(ErrorInfo),
 }
 
+/// What a failed call means for the caller, one value per outcome worth a branch of its own:
+/// the [`SessionsClientError`] variant, with the two conflicts a caller handles differently
+/// (a stale version: read again and retry; the per-user limit: close a session or give up) told
+/// apart from the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionsErrorKind {
+    /// [`SessionsClientError::BadRequest`].
+    BadRequest,
+    /// [`SessionsClientError::Unauthorized`].
+    Unauthorized,
+    /// [`SessionsClientError::NotFound`].
+    NotFound,
+    /// [`SessionsClientError::Closed`] (`SESSION_CLOSED`).
+    Closed,
+    /// [`SessionsClientError::Conflict`] with `SESSION_VERSION_CONFLICT`.
+    VersionConflict,
+    /// [`SessionsClientError::Conflict`] with `SESSION_LIMIT`.
+    SessionLimit,
+    /// Any other [`SessionsClientError::Conflict`].
+    Conflict,
+    /// [`SessionsClientError::Unavailable`].
+    Unavailable,
+    /// [`SessionsClientError::Internal`].
+    Internal,
+}
+
 impl SessionsClientError {
+    /// The outcome to branch on.
+    pub fn kind(&self) -> SessionsErrorKind {
+        match self {
+            Self::BadRequest(_) => SessionsErrorKind::BadRequest,
+            Self::Unauthorized(_) => SessionsErrorKind::Unauthorized,
+            Self::NotFound(_) => SessionsErrorKind::NotFound,
+            Self::Closed(_) => SessionsErrorKind::Closed,
+            Self::Conflict(i) if i.code == SESSION_VERSION_CONFLICT => SessionsErrorKind::VersionConflict,
+            Self::Conflict(i) if i.code == SESSION_LIMIT => SessionsErrorKind::SessionLimit,
+            Self::Conflict(_) => SessionsErrorKind::Conflict,
+            Self::Unavailable(_) => SessionsErrorKind::Unavailable,
+            Self::Internal(_) => SessionsErrorKind::Internal,
+        }
+    }
+
     /// The kept information of any variant.
     pub fn info(&self) -> &ErrorInfo {
         match self {
@@ -160,7 +195,7 @@ impl SessionsClientError {
 
     /// Whether this is a `SESSION_VERSION_CONFLICT`.
     pub fn is_version_conflict(&self) -> bool {
-        matches!(self, Self::Conflict(i) if i.code == VERSION_CONFLICT)
+        self.kind() == SessionsErrorKind::VersionConflict
     }
 
     /// The session's current version reported by a `SESSION_VERSION_CONFLICT`.
@@ -297,7 +332,7 @@ pub type ClientResult<T> = Result<T, SessionsClientError>;
 ///
 /// ```no_run
 /// use service_sessions::clients::version1::{ConcurrencyControl, SessionsClientV1, SessionsHttpClientV1};
-/// use service_sessions::logic::OpenSessionRequest;
+/// use service_sessions::data::version1::OpenSessionRequest;
 /// use std::sync::Arc;
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -548,42 +583,32 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::version1::errors::SESSION_EXISTS;
 
     fn map(e: ApplicationError) -> SessionsClientError {
         SessionsClientError::from(e)
     }
 
-    fn variant(e: &SessionsClientError) -> &'static str {
-        match e {
-            SessionsClientError::BadRequest(_) => "BadRequest",
-            SessionsClientError::Unauthorized(_) => "Unauthorized",
-            SessionsClientError::NotFound(_) => "NotFound",
-            SessionsClientError::Closed(_) => "Closed",
-            SessionsClientError::Conflict(_) => "Conflict",
-            SessionsClientError::Unavailable(_) => "Unavailable",
-            SessionsClientError::Internal(_) => "Internal",
-        }
-    }
-
     #[test]
     fn every_category_maps_to_one_variant() {
         use ErrorCategory as C;
+        use SessionsErrorKind as K;
         let cases = [
-            (C::BadRequest, "INVALID_DATA", "BadRequest"),
-            (C::Unsupported, "METHOD_NOT_ALLOWED", "BadRequest"),
-            (C::Unauthorized, "UNAUTHORIZED", "Unauthorized"),
-            (C::NotFound, "ROUTE_NOT_FOUND", "NotFound"),
-            (C::Conflict, SESSION_CLOSED, "Closed"),
-            (C::Conflict, VERSION_CONFLICT, "Conflict"),
-            (C::Conflict, SESSION_LIMIT, "Conflict"),
-            (C::Conflict, "SESSION_EXISTS", "Conflict"),
-            (C::NoResponse, "MAINTENANCE", "Unavailable"),
-            (C::Internal, "INTERNAL", "Internal"),
-            (C::Unknown, "UNKNOWN", "Internal"),
-            (C::Misconfiguration, "BAD_CONFIG", "Internal"),
-            (C::InvalidState, "NOT_REFERENCED", "Internal"),
-            (C::FailedInvocation, "EXEC_FAILED", "Internal"),
-            (C::FileError, "READ_FAILED", "Internal"),
+            (C::BadRequest, "INVALID_DATA", K::BadRequest),
+            (C::Unsupported, "METHOD_NOT_ALLOWED", K::BadRequest),
+            (C::Unauthorized, "UNAUTHORIZED", K::Unauthorized),
+            (C::NotFound, "ROUTE_NOT_FOUND", K::NotFound),
+            (C::Conflict, SESSION_CLOSED, K::Closed),
+            (C::Conflict, SESSION_VERSION_CONFLICT, K::VersionConflict),
+            (C::Conflict, SESSION_LIMIT, K::SessionLimit),
+            (C::Conflict, SESSION_EXISTS, K::Conflict),
+            (C::NoResponse, "MAINTENANCE", K::Unavailable),
+            (C::Internal, "INTERNAL", K::Internal),
+            (C::Unknown, "UNKNOWN", K::Internal),
+            (C::Misconfiguration, "BAD_CONFIG", K::Internal),
+            (C::InvalidState, "NOT_REFERENCED", K::Internal),
+            (C::FailedInvocation, "EXEC_FAILED", K::Internal),
+            (C::FileError, "READ_FAILED", K::Internal),
         ];
         for (category, code, expected) in cases {
             let source = ApplicationError::new(category, code, "message")
@@ -591,7 +616,7 @@ mod tests {
                 .with_correlation_id(Some("cid"))
                 .with_cause("why");
             let e = map(source.clone());
-            assert_eq!(variant(&e), expected, "{category} {code}");
+            assert_eq!(e.kind(), expected, "{category} {code}");
             assert_eq!(e.code(), code);
             assert_eq!(e.message(), "message");
             assert_eq!(e.details().get("k"), Some(&Value::from("v")));
@@ -602,17 +627,18 @@ mod tests {
 
     #[test]
     fn unknown_categories_fall_back_to_the_status() {
-        let e = |status| variant(&map(ApplicationError::new(ErrorCategory::Unknown, "X", "m").with_status(status)));
-        let got: Vec<&str> = [503, 401, 403, 404, 409, 422, 500].into_iter().map(e).collect();
+        use SessionsErrorKind as K;
+        let e = |status| map(ApplicationError::new(ErrorCategory::Unknown, "X", "m").with_status(status)).kind();
+        let got: Vec<K> = [503, 401, 403, 404, 409, 422, 500].into_iter().map(e).collect();
         assert_eq!(
             got,
-            ["Unavailable", "Unauthorized", "Unauthorized", "NotFound", "Conflict", "BadRequest", "Internal"]
+            [K::Unavailable, K::Unauthorized, K::Unauthorized, K::NotFound, K::Conflict, K::BadRequest, K::Internal]
         );
     }
 
     #[test]
     fn version_conflicts_carry_the_current_version() {
-        let e = map(ApplicationError::conflict(VERSION_CONFLICT, "m").with_details("version", 4));
+        let e = map(ApplicationError::conflict(SESSION_VERSION_CONFLICT, "m").with_details("version", 4));
         assert!(e.is_version_conflict());
         assert_eq!(e.current_version(), Some(4));
         let limit = map(ApplicationError::conflict(SESSION_LIMIT, "m").with_details("version", 4));

@@ -10,8 +10,8 @@
 //! [`SessionsClientError`], with the correlation id filled in as the HTTP layer does.
 
 use super::client::{ClientResult, SessionsClientError, SessionsClientV1};
-use crate::data::version1::{SessionV1, SessionsFilter};
-use crate::logic::{OpenSessionRequest, SessionValidity, SessionsController};
+use crate::data::version1::{OpenSessionRequest, SessionV1, SessionValidity, SessionsFilter};
+use crate::logic::SessionsController;
 use crate::toolkit::commands::Commandable;
 use crate::toolkit::component::Component;
 use crate::toolkit::config::ComponentConfig;
@@ -21,7 +21,7 @@ use crate::toolkit::errors::ApplicationError;
 use crate::toolkit::references::References;
 use async_trait::async_trait;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::sync::{Arc, OnceLock};
 
 #[derive(Debug, Default, Deserialize)]
@@ -40,7 +40,8 @@ struct DirectClientDependencies {
 ///
 /// ```
 /// use service_sessions::clients::version1::{SessionsClientV1, SessionsDirectClientV1};
-/// use service_sessions::logic::{ControllerOptions, OpenSessionRequest, SessionsController};
+/// use service_sessions::data::version1::OpenSessionRequest;
+/// use service_sessions::logic::{ControllerOptions, SessionsController};
 /// use service_sessions::persistence::memory::SessionsMemoryPersistence;
 /// use service_sessions::toolkit::time::SystemClock;
 /// use std::sync::Arc;
@@ -196,14 +197,7 @@ impl SessionsClientV1 for SessionsDirectClientV1 {
 
     async fn open_session(&self, correlation_id: Option<&str>, request: OpenSessionRequest) -> ClientResult<SessionV1> {
         let ctl = self.controller(correlation_id)?;
-        let args = json!({
-            "user_id": request.user_id,
-            "user_name": request.user_name,
-            "address": request.address,
-            "client": request.client,
-            "ttl": request.ttl,
-        });
-        if let Value::Object(m) = args {
+        if let Value::Object(m) = request.to_args() {
             Self::check(ctl, correlation_id, "open_session", m)?;
         }
         ctl.open_session(correlation_id, request).await.map_err(|e| fail(e, correlation_id))

@@ -31,11 +31,9 @@
 
 use super::client::{ClientResult, ConcurrencyControl, ErrorInfo, SessionsClientError, SessionsClientV1};
 use super::http::{by_id, paging_value, BAD_RESPONSE, CANNOT_CONNECT, NO_RESPONSE, TIMEOUT};
-use crate::data::version1::{SessionV1, SessionsFilter};
-use crate::logic::{OpenSessionRequest, SessionValidity};
+use crate::data::version1::{OpenSessionRequest, SessionV1, SessionValidity, SessionsFilter, BASE_ROUTE};
 use crate::protos::sessions_v1 as pb;
 use crate::protos::sessions_v1::sessions_client::SessionsClient;
-use crate::services::version1::BASE_ROUTE;
 use crate::toolkit::component::Component;
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::data::{DataPage, PagingParams};
@@ -329,21 +327,6 @@ struct Count {
     count: u64,
 }
 
-fn open_args(request: OpenSessionRequest) -> Value {
-    let mut body = json!({
-        "user_id": request.user_id,
-        "user_name": request.user_name,
-        "address": request.address,
-        "client": request.client,
-        "user": request.user,
-        "data": request.data,
-    });
-    if let (Some(ttl), Some(m)) = (request.ttl, body.as_object_mut()) {
-        m.insert("ttl".to_string(), Value::from(ttl));
-    }
-    body
-}
-
 fn with(mut body: Value, key: &str, value: Value) -> Value {
     if let Some(m) = body.as_object_mut() {
         m.insert(key.to_string(), value);
@@ -372,7 +355,7 @@ impl SessionsClientV1 for SessionsCommandableGrpcClientV1 {
     }
 
     async fn open_session(&self, correlation_id: Option<&str>, request: OpenSessionRequest) -> ClientResult<SessionV1> {
-        self.core.invoke_required(correlation_id, "open_session", &open_args(request)).await
+        self.core.invoke_required(correlation_id, "open_session", &request.to_args()).await
     }
 
     async fn store_session_data(

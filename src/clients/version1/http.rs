@@ -29,14 +29,12 @@
 //! write, so they are retried only when the connection could not be made (nothing was sent).
 
 use super::client::{ClientResult, ErrorInfo, SessionsClientError, SessionsClientV1};
-use crate::data::version1::{SessionV1, SessionsFilter};
-use crate::logic::{OpenSessionRequest, SessionValidity};
-use crate::services::version1::BASE_ROUTE;
+use crate::data::version1::{OpenSessionRequest, SessionV1, SessionValidity, SessionsFilter, BASE_ROUTE};
 use crate::toolkit::component::Component;
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::errors::{ApplicationError, ErrorCategory, ErrorDescription};
-use crate::toolkit::http::join_route;
+use crate::toolkit::route::join_route;
 use async_trait::async_trait;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
@@ -471,18 +469,7 @@ impl SessionsClientV1 for SessionsHttpClientV1 {
     }
 
     async fn open_session(&self, correlation_id: Option<&str>, request: OpenSessionRequest) -> ClientResult<SessionV1> {
-        let mut body = json!({
-            "user_id": request.user_id,
-            "user_name": request.user_name,
-            "address": request.address,
-            "client": request.client,
-            "user": request.user,
-            "data": request.data,
-        });
-        if let (Some(ttl), Some(m)) = (request.ttl, body.as_object_mut()) {
-            m.insert("ttl".to_string(), Value::from(ttl));
-        }
-        self.required(correlation_id, "open_session", &body, false).await
+        self.required(correlation_id, "open_session", &request.to_args(), false).await
     }
 
     async fn store_session_data(

@@ -16,8 +16,7 @@ mod grpc;
 mod http;
 
 pub use client::{
-    ClientResult, ConcurrencyControl, ErrorInfo, SessionsClientError, SessionsClientV1, SESSION_CLOSED, SESSION_LIMIT,
-    VERSION_CONFLICT,
+    ClientResult, ConcurrencyControl, ErrorInfo, SessionsClientError, SessionsClientV1, SessionsErrorKind,
 };
 pub use direct::SessionsDirectClientV1;
 pub use grpc::{

@@ -1,5 +1,6 @@
 //! `SessionV1`: the session record exactly as it travels on the wire (contract §1).
 
+use crate::toolkit::errors::ApplicationError;
 use crate::toolkit::json::{write_i64, write_opt_str, write_str, write_time, write_value, WriteJson};
 use crate::toolkit::time::serde_time;
 use chrono::{DateTime, Utc};
@@ -12,7 +13,7 @@ use serde_json::Value;
 /// `None` in list items, where the keys are left out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionV1 {
-    /// 32 lowercase hex characters, 128 bits from the OS CSPRNG.
+    /// 32 lowercase hex characters: a version-4 UUID without dashes (see [`new_session_id`]).
     pub id: String,
     /// The user the session belongs to.
     pub user_id: String,
@@ -144,23 +145,29 @@ impl SessionV1 {
     }
 }
 
-/// A new session id: 128 bits from the OS CSPRNG as 32 lowercase hex characters.
+/// Longest id a session can have (ids are generated: 32 hex characters; the cap leaves room for
+/// ids imported from elsewhere).
+pub const MAX_SESSION_ID_LENGTH: usize = 64;
+
+/// Whether `id` has a shape a session id can have: 1 to [`MAX_SESSION_ID_LENGTH`] characters of
+/// `[A-Za-z0-9_-]`. Any other id is simply unknown: it never reaches a store (a guard against
+/// odd keys and oversized lookups), and the caller gets the answer of an unknown id.
+pub fn is_session_id_shape(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_SESSION_ID_LENGTH
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// A new session id, as the original's `IdGenerator.nextLong()` makes them: a version-4 UUID
+/// (122 random bits from the OS CSPRNG) written as 32 lowercase hex characters without dashes.
 ///
 /// # Errors
 /// When the OS random source fails (never expected; reported as an internal error).
-pub fn new_session_id() -> Result<String, crate::toolkit::errors::ApplicationError> {
+pub fn new_session_id() -> Result<String, ApplicationError> {
     let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(|e| {
-        crate::toolkit::errors::ApplicationError::internal("RANDOM_FAILED", "Cannot generate a session id")
-            .with_cause(e)
-    })?;
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = String::with_capacity(32);
-    for b in bytes {
-        id.push(char::from(HEX[usize::from(b >> 4)]));
-        id.push(char::from(HEX[usize::from(b & 0x0f)]));
-    }
-    Ok(id)
+    getrandom::fill(&mut bytes)
+        .map_err(|e| ApplicationError::internal("RANDOM_FAILED", "Cannot generate a session id").with_cause(e))?;
+    Ok(uuid::Builder::from_random_bytes(bytes).into_uuid().simple().to_string())
 }
 
 #[cfg(test)]
@@ -188,20 +195,30 @@ mod tests {
     }
 
     #[test]
-    fn a_million_ids_never_collide() {
-        let mut seen = std::collections::HashSet::with_capacity(1_000_000);
-        for _ in 0..1_000_000 {
-            assert!(seen.insert(new_session_id().unwrap()));
+    fn ids_are_v4_uuids_in_the_originals_shape() {
+        let ids: Vec<String> = (0..16).map(|_| new_session_id().unwrap()).collect();
+        for id in &ids {
+            assert_eq!(id.len(), 32, "{id}");
+            assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{id}");
+            let uuid = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(uuid.get_version(), Some(uuid::Version::Random), "{id}");
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122, "{id}");
+            assert!(is_session_id_shape(id));
         }
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
     }
 
     #[test]
-    fn ids_are_128_bit_hex_and_distinct() {
-        let a = new_session_id().unwrap();
-        let b = new_session_id().unwrap();
-        assert_eq!(a.len(), 32);
-        assert!(a.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
-        assert_ne!(a, b);
+    fn id_shapes() {
+        assert!(is_session_id_shape("a"));
+        assert!(is_session_id_shape("Ab_9-"));
+        assert!(is_session_id_shape(&"x".repeat(MAX_SESSION_ID_LENGTH)));
+        assert!(!is_session_id_shape(""));
+        assert!(!is_session_id_shape(&"x".repeat(MAX_SESSION_ID_LENGTH + 1)));
+        for odd in ["a b", "a/b", "a.b", "é", "a\0"] {
+            assert!(!is_session_id_shape(odd), "{odd}");
+        }
     }
 }
 

@@ -79,6 +79,7 @@ use super::{
     SessionChange, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition,
     DEFAULT_MAX_PAGE_SIZE,
 };
+use crate::data::version1::errors::SESSION_EXISTS;
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::component::{Component, ComponentHealth, OwnedTask};
 use crate::toolkit::config::ComponentConfig;
@@ -1143,7 +1144,7 @@ impl SessionsPersistence for SessionsRedisPersistence {
         };
         match &result {
             Ok(()) => sh.wait_replicas(cid, n).await?,
-            Err(e) if e.code != "SESSION_EXISTS" => self.drop_pointers(cid, std::slice::from_ref(&session.id)).await,
+            Err(e) if e.code != SESSION_EXISTS => self.drop_pointers(cid, std::slice::from_ref(&session.id)).await,
             Err(_) => {}
         }
         result.map(|()| session)

@@ -389,6 +389,7 @@ impl Sessions for Handler {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::data::version1::errors::SESSION_CLOSED;
     use crate::toolkit::commands::output;
     use serde_json::json;
 
@@ -437,7 +438,7 @@ mod tests {
 
     #[test]
     fn errors_carry_status_as_text_and_string_details() {
-        let e = ApplicationError::conflict("SESSION_CLOSED", "Session is closed")
+        let e = ApplicationError::conflict(SESSION_CLOSED, "Session is closed")
             .with_details("version", 3)
             .with_correlation_id(Some("c1"));
         let d = error_description(&e);

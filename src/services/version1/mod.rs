@@ -14,14 +14,12 @@ mod rest_openapi;
 pub use grpc::SessionsGrpcServiceV1;
 pub use rest::SessionsRestServiceV1;
 
+use crate::data::version1::BASE_ROUTE;
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::descriptor::Descriptor;
 use crate::toolkit::errors::ApplicationError;
 use crate::toolkit::grpc::CommandableGrpcService;
 use crate::toolkit::http::commandable::CommandableHttpService;
-
-/// Default base route of the commands.
-pub const BASE_ROUTE: &str = "v1/sessions";
 
 /// The sessions commandable HTTP service.
 pub struct SessionsCommandableHttpServiceV1;

@@ -27,8 +27,9 @@
 //! (415 for a content type that cannot carry JSON, 400 for bad JSON, 413 from the endpoint).
 
 use super::rest_openapi::rest_openapi;
-use crate::data::version1::{SessionV1, SessionsFilter};
-use crate::logic::{open_session_request, open_session_schema, SessionsController};
+use crate::data::version1::errors::{SESSION_NOT_FOUND, SESSION_VERSION_CONFLICT};
+use crate::data::version1::{open_session_schema, OpenSessionRequest, SessionV1, SessionsFilter};
+use crate::logic::SessionsController;
 use crate::toolkit::component::Component;
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::data::{boolean_word, PagingParams};
@@ -39,9 +40,10 @@ use crate::toolkit::http::commandable::{
 };
 use crate::toolkit::http::endpoint::HttpEndpoint;
 use crate::toolkit::http::swagger::OpenApiDocument;
-use crate::toolkit::http::{error_response, join_route, HttpRequest, HttpResponse};
+use crate::toolkit::http::{error_response, HttpRequest, HttpResponse};
 use crate::toolkit::json::{JsonText, WriteJson};
 use crate::toolkit::references::References;
+use crate::toolkit::route::join_route;
 use crate::toolkit::schema::ObjectSchema;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -167,7 +169,7 @@ fn session_reply(status: StatusCode, s: &SessionV1) -> Reply {
 }
 
 fn not_found(id: &str) -> ApplicationError {
-    ApplicationError::not_found("SESSION_NOT_FOUND", "Session was not found").with_details("session_id", id)
+    ApplicationError::not_found(SESSION_NOT_FOUND, "Session was not found").with_details("session_id", id)
 }
 
 fn found(id: &str, session: Option<SessionV1>) -> Result<SessionV1, ApplicationError> {
@@ -228,7 +230,7 @@ pub fn none_match(request: &HttpRequest, version: i64) -> bool {
 /// the current `version`); without `If-Match` a version conflict stays 409.
 fn precondition(guarded: bool) -> impl Fn(ApplicationError) -> ApplicationError {
     move |e| {
-        if guarded && e.code == "SESSION_VERSION_CONFLICT" {
+        if guarded && e.code == SESSION_VERSION_CONFLICT {
             let mut p = ApplicationError::conflict(
                 "PRECONDITION_FAILED",
                 "Session was changed by another request: If-Match does not match its version",
@@ -283,7 +285,7 @@ impl Rest {
         let cid = request.correlation_id.as_deref();
         let args = parse_parameters(&request)?;
         self.open_schema.validate_and_throw(cid, args.as_value())?;
-        let s = self.controller.open_session(cid, open_session_request(&args)?).await?;
+        let s = self.controller.open_session(cid, OpenSessionRequest::from_args(&args)?).await?;
         Ok(session_reply(StatusCode::CREATED, &s)?.with_header("location", &join_route(&self.base_route, &s.id)))
     }
 

@@ -3,9 +3,9 @@
 //! `open_session` schema itself), responses with `ETag`/`Location` headers, and ErrorDescription
 //! references shared with the commandable document.
 
-use crate::logic::open_session_schema;
-use crate::toolkit::http::join_route;
+use crate::data::version1::open_session_schema;
 use crate::toolkit::http::swagger::error_components;
+use crate::toolkit::route::join_route;
 use serde_json::{json, Map, Value};
 
 fn schema_ref(name: &str) -> Value {

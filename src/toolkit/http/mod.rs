@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use warp::http::header::{AsHeaderName, CONTENT_TYPE};
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
 
+pub use super::route::join_route;
 pub use endpoint::HttpEndpoint;
 
 /// A request as handlers see it: routed, body read and capped, correlation id extracted.
@@ -154,23 +155,9 @@ where
     }
 }
 
-/// Joins a base route and a sub-path into `/a/b` form.
-pub fn join_route(base: &str, path: &str) -> String {
-    let parts: Vec<&str> = base.split('/').chain(path.split('/')).filter(|p| !p.is_empty()).collect();
-    format!("/{}", parts.join("/"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn joins_routes() {
-        assert_eq!(join_route("v1/sessions", "get_sessions"), "/v1/sessions/get_sessions");
-        assert_eq!(join_route("/v1/sessions/", "/swagger"), "/v1/sessions/swagger");
-        assert_eq!(join_route("", "heartbeat"), "/heartbeat");
-        assert_eq!(join_route("", ""), "/");
-    }
 
     #[test]
     fn result_mapping() {
