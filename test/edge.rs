@@ -147,3 +147,79 @@ async fn the_request_log_line_carries_the_edge_id() {
     assert_eq!(served.len(), 1, "{text}");
     assert!(served[0].to_string().contains(r#""correlation_id":"edge-log-7""#), "{}", served[0]);
 }
+
+/// The sessions service with endpoint `options` (a YAML flow mapping body).
+async fn app_with_options(options: &str) -> TestApp {
+    let yaml = sessions_yaml("").replace(
+        "connection: { protocol: http, host: 127.0.0.1, port: 0 }",
+        &format!("connection: {{ protocol: http, host: 127.0.0.1, port: 0 }}\n  options: {{ {options} }}"),
+    );
+    assert!(yaml.contains("options: {"), "the endpoint entry was found");
+    spawn_app(&yaml).await
+}
+
+/// An HTTP/2 connection (prior knowledge, as gRPC clients and load balancers speak it), its
+/// request handle and the task driving it, which ends when the connection does.
+async fn h2_connect(
+    address: std::net::SocketAddr,
+) -> (h2::client::SendRequest<bytes::Bytes>, tokio::task::JoinHandle<Result<(), h2::Error>>) {
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let (send, connection) = h2::client::handshake(tcp).await.unwrap();
+    (send, tokio::spawn(connection))
+}
+
+/// One HTTP/2 GET with extra headers: the status, or the error that ended the stream.
+async fn h2_get(
+    send: &mut h2::client::SendRequest<bytes::Bytes>,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<u16, h2::Error> {
+    let mut request = http::Request::get(format!("http://localhost{path}"));
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let mut ready = send.clone().ready().await?;
+    let (response, _) = ready.send_request(request.body(()).unwrap(), true)?;
+    *send = ready;
+    let response = tokio::time::timeout(std::time::Duration::from_secs(10), response).await.expect("no answer")?;
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    while let Some(chunk) = body.data().await {
+        chunk?;
+    }
+    Ok(status)
+}
+
+/// An HTTP/2 connection that served requests and then goes quiet is closed by the server once
+/// it has been idle for the configured timeout (200 ms), while the client keeps its side open
+/// and answers pings; the upper bound only guards against a connection that is never closed.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed_by_the_server() {
+    let app = app_with_options("header_read_timeout: 200").await;
+    let (mut send, connection) = h2_connect(app.address).await;
+    for _ in 0..3 {
+        assert_eq!(h2_get(&mut send, "/heartbeat", &[]).await.ok(), Some(200));
+    }
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(20), connection).await;
+    assert!(ended.is_ok(), "the server never closed the idle HTTP/2 connection");
+    assert!(h2_get(&mut send, "/heartbeat", &[]).await.is_err(), "the closed connection takes no request");
+    drop(send);
+    app.stop().await;
+}
+
+/// With `max_header_size: 8192`, an HTTP/2 request whose header list is over the cap is refused
+/// with 431 while one under it is served (hyper's own default cap, 16 KiB, would serve both), and
+/// the server still answers on a new connection.
+#[tokio::test]
+async fn an_http2_header_list_over_the_cap_is_refused() {
+    let app = app_with_options("max_header_size: 8192").await;
+    let (mut send, _connection) = h2_connect(app.address).await;
+    let under = "u".repeat(6 * 1024);
+    assert_eq!(h2_get(&mut send, "/heartbeat", &[("x-filler", &under)]).await.ok(), Some(200));
+    let over = "o".repeat(12 * 1024);
+    let refused = h2_get(&mut send, "/heartbeat", &[("x-filler", &over)]).await;
+    assert_eq!(refused.ok(), Some(431), "the over-size header list is refused with 431");
+    let (mut fresh, _connection) = h2_connect(app.address).await;
+    assert_eq!(h2_get(&mut fresh, "/heartbeat", &[]).await.ok(), Some(200));
+    app.stop().await;
+}
