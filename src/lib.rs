@@ -12,13 +12,25 @@
 //! - [`build`]: `SessionsServiceFactory`, the only place naming concrete types.
 //! - [`container`]: `SessionsProcess`, run by the `service-sessions` binary, and its maintenance
 //!   commands (`export`, `import`, `verify`).
+//!
+//! Cargo features: `server` (the default) builds all of it; `client` alone
+//! (`default-features = false, features = ["client"]`) builds the SDK only: [`data`], the
+//! toolkit's core (errors, configuration, components, schemas) and the HTTP and gRPC
+//! [`clients`], without any server dependency.
 
+#[cfg(feature = "server")]
 pub mod build;
+#[cfg(feature = "client")]
 pub mod clients;
+#[cfg(feature = "server")]
 pub mod container;
 pub mod data;
+#[cfg(feature = "server")]
 pub mod logic;
+#[cfg(feature = "server")]
 pub mod persistence;
+#[cfg(feature = "client")]
 pub mod protos;
+#[cfg(feature = "server")]
 pub mod services;
 pub mod toolkit;

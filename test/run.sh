@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: unit tests, the integration suite (every backend, MongoDB included),
-# doc tests.
+# Runs the whole test suite: the client-only build (`--no-default-features --features client`), unit
+# tests, the integration suite (every backend, MongoDB included), doc tests.
 #
 # MongoDB: with MONGODB_URI set, the suite uses that deployment (it creates and drops its own
 # uniquely named collections). Otherwise a SecantusDB test server is installed if missing (into a
@@ -38,5 +38,8 @@ if [[ -z "${REDIS_CLUSTER_NODES:-}" ]]; then
     redis_cluster_start REDIS_CLUSTER_NODES
 fi
 export FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
+# The client-only SDK build (no server dependency) must keep compiling, lint-clean.
+cargo build --no-default-features --features client
+cargo clippy --no-default-features --features client -- -D warnings
 cargo test --all-targets
 cargo test --doc

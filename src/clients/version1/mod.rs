@@ -3,7 +3,8 @@
 //! - [`SessionsClientV1`]: the operations (the eight Pip commands and the lifecycle
 //!   extensions), with [`ConcurrencyControl`] helpers for optimistic concurrency.
 //! - [`SessionsHttpClientV1`]: over commandable HTTP (`service-sessions:client:commandable-http:*:1.0`).
-//! - [`SessionsDirectClientV1`]: in-process calls to a controller (`service-sessions:client:direct:*:1.0`).
+//! - `SessionsDirectClientV1`: in-process calls to a controller (`service-sessions:client:direct:*:1.0`;
+//!   `server` feature only).
 //! - [`SessionsCommandableGrpcClientV1`]: over Pip's commandable gRPC
 //!   (`service-sessions:client:commandable-grpc:*:1.0`), and [`SessionsGrpcClientV1`]: over the
 //!   typed `sessions_v1.proto` (`service-sessions:client:grpc:*:1.0`).
@@ -11,6 +12,7 @@
 //!   ErrorDescription / `ApplicationError` by category and code.
 
 mod client;
+#[cfg(feature = "server")]
 mod direct;
 mod grpc;
 mod http;
@@ -18,6 +20,7 @@ mod http;
 pub use client::{
     ClientResult, ConcurrencyControl, ErrorInfo, SessionsClientError, SessionsClientV1, SessionsErrorKind,
 };
+#[cfg(feature = "server")]
 pub use direct::SessionsDirectClientV1;
 pub use grpc::{
     GrpcClientConnection, GrpcClientCredential, GrpcClientOptions, GrpcClientSettings, SessionsCommandableGrpcClientV1,
