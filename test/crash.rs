@@ -8,11 +8,11 @@
 //! The kill moments come from a seeded generator; the seed is printed, and `CRASH_SEED=<n>`
 //! replays a run.
 //!
-//! A second test makes log rotation fail for a while under the same load (a folder stands where
-//! the next log must be created — the transient failure a full descriptor table or a permission
-//! problem causes; the tests run as root, for whom permissions cannot be taken away): every
-//! write goes on being acknowledged, the compaction succeeds once the obstacle is gone, and a
-//! SIGKILL afterwards loses nothing.
+//! Two more tests make log rotation fail for a while under the same load: once with a folder
+//! standing where the next log must be created, once with a real full descriptor table (the
+//! running binary's `RLIMIT_NOFILE` lowered with `prlimit` until creating the next log fails
+//! with EMFILE, then raised again). Every write goes on being acknowledged, the compaction
+//! succeeds once the obstacle is gone, and a SIGKILL afterwards loses nothing.
 
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -313,4 +313,83 @@ async fn a_transient_rotation_failure_heals() {
     restarted.child.wait().unwrap();
     println!("transient rotation failure: {acked} acknowledged writes verified after healing and SIGKILL");
     assert!(acked > 10, "the load did run");
+}
+
+/// How far the acknowledged writes got: sessions opened plus data counters acknowledged.
+fn progress(ledger: &Ledger) -> i64 {
+    ledger.iter().map(|l| l.lock().unwrap().values().map(|k| 1 + k.acked_n).sum::<i64>()).sum()
+}
+
+/// The lowest descriptor number the process does not use: the one its next `open` would get.
+fn lowest_free_fd(pid: u32) -> u64 {
+    let used: std::collections::HashSet<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    (0..).find(|n| !used.contains(n)).unwrap()
+}
+
+/// The soft `RLIMIT_NOFILE` of a process.
+fn soft_nofile(pid: u32) -> String {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    line.split_whitespace().nth(3).unwrap().to_string()
+}
+
+/// Sets the soft `RLIMIT_NOFILE` of a running process (`prlimit` from util-linux).
+fn set_soft_nofile(pid: u32, soft: &str) {
+    let status = Command::new("prlimit").args(["--pid", &pid.to_string(), &format!("--nofile={soft}:")]).status();
+    assert!(status.unwrap().success(), "prlimit --pid {pid} --nofile={soft}: failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_failing_with_emfile_heals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let ledger: Ledger = Arc::new((0..WORKERS).map(|_| Mutex::default()).collect());
+    let mut server = start(tmp.path(), 0, &client).await;
+    let pid = server.child.id();
+    let original = soft_nofile(pid);
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|w| tokio::spawn(worker(w, server.base.clone(), client.clone(), ledger.clone(), stop.clone())))
+        .collect();
+    // Every worker holds its keep-alive connection before the table is full.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ledger.iter().any(|l| l.lock().unwrap().is_empty()) {
+        assert!(Instant::now() < deadline, "the load did not start:\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let active = *log_generations(&store).last().unwrap();
+    // No new descriptor from here on: the next log cannot be created (EMFILE).
+    let before = progress(&ledger);
+    set_soft_nofile(pid, &lowest_free_fd(pid).to_string());
+    while !(server.log().contains("Cannot start the next sessions log") && server.log().contains("os error 24")) {
+        assert!(Instant::now() < deadline, "no rotation failed with EMFILE:\n{}", server.log());
+        assert!(workers.iter().all(|w| !w.is_finished()), "a write failed while rotation failed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let acked_while_full = progress(&ledger) - before;
+    assert_eq!(log_generations(&store), vec![active], "appends continue in the active log");
+    set_soft_nofile(pid, &original);
+    // The compaction is tried again and now rotates.
+    while log_generations(&store).last().is_none_or(|g| *g == active) {
+        assert!(Instant::now() < deadline, "the compaction did not heal:\n{}", server.log());
+        assert!(workers.iter().all(|w| !w.is_finished()), "a write failed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(workers.iter().all(|w| !w.is_finished()), "every write was acknowledged throughout");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let mut acked = 0;
+    for w in workers {
+        acked += w.await.unwrap();
+    }
+    let mut restarted = start(tmp.path(), 1, &client).await;
+    verify(&restarted, &client, &ledger, 1).await;
+    restarted.child.kill().unwrap();
+    restarted.child.wait().unwrap();
+    println!("EMFILE rotation failure: {acked} acknowledged writes verified after healing and SIGKILL");
+    assert!(acked > 10 && acked_while_full > 0, "the load did run");
 }

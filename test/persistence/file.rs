@@ -643,3 +643,49 @@ mod model_replay {
         }
     }
 }
+
+/// Clears the immutable attribute of a folder when dropped, so the temporary folder can go.
+struct Immutable<'a>(&'a Path);
+
+impl<'a> Immutable<'a> {
+    /// `chattr +i`: no file can be created in or removed from the folder, by root either (root
+    /// ignores permission bits, not this attribute); files already in it can still be appended to.
+    fn set(dir: &'a Path) -> Self {
+        let status = std::process::Command::new("chattr").arg("+i").arg(dir).status().unwrap();
+        assert!(status.success(), "chattr +i {} failed (e2fsprogs and CAP_LINUX_IMMUTABLE are needed)", dir.display());
+        Self(dir)
+    }
+}
+
+impl Drop for Immutable<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr").arg("-i").arg(self.0).status();
+    }
+}
+
+/// A store whose folder takes no new file (the next log, a snapshot) but whose existing files
+/// open fine is refused at start-up with a message naming the folder — not found out at the
+/// first compaction.
+#[tokio::test]
+async fn start_up_refuses_a_folder_that_takes_no_new_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("store");
+    let p = opened(&path, FileOptions::default()).await;
+    p.create(None, session("s1", "u", 0)).await.unwrap();
+    p.close(None).await.unwrap();
+    {
+        let _frozen = Immutable::set(&path);
+        let p = store(&path, FileOptions::default());
+        let e = p.open(None).await.unwrap_err();
+        assert_eq!((e.code.as_str(), e.category.as_str()), ("NOT_WRITABLE", "FileError"), "{e:?}");
+        assert!(
+            e.message.contains(&path.display().to_string()) && e.message.contains("cannot be written"),
+            "{}",
+            e.message
+        );
+        assert!(!p.health().await.ready);
+    }
+    let p = opened(&path, FileOptions::default()).await;
+    assert_eq!(dump(&p).await.len(), 1);
+    p.close(None).await.unwrap();
+}

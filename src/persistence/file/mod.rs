@@ -91,15 +91,20 @@
 //! writes, list order, expiry sweep) live in [`SessionsIndex`]; what this module adds is only the
 //! durable log of its changes, which needs group commit and the recovery rules above.
 
+mod compaction;
 mod format;
 mod load;
+mod settings;
 mod snapshot;
 pub mod verify;
 mod writer;
 
-use self::format::{parse_log_file_name, Record};
+pub use self::compaction::CompactionStats;
+use self::compaction::{compact, run_compactor};
+use self::format::Record;
 use self::load::open_store;
-use self::snapshot::{sync_dir, SnapshotWriter};
+pub use self::settings::{store_dir, FileOptions, SyncMode};
+use self::settings::{store_paths, FileSettings, PageSettings};
 use self::writer::{write_failed, Command, IoStatus, LogWriter};
 use super::index::SessionsIndex;
 use super::memory::BULK_BATCH;
@@ -117,60 +122,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// Sessions written per step of a compaction walk (the longest the read lock is held).
-const COMPACT_STEP: usize = 512;
-
-/// When a write is fsynced (`options.sync`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SyncMode {
-    /// Acknowledge after the fsync; concurrent writes share one (group commit).
-    #[default]
-    Always,
-    /// Fsync every `sync_interval` ms.
-    Interval,
-    /// Leave write-back to the OS.
-    Never,
-}
-
-/// The durability options of the file backend (`options.*`).
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(default)]
-pub struct FileOptions {
-    /// When writes are fsynced (default `always`).
-    pub sync: SyncMode,
-    /// Period of the fsync under `interval`, in ms (default 1000).
-    pub sync_interval: u64,
-    /// Logs smaller than this many bytes are never compacted (default 64 MiB).
-    pub compact_threshold: u64,
-    /// Pause after a failed compaction (a failed rotation or snapshot) before the next try, in
-    /// ms (default 10 000). Writes go on meanwhile.
-    pub compact_retry: u64,
-}
-
-impl Default for FileOptions {
-    fn default() -> Self {
-        Self { sync: SyncMode::Always, sync_interval: 1000, compact_threshold: 64 << 20, compact_retry: 10_000 }
-    }
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-struct FileSettings {
-    path: Option<String>,
-    options: FileOptions,
-}
-
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(default)]
-struct PageSettings {
-    options: PageOptions,
-}
 
 /// What start-up found in the store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -196,19 +151,6 @@ pub struct TornTail {
     pub offset: u64,
     /// How many bytes were cut off.
     pub dropped_bytes: u64,
-}
-
-/// What one compaction did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CompactionStats {
-    /// The log generation the new snapshot covers.
-    pub generation: u64,
-    /// Session states written (a session changed during the walk may count twice).
-    pub sessions: u64,
-    /// Size of the new snapshot.
-    pub bytes: u64,
-    /// Time taken.
-    pub elapsed: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -252,20 +194,6 @@ pub struct SessionsFilePersistence {
 
 fn not_opened() -> ApplicationError {
     ApplicationError::invalid_state("NOT_OPENED", "The sessions file store is not open")
-}
-
-/// The store folder for a configured `path` (a path ending in `.json` names the Node service file
-/// whose folder is that path without the extension).
-pub fn store_dir(path: &Path) -> PathBuf {
-    store_paths(path).0
-}
-
-/// The folder of the store and the Node JSON file to import, from the configured `path`.
-fn store_paths(path: &Path) -> (PathBuf, Option<PathBuf>) {
-    match path.extension() {
-        Some(ext) if ext.eq_ignore_ascii_case("json") => (path.with_extension(""), Some(path.to_path_buf())),
-        _ => (path.to_path_buf(), None),
-    }
 }
 
 impl SessionsFilePersistence {
@@ -400,102 +328,6 @@ fn check_writable(dir: &Path) -> Result<(), ApplicationError> {
         )
         .with_cause(e)
     })
-}
-
-/// One compaction (see the module doc).
-async fn compact(shared: &Arc<Shared>) -> Result<CompactionStats, ApplicationError> {
-    let _one = shared.compaction.lock().await;
-    let started = Instant::now();
-    if shared.status.failed.load(Ordering::Acquire) {
-        return Err(write_failed());
-    }
-    let (ack, done) = oneshot::channel();
-    send(shared, Command::Rotate { ack })?;
-    let generation = done.await.map_err(|_| write_failed())??;
-    let sh = shared.clone();
-    let (sessions, bytes) = tokio::task::spawn_blocking(move || write_snapshot(&sh, generation))
-        .await
-        .map_err(|e| ApplicationError::internal("COMPACTION_FAILED", "Compaction stopped").with_cause(e))??;
-    Ok(CompactionStats { generation, sessions, bytes, elapsed: started.elapsed() })
-}
-
-/// Walks the index into a new snapshot covering the logs up to `generation`, then removes them.
-fn write_snapshot(shared: &Shared, generation: u64) -> Result<(u64, u64), ApplicationError> {
-    let dir = &shared.dir;
-    let fail = |e: std::io::Error| {
-        tracing::warn!(folder = %dir.display(), error = %e, "Cannot write a sessions snapshot; the logs are kept.");
-        ApplicationError::file_error("COMPACTION_FAILED", "Cannot write a sessions snapshot").with_cause(e)
-    };
-    let mut w = SnapshotWriter::create(dir, generation).map_err(fail)?;
-    let mut cursor: Option<(DateTime<Utc>, String)> = None;
-    loop {
-        if shared.stopping.load(Ordering::Acquire) {
-            w.abandon();
-            return Err(ApplicationError::invalid_state("NOT_OPENED", "Compaction stopped: the store is closing"));
-        }
-        let step = {
-            let state = shared.state.read();
-            let chunk = state.index.scan(cursor.as_ref().map(|(t, id)| (*t, id.as_str())), COMPACT_STEP);
-            for s in &chunk {
-                if let Err(e) = w.encode(s) {
-                    drop(state);
-                    w.abandon();
-                    return Err(fail(e));
-                }
-            }
-            cursor = chunk.last().map(|s| (s.request_time, s.id.clone()));
-            chunk.len()
-        };
-        if let Err(e) = w.write_out() {
-            w.abandon();
-            return Err(fail(e));
-        }
-        if step < COMPACT_STEP {
-            break;
-        }
-    }
-    let count = w.count();
-    let bytes = w.finish().map_err(fail)?;
-    shared.status.snapshot_bytes.store(bytes, Ordering::Relaxed);
-    // The snapshot covers the logs up to `generation`: remove them.
-    let mut removed = 0u64;
-    let entries = fs::read_dir(dir).map_err(fail)?;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if parse_log_file_name(&name.to_string_lossy()).is_some_and(|g| g <= generation) {
-            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-            fs::remove_file(entry.path()).map_err(fail)?;
-            removed += size;
-        }
-    }
-    sync_dir(dir).map_err(fail)?;
-    let _ =
-        shared.status.log_bytes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(removed)));
-    tracing::info!(generation, sessions = count, bytes, "Compacted the sessions store.");
-    Ok((count, bytes))
-}
-
-/// The background compactor: compacts whenever the writer says the logs grew enough.
-async fn run_compactor(shared: Arc<Shared>, cancel: CancellationToken) {
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            () = shared.status.compact_wanted.notified() => {}
-        }
-        if !shared.status.wants_compaction() {
-            continue;
-        }
-        if let Err(e) = compact(&shared).await {
-            if cancel.is_cancelled() {
-                return;
-            }
-            tracing::warn!(error = %e, code = %e.code, "Compaction failed; it will be tried again.");
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                () = tokio::time::sleep(shared.compact_retry) => {}
-            }
-        }
-    }
 }
 
 #[async_trait]
