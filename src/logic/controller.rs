@@ -15,7 +15,7 @@ use super::metrics;
 use crate::data::version1::{new_session_id, SessionV1, SessionsFilter};
 use crate::persistence::SWEEP_LEASE;
 use crate::persistence::{
-    is_alive, ExpiryPolicy, LimitPolicy, SessionChange, SessionLimit, SessionUpdate, SessionsPersistence,
+    is_alive, ExpiryPolicy, LimitPolicy, OpenLimits, SessionChange, SessionLimit, SessionUpdate, SessionsPersistence,
     UpdateOutcome, WriteCondition,
 };
 use crate::toolkit::commands::{CommandSet, Commandable};
@@ -88,8 +88,10 @@ pub struct ControllerOptions {
     /// Most sessions one purge step deletes (default 1000).
     pub purge_batch_size: u64,
     /// Most open sessions in the whole store (default 0 = unlimited). At the cap `open_session`
-    /// answers 503 `MAX_SESSIONS`. Checked before the insert, so concurrent opens may pass it by
-    /// a few; closed sessions are bounded by `retention` instead.
+    /// answers 503 `MAX_SESSIONS`. Checked with the insert as one step on the memory and file
+    /// backends; elsewhere by inserting, counting and taking the insert back when over (see
+    /// [`SessionsPersistence::create_within`]): never more than the cap. Closed sessions are
+    /// bounded by `retention` instead.
     pub max_sessions: u64,
 }
 
@@ -400,18 +402,6 @@ impl SessionsController {
             )
             .with_details("ttl", ttl));
         }
-        if self.options.max_sessions > 0 {
-            let open = SessionsFilter { active: Some(true), ..SessionsFilter::default() };
-            let paging = PagingParams { skip: None, take: Some(1), total: true };
-            let page = self.persistence()?.get_page_by_filter(cid, &open, &paging).await?;
-            if page.total.is_some_and(|n| n >= self.options.max_sessions) {
-                return Err(ApplicationError::no_response(
-                    "MAX_SESSIONS",
-                    "The service holds the most open sessions allowed (max_sessions); try again later",
-                )
-                .with_details("max_sessions", self.options.max_sessions));
-            }
-        }
         let now = self.now();
         let mut attempt = 0;
         loop {
@@ -424,17 +414,17 @@ impl SessionsController {
             s.ttl = request.ttl;
             s.expire_time = self.policy().expire_time(&s);
             let store = self.persistence()?;
-            let created = match self.options.max_sessions_per_user {
-                0 => store.create(cid, s).await,
-                max => {
-                    let limit = SessionLimit {
-                        max,
-                        policy: self.options.limit_policy,
-                        now,
-                        idle_cutoff: self.idle_cutoff(now),
-                    };
-                    store.create_limited(cid, s, &limit).await
-                }
+            let per_user = (self.options.max_sessions_per_user > 0).then(|| SessionLimit {
+                max: self.options.max_sessions_per_user,
+                policy: self.options.limit_policy,
+                now,
+                idle_cutoff: self.idle_cutoff(now),
+            });
+            let max_open = (self.options.max_sessions > 0).then_some(self.options.max_sessions);
+            let created = match (per_user, max_open) {
+                (None, None) => store.create(cid, s).await,
+                (Some(limit), None) => store.create_limited(cid, s, &limit).await,
+                (per_user, max_open) => store.create_within(cid, s, &OpenLimits { per_user, max_open }).await,
             };
             match created {
                 // A 128-bit collision is practically impossible; one retry covers it anyway.
