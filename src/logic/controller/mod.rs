@@ -10,13 +10,20 @@
 //! `*:clock:*:*:1.0` reference (the system clock by default). The sweep task is owned by the
 //! controller: started on open, cancelled and joined on close.
 
+mod options;
+mod sweep;
+mod writes;
+
+pub use options::ControllerOptions;
+use options::ControllerSettings;
+use sweep::instance_name;
+
 use super::commands::sessions_command_set;
 use super::metrics;
 use crate::data::version1::{new_session_id, SessionV1, SessionsFilter};
-use crate::persistence::SWEEP_LEASE;
 use crate::persistence::{
-    is_alive, ExpiryPolicy, LimitPolicy, OpenLimits, SessionChange, SessionLimit, SessionUpdate, SessionsPersistence,
-    UpdateOutcome, WriteCondition,
+    is_alive, ExpiryPolicy, OpenLimits, SessionChange, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome,
+    WriteCondition,
 };
 use crate::toolkit::commands::{CommandSet, Commandable};
 use crate::toolkit::component::{Component, OwnedTask};
@@ -24,14 +31,11 @@ use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::descriptor::Descriptor;
 use crate::toolkit::errors::ApplicationError;
-use crate::toolkit::json::merge_patch;
 use crate::toolkit::log::redact_id;
-use crate::toolkit::metrics::MetricsSource;
 use crate::toolkit::references::References;
 use crate::toolkit::time::{Clock, SystemClock};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use serde_json::Value;
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
@@ -49,70 +53,6 @@ pub fn is_session_id_shape(id: &str) -> bool {
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// How many cleanup intervals a sweep lease lasts: the holder renews it every interval, so another
-/// instance takes over within this many intervals after the holder stops.
-const SWEEP_LEASE_INTERVALS: i32 = 2;
-
-/// A name for this process as a lease owner: host name, process id and a random part.
-fn instance_name() -> String {
-    let host = hostname::get().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
-    let mut nonce = [0u8; 4];
-    let _ = getrandom::fill(&mut nonce);
-    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{host}:{}:{nonce}", std::process::id())
-}
-
-/// `options.*` of the controller. Durations are in milliseconds.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
-pub struct ControllerOptions {
-    /// Idle timeout (default 86 400 000 = 24 h); 0 disables idle expiry.
-    pub expire_timeout: u64,
-    /// Period of the background sweep (default 900 000 = 15 min); 0 disables the sweep.
-    pub cleanup_interval: u64,
-    /// Absolute lifetime of a session whatever its activity (default 0 = unlimited).
-    pub max_lifetime: u64,
-    /// Largest per-session `ttl` a caller may ask for (default 30 days).
-    pub max_ttl: u64,
-    /// Whether reads (`get_session_by_id`) count as activity (default false).
-    pub touch_on_read: bool,
-    /// With `touch_on_read`, a session is written at most once per this interval (default 60 000).
-    pub touch_interval: u64,
-    /// Most open sessions per user (default 0 = unlimited).
-    pub max_sessions_per_user: u64,
-    /// At the limit: `deny` (409 `SESSION_LIMIT`, default) or `close_oldest`.
-    pub limit_policy: LimitPolicy,
-    /// How long closed sessions are kept before the sweep deletes them (default 7 days; 0 =
-    /// forever).
-    pub retention: u64,
-    /// Most sessions one purge step deletes (default 1000).
-    pub purge_batch_size: u64,
-    /// Most open sessions in the whole store (default 0 = unlimited). At the cap `open_session`
-    /// answers 503 `MAX_SESSIONS`. Checked with the insert as one step on the memory and file
-    /// backends; elsewhere by inserting, counting and taking the insert back when over (see
-    /// [`SessionsPersistence::create_within`]): never more than the cap. Closed sessions are
-    /// bounded by `retention` instead.
-    pub max_sessions: u64,
-}
-
-impl Default for ControllerOptions {
-    fn default() -> Self {
-        Self {
-            expire_timeout: 86_400_000,
-            cleanup_interval: 900_000,
-            max_lifetime: 0,
-            max_ttl: 30 * 86_400_000,
-            touch_on_read: false,
-            touch_interval: 60_000,
-            max_sessions_per_user: 0,
-            limit_policy: LimitPolicy::Deny,
-            retention: 7 * 86_400_000,
-            purge_batch_size: 1000,
-            max_sessions: 0,
-        }
-    }
-}
-
 /// What `validate_session` answers (also read back by the clients).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SessionValidity {
@@ -124,20 +64,6 @@ pub struct SessionValidity {
     /// Milliseconds left (`null` when invalid or never).
     #[serde(default)]
     pub ttl: Option<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct ControllerSettings {
-    options: ControllerOptions,
-    dependencies: ControllerDependencies,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct ControllerDependencies {
-    persistence: Option<String>,
-    clock: Option<String>,
 }
 
 /// Parameters of `open_session`.
@@ -440,188 +366,6 @@ impl SessionsController {
         }
     }
 
-    async fn write(
-        &self,
-        cid: Option<&str>,
-        id: &str,
-        change: SessionChange,
-        expected_version: Option<i64>,
-    ) -> Result<Option<SessionV1>, ApplicationError> {
-        if !is_session_id_shape(id) {
-            return Ok(None);
-        }
-        let now = self.now();
-        let update = self.update(self.alive_condition(now, expected_version), change, now);
-        match self.persistence()?.update(cid, id, &update).await? {
-            UpdateOutcome::Updated(s) => Ok(Some(s)),
-            UpdateOutcome::NotFound => Ok(None),
-            UpdateOutcome::ConditionFailed(current) => Err(self.refused(cid, id, current, now).await?),
-        }
-    }
-
-    /// Replaces the session's data and refreshes `request_time`; with `version`, only if the
-    /// session is still at that version.
-    ///
-    /// # Errors
-    /// `SESSION_CLOSED` (409) for a closed or expired session, `SESSION_VERSION_CONFLICT` (409);
-    /// store failures.
-    pub async fn store_session_data(
-        &self,
-        cid: Option<&str>,
-        id: &str,
-        data: Value,
-        version: Option<i64>,
-    ) -> Result<Option<SessionV1>, ApplicationError> {
-        self.write(cid, id, SessionChange::StoreData(data), version).await
-    }
-
-    /// Applies an RFC 7396 merge patch to the session's data and refreshes `request_time`.
-    ///
-    /// The patch is applied to the data as stored and written only if the session is still at the
-    /// version it was read at, so a concurrent change is never lost. With `version` that is the
-    /// expected version (a stale one fails at once); without it a lost race re-reads and retries,
-    /// up to [`MERGE_ATTEMPTS`] times in all.
-    ///
-    /// # Errors
-    /// As [`SessionsController::store_session_data`]; `SESSION_VERSION_CONFLICT` (409) also when
-    /// every attempt lost a race.
-    pub async fn merge_session_data(
-        &self,
-        cid: Option<&str>,
-        id: &str,
-        patch: &Value,
-        version: Option<i64>,
-    ) -> Result<Option<SessionV1>, ApplicationError> {
-        if !is_session_id_shape(id) {
-            return Ok(None);
-        }
-        let mut attempt = 1;
-        loop {
-            // Read as stored: no expiry close and no touch here; the conditional write below
-            // checks both, and a read that touched would make the caller's version stale.
-            let Some(current) = self.persistence()?.get_one_by_id(cid, id).await? else { return Ok(None) };
-            let mut data = current.data.unwrap_or(Value::Null);
-            merge_patch(&mut data, patch);
-            let expected = version.unwrap_or(current.version);
-            match self.write(cid, id, SessionChange::StoreData(data), Some(expected)).await {
-                Err(e) if version.is_none() && e.code == "SESSION_VERSION_CONFLICT" && attempt < MERGE_ATTEMPTS => {
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    /// Replaces the session's cached user and refreshes `request_time`.
-    ///
-    /// # Errors
-    /// As [`SessionsController::store_session_data`].
-    pub async fn update_session_user(
-        &self,
-        cid: Option<&str>,
-        id: &str,
-        user: Value,
-        version: Option<i64>,
-    ) -> Result<Option<SessionV1>, ApplicationError> {
-        self.write(cid, id, SessionChange::UpdateUser(user), version).await
-    }
-
-    /// Refreshes `request_time` (and so `expire_time`) without changing anything else.
-    ///
-    /// # Errors
-    /// As [`SessionsController::store_session_data`].
-    pub async fn touch_session(
-        &self,
-        cid: Option<&str>,
-        id: &str,
-        version: Option<i64>,
-    ) -> Result<Option<SessionV1>, ApplicationError> {
-        self.write(cid, id, SessionChange::Touch, version).await
-    }
-
-    /// Closes a session; closing a closed session returns it unchanged.
-    ///
-    /// # Errors
-    /// `SESSION_VERSION_CONFLICT` (409) when `version` is stale; store failures.
-    pub async fn close_session(
-        &self,
-        cid: Option<&str>,
-        id: &str,
-        version: Option<i64>,
-    ) -> Result<Option<SessionV1>, ApplicationError> {
-        if !is_session_id_shape(id) {
-            return Ok(None);
-        }
-        let now = self.now();
-        let condition = WriteCondition { require_active: true, expected_version: version, ..Default::default() };
-        match self.persistence()?.update(cid, id, &self.update(condition, SessionChange::Close, now)).await? {
-            UpdateOutcome::Updated(s) => {
-                metrics::closed("close", 1);
-                tracing::debug!(session = %redact_id(&s.id), "Session closed.");
-                Ok(Some(s))
-            }
-            UpdateOutcome::ConditionFailed(s) if !s.active => Ok(Some(s)),
-            UpdateOutcome::ConditionFailed(s) => Err(version_conflict(id, s.version)),
-            UpdateOutcome::NotFound => Ok(None),
-        }
-    }
-
-    /// Closes every expired open session; returns how many were closed.
-    ///
-    /// # Errors
-    /// Store failures.
-    pub async fn close_expired_sessions(&self, cid: Option<&str>) -> Result<u64, ApplicationError> {
-        let now = self.now();
-        let cutoff = self.idle_cutoff(now).unwrap_or(DateTime::<Utc>::MIN_UTC);
-        let n = self.persistence()?.close_expired(cid, cutoff, now).await?;
-        metrics::closed("expired", n);
-        Ok(n)
-    }
-
-    /// Closes every open session of a user, except one if given ("log out everywhere else").
-    ///
-    /// # Errors
-    /// Store failures.
-    pub async fn close_user_sessions(
-        &self,
-        cid: Option<&str>,
-        user_id: &str,
-        except_id: Option<&str>,
-    ) -> Result<u64, ApplicationError> {
-        // An id no session can have excludes nothing.
-        let except_id = except_id.filter(|id| is_session_id_shape(id));
-        let n = self.persistence()?.close_user_sessions(cid, user_id, except_id, self.now()).await?;
-        metrics::closed("revoked", n);
-        Ok(n)
-    }
-
-    /// Moves a session to a fresh id (after a privilege change); the old id stops working at once.
-    ///
-    /// # Errors
-    /// As [`SessionsController::store_session_data`].
-    pub async fn rotate_session_id(
-        &self,
-        cid: Option<&str>,
-        id: &str,
-        version: Option<i64>,
-    ) -> Result<Option<SessionV1>, ApplicationError> {
-        if !is_session_id_shape(id) {
-            return Ok(None);
-        }
-        let now = self.now();
-        let update = self.update(self.alive_condition(now, version), SessionChange::Touch, now);
-        let new_id = new_session_id()?;
-        match self.persistence()?.rotate_id(cid, id, &new_id, &update).await? {
-            UpdateOutcome::Updated(s) => {
-                metrics::event("rotated", 1);
-                tracing::debug!(from = %redact_id(id), to = %redact_id(&s.id), "Session id rotated.");
-                Ok(Some(s))
-            }
-            UpdateOutcome::NotFound => Ok(None),
-            UpdateOutcome::ConditionFailed(current) => Err(self.refused(cid, id, current, now).await?),
-        }
-    }
-
     /// Whether a session is valid now, without touching it. Unknown ids are simply not valid.
     ///
     /// # Errors
@@ -639,123 +383,6 @@ impl SessionsController {
             }
             _ => SessionValidity { is_valid: false, expire_time: None, ttl: None },
         })
-    }
-
-    /// Deletes closed sessions older than `retention`, in batches; returns how many.
-    ///
-    /// # Errors
-    /// Store failures.
-    pub async fn purge_sessions(&self, cid: Option<&str>) -> Result<u64, ApplicationError> {
-        let Some(retention) = Self::ms(self.options.retention) else { return Ok(0) };
-        let Some(before) = chrono::Duration::try_milliseconds(retention).and_then(|d| self.now().checked_sub_signed(d))
-        else {
-            return Ok(0);
-        };
-        let batch = self.options.purge_batch_size.max(1);
-        let mut total = 0;
-        loop {
-            let n = self.persistence()?.purge_closed(cid, before, batch).await?;
-            total += n;
-            if n < batch {
-                metrics::event("purged", total);
-                return Ok(total);
-            }
-            // Let other requests in between batches.
-            tokio::task::yield_now().await;
-        }
-    }
-
-    /// Deletes a session (open or closed); returns it as it was. With `version`, only if the
-    /// session is still at that version.
-    ///
-    /// # Errors
-    /// `SESSION_VERSION_CONFLICT` (409); store failures.
-    pub async fn delete_session_by_id(
-        &self,
-        cid: Option<&str>,
-        id: &str,
-        version: Option<i64>,
-    ) -> Result<Option<SessionV1>, ApplicationError> {
-        if !is_session_id_shape(id) {
-            return Ok(None);
-        }
-        let deleted = self.delete(cid, id, version).await?;
-        if deleted.is_some() {
-            metrics::event("deleted", 1);
-            tracing::debug!(session = %redact_id(id), "Session deleted.");
-        }
-        Ok(deleted)
-    }
-
-    async fn delete(
-        &self,
-        cid: Option<&str>,
-        id: &str,
-        version: Option<i64>,
-    ) -> Result<Option<SessionV1>, ApplicationError> {
-        let store = self.persistence()?;
-        match version {
-            None => store.delete_by_id(cid, id).await,
-            Some(v) => {
-                let condition = WriteCondition { expected_version: Some(v), ..Default::default() };
-                match store.delete_if(cid, id, &condition).await? {
-                    UpdateOutcome::Updated(s) => Ok(Some(s)),
-                    UpdateOutcome::NotFound => Ok(None),
-                    UpdateOutcome::ConditionFailed(s) => Err(version_conflict(id, s.version)),
-                }
-            }
-        }
-    }
-
-    /// One run of the expiry sweep (the step the background task repeats), if this instance
-    /// holds the sweep lease of the store (taken or renewed here, for twice the cleanup interval):
-    /// of a fleet of instances on one store, one sweeps at a time, and another takes over once the
-    /// holder's lease runs out. Returns whether it swept.
-    pub async fn sweep_once(&self) -> bool {
-        let now = self.now();
-        let hold = chrono::Duration::milliseconds(Self::ms(self.options.cleanup_interval).unwrap_or(60_000))
-            * SWEEP_LEASE_INTERVALS;
-        let until = now.checked_add_signed(hold).unwrap_or(now);
-        let lease = match self.persistence() {
-            Ok(p) => p.acquire_lease(Some("cleanup"), SWEEP_LEASE, &self.instance, now, until).await,
-            Err(e) => Err(e),
-        };
-        match lease {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::debug!("Another instance holds the sweep lease; not sweeping this time.");
-                return false;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, code = %e.code, "The sweep lease could not be taken; the sweep will run again.");
-                return false;
-            }
-        }
-        match self.close_expired_sessions(Some("cleanup")).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(closed = n, "Closed expired sessions."),
-            Err(e) => tracing::warn!(error = %e, code = %e.code, "Expiry sweep failed; it will run again."),
-        }
-        match self.purge_sessions(Some("cleanup")).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(deleted = n, "Purged closed sessions past retention."),
-            Err(e) => tracing::warn!(error = %e, code = %e.code, "Purge failed; it will run again."),
-        }
-        true
-    }
-}
-
-#[async_trait]
-impl MetricsSource for SessionsController {
-    async fn refresh_metrics(&self) {
-        let active = SessionsFilter { active: Some(true), ..Default::default() };
-        let count = match self.persistence() {
-            Ok(p) => p.get_page_by_filter(Some("metrics"), &active, &PagingParams::new(0, 1, true)).await.ok(),
-            Err(_) => None,
-        };
-        if let (Some(m), Some(total)) = (metrics::sessions(), count.and_then(|page| page.total)) {
-            m.active.with_label_values(&[] as &[&str]).set(i64::try_from(total).unwrap_or(i64::MAX));
-        }
     }
 }
 
