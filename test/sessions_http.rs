@@ -493,3 +493,21 @@ async fn max_sessions_caps_the_open_sessions() {
     assert_eq!(app.command("open_session", json!({"user_id": "c"})).await.status, 200);
     app.stop().await;
 }
+
+/// Opens racing one below `max_sessions` never leave more than the cap open: the memory backend
+/// counts and inserts in one step, so exactly one of them gets in and the rest get 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_opens_never_pass_max_sessions() {
+    let app = spawn_app(&sessions_yaml("    max_sessions: 5")).await;
+    for user in ["a", "b", "c", "d"] {
+        app.open(user).await;
+    }
+    let racers = (0..32).map(|i| app.command("open_session", json!({ "user_id": format!("r{i}") })));
+    let answers = futures::future::join_all(racers).await;
+    let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 503), "{statuses:?}");
+    let page = app.command("get_sessions", json!({"filter": {"active": true}, "paging": {"total": true}})).await;
+    assert_eq!(page.json()["total"].as_u64(), Some(5));
+    app.stop().await;
+}

@@ -6,7 +6,7 @@
 //! once with 503 `OVERLOADED` and `Retry-After: 1`, so an instance over its store's capacity sheds
 //! load instead of queueing calls that would only time out, and recovers as soon as the load drops.
 
-use super::{SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition};
+use super::{OpenLimits, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition};
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::data::{DataPage, PagingParams};
@@ -85,6 +85,7 @@ const OPERATIONS: &[&str] = &[
     "delete_by_id",
     "delete_if",
     "create_limited",
+    "create_within",
     "close_user_sessions",
     "purge_closed",
     "rotate_id",
@@ -214,6 +215,15 @@ impl SessionsPersistence for InstrumentedPersistence {
         limit: &SessionLimit,
     ) -> Result<SessionV1, ApplicationError> {
         self.observe("create_limited", self.inner.create_limited(cid, session, limit)).await
+    }
+
+    async fn create_within(
+        &self,
+        cid: Option<&str>,
+        session: SessionV1,
+        limits: &OpenLimits,
+    ) -> Result<SessionV1, ApplicationError> {
+        self.observe("create_within", self.inner.create_within(cid, session, limits)).await
     }
 
     async fn close_user_sessions(

@@ -1,12 +1,11 @@
 //! The memory backend (`service-sessions:persistence:memory:*:1.0`): [`SessionsIndex`] under one
 //! `RwLock`. Every method holds the lock for its whole step, which makes each one atomic — except
 //! the bulk ones (`close_expired`, `close_user_sessions`), which work in batches of
-//! [`BULK_BATCH`] and release the lock between them so that other requests keep flowing, and a
-//! list with a time window and a total (a walk over the matches), which runs on a blocking
-//! thread instead of a runtime thread.
+//! [`BULK_BATCH`] and release the lock between them so that other requests keep flowing. Totals,
+//! with or without a time window, are O(log n) rank differences in the index.
 
 use super::index::SessionsIndex;
-use super::{PageOptions, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition};
+use super::{OpenLimits, PageOptions, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition};
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::component::Component;
 use crate::toolkit::config::ComponentConfig;
@@ -59,15 +58,7 @@ impl SessionsPersistence for SessionsMemoryPersistence {
         filter: &SessionsFilter,
         paging: &PagingParams,
     ) -> Result<DataPage<SessionV1>, ApplicationError> {
-        let max = self.options.max_page_size;
-        if paging.total && (filter.from_time.is_some() || filter.to_time.is_some()) {
-            // Counting a time window walks every match: off the runtime threads.
-            let (state, filter, paging) = (self.state.clone(), filter.clone(), *paging);
-            return tokio::task::spawn_blocking(move || state.read().page(&filter, &paging, max))
-                .await
-                .map_err(|e| ApplicationError::internal("READ_FAILED", "Listing sessions stopped").with_cause(e));
-        }
-        Ok(self.state.read().page(filter, paging, max))
+        Ok(self.state.read().page(filter, paging, self.options.max_page_size))
     }
 
     async fn get_one_by_id(&self, _cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
@@ -135,6 +126,16 @@ impl SessionsPersistence for SessionsMemoryPersistence {
         limit: &SessionLimit,
     ) -> Result<SessionV1, ApplicationError> {
         self.state.write().create_limited(session.clone(), limit)?;
+        Ok(session)
+    }
+
+    async fn create_within(
+        &self,
+        _cid: Option<&str>,
+        session: SessionV1,
+        limits: &OpenLimits,
+    ) -> Result<SessionV1, ApplicationError> {
+        self.state.write().create_within(session.clone(), limits)?;
         Ok(session)
     }
 

@@ -16,14 +16,14 @@
 //! original service) fall back to the idle cutoff on `request_time`.
 
 pub mod file;
-pub mod index;
+pub(crate) mod index;
 pub mod instrumented;
 pub mod memory;
 pub mod mongodb;
 pub mod node_json;
 pub mod redis;
 
-use crate::data::version1::errors::{SESSION_EXISTS, SESSION_LIMIT, SESSION_UNREADABLE};
+use crate::data::version1::errors::{MAX_SESSIONS, SESSION_EXISTS, SESSION_LIMIT, SESSION_UNREADABLE};
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::errors::ApplicationError;
@@ -200,6 +200,25 @@ pub fn limit_victims(open: Vec<SessionV1>, limit: &SessionLimit) -> Option<Vec<S
     Some(victims)
 }
 
+/// The limits an insert is checked against: the per-user limit and the cap on the open sessions of
+/// the whole store (sessions with `active` set, including expired ones not yet closed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenLimits {
+    /// The per-user limit, if any.
+    pub per_user: Option<SessionLimit>,
+    /// Most open sessions in the store, if capped.
+    pub max_open: Option<u64>,
+}
+
+/// The 503 `MAX_SESSIONS` of an insert refused at the store's cap of open sessions.
+pub fn max_sessions_reached(max: u64) -> ApplicationError {
+    ApplicationError::no_response(
+        MAX_SESSIONS,
+        "The service holds the most open sessions allowed (max_sessions); try again later",
+    )
+    .with_details("max_sessions", max)
+}
+
 /// The `SESSION_LIMIT` conflict.
 pub fn session_limit(user_id: &str, max: u64) -> ApplicationError {
     ApplicationError::conflict(SESSION_LIMIT, "The user has the most open sessions allowed")
@@ -272,6 +291,41 @@ pub trait SessionsPersistence: Send + Sync {
         session: SessionV1,
         limit: &SessionLimit,
     ) -> Result<SessionV1, ApplicationError>;
+
+    /// Stores a new session within `limits`: the per-user limit as [`SessionsPersistence::create_limited`]
+    /// does, and the cap on the store's open sessions.
+    ///
+    /// This default cannot count and insert in one step: it inserts, then counts the open
+    /// sessions, and when they are over the cap deletes what it inserted and refuses. So it never
+    /// admits a session past the cap; at worst concurrent opens near the cap are all refused, and
+    /// sessions that `CloseOldest` closed to make room stay closed. The memory and file backends
+    /// override it with one atomic step.
+    ///
+    /// # Errors
+    /// `MAX_SESSIONS` (503) at the cap; as [`SessionsPersistence::create_limited`] otherwise.
+    async fn create_within(
+        &self,
+        correlation_id: Option<&str>,
+        session: SessionV1,
+        limits: &OpenLimits,
+    ) -> Result<SessionV1, ApplicationError> {
+        let created = match &limits.per_user {
+            Some(limit) => self.create_limited(correlation_id, session, limit).await?,
+            None => self.create(correlation_id, session).await?,
+        };
+        let Some(max) = limits.max_open else { return Ok(created) };
+        let open = SessionsFilter { active: Some(true), ..SessionsFilter::default() };
+        let counted = self.get_page_by_filter(correlation_id, &open, &PagingParams::new(0, 0, true)).await;
+        match counted.map(|page| page.total) {
+            Ok(Some(n)) if n <= max => Ok(created),
+            other => {
+                // Over the cap (or the count failed): take the insert back, whatever changed it since.
+                self.delete_by_id(correlation_id, &created.id).await?;
+                other?;
+                Err(max_sessions_reached(max))
+            }
+        }
+    }
 
     /// Closes every open session of `user_id` except `except_id` at `now`; returns how many.
     async fn close_user_sessions(

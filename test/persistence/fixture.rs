@@ -5,8 +5,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 use service_sessions::data::version1::{SessionV1, SessionsFilter};
 use service_sessions::persistence::{
-    ExpiryPolicy, LimitPolicy, SessionChange, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome,
-    WriteCondition,
+    ExpiryPolicy, LimitPolicy, OpenLimits, SessionChange, SessionLimit, SessionUpdate, SessionsPersistence,
+    UpdateOutcome, WriteCondition,
 };
 use service_sessions::toolkit::data::PagingParams;
 use service_sessions::toolkit::time::parse_time;
@@ -464,6 +464,53 @@ pub async fn concurrent_opens_respect_the_limit(p: Store) {
         .await
         .unwrap();
     assert_eq!(page.total, Some(5));
+}
+
+async fn open_count(p: &Store) -> u64 {
+    let open = SessionsFilter { active: Some(true), ..Default::default() };
+    p.get_page_by_filter(None, &open, &PagingParams::new(0, 1, true)).await.unwrap().total.unwrap()
+}
+
+/// The cap on the store's open sessions: 20 concurrent opens one below the cap leave at most the
+/// cap open (an atomic backend admits exactly one; the generic insert-count-undo may refuse all);
+/// closed sessions do not count; a per-user `CloseOldest` that closes one to make room is
+/// admitted at the cap; every refusal is 503 `MAX_SESSIONS` and leaves nothing behind.
+pub async fn concurrent_opens_respect_the_total_cap(p: Store) {
+    seed(&p, (0..4).map(|i| session(&format!("o{i}"), &format!("u{i}"), i)).collect()).await;
+    let mut closed = session("closed", "u0", 5);
+    closed.active = false;
+    seed(&p, vec![closed]).await;
+    let cap = OpenLimits { per_user: None, max_open: Some(5) };
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let p = p.clone();
+        tasks.push(tokio::spawn(async move {
+            p.create_within(None, session(&format!("n{i:02}"), &format!("v{i}"), 10 + i), &cap).await
+        }));
+    }
+    let mut admitted = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(s) => admitted.push(s.id),
+            Err(e) => assert_eq!((e.code.as_str(), e.status), ("MAX_SESSIONS", 503)),
+        }
+    }
+    assert!(admitted.len() <= 1, "admitted past the cap: {admitted:?}");
+    assert_eq!(open_count(&p).await, 4 + admitted.len() as u64);
+    let all = p.get_page_by_filter(None, &SessionsFilter::default(), &PagingParams::new(0, 100, true)).await.unwrap();
+    assert_eq!(all.total, Some(5 + admitted.len() as u64), "a refused insert left a session behind");
+    if admitted.is_empty() {
+        p.create_within(None, session("late", "v99", 50), &cap).await.unwrap();
+    }
+    assert_eq!(open_count(&p).await, 5);
+    let e = p.create_within(None, session("over", "v98", 60), &cap).await.unwrap_err();
+    assert_eq!((e.code.as_str(), e.status), ("MAX_SESSIONS", 503));
+    assert_eq!(p.get_one_by_id(None, "over").await.unwrap(), None);
+    // At the cap, a per-user CloseOldest that closes the user's oldest makes room for the new one.
+    let room = OpenLimits { per_user: Some(limit(1, LimitPolicy::CloseOldest, 100)), max_open: Some(5) };
+    p.create_within(None, session("again", "u1", 70), &room).await.unwrap();
+    assert!(!p.get_one_by_id(None, "o1").await.unwrap().unwrap().active);
+    assert_eq!(open_count(&p).await, 5);
 }
 
 pub async fn close_user_sessions_except_one(p: Store) {

@@ -42,7 +42,8 @@ macro_rules! conformance_tests {
             time_window_bounds, order_is_time_desc_then_id, paging_and_totals, list_leaves_out_payload,
             close_expired_respects_cutoff, delete_returns_record, concurrent_writes_lose_nothing,
             values_round_trip_exactly, clear_empties, expire_time_decides_liveness, conditional_delete,
-            per_user_limit_deny_and_close_oldest, concurrent_opens_respect_the_limit, close_user_sessions_except_one,
+            per_user_limit_deny_and_close_oldest, concurrent_opens_respect_the_limit, concurrent_opens_respect_the_total_cap,
+            close_user_sessions_except_one,
             purge_deletes_oldest_closed_in_batches, rotate_moves_the_session,
             scan_walks_whole_sessions_in_list_order
         }

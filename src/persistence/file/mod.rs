@@ -108,7 +108,7 @@ use self::settings::{store_paths, FileSettings, PageSettings};
 use self::writer::{write_failed, Command, IoStatus, LogWriter};
 use super::index::SessionsIndex;
 use super::memory::BULK_BATCH;
-use super::{PageOptions, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition};
+use super::{OpenLimits, PageOptions, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition};
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::component::{Component, ComponentHealth};
 use crate::toolkit::config::ComponentConfig;
@@ -424,19 +424,6 @@ impl SessionsPersistence for SessionsFilePersistence {
         paging: &PagingParams,
     ) -> Result<DataPage<SessionV1>, ApplicationError> {
         let max = self.page.max_page_size;
-        if paging.total && (filter.from_time.is_some() || filter.to_time.is_some()) {
-            // Counting a time window walks every match: off the runtime threads.
-            let (shared, filter, paging) = (self.shared.clone(), filter.clone(), *paging);
-            return tokio::task::spawn_blocking(move || {
-                let state = shared.state.read();
-                if state.writer.is_none() {
-                    return Err(not_opened());
-                }
-                Ok(state.index.page(&filter, &paging, max))
-            })
-            .await
-            .map_err(|e| ApplicationError::internal("READ_FAILED", "Listing sessions stopped").with_cause(e))?;
-        }
         self.read(|index| index.page(filter, paging, max))
     }
 
@@ -527,13 +514,22 @@ impl SessionsPersistence for SessionsFilePersistence {
 
     async fn create_limited(
         &self,
-        _cid: Option<&str>,
+        cid: Option<&str>,
         session: SessionV1,
         limit: &SessionLimit,
     ) -> Result<SessionV1, ApplicationError> {
+        self.create_within(cid, session, &OpenLimits { per_user: Some(*limit), max_open: None }).await
+    }
+
+    async fn create_within(
+        &self,
+        _cid: Option<&str>,
+        session: SessionV1,
+        limits: &OpenLimits,
+    ) -> Result<SessionV1, ApplicationError> {
         self.commit(|index| {
             // The sessions closed to make room come first, as they apply to the index.
-            let closed = index.create_limited(session.clone(), limit)?;
+            let closed = index.create_within(session.clone(), limits)?;
             let mut records: Vec<Record> = closed.into_iter().map(Record::Put).collect();
             records.push(Record::Put(session.clone()));
             Ok((session, records))

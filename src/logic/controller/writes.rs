@@ -1,0 +1,227 @@
+//! The writes: data, user, touch, close, rotate and delete, each one conditional step on the
+//! store, with the refusal it means when the condition fails.
+
+use super::{version_conflict, SessionsController, MERGE_ATTEMPTS};
+use crate::data::version1::errors::SESSION_VERSION_CONFLICT;
+use crate::data::version1::is_session_id_shape;
+use crate::data::version1::{new_session_id, SessionV1};
+use crate::logic::metrics;
+use crate::persistence::{SessionChange, UpdateOutcome, WriteCondition};
+use crate::toolkit::errors::ApplicationError;
+use crate::toolkit::json::merge_patch;
+use crate::toolkit::log::redact_id;
+use serde_json::Value;
+
+impl SessionsController {
+    async fn write(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        change: SessionChange,
+        expected_version: Option<i64>,
+    ) -> Result<Option<SessionV1>, ApplicationError> {
+        if !is_session_id_shape(id) {
+            return Ok(None);
+        }
+        let now = self.now();
+        let update = self.update(self.alive_condition(now, expected_version), change, now);
+        match self.persistence()?.update(cid, id, &update).await? {
+            UpdateOutcome::Updated(s) => Ok(Some(s)),
+            UpdateOutcome::NotFound => Ok(None),
+            UpdateOutcome::ConditionFailed(current) => Err(self.refused(cid, id, current, now).await?),
+        }
+    }
+
+    /// Replaces the session's data and refreshes `request_time`; with `version`, only if the
+    /// session is still at that version.
+    ///
+    /// # Errors
+    /// `SESSION_CLOSED` (409) for a closed or expired session, `SESSION_VERSION_CONFLICT` (409);
+    /// store failures.
+    pub async fn store_session_data(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        data: Value,
+        version: Option<i64>,
+    ) -> Result<Option<SessionV1>, ApplicationError> {
+        self.write(cid, id, SessionChange::StoreData(data), version).await
+    }
+
+    /// Applies an RFC 7396 merge patch to the session's data and refreshes `request_time`.
+    ///
+    /// The patch is applied to the data as stored and written only if the session is still at the
+    /// version it was read at, so a concurrent change is never lost. With `version` that is the
+    /// expected version (a stale one fails at once); without it a lost race re-reads and retries,
+    /// up to [`MERGE_ATTEMPTS`] times in all.
+    ///
+    /// # Errors
+    /// As [`SessionsController::store_session_data`]; `SESSION_VERSION_CONFLICT` (409) also when
+    /// every attempt lost a race.
+    pub async fn merge_session_data(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        patch: &Value,
+        version: Option<i64>,
+    ) -> Result<Option<SessionV1>, ApplicationError> {
+        if !is_session_id_shape(id) {
+            return Ok(None);
+        }
+        let mut attempt = 1;
+        loop {
+            // Read as stored: no expiry close and no touch here; the conditional write below
+            // checks both, and a read that touched would make the caller's version stale.
+            let Some(current) = self.persistence()?.get_one_by_id(cid, id).await? else { return Ok(None) };
+            let mut data = current.data.unwrap_or(Value::Null);
+            merge_patch(&mut data, patch);
+            let expected = version.unwrap_or(current.version);
+            match self.write(cid, id, SessionChange::StoreData(data), Some(expected)).await {
+                Err(e) if version.is_none() && e.code == SESSION_VERSION_CONFLICT && attempt < MERGE_ATTEMPTS => {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Replaces the session's cached user and refreshes `request_time`.
+    ///
+    /// # Errors
+    /// As [`SessionsController::store_session_data`].
+    pub async fn update_session_user(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        user: Value,
+        version: Option<i64>,
+    ) -> Result<Option<SessionV1>, ApplicationError> {
+        self.write(cid, id, SessionChange::UpdateUser(user), version).await
+    }
+
+    /// Refreshes `request_time` (and so `expire_time`) without changing anything else.
+    ///
+    /// # Errors
+    /// As [`SessionsController::store_session_data`].
+    pub async fn touch_session(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<SessionV1>, ApplicationError> {
+        self.write(cid, id, SessionChange::Touch, version).await
+    }
+
+    /// Closes a session; closing a closed session returns it unchanged.
+    ///
+    /// # Errors
+    /// `SESSION_VERSION_CONFLICT` (409) when `version` is stale; store failures.
+    pub async fn close_session(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<SessionV1>, ApplicationError> {
+        if !is_session_id_shape(id) {
+            return Ok(None);
+        }
+        let now = self.now();
+        let condition = WriteCondition { require_active: true, expected_version: version, ..Default::default() };
+        match self.persistence()?.update(cid, id, &self.update(condition, SessionChange::Close, now)).await? {
+            UpdateOutcome::Updated(s) => {
+                metrics::closed("close", 1);
+                tracing::debug!(session = %redact_id(&s.id), "Session closed.");
+                Ok(Some(s))
+            }
+            UpdateOutcome::ConditionFailed(s) if !s.active => Ok(Some(s)),
+            UpdateOutcome::ConditionFailed(s) => Err(version_conflict(id, s.version)),
+            UpdateOutcome::NotFound => Ok(None),
+        }
+    }
+
+    /// Closes every open session of a user, except one if given ("log out everywhere else").
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn close_user_sessions(
+        &self,
+        cid: Option<&str>,
+        user_id: &str,
+        except_id: Option<&str>,
+    ) -> Result<u64, ApplicationError> {
+        // An id no session can have excludes nothing.
+        let except_id = except_id.filter(|id| is_session_id_shape(id));
+        let n = self.persistence()?.close_user_sessions(cid, user_id, except_id, self.now()).await?;
+        metrics::closed("revoked", n);
+        Ok(n)
+    }
+
+    /// Moves a session to a fresh id (after a privilege change); the old id stops working at once.
+    ///
+    /// # Errors
+    /// As [`SessionsController::store_session_data`].
+    pub async fn rotate_session_id(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<SessionV1>, ApplicationError> {
+        if !is_session_id_shape(id) {
+            return Ok(None);
+        }
+        let now = self.now();
+        let update = self.update(self.alive_condition(now, version), SessionChange::Touch, now);
+        let new_id = new_session_id()?;
+        match self.persistence()?.rotate_id(cid, id, &new_id, &update).await? {
+            UpdateOutcome::Updated(s) => {
+                metrics::event("rotated", 1);
+                tracing::debug!(from = %redact_id(id), to = %redact_id(&s.id), "Session id rotated.");
+                Ok(Some(s))
+            }
+            UpdateOutcome::NotFound => Ok(None),
+            UpdateOutcome::ConditionFailed(current) => Err(self.refused(cid, id, current, now).await?),
+        }
+    }
+
+    /// Deletes a session (open or closed); returns it as it was. With `version`, only if the
+    /// session is still at that version.
+    ///
+    /// # Errors
+    /// `SESSION_VERSION_CONFLICT` (409); store failures.
+    pub async fn delete_session_by_id(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<SessionV1>, ApplicationError> {
+        if !is_session_id_shape(id) {
+            return Ok(None);
+        }
+        let deleted = self.delete(cid, id, version).await?;
+        if deleted.is_some() {
+            metrics::event("deleted", 1);
+            tracing::debug!(session = %redact_id(id), "Session deleted.");
+        }
+        Ok(deleted)
+    }
+
+    async fn delete(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<SessionV1>, ApplicationError> {
+        let store = self.persistence()?;
+        match version {
+            None => store.delete_by_id(cid, id).await,
+            Some(v) => {
+                let condition = WriteCondition { expected_version: Some(v), ..Default::default() };
+                match store.delete_if(cid, id, &condition).await? {
+                    UpdateOutcome::Updated(s) => Ok(Some(s)),
+                    UpdateOutcome::NotFound => Ok(None),
+                    UpdateOutcome::ConditionFailed(s) => Err(version_conflict(id, s.version)),
+                }
+            }
+        }
+    }
+}

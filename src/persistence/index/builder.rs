@@ -1,0 +1,136 @@
+//! [`IndexBuilder`]: loads many sessions at once (the file backend's start-up).
+
+use super::counted::CountedSet;
+use super::record::{Record, RecordHasher, Slot};
+use super::{Key, SessionsIndex};
+use crate::data::version1::SessionV1;
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+/// Replays changes into a map, then builds a [`SessionsIndex`] from it in bulk.
+#[derive(Debug, Default)]
+pub(crate) struct IndexBuilder {
+    by_id: HashMap<Arc<str>, SessionV1>,
+}
+
+impl IndexBuilder {
+    /// An empty builder.
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Inserts or replaces a session.
+    pub(crate) fn put(&mut self, s: SessionV1) {
+        match self.by_id.get_mut(s.id.as_str()) {
+            Some(slot) => *slot = s,
+            None => {
+                self.by_id.insert(Arc::from(s.id.as_str()), s);
+            }
+        }
+    }
+
+    /// Makes room for `additional` more sessions (saves rehashing a large map while loading).
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.by_id.reserve(additional);
+    }
+
+    /// Removes a session.
+    #[cfg(test)]
+    pub(crate) fn remove(&mut self, id: &str) {
+        self.by_id.remove(id);
+    }
+
+    /// Removes every session.
+    #[cfg(test)]
+    pub(crate) fn clear(&mut self) {
+        self.by_id.clear();
+    }
+
+    /// Number of sessions.
+    pub(crate) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether there are none.
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// The index: each session turned into its compact record once (user ids shared), the keys
+    /// sorted once and each ordered set built from sorted input (the per-user sets on a second
+    /// thread).
+    pub(crate) fn build(self) -> SessionsIndex {
+        let n = self.by_id.len();
+        let mut records: HashSet<Slot, RecordHasher> = HashSet::with_capacity_and_hasher(n, RecordHasher::default());
+        let mut users: HashMap<Arc<str>, Vec<Key>> = HashMap::new();
+        let mut open: Vec<Key> = Vec::new();
+        let mut closed: Vec<Key> = Vec::new();
+        let mut by_expiry: Vec<(DateTime<Utc>, Arc<str>)> = Vec::new();
+        let mut open_users: HashMap<Arc<str>, Vec<Key>> = HashMap::new();
+        let mut untimed: Vec<Key> = Vec::new();
+        for (id, s) in self.by_id {
+            let user_id = match users.get_key_value(s.user_id.as_str()) {
+                Some((u, _)) => u.clone(),
+                None => Arc::from(s.user_id.as_str()),
+            };
+            let record = Record::new(id, user_id, s);
+            let k = record.key();
+            if record.active {
+                open.push(k.clone());
+                open_users.entry(record.user_id.clone()).or_default().push(k.clone());
+                match record.expire_time {
+                    Some(t) => by_expiry.push((t, record.id.clone())),
+                    None => untimed.push(k.clone()),
+                }
+            } else {
+                closed.push(k.clone());
+            }
+            users.entry(record.user_id.clone()).or_default().push(k);
+            records.insert(Slot(Box::new(record)));
+        }
+        let by_user_of = |users: HashMap<Arc<str>, Vec<Key>>| -> HashMap<Arc<str>, CountedSet<Key>> {
+            users
+                .into_iter()
+                .map(|(u, mut ks)| {
+                    ks.sort_unstable();
+                    (u, CountedSet::from_sorted(ks))
+                })
+                .collect()
+        };
+        let sorted = |mut v: Vec<Key>| -> CountedSet<Key> {
+            v.sort_unstable();
+            CountedSet::from_sorted(v)
+        };
+        let (by_user, open, closed, by_expiry) = std::thread::scope(|scope| {
+            let users = scope.spawn(move || by_user_of(users));
+            let open = sorted(open);
+            let closed = sorted(closed);
+            by_expiry.sort_unstable();
+            let by_expiry: BTreeSet<(DateTime<Utc>, Arc<str>)> = by_expiry.into_iter().collect();
+            // The thread cannot panic; should it anyway, the user index is rebuilt below.
+            (users.join().ok(), open, closed, by_expiry)
+        });
+        let open_by_user = by_user_of(open_users);
+        let untimed = sorted(untimed);
+        let mut index = SessionsIndex {
+            records,
+            open,
+            closed,
+            by_user: by_user.unwrap_or_default(),
+            open_by_user,
+            untimed,
+            by_expiry,
+            visits: AtomicU64::new(0),
+        };
+        if index.by_user.is_empty() && !index.records.is_empty() {
+            let keys: Vec<(Arc<str>, Key)> = index.records.iter().map(|r| (r.0.user_id.clone(), r.0.key())).collect();
+            for (u, k) in keys {
+                index.by_user.entry(u).or_default().insert(k);
+            }
+        }
+        index
+    }
+}

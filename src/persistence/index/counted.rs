@@ -1,0 +1,271 @@
+//! [`CountedSet`]: a sorted set that knows the rank of every position, so the number of elements
+//! between two bounds is O(log n) — what a time-window total needs — and a page can start at any
+//! rank without walking the elements before it.
+//!
+//! The elements live in sorted blocks of at most [`BLOCK`] (a sorted list of sorted vectors), with
+//! a Fenwick tree over the block lengths for prefix counts. An insert past the last element (the
+//! common case: keys grow with time) appends to the last block or starts a new one; elsewhere a
+//! full block splits in two. A block that shrinks below a quarter merges with its right neighbour
+//! when both fit in one. Searching is a binary search over the blocks' last elements and then
+//! within one block; iterating walks contiguous memory.
+
+/// Most elements in one block.
+const BLOCK: usize = 256;
+
+/// A sorted set with O(log n) rank queries.
+#[derive(Debug, Clone)]
+pub(crate) struct CountedSet<K> {
+    /// Non-empty sorted blocks, each ordered after the one before.
+    blocks: Vec<Vec<K>>,
+    /// Fenwick tree over the block lengths (node `i` sums the blocks `i + 1 - lowbit(i + 1) ..= i`).
+    tree: Vec<usize>,
+    len: usize,
+}
+
+impl<K> Default for CountedSet<K> {
+    fn default() -> Self {
+        Self { blocks: Vec::new(), tree: Vec::new(), len: 0 }
+    }
+}
+
+impl<K: Ord> CountedSet<K> {
+    /// A set of already sorted, distinct elements.
+    pub(crate) fn from_sorted(sorted: Vec<K>) -> Self {
+        let len = sorted.len();
+        let mut blocks = Vec::with_capacity(len.div_ceil(BLOCK));
+        let mut rest = sorted.into_iter().peekable();
+        while rest.peek().is_some() {
+            blocks.push(rest.by_ref().take(BLOCK).collect::<Vec<K>>());
+        }
+        let mut set = Self { blocks, tree: Vec::new(), len };
+        set.rebuild();
+        set
+    }
+
+    /// Number of elements.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the set is empty.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn rebuild(&mut self) {
+        let n = self.blocks.len();
+        self.tree.clear();
+        self.tree.extend(self.blocks.iter().map(Vec::len));
+        for i in 0..n {
+            let parent = i | (i + 1);
+            if parent < n {
+                self.tree[parent] += self.tree[i];
+            }
+        }
+    }
+
+    fn grow(&mut self, block: usize) {
+        let mut i = block;
+        while i < self.tree.len() {
+            self.tree[i] += 1;
+            i |= i + 1;
+        }
+    }
+
+    fn shrink(&mut self, block: usize) {
+        let mut i = block;
+        while i < self.tree.len() {
+            self.tree[i] -= 1;
+            i |= i + 1;
+        }
+    }
+
+    /// Number of elements in the blocks before `block`.
+    fn before(&self, block: usize) -> usize {
+        let mut sum = 0;
+        let mut i = block;
+        while i > 0 {
+            sum += self.tree[i - 1];
+            i &= i - 1;
+        }
+        sum
+    }
+
+    /// The position (block, offset) of the first element for which `pred` is false; `pred` must
+    /// be true for a prefix of the set and false after it.
+    fn locate(&self, pred: impl Fn(&K) -> bool) -> (usize, usize) {
+        let block = self.blocks.partition_point(|b| b.last().is_some_and(&pred));
+        let offset = self.blocks.get(block).map_or(0, |b| b.partition_point(&pred));
+        (block, offset)
+    }
+
+    /// How many elements `pred` holds for (a prefix of the set: see [`CountedSet::locate`]).
+    pub(crate) fn rank(&self, pred: impl Fn(&K) -> bool) -> usize {
+        let (block, offset) = self.locate(pred);
+        self.before(block) + offset
+    }
+
+    /// The position of the element of rank `rank` (`(blocks, 0)` past the end).
+    fn position(&self, rank: usize) -> (usize, usize) {
+        if rank >= self.len {
+            return (self.blocks.len(), 0);
+        }
+        // Descend the Fenwick tree: the last block whose prefix count is at most `rank`.
+        let mut block = 0;
+        let mut left = rank;
+        let mut step = self.tree.len().next_power_of_two();
+        while step > 0 {
+            let next = block + step;
+            if next <= self.tree.len() && self.tree[next - 1] <= left {
+                block = next;
+                left -= self.tree[next - 1];
+            }
+            step /= 2;
+        }
+        (block, left)
+    }
+
+    /// Inserts `k`; false if it was there.
+    pub(crate) fn insert(&mut self, k: K) -> bool {
+        let (mut block, mut offset) = self.locate(|x| x < &k);
+        if self.blocks.get(block).and_then(|b| b.get(offset)).is_some_and(|x| *x == k) {
+            return false;
+        }
+        if block == self.blocks.len() {
+            // Past the last element: append, to a new block when the last one is full.
+            match self.blocks.last_mut() {
+                Some(last) if last.len() < BLOCK => {
+                    last.push(k);
+                    self.grow(block - 1);
+                }
+                _ => {
+                    self.blocks.push(vec![k]);
+                    self.rebuild();
+                }
+            }
+            self.len += 1;
+            return true;
+        }
+        if self.blocks[block].len() >= BLOCK {
+            let tail = self.blocks[block].split_off(BLOCK / 2);
+            self.blocks.insert(block + 1, tail);
+            if offset > BLOCK / 2 {
+                block += 1;
+                offset -= BLOCK / 2;
+            }
+            self.blocks[block].insert(offset, k);
+            self.rebuild();
+        } else {
+            self.blocks[block].insert(offset, k);
+            self.grow(block);
+        }
+        self.len += 1;
+        true
+    }
+
+    /// Removes `k`; false if it was not there.
+    pub(crate) fn remove(&mut self, k: &K) -> bool {
+        let (block, offset) = self.locate(|x| x < k);
+        if self.blocks.get(block).and_then(|b| b.get(offset)).is_none_or(|x| x != k) {
+            return false;
+        }
+        self.blocks[block].remove(offset);
+        self.len -= 1;
+        let len = self.blocks[block].len();
+        if len == 0 {
+            self.blocks.remove(block);
+            self.rebuild();
+        } else if len < BLOCK / 4 && self.blocks.get(block + 1).is_some_and(|next| len + next.len() <= BLOCK) {
+            let next = self.blocks.remove(block + 1);
+            self.blocks[block].extend(next);
+            self.rebuild();
+        } else {
+            self.shrink(block);
+        }
+        true
+    }
+
+    /// The elements from rank `from` on, in order.
+    #[cfg(test)]
+    pub(crate) fn iter_from(&self, from: usize) -> impl Iterator<Item = &K> + '_ {
+        let (block, offset) = self.position(from);
+        let first = self.blocks.get(block).map_or(&[][..], |b| &b[offset..]);
+        let rest = self.blocks.get(block + 1..).unwrap_or(&[]);
+        first.iter().chain(rest.iter().flatten())
+    }
+
+    /// The elements before rank `to`, last first.
+    pub(crate) fn iter_back_from(&self, to: usize) -> impl Iterator<Item = &K> + '_ {
+        let (block, offset) = self.position(to);
+        let first = self.blocks.get(block).map_or(&[][..], |b| &b[..offset]);
+        let rest = self.blocks.get(..block).unwrap_or(&[]);
+        first.iter().rev().chain(rest.iter().rev().flat_map(|b| b.iter().rev()))
+    }
+
+    /// Every element in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &K> + '_ {
+        self.blocks.iter().flatten()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// A deterministic pseudo-random sequence (xorshift).
+    fn numbers(seed: u64) -> impl Iterator<Item = u64> {
+        let mut x = seed;
+        std::iter::from_fn(move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            Some(x)
+        })
+    }
+
+    fn check(set: &CountedSet<u64>, model: &BTreeSet<u64>) {
+        assert_eq!(set.len(), model.len());
+        assert!(set.iter().eq(model.iter()));
+        assert!(set.blocks.iter().all(|b| !b.is_empty() && b.len() <= BLOCK));
+        for probe in [0, 1, 500, 999, 1000, 5000, u64::MAX] {
+            let rank = model.range(..probe).count();
+            assert_eq!(set.rank(|x| *x < probe), rank, "rank of {probe}");
+            assert!(set.iter_from(rank).eq(model.range(probe..)), "from {probe}");
+            assert!(set.iter_back_from(rank).eq(model.range(..probe).rev()), "back from {probe}");
+        }
+    }
+
+    /// Random inserts and removes (growing, then mostly appending, then draining) keep the set
+    /// equal to a `BTreeSet` model: contents, ranks, and both iteration directions at any rank.
+    #[test]
+    fn the_set_matches_a_btreeset_through_random_changes() {
+        let mut set = CountedSet::default();
+        let mut model = BTreeSet::new();
+        let mut rng = numbers(0x9e37_79b9_7f4a_7c15);
+        for step in 0..20_000u64 {
+            let r = rng.next().unwrap();
+            let k = if step % 3 == 0 { 1_000_000 + step } else { r % 5_000 };
+            if r % 4 == 0 {
+                assert_eq!(set.remove(&k), model.remove(&k));
+            } else {
+                assert_eq!(set.insert(k), model.insert(k));
+            }
+            if step % 2_000 == 0 {
+                check(&set, &model);
+            }
+        }
+        check(&set, &model);
+        let keys: Vec<u64> = model.iter().copied().collect();
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(set.remove(k), model.remove(k));
+            if i % 700 == 0 {
+                check(&set, &model);
+            }
+        }
+        assert!(set.is_empty() && set.blocks.is_empty());
+        let built = CountedSet::from_sorted((0..1_000).collect());
+        check(&built, &(0..1_000).collect());
+    }
+}

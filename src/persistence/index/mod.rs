@@ -1,0 +1,527 @@
+//! [`SessionsIndex`]: the indexed in-memory engine shared by the memory and file backends.
+//!
+//! Compact records (one boxed record per session, its id allocated once and shared by every
+//! index) plus ordered indexes keyed by `(request_time, Reverse(id))` — the list order read
+//! backwards, so that new and refreshed sessions land at the end — for open sessions, closed
+//! sessions and each user, and an index of open sessions by `expire_time`. The list-order
+//! indexes are [`CountedSet`]s, which know the rank of every position: a lookup by id is O(1); a
+//! page of one user's sessions costs O(log n + take) without touching other users, and its total
+//! O(log n) with or without a time window; the expiry sweep visits only expired sessions and the
+//! purge only the oldest closed ones. The index is not synchronised: each
+//! backend wraps it in its own lock and makes every method one atomic step.
+//!
+//! Write operations come in two shapes: the `plan_*` functions (and [`SessionsIndex::purgeable`])
+//! compute what a step would change without changing anything; the others apply it. The file
+//! backend logs exactly the records a step puts or deletes, in the order they apply.
+//!
+//! [`SessionsIndex::scan`] walks the index in list order in short resumable steps (the file
+//! backend's compaction), and [`IndexBuilder`] loads many sessions at once (its start-up): it
+//! keeps only a map up to date while changes are replayed, then sorts the keys once and builds
+//! each ordered index in bulk.
+
+mod builder;
+mod counted;
+mod record;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use builder::IndexBuilder;
+use counted::CountedSet;
+use record::{Record, RecordHasher, Slot};
+
+use super::{
+    is_alive, limit_victims, max_sessions_reached, session_exists, session_limit, ExpiryPolicy, OpenLimits,
+    SessionChange, SessionLimit, SessionUpdate, UpdateOutcome, WriteCondition,
+};
+use crate::data::version1::{SessionV1, SessionsFilter};
+use crate::toolkit::data::{DataPage, PagingParams};
+use crate::toolkit::errors::ApplicationError;
+use chrono::{DateTime, Utc};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Index key, ordered as the list read backwards: oldest `request_time` first, then id
+/// descending.
+type Key = (DateTime<Utc>, Reverse<Arc<str>>);
+
+/// The in-memory state with its indexes; also the engine of the file backend.
+///
+/// Besides the list-order sets, each user's open sessions and the open sessions without an
+/// `expire_time` have sets of their own, and every set knows its size: totals without a time
+/// window are O(1) and with one O(log n), closing a user's sessions and the per-user limit visit only that user's open
+/// sessions, and the expiry sweep never walks sessions whose own `expire_time` is still ahead.
+/// [`SessionsIndex::visits`] counts the records the queries touch (what the complexity tests
+/// measure).
+#[derive(Debug, Default)]
+pub(crate) struct SessionsIndex {
+    records: HashSet<Slot, RecordHasher>,
+    open: CountedSet<Key>,
+    closed: CountedSet<Key>,
+    by_user: HashMap<Arc<str>, CountedSet<Key>>,
+    open_by_user: HashMap<Arc<str>, CountedSet<Key>>,
+    /// Open sessions without an `expire_time` (judged by the idle cutoff).
+    untimed: CountedSet<Key>,
+    by_expiry: BTreeSet<(DateTime<Utc>, Arc<str>)>,
+    visits: AtomicU64,
+}
+
+impl SessionsIndex {
+    /// An empty index.
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many index entries the queries have visited so far (list pages, the expiry sweep,
+    /// per-user closes and limits): the cost model the complexity tests check.
+    #[cfg(test)]
+    pub(crate) fn visits(&self) -> u64 {
+        self.visits.load(Ordering::Relaxed)
+    }
+
+    fn visited(&self, n: usize) {
+        self.visits.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Whether nothing is stored.
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Whether a session with this id exists.
+    pub(crate) fn contains(&self, id: &str) -> bool {
+        self.records.contains(id)
+    }
+
+    /// A session by id.
+    pub(crate) fn get(&self, id: &str) -> Option<SessionV1> {
+        self.records.get(id).map(|r| r.0.to_session())
+    }
+
+    /// Every stored session (any order).
+    #[cfg(test)]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = SessionV1> + '_ {
+        self.records.iter().map(|r| r.0.to_session())
+    }
+
+    /// Up to `limit` sessions in list order, starting after the position `(request_time, id)` of
+    /// `after` (from the first when `None`).
+    ///
+    /// This is a resumable cursor for walking a large index in short steps, releasing the lock
+    /// between them: the position need not exist any more. A session that is not changed during
+    /// the walk is visited exactly once; one that changes may be visited twice or not at all.
+    pub(crate) fn scan(&self, after: Option<(DateTime<Utc>, &str)>, limit: usize) -> Vec<SessionV1> {
+        // The keys after `(t, id)` in list order are the ones before it in key order.
+        let end = |set: &CountedSet<Key>| match after {
+            None => set.len(),
+            Some((t, id)) => set.rank(|(kt, Reverse(kid))| *kt < t || (*kt == t && &**kid > id)),
+        };
+        let open = self.open.iter_back_from(end(&self.open));
+        let closed = self.closed.iter_back_from(end(&self.closed));
+        MergeBack::new(open, closed)
+            .take(limit)
+            .filter_map(|(_, Reverse(id))| self.records.get(&**id).map(|r| r.0.to_session()))
+            .collect()
+    }
+
+    fn record(&mut self, s: SessionV1) -> Record {
+        let id = match self.records.get(s.id.as_str()) {
+            Some(old) => old.0.id.clone(),
+            None => Arc::from(s.id.as_str()),
+        };
+        let user_id = match self.by_user.get_key_value(s.user_id.as_str()) {
+            Some((u, _)) => u.clone(),
+            None => Arc::from(s.user_id.as_str()),
+        };
+        Record::new(id, user_id, s)
+    }
+
+    fn index(&mut self, r: &Record) {
+        let k = r.key();
+        if r.active {
+            self.open.insert(k.clone());
+            self.open_by_user.entry(r.user_id.clone()).or_default().insert(k.clone());
+            match r.expire_time {
+                Some(t) => {
+                    self.by_expiry.insert((t, r.id.clone()));
+                }
+                None => {
+                    self.untimed.insert(k.clone());
+                }
+            }
+        } else {
+            self.closed.insert(k.clone());
+        }
+        self.by_user.entry(r.user_id.clone()).or_default().insert(k);
+    }
+
+    fn unindex(&mut self, r: &Record) {
+        let k = r.key();
+        self.open.remove(&k);
+        self.closed.remove(&k);
+        self.untimed.remove(&k);
+        if let Some(t) = r.expire_time {
+            self.by_expiry.remove(&(t, r.id.clone()));
+        }
+        if let Some(set) = self.open_by_user.get_mut(&*r.user_id) {
+            set.remove(&k);
+            if set.is_empty() {
+                self.open_by_user.remove(&*r.user_id);
+            }
+        }
+        if let Some(set) = self.by_user.get_mut(&*r.user_id) {
+            set.remove(&k);
+            if set.is_empty() {
+                self.by_user.remove(&*r.user_id);
+            }
+        }
+    }
+
+    /// Inserts or replaces a session.
+    pub(crate) fn put(&mut self, s: SessionV1) {
+        let record = self.record(s);
+        if let Some(old) = self.records.take(&*record.id) {
+            self.unindex(&old.0);
+        }
+        self.index(&record);
+        self.records.insert(Slot(Box::new(record)));
+    }
+
+    /// Removes a session, returning it.
+    pub(crate) fn remove(&mut self, id: &str) -> Option<SessionV1> {
+        let old = self.records.take(id)?;
+        self.unindex(&old.0);
+        Some(old.0.to_session())
+    }
+
+    /// Inserts a new session; `SESSION_EXISTS` if the id is taken.
+    ///
+    /// # Errors
+    /// `Conflict` / `SESSION_EXISTS`.
+    pub(crate) fn create(&mut self, s: SessionV1) -> Result<SessionV1, ApplicationError> {
+        if self.contains(&s.id) {
+            return Err(session_exists(&s.id));
+        }
+        self.put(s.clone());
+        Ok(s)
+    }
+
+    /// Computes a conditional change without applying it.
+    pub(crate) fn plan_update(&self, id: &str, update: &SessionUpdate) -> UpdateOutcome {
+        match self.get(id) {
+            None => UpdateOutcome::NotFound,
+            Some(s) if !update.condition.holds(&s) => UpdateOutcome::ConditionFailed(s),
+            Some(mut s) => {
+                update.change.apply(&mut s, update.now, &update.policy);
+                UpdateOutcome::Updated(s)
+            }
+        }
+    }
+
+    /// Applies a conditional change.
+    pub(crate) fn update(&mut self, id: &str, update: &SessionUpdate) -> UpdateOutcome {
+        let outcome = self.plan_update(id, update);
+        if let UpdateOutcome::Updated(s) = &outcome {
+            self.put(s.clone());
+        }
+        outcome
+    }
+
+    /// Deletes a session if `condition` holds.
+    pub(crate) fn delete_if(&mut self, id: &str, condition: &WriteCondition) -> UpdateOutcome {
+        match self.get(id) {
+            None => UpdateOutcome::NotFound,
+            Some(s) if !condition.holds(&s) => UpdateOutcome::ConditionFailed(s),
+            Some(_) => self.remove(id).map_or(UpdateOutcome::NotFound, UpdateOutcome::Updated),
+        }
+    }
+
+    fn closed_copy(&self, id: &str, now: DateTime<Utc>) -> Option<SessionV1> {
+        self.get(id).map(|mut s| {
+            SessionChange::Close.apply(&mut s, now, &ExpiryPolicy::default());
+            s
+        })
+    }
+
+    /// The open sessions not alive at `now`, closed at `now` (not yet applied).
+    #[cfg(test)]
+    pub(crate) fn plan_close_expired(&self, idle_cutoff: DateTime<Utc>, now: DateTime<Utc>) -> Vec<SessionV1> {
+        self.plan_close_expired_at(now, Some(idle_cutoff))
+    }
+
+    /// The open sessions not alive at `now` (records without `expire_time` judged by
+    /// `idle_cutoff`), closed at `now` (not yet applied).
+    #[cfg(test)]
+    pub(crate) fn plan_close_expired_at(
+        &self,
+        now: DateTime<Utc>,
+        idle_cutoff: Option<DateTime<Utc>>,
+    ) -> Vec<SessionV1> {
+        self.plan_close_expired_limited(now, idle_cutoff, usize::MAX)
+    }
+
+    /// At most `limit` of the sessions [`SessionsIndex::plan_close_expired_at`] returns: a bulk
+    /// expiry is applied in bounded batches, the lock released between them. Visits only expired
+    /// sessions: those whose `expire_time` has passed and untimed ones idle since the cutoff.
+    pub(crate) fn plan_close_expired_limited(
+        &self,
+        now: DateTime<Utc>,
+        idle_cutoff: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Vec<SessionV1> {
+        let mut ids: Vec<Arc<str>> =
+            self.by_expiry.range(..(now, Arc::<str>::from(""))).take(limit).map(|(_, id)| id.clone()).collect();
+        if let Some(cutoff) = idle_cutoff {
+            // Records without an expire_time, idle since before the cutoff (oldest first).
+            let room = limit.saturating_sub(ids.len());
+            ids.extend(
+                self.untimed.iter().take_while(|(t, _)| *t < cutoff).take(room).map(|(_, Reverse(id))| id.clone()),
+            );
+        }
+        self.visited(ids.len());
+        ids.iter()
+            .filter(|id| self.get(id).is_some_and(|s| s.active && !is_alive(&s, Some(now), idle_cutoff)))
+            .filter_map(|id| self.closed_copy(id, now))
+            .collect()
+    }
+
+    /// Closes the open sessions of a user except one; returns them closed.
+    #[cfg(test)]
+    pub(crate) fn close_user_sessions(
+        &mut self,
+        user_id: &str,
+        except_id: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Vec<SessionV1> {
+        self.close_user_sessions_limited(user_id, except_id, now, usize::MAX)
+    }
+
+    /// Closes at most `limit` open sessions of a user except one (visiting only that user's open
+    /// sessions); returns them closed. Fewer than `limit` means none is left.
+    pub(crate) fn close_user_sessions_limited(
+        &mut self,
+        user_id: &str,
+        except_id: Option<&str>,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Vec<SessionV1> {
+        let ids: Vec<Arc<str>> = self
+            .open_by_user
+            .get(user_id)
+            .map(|set| {
+                set.iter()
+                    .map(|(_, Reverse(id))| id.clone())
+                    .filter(|id| Some(&**id) != except_id)
+                    .take(limit)
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.visited(ids.len());
+        let closed: Vec<SessionV1> = ids.iter().filter_map(|id| self.closed_copy(id, now)).collect();
+        closed.iter().for_each(|s| self.put(s.clone()));
+        closed
+    }
+
+    /// The ids of at most `limit` closed sessions closed before `closed_before`, oldest first.
+    pub(crate) fn purgeable(&self, closed_before: DateTime<Utc>, limit: u64) -> Vec<String> {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        self.closed
+            .iter()
+            .take_while(|(t, _)| *t < closed_before)
+            .filter(|(_, Reverse(id))| {
+                self.records.get(&**id).is_some_and(|r| r.0.close_time.unwrap_or(r.0.request_time) < closed_before)
+            })
+            .take(limit)
+            .map(|(_, Reverse(id))| id.to_string())
+            .collect()
+    }
+
+    /// Inserts a session within a per-user limit: returns the sessions closed to make room (under
+    /// `CloseOldest`) or to drop expired ones, already applied.
+    ///
+    /// # Errors
+    /// `SESSION_LIMIT` under `Deny`; `SESSION_EXISTS` if the id is taken.
+    pub(crate) fn create_limited(
+        &mut self,
+        s: SessionV1,
+        limit: &SessionLimit,
+    ) -> Result<Vec<SessionV1>, ApplicationError> {
+        self.create_within(s, &OpenLimits { per_user: Some(*limit), max_open: None })
+    }
+
+    /// Inserts a session within `limits`, in one step: the per-user limit (closing what it
+    /// closes) and the cap on the open sessions of the store, counted as they will be after the
+    /// insert. Returns the sessions closed, already applied; on an error nothing changed.
+    ///
+    /// # Errors
+    /// `SESSION_LIMIT` under `Deny`; `MAX_SESSIONS` at the cap; `SESSION_EXISTS` if the id is taken.
+    pub(crate) fn create_within(
+        &mut self,
+        s: SessionV1,
+        limits: &OpenLimits,
+    ) -> Result<Vec<SessionV1>, ApplicationError> {
+        if self.contains(&s.id) {
+            return Err(session_exists(&s.id));
+        }
+        let closed: Vec<SessionV1> = match &limits.per_user {
+            None => Vec::new(),
+            Some(limit) => {
+                let open: Vec<SessionV1> = self
+                    .open_by_user
+                    .get(s.user_id.as_str())
+                    .map(|set| set.iter().filter_map(|(_, Reverse(id))| self.get(id)).collect())
+                    .unwrap_or_default();
+                self.visited(open.len());
+                let to_close = limit_victims(open, limit).ok_or_else(|| session_limit(&s.user_id, limit.max))?;
+                to_close.iter().filter_map(|id| self.closed_copy(id, limit.now)).collect()
+            }
+        };
+        if let Some(max) = limits.max_open {
+            // Every victim is open now and closed after the step.
+            let after = (self.open.len() - closed.len()) as u64 + u64::from(s.active);
+            if after > max {
+                return Err(max_sessions_reached(max));
+            }
+        }
+        closed.iter().for_each(|c| self.put(c.clone()));
+        self.put(s);
+        Ok(closed)
+    }
+
+    /// Moves a session to a new id when the update's condition holds.
+    ///
+    /// # Errors
+    /// `SESSION_EXISTS` if `new_id` is taken.
+    pub(crate) fn rotate_id(
+        &mut self,
+        id: &str,
+        new_id: &str,
+        update: &SessionUpdate,
+    ) -> Result<UpdateOutcome, ApplicationError> {
+        if self.contains(new_id) {
+            return Err(session_exists(new_id));
+        }
+        let outcome = self.plan_update(id, update);
+        if let UpdateOutcome::Updated(s) = &outcome {
+            self.remove(id);
+            let mut moved = s.clone();
+            moved.id = new_id.to_string();
+            self.put(moved.clone());
+            return Ok(UpdateOutcome::Updated(moved));
+        }
+        Ok(outcome)
+    }
+
+    /// Deletes everything.
+    pub(crate) fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// A page in list order, without `user` and `data`.
+    ///
+    /// The time window and `skip` become ranks in the list-order set the filter reads, so the
+    /// total costs O(log n) and the page O(log n + take) — except where the set holds sessions the
+    /// filter leaves out (a user's closed sessions: their open ones are stepped over; no user and
+    /// no state: the open and closed sets are merged, and `skip` steps over both).
+    pub(crate) fn page(
+        &self,
+        filter: &SessionsFilter,
+        paging: &PagingParams,
+        max_page_size: u64,
+    ) -> DataPage<SessionV1> {
+        let skip = usize::try_from(paging.skip()).unwrap_or(usize::MAX);
+        let take = usize::try_from(paging.take(max_page_size)).unwrap_or(usize::MAX);
+        let item = |id: &Arc<str>| {
+            self.records
+                .get(&**id)
+                .map(|r| &r.0)
+                .filter(|r| filter.matches_fields(&r.id, &r.user_id, r.active, r.request_time))
+        };
+        if let Some(id) = &filter.id {
+            let found: Vec<SessionV1> = item(&Arc::from(id.as_str())).map(|r| r.to_list_item()).into_iter().collect();
+            let total = paging.total.then_some(found.len() as u64);
+            return DataPage { total, data: found.into_iter().skip(skip).take(take).collect() };
+        }
+        // The window `from_time <= request_time < to_time` as a range of ranks [lo, hi).
+        let window = |set: &CountedSet<Key>| -> (usize, usize) {
+            let lo = filter.from_time.map_or(0, |from| set.rank(|(t, _)| *t < from));
+            let hi = filter.to_time.map_or(set.len(), |to| set.rank(|(t, _)| *t < to));
+            (lo, hi.max(lo))
+        };
+        let empty = CountedSet::default();
+        let user = |u: &str| self.by_user.get(u).unwrap_or(&empty);
+        let user_open = |u: &str| self.open_by_user.get(u).unwrap_or(&empty);
+        // The keys to walk (newest first), how many the filter matches, and how many of them the
+        // walk starts past.
+        let (keys, total, skipped): (Box<dyn Iterator<Item = &Key> + '_>, usize, usize) =
+            match (&filter.user_id, filter.active) {
+                (Some(u), Some(false)) => {
+                    let ((lo, hi), (open_lo, open_hi)) = (window(user(u)), window(user_open(u)));
+                    (Box::new(user(u).iter_back_from(hi).take(hi - lo)), (hi - lo) - (open_hi - open_lo), 0)
+                }
+                (None, None) => {
+                    let ((lo, hi), (closed_lo, closed_hi)) = (window(&self.open), window(&self.closed));
+                    let open = self.open.iter_back_from(hi).take(hi - lo);
+                    let closed = self.closed.iter_back_from(closed_hi).take(closed_hi - closed_lo);
+                    (Box::new(MergeBack::new(open, closed)), (hi - lo) + (closed_hi - closed_lo), 0)
+                }
+                (u, active) => {
+                    let set = match (u, active) {
+                        (Some(u), Some(true)) => user_open(u),
+                        (Some(u), _) => user(u),
+                        (None, Some(true)) => &self.open,
+                        (None, _) => &self.closed,
+                    };
+                    let (lo, hi) = window(set);
+                    let skipped = skip.min(hi - lo);
+                    (Box::new(set.iter_back_from(hi - skipped).take(hi - lo - skipped)), hi - lo, skipped)
+                }
+            };
+        // Find the page's records first, then build the items: the lookups of one tight loop
+        // are independent, so the processor overlaps their cache misses.
+        let mut found: Vec<&Record> = Vec::with_capacity(take.min(1024));
+        let mut seen = skipped;
+        let mut visited = 0usize;
+        for (_, Reverse(id)) in keys {
+            if found.len() >= take {
+                break;
+            }
+            visited += 1;
+            let Some(r) = item(id) else { continue };
+            if seen >= skip {
+                found.push(r);
+            }
+            seen += 1;
+        }
+        self.visited(visited);
+        DataPage {
+            total: paging.total.then_some(total as u64),
+            data: found.into_iter().map(Record::to_list_item).collect(),
+        }
+    }
+}
+
+/// Merges two iterators that are each sorted descending.
+struct MergeBack<'a, A: Iterator<Item = &'a Key>, B: Iterator<Item = &'a Key>> {
+    a: std::iter::Peekable<A>,
+    b: std::iter::Peekable<B>,
+}
+
+impl<'a, A: Iterator<Item = &'a Key>, B: Iterator<Item = &'a Key>> MergeBack<'a, A, B> {
+    fn new(a: A, b: B) -> Self {
+        Self { a: a.peekable(), b: b.peekable() }
+    }
+}
+
+impl<'a, A: Iterator<Item = &'a Key>, B: Iterator<Item = &'a Key>> Iterator for MergeBack<'a, A, B> {
+    type Item = &'a Key;
+    fn next(&mut self) -> Option<&'a Key> {
+        match (self.a.peek(), self.b.peek()) {
+            (Some(x), Some(y)) if y > x => self.b.next(),
+            (Some(_), _) => self.a.next(),
+            (None, _) => self.b.next(),
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The index's own tests: bulk builds equal one-by-one inserts, list order, and the cost model.
+
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use crate::persistence::{LimitPolicy, SessionChange, WriteCondition};
+use chrono::Duration;
+
+fn session(i: i64) -> SessionV1 {
+    let t = DateTime::<Utc>::UNIX_EPOCH + Duration::milliseconds(i % 7);
+    let mut s = SessionV1::open(format!("s{i:03}"), format!("u{}", i % 4), t);
+    s.active = i % 3 != 0;
+    if s.active && i % 2 == 0 {
+        s.expire_time = Some(t + Duration::milliseconds(1000 + i));
+    }
+    s
+}
+
+/// Everything an index holds, in a comparable form.
+type Fingerprint = (
+    Vec<SessionV1>,
+    Vec<Key>,
+    Vec<Key>,
+    Vec<(Arc<str>, Vec<Key>)>,
+    BTreeSet<(DateTime<Utc>, Arc<str>)>,
+    Vec<(Arc<str>, Vec<Key>)>,
+    Vec<Key>,
+);
+
+fn keys(set: &CountedSet<Key>) -> Vec<Key> {
+    set.iter().cloned().collect()
+}
+
+fn fingerprint(index: &SessionsIndex) -> Fingerprint {
+    let mut sessions: Vec<SessionV1> = index.iter().collect();
+    sessions.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut users: Vec<(Arc<str>, Vec<Key>)> = index.by_user.iter().map(|(u, ks)| (u.clone(), keys(ks))).collect();
+    users.sort();
+    let mut open_users: Vec<(Arc<str>, Vec<Key>)> =
+        index.open_by_user.iter().map(|(u, ks)| (u.clone(), keys(ks))).collect();
+    open_users.sort();
+    (sessions, keys(&index.open), keys(&index.closed), users, index.by_expiry.clone(), open_users, keys(&index.untimed))
+}
+
+#[test]
+fn the_builder_builds_what_one_by_one_inserts_build() {
+    let mut one_by_one = SessionsIndex::new();
+    let mut builder = IndexBuilder::new();
+    for i in 0..200 {
+        one_by_one.put(session(i));
+        builder.put(session(i));
+    }
+    for i in (0..200).step_by(5) {
+        let mut s = session(i);
+        s.request_time += Duration::milliseconds(100);
+        one_by_one.put(s.clone());
+        builder.put(s);
+        one_by_one.remove(&format!("s{:03}", i + 1));
+        builder.remove(&format!("s{:03}", i + 1));
+    }
+    assert_eq!(builder.len(), 160);
+    let built = builder.build();
+    assert_eq!(fingerprint(&built), fingerprint(&one_by_one));
+    let mut cleared = IndexBuilder::new();
+    cleared.put(session(1));
+    cleared.clear();
+    assert!(cleared.is_empty() && cleared.build().is_empty());
+}
+
+#[test]
+fn the_scan_walks_open_and_closed_sessions_in_list_order() {
+    let mut index = SessionsIndex::new();
+    (0..20).for_each(|i| index.put(session(i)));
+    let update = SessionUpdate {
+        condition: WriteCondition::default(),
+        change: SessionChange::Close,
+        now: DateTime::<Utc>::UNIX_EPOCH + Duration::milliseconds(50),
+        policy: ExpiryPolicy::default(),
+    };
+    assert!(matches!(index.update("s004", &update), UpdateOutcome::Updated(_)));
+    let mut rebuilt = IndexBuilder::new();
+    index.iter().for_each(|s| rebuilt.put(s));
+    assert_eq!(fingerprint(&rebuilt.build()), fingerprint(&index));
+    let walked: Vec<String> = index.scan(None, 100).into_iter().map(|s| s.id).collect();
+    let listed: Vec<String> = index
+        .page(&SessionsFilter::default(), &PagingParams { skip: None, take: Some(100), total: false }, 100)
+        .data
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(walked, listed);
+    assert_eq!(walked[0], "s004");
+    let after: Vec<String> =
+        index.scan(Some((index.get("s004").unwrap().request_time, "s004")), 3).into_iter().map(|s| s.id).collect();
+    assert_eq!(after, walked[1..4]);
+}
+
+/// The heavy operations cost O(answer), not O(store): counted in visited index entries, with
+/// 20 000 open sessions of one user (their own ttl far longer than the idle timeout, idle
+/// since long before the cutoff) and 5 000 closed ones beside a user with 10.
+#[test]
+fn heavy_operations_visit_only_their_answer() {
+    let t0 = DateTime::<Utc>::UNIX_EPOCH + Duration::days(10_000);
+    let mut builder = IndexBuilder::new();
+    for i in 0..25_000i64 {
+        let mut s = SessionV1::open(format!("b{i:06}"), "big".to_string(), t0 + Duration::milliseconds(i));
+        s.expire_time = Some(t0 + Duration::days(365));
+        if i >= 20_000 {
+            s.active = false;
+            s.close_time = Some(s.request_time);
+            s.expire_time = None;
+        }
+        builder.put(s);
+    }
+    let mut index = builder.build();
+    for i in 0..10i64 {
+        let mut s = SessionV1::open(format!("s{i:02}"), "small".to_string(), t0 + Duration::milliseconds(i));
+        s.expire_time = Some(t0 + Duration::days(365));
+        index.put(s);
+    }
+    let page = |f: SessionsFilter| (f, PagingParams { skip: None, take: Some(10), total: true });
+    let cost = |index: &SessionsIndex, f: &dyn Fn(&SessionsIndex)| {
+        let before = index.visits();
+        f(index);
+        index.visits() - before
+    };
+    let cases = [
+        (SessionsFilter { active: Some(true), ..Default::default() }, 20_010),
+        (SessionsFilter { active: Some(false), ..Default::default() }, 5_000),
+        (SessionsFilter::default(), 25_010),
+        (SessionsFilter { user_id: Some("big".into()), ..Default::default() }, 25_000),
+        (SessionsFilter { user_id: Some("big".into()), active: Some(true), ..Default::default() }, 20_000),
+        (SessionsFilter { user_id: Some("big".into()), active: Some(false), ..Default::default() }, 5_000),
+    ];
+    for (filter, total) in cases {
+        let (f, p) = page(filter);
+        let before = index.visits();
+        let answer = index.page(&f, &p, 100);
+        let visits = index.visits() - before;
+        assert_eq!((answer.total, answer.data.len()), (Some(total), 10), "{f:?}");
+        assert!(visits <= 10 + 5_000 * u64::from(f.active == Some(false) && f.user_id.is_some()), "{f:?}: {visits}");
+    }
+    // Nothing is expired: the sweep visits nothing, though every session of "big" has been
+    // idle since long before the cutoff (their own ttl keeps them alive).
+    let now = t0 + Duration::days(30);
+    let cutoff = now - Duration::days(1);
+    assert_eq!(cost(&index, &|i| assert!(i.plan_close_expired(cutoff, now).is_empty())), 0);
+    // The per-user limit and closing a user's sessions visit that user's open sessions only.
+    let limit = SessionLimit { max: 50, policy: LimitPolicy::Deny, now, idle_cutoff: Some(cutoff) };
+    let before = index.visits();
+    index.create_limited(SessionV1::open("s99".into(), "small".into(), now), &limit).unwrap();
+    assert_eq!(index.visits() - before, 10);
+    let before = index.visits();
+    assert_eq!(index.close_user_sessions("small", Some("s99"), now).len(), 10);
+    assert_eq!(index.visits() - before, 10);
+    // A mass expiry comes in bounded batches.
+    let later = t0 + Duration::days(400);
+    assert_eq!(index.plan_close_expired_limited(later, Some(later - Duration::days(1)), 1000).len(), 1000);
+    let before = index.visits();
+    let batch = index.close_user_sessions_limited("big", None, later, 1000);
+    assert_eq!((batch.len(), index.visits() - before), (1000, 1000));
+}
+
+/// Totals with a time window are rank differences, and `skip` a rank: a page of 10 with its
+/// total visits 10 index entries whatever the window holds (20 000 open and 5 000 closed sessions
+/// of one user beside 10 of another), except where the walked set holds sessions the filter
+/// leaves out (no user and no state: open and closed merged; a user's closed ones: their open
+/// ones stepped over). Totals and pages equal a brute-force filter over every session.
+#[test]
+fn windowed_totals_and_skips_visit_only_the_page() {
+    let t0 = DateTime::<Utc>::UNIX_EPOCH + Duration::days(10_000);
+    let at = |ms: i64| t0 + Duration::milliseconds(ms);
+    let mut index = SessionsIndex::new();
+    for i in 0..25_000i64 {
+        let mut s = SessionV1::open(format!("b{i:06}"), "big".to_string(), at(i / 2));
+        if i >= 20_000 {
+            s.active = false;
+            s.close_time = Some(s.request_time);
+        }
+        index.put(s);
+    }
+    for i in 0..10i64 {
+        index.put(SessionV1::open(format!("s{i:02}"), "small".to_string(), at(i * 1_000)));
+    }
+    let all: Vec<SessionV1> = {
+        let mut v: Vec<SessionV1> = index.iter().collect();
+        v.sort_by(|a, b| b.request_time.cmp(&a.request_time).then_with(|| a.id.cmp(&b.id)));
+        v
+    };
+    let users = [None, Some("big"), Some("small")];
+    let states = [None, Some(true), Some(false)];
+    let windows =
+        [(None, None), (Some(2_500), Some(7_500)), (Some(9_500), None), (None, Some(4_000)), (Some(7), Some(7))];
+    for user in users {
+        for active in states {
+            for (from, to) in windows {
+                for skip in [0u64, 3_000] {
+                    let filter = SessionsFilter {
+                        user_id: user.map(str::to_string),
+                        active,
+                        from_time: from.map(at),
+                        to_time: to.map(at),
+                        ..Default::default()
+                    };
+                    let matching: Vec<&SessionV1> = all
+                        .iter()
+                        .filter(|s| filter.matches_fields(&s.id, &s.user_id, s.active, s.request_time))
+                        .collect();
+                    let paging = PagingParams::new(skip, 10, true);
+                    let before = index.visits();
+                    let answer = index.page(&filter, &paging, 100);
+                    let visits = index.visits() - before;
+                    let expected: Vec<&str> =
+                        matching.iter().skip(3_000 * usize::from(skip > 0)).take(10).map(|s| s.id.as_str()).collect();
+                    let got: Vec<&str> = answer.data.iter().map(|s| s.id.as_str()).collect();
+                    assert_eq!(answer.total, Some(matching.len() as u64), "{filter:?}");
+                    assert_eq!(got, expected, "{filter:?} skip {skip}");
+                    let stepped_over = match (user, active) {
+                        (None, None) => skip,
+                        (Some(_), Some(false)) => skip + 10_000,
+                        _ => 0,
+                    };
+                    assert!(visits <= 10 + stepped_over, "{filter:?} skip {skip}: {visits} visits");
+                }
+            }
+        }
+    }
+}
