@@ -22,5 +22,6 @@ mod original;
 mod original_config;
 mod persistence;
 mod process;
+mod requires;
 mod rest_http;
 mod sessions_http;

@@ -19,6 +19,10 @@
 # and REDIS_CLUSTER_NODES are set; both are stopped when this script exits.
 #
 # Fuzzing (test/fuzz.rs) runs each target for FUZZ_SECONDS (60 here unless set).
+#
+# Plain `cargo test` skips the tests whose server or tool is not named in the environment (one
+# line on stderr per missing variable); here SESSIONS_TEST_REQUIRE_ALL=1 makes every one of them
+# required, so a missing backend fails the run instead of passing it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source test/mongo_server.sh
@@ -38,5 +42,6 @@ if [[ -z "${REDIS_CLUSTER_NODES:-}" ]]; then
     redis_cluster_start REDIS_CLUSTER_NODES
 fi
 export FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
+export SESSIONS_TEST_REQUIRE_ALL=1
 cargo test --all-targets
 cargo test --doc

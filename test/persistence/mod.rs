@@ -2,6 +2,8 @@
 //!
 //! `conformance_tests!(module, factory)` expands to one `#[tokio::test]` per fixture case;
 //! `factory` is an async function returning a fresh, opened [`Subject`].
+//! `conformance_tests!(module, factory, requires ["VAR", ...])` skips the cases when a variable
+//! is not set (see `requires.rs`).
 
 mod file;
 pub mod fixture;
@@ -22,9 +24,12 @@ pub struct Subject {
 #[macro_export]
 macro_rules! conformance_tests {
     ($name:ident, $factory:path) => {
+        $crate::conformance_tests!($name, $factory, requires []);
+    };
+    ($name:ident, $factory:path, requires $vars:tt) => {
         mod $name {
             use $crate::persistence::fixture;
-            $crate::conformance_tests!(@cases $factory;
+            $crate::conformance_tests!(@cases $factory; $vars;
                 create_and_get, create_rejects_taken_ids, store_data_replaces_and_bumps, update_user_replaces,
                 close_clears_payload, conditions_fail_with_current_record, filter_by_each_field,
                 time_window_bounds, order_is_time_desc_then_id, paging_and_totals, list_leaves_out_payload,
@@ -35,10 +40,11 @@ macro_rules! conformance_tests {
                 scan_walks_whole_sessions_in_list_order);
         }
     };
-    (@cases $factory:path; $($case:ident),*) => {
+    (@cases $factory:path; $vars:tt; $($case:ident),*) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
+                $crate::requires!$vars;
                 let subject = $factory().await;
                 fixture::$case(subject.persistence.clone()).await;
             }
