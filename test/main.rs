@@ -17,6 +17,7 @@ mod lifecycle_http;
 mod migration;
 mod migration_mongo;
 mod model;
+mod openapi;
 #[allow(dead_code)] // shared by the compatibility tests
 mod original;
 mod original_config;

@@ -1,5 +1,6 @@
 //! Version 1 of the sessions data contract: [`SessionV1`] and the typed [`SessionsFilter`].
 
+pub mod openapi;
 mod session_v1;
 mod sessions_filter;
 
