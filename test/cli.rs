@@ -209,3 +209,61 @@ fn rust_log_overrides_the_configured_level_per_target() {
     let err = stop(start(port, &[("LOG_LEVEL", "warn"), ("RUST_LOG", "service_sessions::logic=info")]));
     assert!(!err.contains(started), "other targets stay at the configured level: {err}");
 }
+
+/// The `ENV` settings of the image (docker/Dockerfile).
+fn image_env() -> Vec<(String, String)> {
+    let dockerfile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker/Dockerfile")).unwrap();
+    let mut env = Vec::new();
+    let mut in_env = false;
+    for line in dockerfile.lines() {
+        let line = line.trim();
+        let rest = match line.strip_prefix("ENV ") {
+            Some(r) => r,
+            None if in_env => line,
+            None => continue,
+        };
+        in_env = rest.ends_with('\\');
+        for pair in rest.trim_end_matches('\\').split_whitespace() {
+            let (k, v) = pair.split_once('=').unwrap();
+            env.push((k.to_string(), v.to_string()));
+        }
+    }
+    env
+}
+
+/// The store descriptors and paths the shipped configuration gives with `params`.
+fn stores(params: &[(String, String)]) -> Vec<(String, Option<String>)> {
+    use service_sessions::toolkit::config::{parse_config, ConfigParameters};
+    let text = std::fs::read_to_string(SHIPPED).unwrap();
+    let mut p = ConfigParameters::new();
+    for (k, v) in params {
+        p.insert(k.clone(), v.clone());
+    }
+    parse_config(&text, &p)
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.descriptor.typ() == Some("persistence"))
+        .map(|c| (c.descriptor.kind().unwrap().to_string(), c.value["path"].as_str().map(str::to_string)))
+        .collect()
+}
+
+/// The image keeps sessions in the file store on its declared volume unless another backend is
+/// chosen; the healthcheck is the binary's own.
+#[test]
+fn the_image_keeps_sessions_on_its_volume_unless_another_backend_is_chosen() {
+    let env = image_env();
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    assert_eq!(get("CONFIG_PATH"), Some("/app/config/config.yml"));
+    assert_eq!(stores(&env), [("file".to_string(), Some("/app/data".to_string()))]);
+    let dockerfile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docker/Dockerfile")).unwrap();
+    assert!(dockerfile.contains("VOLUME [\"/app/data\"]"));
+    assert!(dockerfile.contains("CMD [\"/app/service-sessions\", \"healthcheck\""));
+    for (switch, kind) in [("MEMORY_ENABLED", "memory"), ("MONGO_ENABLED", "mongodb"), ("REDIS_ENABLED", "redis")] {
+        let mut chosen = env.clone();
+        chosen.push((switch.to_string(), "true".to_string()));
+        let got: Vec<String> = stores(&chosen).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(got, [kind], "{switch}");
+    }
+    // Outside the image (no FILE_BY_DEFAULT) the shipped configuration still defaults to memory.
+    assert_eq!(stores(&[]), [("memory".to_string(), None)]);
+}

