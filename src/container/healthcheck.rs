@@ -93,3 +93,39 @@ pub async fn healthcheck(
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn probe_of(yaml: &str, params: &[&str]) -> Result<Probe, ApplicationError> {
+        let mut f = tempfile::Builder::new().suffix(".yml").tempfile().unwrap();
+        f.write_all(yaml.as_bytes()).unwrap();
+        let args = ProcessArgs {
+            config: f.path().to_string_lossy().into_owned(),
+            params: params.iter().map(ToString::to_string).collect(),
+        };
+        probe(&super::super::SessionsProcess::process(), &args)
+    }
+
+    #[test]
+    fn asks_the_configured_port_route_and_host() {
+        let endpoint = |connection: &str| {
+            format!("- descriptor: \"pip-services:endpoint:http:default:1.0\"\n  connection: {connection}\n")
+        };
+        let p = probe_of(&endpoint("{ host: 0.0.0.0, port: 8080 }"), &[]).unwrap();
+        assert_eq!(p, Probe { url: "http://127.0.0.1:8080/heartbeat".into(), host: None });
+        let p = probe_of(&endpoint("{ protocol: https, host: \"::1\", port: {{PORT}} }"), &["PORT=9443"]).unwrap();
+        assert_eq!(p.url, "https://[::1]:9443/heartbeat");
+        let yaml = format!(
+            "{}  allowed_hosts: [sessions.example, localhost]\n- descriptor: \"pip-services:heartbeat-service:http:default:1.0\"\n  base_route: ops\n  route: alive\n",
+            endpoint("{ host: 10.0.0.5, port: 80 }")
+        );
+        let p = probe_of(&yaml, &[]).unwrap();
+        assert_eq!(p, Probe { url: "http://10.0.0.5:80/ops/alive".into(), host: Some("sessions.example".into()) });
+        let e = probe_of("- descriptor: \"service-sessions:persistence:memory:default:1.0\"\n", &[]).unwrap_err();
+        assert_eq!(e.code, "NO_HTTP_ENDPOINT");
+    }
+}
