@@ -55,6 +55,7 @@ fn controller(app: &TestApp) -> Arc<SessionsController> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_instances_on_one_store_lose_nothing_and_sweep_one_at_a_time() {
+    crate::requires!("MONGODB_URI");
     let collection = unique_name("fleet");
     let uri = mongodb_uri();
     let mut fleet = Vec::new();

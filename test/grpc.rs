@@ -67,11 +67,7 @@ async fn channel(address: SocketAddr) -> Channel {
 
 /// Runs `grpc_scenario.js` with the published Node SDK against `port`; its JSON report.
 async fn node_scenario(port: u16) -> Value {
-    let client_dir = std::env::var("SESSIONS_NODE_CLIENT_DIR").ok().filter(|d| !d.is_empty()).unwrap_or_else(|| {
-        panic!(
-            "SESSIONS_NODE_CLIENT_DIR is not set: run the suite with `bash test/run.sh`, which installs the Node SDK"
-        )
-    });
+    let client_dir = crate::requires::value("SESSIONS_NODE_CLIENT_DIR");
     let client_dir = std::path::PathBuf::from(client_dir);
     // npm hoists the SDK's dependencies next to it; older layouts nest them.
     let mut node_path = vec![client_dir.join("node_modules")];
@@ -152,6 +148,7 @@ fn error_of<'a>(r: &'a Value, key: &str) -> &'a Value {
 
 #[tokio::test]
 async fn node_sdk_drives_both_grpc_services() {
+    crate::requires!("SESSIONS_NODE_CLIENT_DIR");
     let (app, address) = grpc_app("", "").await;
     let report = node_scenario(address.port()).await;
     for (kind, typed) in [("typed", true), ("commandable", false)] {
@@ -196,6 +193,7 @@ async fn node_sdk_drives_both_grpc_services() {
 
 #[tokio::test]
 async fn node_sdk_scenario_passes_against_the_original() {
+    crate::requires!("SESSIONS_NODE_DIR", "SESSIONS_NODE_CLIENT_DIR");
     let (node, grpc_port) = NodeService::start_with_grpc(&[]).await;
     let report = node_scenario(grpc_port).await;
     node.stop();

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bad_input;
+mod cli;
 mod clients;
 mod controller;
 mod crash;
@@ -18,10 +19,12 @@ mod lifecycle_http;
 mod migration;
 mod migration_mongo;
 mod model;
+mod openapi;
 #[allow(dead_code)] // shared by the compatibility tests
 mod original;
 mod original_config;
 mod persistence;
 mod process;
+mod requires;
 mod rest_http;
 mod sessions_http;

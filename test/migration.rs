@@ -149,6 +149,7 @@ const NODE_KEYS: [&str; 10] =
 /// every session with every field as this service last returned it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_json_file_round_trips_through_this_service_and_back() {
+    crate::requires!("SESSIONS_NODE_DIR");
     let tmp = tempfile::tempdir().unwrap();
     let node_file = tmp.path().join("node").join("sessions.json");
     std::fs::create_dir_all(node_file.parent().unwrap()).unwrap();
@@ -292,6 +293,7 @@ fn uri_with_database(db: &str) -> String {
 /// holds every session as the original returned it. Importing a collection into itself is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mongodb_collection_of_the_original_is_imported_and_exported() {
+    crate::requires!("MONGODB_URI", "SESSIONS_NODE_DIR");
     let db = unique_name("migration");
     let collection = "sessions_node";
     let uri = uri_with_database(&db);

@@ -71,6 +71,7 @@ fn without_extensions(v: &Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_original_and_this_service_share_one_collection_both_ways() {
+    crate::requires!("MONGODB_URI", "SESSIONS_NODE_DIR");
     let database = unique_name("migration");
     let collection = "sessions";
     let uri = uri_with_database(&mongodb_uri(), &database);

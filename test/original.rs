@@ -12,10 +12,7 @@ const RUN_TEST_SH: &str = "run the suite with `bash test/run.sh`, which installs
 
 /// The installed `service-sessions-node` package (bin/main.js, config/config.yml).
 pub fn service_dir() -> PathBuf {
-    let dir = std::env::var("SESSIONS_NODE_DIR")
-        .ok()
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| panic!("SESSIONS_NODE_DIR is not set: {RUN_TEST_SH}"));
+    let dir = crate::requires::value("SESSIONS_NODE_DIR");
     PathBuf::from(dir)
 }
 

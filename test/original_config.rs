@@ -157,6 +157,7 @@ async fn open_and_read(s: &Service, user_id: &str) -> Value {
 
 #[tokio::test]
 async fn http_enabled_serves_the_pip_api_and_logs_counters() {
+    crate::requires!("SESSIONS_NODE_DIR");
     let s = Service::start(&[("HTTP_ENABLED", "true")], None);
     let (status, body) = s.get("/heartbeat").await;
     assert_eq!(status, 200);
@@ -195,6 +196,7 @@ async fn http_enabled_serves_the_pip_api_and_logs_counters() {
 
 #[tokio::test]
 async fn memory_enabled_uses_the_memory_store() {
+    crate::requires!("SESSIONS_NODE_DIR");
     let s = Service::start(&[("MEMORY_ENABLED", "1"), ("HTTP_ENABLED", "1")], None);
     open_and_read(&s, "u-memory").await;
     let (_, status_body) = s.get("/status").await;
@@ -213,6 +215,7 @@ async fn memory_enabled_uses_the_memory_store() {
 
 #[test]
 fn no_switch_runs_the_controller_alone_and_stops_on_sigterm() {
+    crate::requires!("SESSIONS_NODE_DIR");
     let s = Service::start(&[], None);
     std::thread::sleep(Duration::from_millis(200));
     assert!(!s.logged("HTTP endpoint listening"), "no HTTP without HTTP_ENABLED");
@@ -223,6 +226,7 @@ fn no_switch_runs_the_controller_alone_and_stops_on_sigterm() {
 
 #[tokio::test]
 async fn file_enabled_persists_across_a_restart() {
+    crate::requires!("SESSIONS_NODE_DIR");
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("store").join("sessions.json");
     let path = path.to_str().unwrap();
@@ -244,6 +248,7 @@ async fn file_enabled_persists_across_a_restart() {
 /// working directory; a JSON file the original wrote there is imported.
 #[tokio::test]
 async fn file_enabled_imports_the_originals_json_file_at_its_default_path() {
+    crate::requires!("SESSIONS_NODE_DIR");
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path().join("work");
     let data = tmp.path().join("data");
@@ -268,6 +273,7 @@ async fn file_enabled_imports_the_originals_json_file_at_its_default_path() {
 /// commandable HTTP, `sessions_v1.proto` and commandable gRPC on `GRPC_PORT` — over one store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_enabled_serves_all_three_transports() {
+    crate::requires!("SESSIONS_NODE_DIR");
     use service_sessions::clients::version1::{
         GrpcClientSettings, SessionsClientV1, SessionsCommandableGrpcClientV1, SessionsGrpcClientV1,
     };

@@ -18,7 +18,13 @@
 # 127.0.0.1 ports (test/redis_server.sh; `redis-server` is installed if missing) unless REDIS_URI
 # and REDIS_CLUSTER_NODES are set; both are stopped when this script exits.
 #
+# The Dockerfile is linted with hadolint (test/hadolint.sh installs it from PyPI).
+#
 # Fuzzing (test/fuzz.rs) runs each target for FUZZ_SECONDS (60 here unless set).
+#
+# Plain `cargo test` skips the tests whose server or tool is not named in the environment (one
+# line on stderr per missing variable); here SESSIONS_TEST_REQUIRE_ALL=1 makes every one of them
+# required, so a missing backend fails the run instead of passing it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source test/mongo_server.sh
@@ -26,6 +32,7 @@ source test/node_original.sh
 source test/redis_server.sh
 mongo_install
 node_original_install
+bash test/hadolint.sh
 if [[ -z "${MONGODB_URI:-}" ]]; then
     mongo_start MONGODB_URI
 fi
@@ -41,5 +48,6 @@ export FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
 # The client-only SDK build (no server dependency) must keep compiling, lint-clean.
 cargo build --no-default-features --features client
 cargo clippy --no-default-features --features client -- -D warnings
+export SESSIONS_TEST_REQUIRE_ALL=1
 cargo test --all-targets
 cargo test --doc

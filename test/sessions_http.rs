@@ -458,6 +458,9 @@ async fn the_openapi_document_is_complete_and_valid() {
         assert!(op.operation_id.as_deref().is_some_and(|id| path.ends_with(id)), "{path}");
         assert!(op.request_body.is_some(), "{path}");
         for status in ["200", "204", "400", "409", "500", "503"] {
+            if status == "200" && path.ends_with("close_expired_sessions") {
+                continue; // it never answers 200
+            }
             assert!(
                 op.responses.responses.contains_key(&openapiv3::StatusCode::Code(status.parse().unwrap())),
                 "{path} documents {status}"

@@ -6,12 +6,19 @@
 //! and the environment applied, through the same factory), but without any endpoint:
 //! - `export` writes the store as the original service's JSON file ([`migrate`]);
 //! - `import` loads such a file, or a MongoDB collection in the original's format, into it;
-//! - `verify` checks the file backend's folder without opening it ([`verify`]).
+//! - `verify` checks the file backend's folder without opening it ([`verify`]);
+//! - `healthcheck` asks the running service's `/heartbeat` ([`healthcheck`]).
+//!
+//! `--check` validates the configuration (template, descriptors, every component's settings and
+//! references; every problem listed) without opening anything, and exits 0 or 1. The
+//! configuration is `-c`, else the `CONFIG_PATH` environment variable, else
+//! `./config/config.yml`.
 //!
 //! Exit codes: 0 done; 1 could not be done (bad arguments, configuration, a store that cannot be
 //! opened or read); 2 done, but the data has a problem (`verify` found damage, `import` met items
 //! that are not sessions).
 
+pub mod healthcheck;
 pub mod migrate;
 pub mod verify;
 
@@ -39,6 +46,10 @@ pub struct SessionsArgs {
     /// The configuration (`-c`) and its parameters (`-p`).
     #[command(flatten)]
     pub process: ProcessArgs,
+    /// Validate the configuration (template, descriptors, settings, references: every problem
+    /// listed) and exit 0 if it is valid, 1 if not, without opening anything.
+    #[arg(long)]
+    pub check: bool,
     /// A maintenance command; without one the service runs.
     #[command(subcommand)]
     pub command: Option<SessionsCommand>,
@@ -56,6 +67,9 @@ pub enum SessionsCommand {
     /// Check the file backend's folder (every frame of the snapshot and the logs) without
     /// opening it or changing anything.
     Verify(verify::VerifyArgs),
+    /// Ask the running service of this configuration for its heartbeat (`GET /heartbeat` on the
+    /// HTTP endpoint's port): exit 0 when it answers 200, 1 otherwise.
+    Healthcheck(healthcheck::HealthcheckArgs),
 }
 
 /// The sessions microservice process.
@@ -72,6 +86,13 @@ impl SessionsProcess {
     /// code.
     pub async fn main(args: SessionsArgs) -> i32 {
         let process = Self::process();
+        if args.check {
+            if args.command.is_some() {
+                eprintln!("{NAME}: --check validates the configuration of the service; it takes no command");
+                return EXIT_FAILED;
+            }
+            return Self::check(&process, &args.process);
+        }
         let Some(command) = args.command else { return process.run(args.process).await };
         // Warnings of the components (a repaired torn tail, a skipped document) go to stderr;
         // stdout carries the command's report (or the exported file).
@@ -83,11 +104,27 @@ impl SessionsProcess {
             SessionsCommand::Export(a) => migrate::export(&process, &args.process, &a).await,
             SessionsCommand::Import(a) => migrate::import(&process, &args.process, &a).await,
             SessionsCommand::Verify(a) => verify::verify(&process, &args.process, &a).await,
+            SessionsCommand::Healthcheck(a) => healthcheck::healthcheck(&process, &args.process, &a).await,
         };
         match result {
             Ok(code) => code,
             Err(e) => {
                 process.report("failed", &e);
+                EXIT_FAILED
+            }
+        }
+    }
+
+    /// `--check`: every problem of the configuration on stderr (exit 1), or a one-line summary
+    /// on stdout (exit 0).
+    fn check(process: &ProcessContainer, args: &ProcessArgs) -> i32 {
+        match process.check(args) {
+            Ok(n) => {
+                println!("{NAME}: configuration {} is valid ({n} components)", args.config);
+                0
+            }
+            Err(e) => {
+                process.report(&format!("configuration {} is not valid", args.config), &e);
                 EXIT_FAILED
             }
         }

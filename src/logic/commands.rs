@@ -172,7 +172,33 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
         },
     ));
     add_extensions(&mut set, &me);
+    describe_results(&mut set);
     set
+}
+
+/// What each command answers with 200, for the OpenAPI document (typed clients).
+fn describe_results(set: &mut CommandSet) {
+    use crate::data::version1::openapi::{schema_ref, schemas};
+    for (name, schema) in schemas() {
+        set.add_schema(name, schema);
+    }
+    for (command, result) in [
+        ("get_sessions", Some("DataPage")),
+        ("get_session_by_id", Some("SessionV1")),
+        ("open_session", Some("SessionV1")),
+        ("store_session_data", Some("SessionV1")),
+        ("update_session_user", Some("SessionV1")),
+        ("close_session", Some("SessionV1")),
+        ("close_expired_sessions", None),
+        ("delete_session_by_id", Some("SessionV1")),
+        ("touch_session", Some("SessionV1")),
+        ("validate_session", Some("SessionValidity")),
+        ("close_user_sessions", Some("Count")),
+        ("rotate_session_id", Some("SessionV1")),
+        ("purge_sessions", Some("Count")),
+    ] {
+        set.describe_result(command, result.map(schema_ref));
+    }
 }
 
 /// The lifecycle extensions (additive: Pip clients never call them).

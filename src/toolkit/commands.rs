@@ -148,10 +148,14 @@ impl Command {
     }
 }
 
-/// An ordered set of commands.
+/// An ordered set of commands, with what their results look like for the OpenAPI document.
 #[derive(Debug, Clone, Default)]
 pub struct CommandSet {
     commands: IndexMap<String, Arc<Command>>,
+    /// Result schema by command name (OpenAPI 3.0 JSON); `None` = the command never answers 200.
+    results: IndexMap<String, Option<Value>>,
+    /// Named schemas the result schemas refer to (`#/components/schemas/<name>`).
+    schemas: IndexMap<String, Value>,
 }
 
 impl CommandSet {
@@ -163,6 +167,28 @@ impl CommandSet {
     /// Adds a command (a later command with the same name replaces the earlier one).
     pub fn add(&mut self, command: Command) {
         self.commands.insert(command.name.clone(), Arc::new(command));
+    }
+
+    /// Documents a command's result: `Some(schema)` for its 200 answer (an OpenAPI 3.0 schema,
+    /// which may refer to [`CommandSet::add_schema`] schemas), `None` when it never answers 200.
+    pub fn describe_result(&mut self, name: &str, schema: Option<Value>) {
+        self.results.insert(name.to_string(), schema);
+    }
+
+    /// Adds a named schema that result schemas refer to as `#/components/schemas/<name>`.
+    pub fn add_schema(&mut self, name: &str, schema: Value) {
+        self.schemas.insert(name.to_string(), schema);
+    }
+
+    /// A command's documented result: `None` when undocumented, `Some(None)` when it never
+    /// answers 200.
+    pub fn result(&self, name: &str) -> Option<&Option<Value>> {
+        self.results.get(name)
+    }
+
+    /// The named schemas, in insertion order.
+    pub fn schemas(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.schemas.iter().map(|(k, v)| (k.as_str(), v))
     }
 
     /// Commands in insertion order.

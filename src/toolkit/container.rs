@@ -137,6 +137,25 @@ impl Container {
         self.build_reporting(configs, Vec::new(), correlation_id)
     }
 
+    /// Renders and parses a configuration text and builds every component (creation, settings,
+    /// references) without opening any, then lets them all go again: what start-up would refuse,
+    /// found without binding a port, touching a file or connecting anywhere. Returns how many
+    /// components the configuration has.
+    ///
+    /// # Errors
+    /// As [`Container::open_text`] before anything opens: template and YAML errors, else every
+    /// descriptor, settings and reference problem at once.
+    pub fn check_text(&self, text: &str, params: &ConfigParameters) -> Result<usize, ApplicationError> {
+        let parsed = parse_config_entries(text, params)?;
+        let count = parsed.components.len();
+        let built = self.build_reporting(&parsed.components, parsed.problems, None);
+        for r in self.references.all().iter().rev() {
+            r.component().unset_references();
+        }
+        self.references.remove_all(&Descriptor::new("*", "*", "*", "*", "*"));
+        built.map(|()| count)
+    }
+
     /// [`Container::build`], reporting `earlier` problems (`(entry index, message)`, found while
     /// parsing) together with the ones found here.
     fn build_reporting(

@@ -4,18 +4,43 @@
 //! stderr, `options.format`); its level can be changed later through a reload handle. Levels
 //! take Pip's names (`none`/`nothing`, `fatal`, `error`, `warn`/`warning`, `info`, `debug`,
 //! `trace`) or digits 0–6.
+//!
+//! `RUST_LOG` (tracing's `EnvFilter` directives) refines the configured level per target: with
+//! `RUST_LOG=service_sessions=debug,mongodb=warn` the service's own lines come at debug and the
+//! MongoDB driver's only from warn up, every other target at the configured level. A bare level in
+//! `RUST_LOG` (`RUST_LOG=debug`) replaces the configured one. Invalid directives are ignored (and
+//! reported on stderr).
 
 use crate::toolkit::component::Component;
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::errors::ApplicationError;
 use serde::Deserialize;
 use std::sync::OnceLock;
-use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::reload;
 use tracing_subscriber::util::SubscriberInitExt;
 
-static RELOAD: OnceLock<reload::Handle<LevelFilter, tracing_subscriber::Registry>> = OnceLock::new();
+static RELOAD: OnceLock<reload::Handle<EnvFilter, tracing_subscriber::Registry>> = OnceLock::new();
+
+/// The filter of a configured level refined by `RUST_LOG`-style directives (`None` or blank: the
+/// level alone).
+pub fn filter(level: LevelFilter, directives: Option<&str>) -> EnvFilter {
+    let Some(d) = directives.map(str::trim).filter(|d| !d.is_empty()) else {
+        return EnvFilter::builder().parse_lossy(level.to_string());
+    };
+    // The configured level first: a bare level in the directives comes later and replaces it.
+    let all = format!("{level},{d}");
+    EnvFilter::builder().parse(&all).unwrap_or_else(|e| {
+        eprintln!("RUST_LOG: {e}; ignoring what cannot be read");
+        EnvFilter::builder().parse_lossy(&all)
+    })
+}
+
+/// [`filter`] with the process's `RUST_LOG`.
+fn env_filter(level: LevelFilter) -> EnvFilter {
+    filter(level, std::env::var("RUST_LOG").ok().as_deref())
+}
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -47,13 +72,14 @@ pub fn parse_level(s: &str) -> Result<LevelFilter, ApplicationError> {
     })
 }
 
-/// Installs the process-wide subscriber, or changes the level when one is installed already.
+/// Installs the process-wide subscriber, or changes the level when one is installed already
+/// (`RUST_LOG` refining it either way).
 pub fn install(level: LevelFilter, format: LogFormat) {
     if let Some(h) = RELOAD.get() {
-        let _ = h.modify(|f| *f = level);
+        let _ = h.modify(|f| *f = env_filter(level));
         return;
     }
-    let (filter, handle) = reload::Layer::new(level);
+    let (filter, handle) = reload::Layer::new(env_filter(level));
     let registry = tracing_subscriber::registry().with(filter);
     let installed = match format {
         LogFormat::Text => registry
@@ -141,6 +167,57 @@ mod tests {
         assert_eq!(a, redact_id("0123456789abcdef0123456789abcdef"));
         assert_ne!(a, redact_id("0123456789abcdef0123456789abcdee"));
         assert!(!"0123456789abcdef0123456789abcdef".contains(&a));
+    }
+
+    /// The lines a subscriber with `filter(level, directives)` writes for one event per target.
+    fn written(level: LevelFilter, directives: Option<&str>) -> String {
+        use std::sync::{Arc, Mutex};
+        let out = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = out.clone();
+        let layer = tracing_subscriber::fmt::layer().with_ansi(false).with_writer(move || Writer(sink.clone()));
+        let subscriber = tracing_subscriber::registry().with(filter(level, directives)).with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::debug!(target: "service_sessions::logic", "own debug");
+            tracing::info!(target: "service_sessions::logic", "own info");
+            tracing::info!(target: "mongodb::topology", "driver info");
+            tracing::warn!(target: "mongodb::topology", "driver warn");
+            tracing::debug!(target: "hyper::proto", "other debug");
+            tracing::info!(target: "hyper::proto", "other info");
+        });
+        let bytes = out.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    struct Writer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Writer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn events(text: &str) -> Vec<&str> {
+        ["own debug", "own info", "driver info", "driver warn", "other debug", "other info"]
+            .into_iter()
+            .filter(|e| text.contains(e))
+            .collect()
+    }
+
+    #[test]
+    fn rust_log_refines_the_configured_level_per_target() {
+        let configured = written(LevelFilter::INFO, None);
+        assert_eq!(events(&configured), ["own info", "driver info", "driver warn", "other info"]);
+        let refined = written(LevelFilter::INFO, Some("service_sessions=debug,mongodb=warn"));
+        assert_eq!(events(&refined), ["own debug", "own info", "driver warn", "other info"]);
+        let bare = written(LevelFilter::WARN, Some("debug"));
+        assert_eq!(events(&bare), ["own debug", "own info", "driver info", "driver warn", "other debug", "other info"]);
+        // What cannot be read is left out; the rest still applies.
+        let partly = written(LevelFilter::ERROR, Some("service_sessions=debug,=[bad"));
+        assert_eq!(events(&partly), ["own debug", "own info"]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The process container: command line, parameters, logging, signals and exit codes.
 //!
-//! `-c/--config <file>` (default `./config/config.yml`), `-p/--param k=v` (repeatable, and one
+//! `-c/--config <file>` (else the `CONFIG_PATH` environment variable, as in Pip, else
+//! `./config/config.yml`), `-p/--param k=v` (repeatable, and one
 //! value may carry `k=v;k2=v2`), `-h/--help`. Template parameters are the `-p` pairs overridden
 //! by the process environment, as in Pip. SIGINT and SIGTERM close every component (awaited,
 //! bounded) and exit 0; a start-up failure prints every reason on stderr and exits 1.
@@ -26,7 +27,7 @@ use std::time::Duration;
 #[command(about, version)]
 pub struct ProcessArgs {
     /// Path of the configuration file.
-    #[arg(short = 'c', long = "config", default_value = "./config/config.yml", global = true)]
+    #[arg(short = 'c', long = "config", env = "CONFIG_PATH", default_value = "./config/config.yml", global = true)]
     pub config: String,
     /// Template parameter `k=v` (repeatable; `k=v;k2=v2` allowed).
     #[arg(short = 'p', long = "param", visible_alias = "params", global = true)]
@@ -104,6 +105,16 @@ impl ProcessContainer {
         0
     }
 
+    /// Checks the configuration of `args` as start-up would (template, descriptors, every
+    /// component's settings and references) without opening anything; returns how many
+    /// components it has.
+    ///
+    /// # Errors
+    /// As [`ProcessContainer::read_config`], and every problem at once (`details.errors`).
+    pub fn check(&self, args: &ProcessArgs) -> Result<usize, ApplicationError> {
+        Container::new(self.factory.clone()).check_text(&config_text(args)?, &parameters(args))
+    }
+
     /// Prints an error on stderr: `<name>: <what>: <message>`, then each listed problem
     /// (`details.errors`) on a line of its own, and the cause when there is one.
     pub fn report(&self, what: &str, e: &ApplicationError) {
@@ -124,13 +135,7 @@ impl ProcessContainer {
     /// # Errors
     /// `FileError` / `CONFIG_UNREADABLE` naming the file; template and YAML errors.
     pub fn read_config(&self, args: &ProcessArgs) -> Result<Vec<ComponentConfig>, ApplicationError> {
-        let text = std::fs::read_to_string(&args.config).map_err(|e| {
-            ApplicationError::file_error(
-                "CONFIG_UNREADABLE",
-                format!("cannot read the configuration file {}: {e}", args.config),
-            )
-        })?;
-        parse_config(&text, &parameters(args))
+        parse_config(&config_text(args)?, &parameters(args))
     }
 
     /// Builds (creates, configures and references) only the configured entries matching
@@ -165,6 +170,16 @@ impl ProcessContainer {
         container.open(configs.clone(), Some(&self.name)).await?;
         Ok((container, configs))
     }
+}
+
+/// The text of the configuration file of `args`.
+fn config_text(args: &ProcessArgs) -> Result<String, ApplicationError> {
+    std::fs::read_to_string(&args.config).map_err(|e| {
+        ApplicationError::file_error(
+            "CONFIG_UNREADABLE",
+            format!("cannot read the configuration file {}: {e}", args.config),
+        )
+    })
 }
 
 /// The entries whose descriptors match `select`, in file order.

@@ -4,6 +4,8 @@
 //! `factory` is an async function returning a fresh, opened [`Subject`]. The macro holds the one
 //! list of cases; `every_fixture_case_is_listed` fails when a public case of the fixture is
 //! missing from it.
+//! `conformance_tests!(module, factory, requires ["VAR", ...])` skips the cases when a variable
+//! is not set (see `requires.rs`).
 
 mod file;
 pub mod fixture;
@@ -24,9 +26,12 @@ pub struct Subject {
 #[macro_export]
 macro_rules! conformance_tests {
     ($name:ident, $factory:path) => {
+        $crate::conformance_tests!($name, $factory, requires []);
+    };
+    ($name:ident, $factory:path, requires $vars:tt) => {
         mod $name {
             use $crate::persistence::fixture;
-            $crate::conformance_tests!(@each [@cases $factory]);
+            $crate::conformance_tests!(@each [@cases $factory; $vars]);
         }
     };
     // The names of the listed cases (`every_fixture_case_is_listed` checks them).
@@ -51,10 +56,11 @@ macro_rules! conformance_tests {
     (@names_of; $($case:ident),*) => {
         [$(stringify!($case)),*]
     };
-    (@cases $factory:path; $($case:ident),*) => {
+    (@cases $factory:path; $vars:tt; $($case:ident),*) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
+                $crate::requires!$vars;
                 let subject = $factory().await;
                 fixture::$case(subject.persistence.clone()).await;
             }

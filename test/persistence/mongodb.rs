@@ -33,10 +33,7 @@ const RUN_TEST_SH: &str = "run the suite with `bash test/run.sh`, which starts a
 
 /// The shared test deployment.
 pub fn mongodb_uri() -> String {
-    std::env::var("MONGODB_URI")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| panic!("MONGODB_URI is not set: {RUN_TEST_SH} (or set MONGODB_URI to a MongoDB deployment)"))
+    crate::requires::value("MONGODB_URI")
 }
 
 /// A collection name no other test (or earlier run against the same deployment) uses.
@@ -103,10 +100,11 @@ pub async fn subject() -> Subject {
     Subject { persistence: p.clone(), _guard: Box::new(DropCollection(p)) }
 }
 
-crate::conformance_tests!(mongodb_conformance, crate::persistence::mongodb::subject);
+crate::conformance_tests!(mongodb_conformance, crate::persistence::mongodb::subject, requires["MONGODB_URI"]);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_and_indexes_have_the_documented_shape() {
+    crate::requires!("MONGODB_URI");
     use mongodb::bson::{doc, Bson, Document};
     let name = unique_name("shape");
     // Opening twice on one collection: index creation is idempotent.
@@ -176,6 +174,7 @@ async fn raw_collection(name: &str) -> mongodb::Collection<mongodb::bson::Docume
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_the_original_wrote_are_read_written_and_closed_as_legacy_sessions() {
+    crate::requires!("MONGODB_URI");
     use mongodb::bson::{doc, Bson};
     let name = unique_name("legacy");
     let coll = raw_collection(&name).await;
@@ -247,6 +246,7 @@ async fn documents_the_original_wrote_are_read_written_and_closed_as_legacy_sess
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_document_never_breaks_anyone_else() {
+    crate::requires!("MONGODB_URI");
     use mongodb::bson::{doc, oid::ObjectId, Binary, Bson};
     let name = unique_name("bad");
     let coll = raw_collection(&name).await;
@@ -353,6 +353,7 @@ async fn two_instances() -> TwoInstances {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_racing_on_one_session_lose_no_write() {
+    crate::requires!("MONGODB_URI");
     let t = two_instances().await;
     let open = OpenSessionRequest { user_id: "u1".into(), ..Default::default() };
     let id = t.controllers[0].open_session(None, open).await.unwrap().id;
@@ -375,6 +376,7 @@ async fn two_instances_racing_on_one_session_lose_no_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_writers_with_one_expected_version_have_one_winner() {
+    crate::requires!("MONGODB_URI");
     let t = two_instances().await;
     let open = OpenSessionRequest { user_id: "u1".into(), ..Default::default() };
     let s = t.controllers[0].open_session(None, open).await.unwrap();
@@ -413,6 +415,7 @@ async fn racing_writers_with_one_expected_version_have_one_winner() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweeps_from_both_instances_close_each_session_once() {
+    crate::requires!("MONGODB_URI");
     let t = two_instances().await;
     let now = t.clock.now();
     // 40 sessions idle for two hours (expired at a one-hour timeout), 10 fresh ones.
@@ -486,9 +489,7 @@ impl PrivateServer {
 
     /// Starts the server (same port and data folder every time) and waits until it listens.
     async fn start(&mut self) {
-        let cmd = std::env::var("SECANTUS_CMD").ok().filter(|c| !c.trim().is_empty()).unwrap_or_else(|| {
-            panic!("SECANTUS_CMD is not set: the outage tests start their own server; {RUN_TEST_SH}")
-        });
+        let cmd = crate::requires::value("SECANTUS_CMD");
         let mut words = cmd.split_whitespace();
         let program = words.next().unwrap();
         let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
@@ -577,6 +578,7 @@ async fn assert_unavailable(app: &TestApp, command: &str, body: Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_answers_503_in_time_and_recovers_without_restart() {
+    crate::requires!("SECANTUS_CMD");
     let mut server = PrivateServer::new();
     server.start().await;
     let app = spawn_app(&mongodb_service_yaml(&server.uri())).await;
@@ -612,6 +614,7 @@ async fn outage_answers_503_in_time_and_recovers_without_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starts_with_the_server_down_and_connects_later() {
+    crate::requires!("SECANTUS_CMD");
     let mut server = PrivateServer::new();
     let app = spawn_app(&mongodb_service_yaml(&server.uri())).await;
     let status = app.request(reqwest::Method::GET, "/status").await;
@@ -639,6 +642,7 @@ async fn starts_with_the_server_down_and_connects_later() {
 /// reference model (which the memory backend is checked against too), each on a fresh collection.
 #[test]
 fn random_sequences_on_mongodb_behave_like_the_model() {
+    crate::requires!("MONGODB_URI");
     use crate::model::{model_answers, run_sequence, sequences};
     use proptest::prelude::*;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

@@ -47,16 +47,11 @@ pub enum Deployment {
 }
 
 pub fn redis_uri() -> String {
-    std::env::var("REDIS_URI")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| panic!("REDIS_URI is not set: {RUN_TEST_SH} (or set REDIS_URI to a Redis server)"))
+    crate::requires::value("REDIS_URI")
 }
 
 pub fn cluster_nodes() -> Vec<String> {
-    let nodes = std::env::var("REDIS_CLUSTER_NODES").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| {
-        panic!("REDIS_CLUSTER_NODES is not set: {RUN_TEST_SH} (or set it to a Redis Cluster's host:port list)")
-    });
+    let nodes = crate::requires::value("REDIS_CLUSTER_NODES");
     nodes.split(',').map(str::to_string).collect()
 }
 
@@ -142,8 +137,12 @@ pub async fn cluster_subject() -> Subject {
     Subject { persistence: p.clone(), _guard: Box::new(Cleanup(p)) }
 }
 
-crate::conformance_tests!(redis_conformance, crate::persistence::redis::subject);
-crate::conformance_tests!(redis_cluster_conformance, crate::persistence::redis::cluster_subject);
+crate::conformance_tests!(redis_conformance, crate::persistence::redis::subject, requires["REDIS_URI"]);
+crate::conformance_tests!(
+    redis_cluster_conformance,
+    crate::persistence::redis::cluster_subject,
+    requires["REDIS_CLUSTER_NODES"]
+);
 
 /// A raw connection to the standalone server.
 async fn raw() -> redis::aio::MultiplexedConnection {
@@ -225,21 +224,25 @@ async fn racing_opens_respect_the_limit(deployment: Deployment) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_two_instances_racing_on_one_session_lose_no_write() {
+    crate::requires!("REDIS_URI");
     racing_writers_lose_nothing(Deployment::Standalone).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_two_instances_racing_on_one_session_lose_no_write() {
+    crate::requires!("REDIS_CLUSTER_NODES");
     racing_writers_lose_nothing(Deployment::Cluster).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_two_instances_racing_opens_respect_the_limit() {
+    crate::requires!("REDIS_URI");
     racing_opens_respect_the_limit(Deployment::Standalone).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_two_instances_racing_opens_respect_the_limit() {
+    crate::requires!("REDIS_CLUSTER_NODES");
     racing_opens_respect_the_limit(Deployment::Cluster).await;
 }
 
@@ -247,6 +250,7 @@ async fn redis_cluster_two_instances_racing_opens_respect_the_limit() {
 /// close_time + retention (closed), and a session Redis dropped leaves every list and total.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_keys_carry_native_expiry_and_dropped_sessions_leave_the_lists() {
+    crate::requires!("REDIS_URI");
     let prefix = unique_prefix("expiry");
     let p =
         open_store_with(Deployment::Standalone, &prefix, json!({"expire_grace": 60_000, "retention": 120_000})).await;
@@ -311,6 +315,7 @@ fn bad_records_counted() -> u64 {
 /// session value is skipped (and answered 500 by id), and a 1 MiB `data` works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_bad_records_and_foreign_keys() {
+    crate::requires!("REDIS_URI");
     let prefix = unique_prefix("bad");
     let p = open_store(Deployment::Standalone, &prefix).await;
     let _cleanup = Cleanup(p.clone());
@@ -408,11 +413,13 @@ fn model_on(deployment: Deployment) {
 
 #[test]
 fn random_sequences_on_redis_behave_like_the_model() {
+    crate::requires!("REDIS_URI");
     model_on(Deployment::Standalone);
 }
 
 #[test]
 fn random_sequences_on_redis_cluster_behave_like_the_model() {
+    crate::requires!("REDIS_CLUSTER_NODES");
     model_on(Deployment::Cluster);
 }
 
@@ -505,6 +512,7 @@ async fn assert_unavailable(app: &TestApp, command: &str, body: Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_answers_503_in_time_and_recovers_without_restart() {
+    crate::requires!("REDIS_URI");
     let mut server = PrivateServer::new();
     server.start().await;
     let app = spawn_app(&redis_service_yaml(&server.uri())).await;
@@ -540,6 +548,7 @@ async fn redis_outage_answers_503_in_time_and_recovers_without_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_starts_with_the_server_down_and_connects_later() {
+    crate::requires!("REDIS_URI");
     let mut server = PrivateServer::new();
     let app = spawn_app(&redis_service_yaml(&server.uri())).await;
     let status = app.request(reqwest::Method::GET, "/status").await.json();
@@ -558,6 +567,7 @@ async fn redis_starts_with_the_server_down_and_connects_later() {
 /// standalone server (no replica) a write is applied but answered 503 `STORE_NOT_REPLICATED`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_wait_replicas_confirms_writes_or_says_it_could_not() {
+    crate::requires!("REDIS_URI", "REDIS_CLUSTER_NODES");
     let options = json!({"wait_replicas": 1, "wait_timeout": 200});
     let p = open_store_with(Deployment::Cluster, &unique_prefix("wait"), options.clone()).await;
     let _cleanup = Cleanup(p.clone());
@@ -610,10 +620,12 @@ async fn lease_is_held_by_one_owner(deployment: Deployment) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_sweep_lease_is_held_by_one_owner() {
+    crate::requires!("REDIS_URI");
     lease_is_held_by_one_owner(Deployment::Standalone).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_sweep_lease_is_held_by_one_owner() {
+    crate::requires!("REDIS_CLUSTER_NODES");
     lease_is_held_by_one_owner(Deployment::Cluster).await;
 }

@@ -5,6 +5,7 @@
 
 pub mod errors;
 mod open_session;
+pub mod openapi;
 mod session_v1;
 mod sessions_filter;
 mod validity;

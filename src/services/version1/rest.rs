@@ -39,7 +39,7 @@ use crate::toolkit::http::commandable::{
     check_json_content_type, parse_json_value, parse_parameters, CommandableDependencies, SwaggerSettings,
 };
 use crate::toolkit::http::endpoint::HttpEndpoint;
-use crate::toolkit::http::swagger::OpenApiDocument;
+use crate::toolkit::http::swagger::{openapi_yaml, OpenApiDocument};
 use crate::toolkit::http::{error_response, HttpRequest, HttpResponse};
 use crate::toolkit::json::{JsonText, WriteJson};
 use crate::toolkit::references::References;
@@ -384,7 +384,7 @@ impl Component for SessionsRestServiceV1 {
         // The document route first: it would otherwise be taken for `GET /{id}`.
         if self.settings.swagger.serves() {
             let doc = rest_openapi(&self.title, self.settings.swagger.description.as_deref(), &base);
-            let body = Bytes::from(serde_yaml::to_string(&doc).unwrap_or_default());
+            let body = Bytes::from(openapi_yaml(&doc, &self.title));
             endpoint.register_route(
                 Method::GET,
                 &at(&self.settings.swagger.route),

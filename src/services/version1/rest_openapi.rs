@@ -4,13 +4,10 @@
 //! references shared with the commandable document.
 
 use crate::data::version1::open_session_schema;
+use crate::data::version1::openapi::{schema_ref, schemas};
 use crate::toolkit::http::swagger::error_components;
 use crate::toolkit::route::join_route;
 use serde_json::{json, Map, Value};
-
-fn schema_ref(name: &str) -> Value {
-    json!({"$ref": format!("#/components/schemas/{name}")})
-}
 
 fn parameter_ref(name: &str) -> Value {
     json!({"$ref": format!("#/components/parameters/{name}")})
@@ -68,28 +65,6 @@ fn by_id(summary: &str, operation_id: &str, base: &str, write: bool, body: Optio
     op
 }
 
-fn session_schema() -> Value {
-    let text = json!({"type": "string", "nullable": true});
-    let time = json!({"type": "string", "format": "date-time"});
-    json!({
-        "type": "object",
-        "required": ["id", "user_id", "active", "open_time", "request_time", "version"],
-        "properties": {
-            "id": {"type": "string", "description": "32 lowercase hex characters"},
-            "user_id": {"type": "string"},
-            "user_name": text, "address": text, "client": text,
-            "active": {"type": "boolean"},
-            "open_time": time, "request_time": time,
-            "close_time": {"type": "string", "format": "date-time", "description": "Present once closed"},
-            "user": {"description": "Cached user object (any JSON); absent in list items", "nullable": true},
-            "data": {"description": "Session data (any JSON); absent in list items", "nullable": true},
-            "version": {"type": "integer", "description": "1 on open, +1 on every change; the ETag"},
-            "expire_time": {"type": "string", "format": "date-time", "description": "When an open session expires unless used"},
-            "ttl": {"type": "integer", "description": "The session's own idle timeout, ms"}
-        }
-    })
-}
-
 /// The OpenAPI document of the REST API under `base_route`.
 pub fn rest_openapi(title: &str, description: Option<&str>, base_route: &str) -> Value {
     let base = base_route.trim_matches('/');
@@ -122,7 +97,7 @@ pub fn rest_openapi(title: &str, description: Option<&str>, base_route: &str) ->
     let mut list_responses = Map::new();
     list_responses.insert(
         "200".into(),
-        json!({"description": "A page of sessions", "content": {"application/json": {"schema": schema_ref("SessionsPage")}}}),
+        json!({"description": "A page of sessions", "content": {"application/json": {"schema": schema_ref("DataPage")}}}),
     );
     list_responses.extend(errors(&["400", "401", "500"]));
     let mut get = by_id("Gets a session", "get_session", base, false, None, session_response("The session"));
@@ -192,23 +167,8 @@ pub fn rest_openapi(title: &str, description: Option<&str>, base_route: &str) ->
             false, None, validity)}),
     );
     let mut components = error_components();
-    if let Some(Value::Object(schemas)) = components.get_mut("schemas") {
-        schemas.insert("SessionV1".into(), session_schema());
-        schemas.insert(
-            "SessionsPage".into(),
-            json!({"type": "object", "properties": {
-                "total": {"type": "integer", "nullable": true},
-                "data": {"type": "array", "items": schema_ref("SessionV1")}
-            }}),
-        );
-        schemas.insert(
-            "SessionValidity".into(),
-            json!({"type": "object", "properties": {
-                "is_valid": {"type": "boolean"},
-                "expire_time": {"type": "string", "format": "date-time", "nullable": true},
-                "ttl": {"type": "integer", "nullable": true, "description": "Milliseconds left"}
-            }}),
-        );
+    if let Some(Value::Object(named)) = components.get_mut("schemas") {
+        named.extend(schemas().into_iter().map(|(name, schema)| (name.to_string(), schema)));
     }
     if let Value::Object(c) = &mut components {
         c.insert(

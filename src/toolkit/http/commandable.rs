@@ -7,7 +7,7 @@
 //! 204 with an empty body, an error → its ErrorDescription.
 
 use super::endpoint::HttpEndpoint;
-use super::swagger::{commands_openapi, OpenApiDocument};
+use super::swagger::{commands_openapi, openapi_yaml, OpenApiDocument};
 use super::{join_route, HttpRequest, HttpResponse};
 use crate::toolkit::commands::{CommandSet, Commandable, Parameters};
 use crate::toolkit::component::Component;
@@ -227,8 +227,7 @@ impl Component for CommandableHttpService {
         }
         if self.settings.swagger.serves() {
             let doc = self.document().unwrap_or(Value::Null);
-            let yaml = serde_yaml::to_string(&doc).unwrap_or_default();
-            let body = Bytes::from(yaml);
+            let body = Bytes::from(openapi_yaml(&doc, &self.title));
             endpoint.register_route(
                 Method::GET,
                 &join_route(self.base_route(), &self.settings.swagger.route),

@@ -2,7 +2,8 @@
 //!
 //! A service that has a document exports the [`OpenApiDocument`] facet; the swagger service
 //! (`pip-services:swagger-service:http:*:1.0`) collects them all and serves `GET /swagger`, a
-//! page that renders each document with Swagger UI and links the raw YAML.
+//! page that renders each document with Swagger UI and links the raw YAML. Swagger UI's files are
+//! embedded in the binary and served under `/swagger/`, never loaded from elsewhere.
 
 use super::endpoint::HttpEndpoint;
 use super::{HttpRequest, HttpResponse};
@@ -56,14 +57,31 @@ pub fn error_components() -> Value {
     })
 }
 
-/// The responses shared by every command: 200 value, 204 none, 4xx/5xx ErrorDescription.
-fn command_responses() -> Value {
+/// The responses of a command: 200 with its documented result (any JSON when undocumented, none
+/// when it never answers 200), 204 no value, 4xx/5xx an ErrorDescription.
+fn command_responses(result: Option<&Option<Value>>) -> Value {
     let error = json!({"$ref": "#/components/responses/Error"});
-    json!({
-        "200": {"description": "The result", "content": {"application/json": {"schema": {}}}},
-        "204": {"description": "No result (unknown id)"},
-        "400": error, "401": error, "404": error, "409": error, "413": error, "500": error, "503": error
-    })
+    let mut responses = Map::new();
+    match result {
+        Some(Some(schema)) => {
+            responses.insert(
+                "200".into(),
+                json!({"description": "The result", "content": {"application/json": {"schema": schema}}}),
+            );
+        }
+        Some(None) => {}
+        None => {
+            responses.insert(
+                "200".into(),
+                json!({"description": "The result (any JSON)", "content": {"application/json": {"schema": {}}}}),
+            );
+        }
+    }
+    responses.insert("204".into(), json!({"description": "No result"}));
+    for status in ["400", "401", "404", "409", "413", "415", "500", "503"] {
+        responses.insert(status.into(), error.clone());
+    }
+    Value::Object(responses)
 }
 
 /// Generates the OpenAPI 3.0 document of a command set served under `base_route`.
@@ -78,15 +96,28 @@ pub fn commands_openapi(title: &str, description: Option<&str>, base_route: &str
                 "summary": c.description(),
                 "parameters": [{"name": "correlation_id", "in": "query", "required": false, "schema": {"type": "string"}}],
                 "requestBody": {"content": {"application/json": {"schema": c.schema().to_openapi()}}},
-                "responses": command_responses()
+                "responses": command_responses(commands.result(c.name()))
             }}),
         );
+    }
+    let mut components = error_components();
+    if let Some(Value::Object(named)) = components.get_mut("schemas") {
+        named.extend(commands.schemas().map(|(name, schema)| (name.to_string(), schema.clone())));
     }
     json!({
         "openapi": "3.0.3",
         "info": {"title": title, "description": description.unwrap_or(title), "version": env!("CARGO_PKG_VERSION")},
         "paths": paths,
-        "components": error_components()
+        "components": components
+    })
+}
+
+/// An OpenAPI document as YAML. A document that cannot be written (never expected: it is built
+/// from JSON values) is served empty, and the error is logged with the document's title.
+pub fn openapi_yaml(doc: &Value, title: &str) -> String {
+    serde_yaml::to_string(doc).unwrap_or_else(|e| {
+        tracing::error!(document = title, error = %e, "Cannot write the OpenAPI document as YAML; serving it empty.");
+        String::new()
     })
 }
 
@@ -103,18 +134,44 @@ impl SwaggerService {
     }
 }
 
-fn page(docs: &[(String, String)]) -> String {
+/// The Swagger UI files the page loads, vendored from the npm package `swagger-ui-dist` (see
+/// `assets/swagger-ui/README.md`) and served by the service itself, so the page needs no network.
+const ASSETS: [(&str, &str, &[u8]); 2] = [
+    ("swagger-ui.css", "text/css; charset=utf-8", include_bytes!("../../../assets/swagger-ui/swagger-ui.css")),
+    (
+        "swagger-ui-bundle.js",
+        "application/javascript; charset=utf-8",
+        include_bytes!("../../../assets/swagger-ui/swagger-ui-bundle.js"),
+    ),
+];
+
+/// The page: Swagger UI over every document (its assets under `<route>/`), with plain links to
+/// the documents when scripts do not run. `validatorUrl: null` keeps Swagger UI from sending the
+/// documents to its public validator.
+fn page(route: &str, docs: &[(String, String)]) -> String {
     let urls: Vec<Value> = docs.iter().map(|(name, url)| json!({"name": name, "url": url})).collect();
     let links: String = docs.iter().map(|(name, url)| format!("<li><a href=\"{url}\">{name}</a></li>")).collect();
     format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>API documentation</title>\
-<link rel=\"stylesheet\" href=\"https://unpkg.com/swagger-ui-dist@5/swagger-ui.css\"></head><body>\
+<link rel=\"stylesheet\" href=\"{route}/swagger-ui.css\"></head><body>\
 <noscript><ul>{links}</ul></noscript><ul id=\"links\">{links}</ul><div id=\"swagger-ui\"></div>\
-<script src=\"https://unpkg.com/swagger-ui-dist@5/swagger-ui-bundle.js\"></script>\
+<script src=\"{route}/swagger-ui-bundle.js\"></script>\
 <script>if (window.SwaggerUIBundle) {{ document.getElementById('links').style.display='none'; \
-SwaggerUIBundle({{urls: {urls}, dom_id: '#swagger-ui'}}); }}</script></body></html>",
+SwaggerUIBundle({{urls: {urls}, dom_id: '#swagger-ui', validatorUrl: null}}); }}</script></body></html>",
         urls = Value::Array(urls)
     )
+}
+
+/// A route answering `GET` with fixed bytes.
+fn register_static(endpoint: &HttpEndpoint, route: &str, content_type: &'static str, body: Bytes) {
+    endpoint.register_route(
+        Method::GET,
+        route,
+        Arc::new(move |_r: HttpRequest| {
+            let body = body.clone();
+            async move { HttpResponse::with_body(StatusCode::OK, content_type, body) }
+        }),
+    );
 }
 
 impl Component for SwaggerService {
@@ -129,15 +186,10 @@ impl Component for SwaggerService {
             .map(|d| (d.document_name(), d.document_url()))
             .collect();
         docs.reverse();
-        let body = Bytes::from(page(&docs));
-        endpoint.register_route(
-            Method::GET,
-            &self.route,
-            Arc::new(move |_r: HttpRequest| {
-                let body = body.clone();
-                async move { HttpResponse::with_body(StatusCode::OK, "text/html; charset=utf-8", body) }
-            }),
-        );
+        register_static(&endpoint, &self.route, "text/html; charset=utf-8", Bytes::from(page(&self.route, &docs)));
+        for (name, content_type, bytes) in ASSETS {
+            register_static(&endpoint, &format!("{}/{name}", self.route), content_type, Bytes::from_static(bytes));
+        }
         Ok(())
     }
 }
