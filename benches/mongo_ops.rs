@@ -3,15 +3,73 @@
 //! `BENCH_SECONDS` (default 5) each, the operations the sessions backend issues — `insert_one`,
 //! `find_one` by `_id`, and the conditional `find_one_and_update` with `$set` + `$inc` — on
 //! session-shaped documents in a fresh collection (dropped afterwards), and prints ops/s and
-//! latency percentiles. Needs `MONGODB_URI` (`benches/mongo_http.sh` provides it). Run with
+//! latency percentiles.
+//!
+//! Then the driver's floor for the service's CPU per request: `CONCURRENCY` (default 50) tasks on
+//! a two-thread runtime (as the service runs) issue exactly the commands the sessions backend
+//! sends for `get_session_by_id` (`find_one` by `_id` with `maxTimeMS`) and for an uncontended
+//! `store_session_data` (one `find_one_and_update` with the backend's guard filter and update,
+//! returning the document) on documents the backend's codec wrote, and print this process's CPU
+//! time per operation — what the driver alone costs a client, with no HTTP, no decoding, no logic.
+//! Needs `MONGODB_URI` (`benches/mongo_http.sh` provides it). Run with
 //! `cargo bench --bench mongo_ops`; under `cargo test` it does nothing.
 
 use anyhow::Context;
 use mongodb::bson::{doc, DateTime as BsonDateTime, Document};
 use mongodb::options::ReturnDocument;
 use mongodb::{Client, Collection};
+use serde_json::json;
+use service_sessions::data::version1::SessionV1;
+use service_sessions::persistence::mongodb::codec::{bson_time, json_to_bson, session_document};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// CPU time (user + system) this process used so far, from `/proc/self/stat`, in seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // rest starts at field 3 (state): utime is field 14 → index 11, stime index 12; 100 ticks/s.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Runs `op` from `tasks` concurrent tasks for `budget`; prints ops/s and CPU µs per op.
+async fn floor<F, Fut>(name: &str, tasks: usize, budget: Duration, op: F) -> anyhow::Result<()>
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = mongodb::error::Result<()>> + Send,
+{
+    let op = Arc::new(op);
+    let done = Arc::new(AtomicU64::new(0));
+    let (cpu0, start) = (cpu_seconds(), Instant::now());
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let (op, done) = (op.clone(), done.clone());
+        handles.push(tokio::spawn(async move {
+            let mut i = t as u64;
+            while start.elapsed() < budget {
+                op(i).await?;
+                done.fetch_add(1, Ordering::Relaxed);
+                i += tasks as u64;
+            }
+            Ok::<(), mongodb::error::Error>(())
+        }));
+    }
+    for h in handles {
+        h.await??;
+    }
+    let (cpu, secs, n) = (cpu_seconds() - cpu0, start.elapsed().as_secs_f64(), done.load(Ordering::Relaxed));
+    println!(
+        "{name:<22} {:>8.0} ops/s   driver CPU {:>6.1} us/op   ({n} ops, {tasks} tasks)",
+        n as f64 / secs,
+        cpu * 1e6 / n.max(1) as f64
+    );
+    Ok(())
+}
 
 /// Runs `op` sequentially for `budget` and prints its rate and latencies.
 async fn measure<F, Fut>(name: &str, budget: Duration, mut op: F) -> anyhow::Result<u64>
@@ -86,6 +144,54 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     coll.drop().await?;
+
+    // The driver's floor, on documents as the backend writes them.
+    let tasks: usize = std::env::var("CONCURRENCY").ok().and_then(|s| s.parse().ok()).unwrap_or(50);
+    let floor_coll = client.database("service_sessions_bench").collection::<Document>(&format!("{name}_floor"));
+    let sessions: u64 = 200;
+    let now = chrono::Utc::now();
+    for i in 0..sessions {
+        let mut s = SessionV1::open(format!("{i:032x}"), format!("u{i}"), now);
+        s.user_name = Some("bench".into());
+        s.data = Some(json!({"cart": [1, 2, 3]}));
+        s.expire_time = Some(now + chrono::Duration::hours(1));
+        floor_coll.insert_one(session_document(&s)).await?;
+    }
+    println!("Driver floor per operation of the sessions backend ({seconds} s each, {tasks} concurrent tasks):");
+    let max_time = Duration::from_millis(7000);
+    let c = floor_coll.clone();
+    floor("find_one by _id", tasks, budget, move |i| {
+        let c = c.clone();
+        async move { c.find_one(doc! { "_id": format!("{:032x}", i % sessions) }).max_time(max_time).await.map(drop) }
+    })
+    .await?;
+    let c = floor_coll.clone();
+    floor("find_one_and_update", tasks, budget, move |i| {
+        let c = c.clone();
+        async move {
+            let now = chrono::Utc::now();
+            let filter = doc! {
+                "_id": format!("{:032x}", i % sessions), "user_id": { "$type": "string" },
+                "open_time": { "$type": "date" }, "request_time": { "$type": "date" }, "active": true,
+                "ttl": mongodb::bson::Bson::Null, "expire_time": { "$gte": bson_time(now) },
+                "version": { "$gte": 1_i64 },
+            };
+            let update = doc! {
+                "$inc": { "version": 1_i64 },
+                "$set": {
+                    "data": json_to_bson(&json!({"cart": [1, 2, 3], "n": i})), "request_time": bson_time(now),
+                    "expire_time": bson_time(now + chrono::Duration::hours(1)),
+                },
+            };
+            c.find_one_and_update(filter, update)
+                .return_document(ReturnDocument::After)
+                .max_time(max_time)
+                .await
+                .map(drop)
+        }
+    })
+    .await?;
+    floor_coll.drop().await?;
     // Stop the driver's background tasks before the runtime goes away.
     client.shutdown().await;
     Ok(())

@@ -270,13 +270,46 @@ fn log_generations(store: &Path) -> Vec<u64> {
     v
 }
 
+/// After the obstacle to rotation is gone: waits until the compaction rotates past `active`
+/// with every write still acknowledged, kills the service (SIGKILL), restarts it and checks that
+/// every acknowledged write is there. Returns how many writes were acknowledged.
+async fn heal_kill_and_verify(
+    mut server: Server,
+    workers: Vec<tokio::task::JoinHandle<usize>>,
+    active: u64,
+    deadline: Instant,
+    dir: &Path,
+    client: &reqwest::Client,
+    ledger: &Ledger,
+) -> usize {
+    let store = dir.join("store");
+    // The compaction is tried again and now rotates.
+    while log_generations(&store).last().is_none_or(|g| *g == active) {
+        assert!(Instant::now() < deadline, "the compaction did not heal:\n{}", server.log());
+        assert!(workers.iter().all(|w| !w.is_finished()), "a write failed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(workers.iter().all(|w| !w.is_finished()), "every write was acknowledged throughout");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let mut acked = 0;
+    for w in workers {
+        acked += w.await.unwrap();
+    }
+    let mut restarted = start(dir, 1, client).await;
+    verify(&restarted, client, ledger, 1).await;
+    restarted.child.kill().unwrap();
+    restarted.child.wait().unwrap();
+    acked
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_rotation_failure_heals() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let ledger: Ledger = Arc::new((0..WORKERS).map(|_| Mutex::default()).collect());
-    let mut server = start(tmp.path(), 0, &client).await;
+    let server = start(tmp.path(), 0, &client).await;
     let active = *log_generations(&store).last().unwrap();
     let blocked: Vec<PathBuf> = (active + 1..=active + 3).map(|g| store.join(format!("sessions.{g:08}.log"))).collect();
     blocked.iter().for_each(|p| std::fs::create_dir(p).unwrap());
@@ -293,24 +326,7 @@ async fn a_transient_rotation_failure_heals() {
     }
     assert_eq!(log_generations(&store), vec![active], "appends continue in the active log");
     blocked.iter().for_each(|p| std::fs::remove_dir(p).unwrap());
-    // The compaction is tried again and now rotates.
-    while log_generations(&store).last().is_none_or(|g| *g == active) {
-        assert!(Instant::now() < deadline, "the compaction did not heal:\n{}", server.log());
-        assert!(workers.iter().all(|w| !w.is_finished()), "a write failed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(workers.iter().all(|w| !w.is_finished()), "every write was acknowledged throughout");
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
-    let mut acked = 0;
-    for w in workers {
-        acked += w.await.unwrap();
-    }
-    let restarted = start(tmp.path(), 1, &client).await;
-    verify(&restarted, &client, &ledger, 1).await;
-    let mut restarted = restarted;
-    restarted.child.kill().unwrap();
-    restarted.child.wait().unwrap();
+    let acked = heal_kill_and_verify(server, workers, active, deadline, tmp.path(), &client, &ledger).await;
     println!("transient rotation failure: {acked} acknowledged writes verified after healing and SIGKILL");
     assert!(acked > 10, "the load did run");
 }
@@ -348,7 +364,7 @@ async fn a_rotation_failing_with_emfile_heals() {
     let store = tmp.path().join("store");
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let ledger: Ledger = Arc::new((0..WORKERS).map(|_| Mutex::default()).collect());
-    let mut server = start(tmp.path(), 0, &client).await;
+    let server = start(tmp.path(), 0, &client).await;
     let pid = server.child.id();
     let original = soft_nofile(pid);
     let stop = Arc::new(AtomicBool::new(false));
@@ -373,23 +389,7 @@ async fn a_rotation_failing_with_emfile_heals() {
     let acked_while_full = progress(&ledger) - before;
     assert_eq!(log_generations(&store), vec![active], "appends continue in the active log");
     set_soft_nofile(pid, &original);
-    // The compaction is tried again and now rotates.
-    while log_generations(&store).last().is_none_or(|g| *g == active) {
-        assert!(Instant::now() < deadline, "the compaction did not heal:\n{}", server.log());
-        assert!(workers.iter().all(|w| !w.is_finished()), "a write failed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(workers.iter().all(|w| !w.is_finished()), "every write was acknowledged throughout");
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
-    let mut acked = 0;
-    for w in workers {
-        acked += w.await.unwrap();
-    }
-    let mut restarted = start(tmp.path(), 1, &client).await;
-    verify(&restarted, &client, &ledger, 1).await;
-    restarted.child.kill().unwrap();
-    restarted.child.wait().unwrap();
+    let acked = heal_kill_and_verify(server, workers, active, deadline, tmp.path(), &client, &ledger).await;
     println!("EMFILE rotation failure: {acked} acknowledged writes verified after healing and SIGKILL");
     assert!(acked > 10 && acked_while_full > 0, "the load did run");
 }

@@ -662,3 +662,42 @@ fn random_sequences_on_mongodb_behave_like_the_model() {
         prop_assert_eq!(got.len(), want.len());
     });
 }
+
+/// A read is one round trip, and so is an uncontended write: no read before the write (the
+/// condition and the inputs of the new state go into one `findAndModify` filter). Only a write
+/// that misses — unknown id, wrong version, closed session — reads once more to tell which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_and_an_uncontended_write_are_one_round_trip_each() {
+    let collection = unique_name("round_trips");
+    let p = open_store(&collection).await;
+    let _cleanup = DropCollection(p.clone());
+    let clock = Arc::new(ManualClock::new(truncate_millis(Utc::now())));
+    for max_lifetime in [0, 86_400_000] {
+        let options =
+            ControllerOptions { expire_timeout: 3_600_000, cleanup_interval: 0, max_lifetime, ..Default::default() };
+        let c = SessionsController::with(options, p.clone() as Arc<dyn SessionsPersistence>, clock.clone());
+        let open = OpenSessionRequest { user_id: "u1".into(), ..Default::default() };
+        let s = c.open_session(None, open).await.unwrap();
+        clock.advance_ms(1000);
+        let trips = |f: u64| p.round_trips() - f;
+
+        let before = p.round_trips();
+        let read = c.get_session_by_id(None, &s.id).await.unwrap().unwrap();
+        assert_eq!((trips(before), read.version), (1, 1), "read, max_lifetime {max_lifetime}");
+
+        let before = p.round_trips();
+        let written = c.store_session_data(None, &s.id, json!({"n": 1}), None).await.unwrap().unwrap();
+        assert_eq!(trips(before), 1, "write, max_lifetime {max_lifetime}");
+        assert_eq!((written.version, written.data.clone()), (2, Some(json!({"n": 1}))));
+        assert_eq!(written.expire_time, Some(clock.now() + Ms::milliseconds(3_600_000)));
+        assert_eq!(c.get_session_by_id(None, &s.id).await.unwrap().unwrap(), written, "the stored record");
+
+        let before = p.round_trips();
+        let e = c.store_session_data(None, &s.id, json!({"n": 2}), Some(1)).await.unwrap_err();
+        assert_eq!((e.code.as_str(), trips(before)), ("SESSION_VERSION_CONFLICT", 2), "a stale version");
+
+        let before = p.round_trips();
+        let missing = c.store_session_data(None, &"0".repeat(32), json!({"n": 2}), None).await.unwrap();
+        assert_eq!((missing, trips(before)), (None, 2), "an unknown id");
+    }
+}

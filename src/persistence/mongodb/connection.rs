@@ -19,7 +19,7 @@ use mongodb::{Client, ClientSession, Collection};
 use parking_lot::Mutex;
 use prometheus::IntCounter;
 use std::future::IntoFuture;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
@@ -146,6 +146,8 @@ pub(super) struct Shared {
     pub(super) reachable: Arc<AtomicBool>,
     /// The latest connection problem, for `health` (redacted).
     pub(super) last_error: Mutex<Option<String>>,
+    /// Calls sent through [`Shared::call`] (see `SessionsMongoDbPersistence::round_trips`).
+    pub(super) round_trips: AtomicU64,
     /// Until when the expiry sweep may leave out open records without `expire_time` (written
     /// before the field existed): set when a look found none, for [`LEGACY_RECHECK`].
     pub(super) legacy_clear_until: Mutex<Option<Instant>>,
@@ -304,6 +306,7 @@ impl Shared {
         op: &str,
         f: impl IntoFuture<Output = mongodb::error::Result<T>>,
     ) -> Result<T, ApplicationError> {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
         match tokio::time::timeout(self.settings.call_timeout, f.into_future()).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(self.map_error(&e, op).with_correlation_id(cid)),

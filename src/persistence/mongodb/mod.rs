@@ -4,18 +4,22 @@
 //! **Atomicity.** Every method is one server-side atomic step, so several service instances can
 //! share the collection:
 //!
-//! - `update` reads the record, decides the outcome with [`WriteCondition::holds`] and computes the
-//!   new state with [`SessionChange::apply`] — the logic the memory backend runs — and then writes
-//!   with one `find_one_and_update` whose filter is `_id`, the condition expressed as a query
-//!   (`active`, `version`, and liveness as `$or: [{expire_time >= alive_at}, {no expire_time,
-//!   request_time >= idle_cutoff}]`) and the `active` flag as read. Its update document sets only
-//!   the fields the change touches, the recomputed `expire_time` (which depends only on `open_time`,
-//!   `ttl` and `active` — fields no matching concurrent write changes — and on `now`) and
-//!   increments `version`. So the stored result equals `SessionChange::apply` on whatever record
-//!   the write matched, and concurrent writers never retry against each other (no write is lost:
-//!   each gets its own version). When the write matches nothing, the record is read again: gone →
-//!   `NotFound`, condition now false → `ConditionFailed` with that record; otherwise (changed in
-//!   between, still qualifying) the whole step is tried again, a bounded number of times.
+//! - `update` is, in the common case, one `find_one_and_update` and nothing else
+//!   (`queries::one_step_write`): its filter holds the [`WriteCondition`] as a query and pins
+//!   what [`SessionChange::apply`] reads (an open record, no own `ttl`, a `version`, the liveness
+//!   branch the policy writes, an `open_time` recent enough for `max_lifetime` not to come first),
+//!   so the update — the fields the change touches, `expire_time = now + idle`, `version + 1` —
+//!   is the result of `apply` on whatever record matches. When it matches nothing (no such id,
+//!   the condition false, or a record the filter does not cover: a legacy one, one with its own
+//!   `ttl`), the record is read, the outcome decided with [`WriteCondition::holds`] and
+//!   `SessionChange::apply` — the logic the memory backend runs — and written with a
+//!   `find_one_and_update` whose filter is `_id`, the condition (with the liveness branch of the
+//!   record as read) and the `active` flag as read; its update sets the fields the change
+//!   touches, the recomputed `expire_time` and increments `version`. Concurrent writers never
+//!   retry against each other (no write is lost: each gets its own version). When that write
+//!   matches nothing, the record is read again: gone → `NotFound`, condition now false →
+//!   `ConditionFailed` with that record; otherwise (changed in between, still qualifying) the
+//!   step is tried again, a bounded number of times.
 //! - `delete_if` is one `find_one_and_delete` with the same filter, and the same re-read on a miss.
 //! - `close_expired` and `close_user_sessions` are one `update_many` each: a session already
 //!   closed no longer matches `active: true`, so sweeps running on every instance at once close
@@ -96,10 +100,10 @@ use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::ReturnDocument;
 use mongodb::Collection;
 use parking_lot::Mutex;
-use queries::{change_update, close_steps, expired_filter, list_filter, write_filter_for};
+use queries::{change_update, close_steps, expired_filter, list_filter, one_step_write, write_filter_for};
 use settings::Settings;
 pub use settings::{DEFAULT_COLLECTION, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DATABASE, DEFAULT_SOCKET_TIMEOUT_MS};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::OnceCell;
 
@@ -138,6 +142,7 @@ impl SessionsMongoDbPersistence {
                 prepared: AtomicBool::new(false),
                 reachable: Arc::new(AtomicBool::new(false)),
                 last_error: Mutex::new(None),
+                round_trips: AtomicU64::new(0),
                 legacy_clear_until: Mutex::new(None),
             }),
             connector: OwnedTask::new(),
@@ -169,6 +174,13 @@ impl SessionsMongoDbPersistence {
             closed += self.shared.call(cid, "update_many", coll.update_many(f, u)).await?.modified_count;
         }
         Ok(closed)
+    }
+
+    /// How many calls this store has sent to the server so far (each one command, one round
+    /// trip; the background index creation and transactions not included): what a test counts to
+    /// hold a read to one round trip and an uncontended write to one.
+    pub fn round_trips(&self) -> u64 {
+        self.shared.round_trips.load(Ordering::Relaxed)
     }
 
     /// `host:port,…/database.collection` (never credentials): where the sessions live.
@@ -315,6 +327,18 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
         update: &SessionUpdate,
     ) -> Result<UpdateOutcome, ApplicationError> {
         let coll = self.collection().await?;
+        // The common case in one round trip: no read, the condition and the inputs of the new
+        // state in the filter. A miss (not found, condition false, or a record the filter does
+        // not cover) goes the read-decide-write way below, which tells them apart.
+        if let Some((filter, change)) = one_step_write(id, update) {
+            let write = coll
+                .find_one_and_update(filter, change)
+                .return_document(ReturnDocument::After)
+                .max_time(self.shared.settings.call_timeout);
+            if let Some(d) = self.shared.call(cid, "find_one_and_update", write).await? {
+                return Ok(UpdateOutcome::Updated(self.shared.decode(cid, &d, true)?.session));
+            }
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -327,7 +351,12 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
             let mut next = current.session.clone();
             update.change.apply(&mut next, update.now, &update.policy);
             let filter = write_filter_for(id, &update.condition, &current);
-            let change = change_update(&update.change, &next, current.legacy_version);
+            let change = change_update(
+                &update.change,
+                next.request_time,
+                next.expire_time,
+                current.legacy_version.then_some(next.version),
+            );
             let updated = self
                 .shared
                 .call(

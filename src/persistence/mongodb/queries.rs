@@ -2,8 +2,8 @@
 //! contract written as MongoDB filters and update documents, and the indexes they rely on.
 
 use super::codec::{bson_time, json_to_bson, Decoded};
-use crate::data::version1::{SessionV1, SessionsFilter};
-use crate::persistence::{SessionChange, WriteCondition};
+use crate::data::version1::SessionsFilter;
+use crate::persistence::{SessionChange, SessionUpdate, WriteCondition};
 use chrono::{DateTime, Utc};
 use mongodb::bson::{doc, Bson, DateTime as BsonDateTime, Document};
 use mongodb::IndexModel;
@@ -28,6 +28,60 @@ pub(super) fn write_filter_for(id: &str, c: &WriteCondition, current: &Decoded) 
         f.insert("version", v);
     }
     f
+}
+
+/// The write of `u` to record `id` as one `find_one_and_update`, without reading the record
+/// first: a filter that matches exactly the records on which `u.condition` holds *and* whose
+/// result of [`SessionChange::apply`] is known without reading them, and the update that makes
+/// it. The filter pins what `apply` reads: an open record for a change that keeps it open, no own
+/// `ttl`, a numeric `version` (legacy records have none), the liveness branch the policy writes
+/// (`expire_time` present or absent), an `open_time` recent enough that `max_lifetime` does not
+/// come before the idle timeout, and the types of the fields every session has (a document that is
+/// not a session is never matched, so never rewritten). So the new `expire_time` is `now + idle`
+/// (or none) for every match. `None` when the policy needs the record (a lifetime without an idle
+/// timeout). A miss says nothing about why: the caller reads the record and decides.
+pub(super) fn one_step_write(id: &str, u: &SessionUpdate) -> Option<(Document, Document)> {
+    let after =
+        |t: DateTime<Utc>, ms: i64| chrono::Duration::try_milliseconds(ms).and_then(|d| t.checked_add_signed(d));
+    let c = &u.condition;
+    let closes = matches!(u.change, SessionChange::Close);
+    let mut f = doc! {
+        "_id": id, "user_id": { "$type": "string" }, "open_time": { "$type": "date" },
+        "request_time": { "$type": "date" },
+    };
+    if c.require_active || !closes {
+        f.insert("active", true);
+    } else {
+        f.insert("active", doc! { "$type": "bool" });
+    }
+    let expire_time = if closes {
+        None
+    } else {
+        f.insert("ttl", Bson::Null);
+        let idle = u.policy.idle_timeout.and_then(|ms| after(u.now, ms));
+        match (u.policy.idle_timeout, u.policy.max_lifetime) {
+            (None, Some(_)) => return None,
+            (Some(_), Some(life)) => {
+                // The lifetime bound comes no earlier than the idle one: open_time + life >= idle.
+                let earliest =
+                    idle.and_then(|i| chrono::Duration::try_milliseconds(life).and_then(|d| i.checked_sub_signed(d)));
+                if let Some(t) = earliest {
+                    f.insert("open_time", doc! { "$type": "date", "$gte": bson_time(t) });
+                }
+            }
+            _ => {}
+        }
+        idle
+    };
+    let expiring = u.policy.idle_timeout.is_some() || u.policy.max_lifetime.is_some();
+    if let Some((with, without)) = alive_filter(c.alive_at, c.idle_cutoff) {
+        f.extend(if expiring { with } else { without });
+    }
+    match c.expected_version {
+        Some(v) => f.insert("version", v),
+        None => f.insert("version", doc! { "$gte": 1_i64 }),
+    };
+    Some((f, change_update(&u.change, u.now, expire_time, None)))
 }
 
 /// The `$or` branches of [`is_alive`](crate::persistence::is_alive): a record with an `expire_time` is alive while
@@ -58,11 +112,17 @@ pub(super) fn expired_filter(now: DateTime<Utc>, idle_cutoff: DateTime<Utc>) -> 
     }
 }
 
-/// The update document that turns a record into `next`, the result of [`SessionChange::apply`]
-/// on it: only the fields `change` touches, `expire_time`, and the version — `+ 1`, or set to
-/// `next.version` on a legacy record that has no `version` field yet.
-pub(super) fn change_update(change: &SessionChange, next: &SessionV1, legacy_version: bool) -> Document {
-    let now = bson_time(next.request_time);
+/// The update document that turns a record into the result of [`SessionChange::apply`] on it at
+/// `now`, with `expire_time` the new expiry that computes: only the fields `change` touches,
+/// `expire_time`, and the version — `+ 1`, or set to `legacy_version` on a legacy record that has
+/// no `version` field yet.
+pub(super) fn change_update(
+    change: &SessionChange,
+    now: DateTime<Utc>,
+    expire_time: Option<DateTime<Utc>>,
+    legacy_version: Option<i64>,
+) -> Document {
+    let now = bson_time(now);
     let mut set = match change {
         SessionChange::StoreData(v) => doc! { "data": json_to_bson(v), "request_time": now },
         SessionChange::UpdateUser(v) => doc! { "user": json_to_bson(v), "request_time": now },
@@ -70,12 +130,15 @@ pub(super) fn change_update(change: &SessionChange, next: &SessionV1, legacy_ver
         SessionChange::Close => close_set(now),
     };
     let mut update = Document::new();
-    if legacy_version {
-        set.insert("version", next.version);
-    } else {
-        update.insert("$inc", doc! { "version": 1_i64 });
+    match legacy_version {
+        Some(v) => {
+            set.insert("version", v);
+        }
+        None => {
+            update.insert("$inc", doc! { "version": 1_i64 });
+        }
     }
-    match next.expire_time {
+    match expire_time {
         Some(t) => {
             set.insert("expire_time", bson_time(t));
         }
@@ -153,6 +216,7 @@ pub(super) fn index_models() -> Vec<IndexModel> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::data::version1::SessionV1;
     use crate::toolkit::time::parse_time;
     use serde_json::json;
 
@@ -184,7 +248,7 @@ mod tests {
         );
         assert_eq!(write_filter_for("x", &WriteCondition::default(), &current), doc! { "_id": "x", "active": true });
         assert_eq!(
-            change_update(&SessionChange::StoreData(json!({"a": 1, "$b": [2]})), &next, false),
+            change_update(&SessionChange::StoreData(json!({"a": 1, "$b": [2]})), t, Some(t1), None),
             doc! {
                 "$inc": { "version": 1_i64 },
                 "$set": { "data": { "a": 1, "%%24b": [2] }, "request_time": bson_time(t), "expire_time": bson_time(t1) },
@@ -192,7 +256,7 @@ mod tests {
         );
         next.expire_time = None;
         assert_eq!(
-            change_update(&SessionChange::Close, &next, false),
+            change_update(&SessionChange::Close, t, None, None),
             doc! { "$inc": { "version": 1_i64 }, "$unset": { "expire_time": "" }, "$set": close_set(bson_time(t)) }
         );
         // A legacy record (no `version` yet) gets its version set, not incremented.
@@ -200,7 +264,7 @@ mod tests {
         let mut set = close_set(bson_time(t));
         set.insert("version", 2_i64);
         assert_eq!(
-            change_update(&SessionChange::Close, &next, true),
+            change_update(&SessionChange::Close, t, None, Some(2)),
             doc! { "$unset": { "expire_time": "" }, "$set": set }
         );
         let legacy = Decoded { session: next.clone(), legacy_version: true };
@@ -220,5 +284,44 @@ mod tests {
         let f =
             SessionsFilter { user_id: Some("u".into()), active: Some(false), from_time: Some(t), ..Default::default() };
         assert_eq!(list_filter(&f), doc! { "user_id": "u", "active": false, "request_time": { "$gte": bson_time(t) } });
+    }
+
+    #[test]
+    fn an_uncontended_write_is_one_step_with_the_inputs_of_apply_in_the_filter() {
+        use crate::persistence::ExpiryPolicy;
+        let t = parse_time("2026-01-01T00:00:00.000Z").unwrap();
+        let ms = |n: i64| t + chrono::Duration::milliseconds(n);
+        let condition = WriteCondition {
+            require_active: true,
+            alive_at: Some(t),
+            idle_cutoff: Some(ms(-60_000)),
+            expected_version: None,
+        };
+        let policy = ExpiryPolicy { idle_timeout: Some(60_000), max_lifetime: Some(3_600_000) };
+        let u = SessionUpdate { condition, change: SessionChange::Touch, now: t, policy };
+        let (f, update) = one_step_write("x", &u).unwrap();
+        assert_eq!(
+            f,
+            doc! {
+                "_id": "x", "user_id": { "$type": "string" },
+                "open_time": { "$type": "date", "$gte": bson_time(ms(60_000 - 3_600_000)) },
+                "request_time": { "$type": "date" }, "active": true, "ttl": Bson::Null,
+                "expire_time": { "$gte": bson_time(t) }, "version": { "$gte": 1_i64 },
+            }
+        );
+        assert_eq!(update, change_update(&SessionChange::Touch, t, Some(ms(60_000)), None));
+        // Without an idle timeout the expiry of a lifetime depends on the record: read first.
+        let u = SessionUpdate { policy: ExpiryPolicy { idle_timeout: None, max_lifetime: Some(1) }, ..u };
+        assert_eq!(one_step_write("x", &u), None);
+        // Closing needs neither: any record the condition allows, with its version.
+        let u = SessionUpdate {
+            condition: WriteCondition { expected_version: Some(4), ..Default::default() },
+            change: SessionChange::Close,
+            ..u
+        };
+        let (f, update) = one_step_write("x", &u).unwrap();
+        assert_eq!(f.get("active"), Some(&Bson::Document(doc! { "$type": "bool" })));
+        assert_eq!((f.get("version"), f.get("ttl")), (Some(&Bson::Int64(4)), None));
+        assert_eq!(update, change_update(&SessionChange::Close, t, None, None));
     }
 }
