@@ -15,6 +15,7 @@ use service_sessions::persistence::{
 use service_sessions::toolkit::component::Component;
 use service_sessions::toolkit::config::ComponentConfig;
 use service_sessions::toolkit::data::PagingParams;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -644,22 +645,33 @@ mod model_replay {
     }
 }
 
-/// Clears the immutable attribute of a folder when dropped, so the temporary folder can go.
-struct Immutable<'a>(&'a Path);
+/// Makes a folder take no new file, and undoes it when dropped so the temporary folder can go.
+struct Frozen<'a>(&'a Path);
 
-impl<'a> Immutable<'a> {
-    /// `chattr +i`: no file can be created in or removed from the folder, by root either (root
-    /// ignores permission bits, not this attribute); files already in it can still be appended to.
-    fn set(dir: &'a Path) -> Self {
-        let status = std::process::Command::new("chattr").arg("+i").arg(dir).status().unwrap();
-        assert!(status.success(), "chattr +i {} failed (e2fsprogs and CAP_LINUX_IMMUTABLE are needed)", dir.display());
-        Self(dir)
+impl<'a> Frozen<'a> {
+    /// `chattr +i` (no file can be created in or removed from the folder, by root either: root
+    /// ignores permission bits, not this attribute; files already in it can still be appended
+    /// to), else read-only permission bits, which hold for anyone but root. `None` when neither
+    /// stops this process from creating a file there (root without `CAP_LINUX_IMMUTABLE`).
+    fn set(dir: &'a Path) -> Option<Self> {
+        let chattr = std::process::Command::new("chattr").arg("+i").arg(dir).status();
+        if !chattr.is_ok_and(|s| s.success()) {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+        }
+        let frozen = Self(dir);
+        let probe = dir.join(".frozen-probe");
+        if std::fs::File::create(&probe).is_ok() {
+            let _ = std::fs::remove_file(&probe);
+            return None;
+        }
+        Some(frozen)
     }
 }
 
-impl Drop for Immutable<'_> {
+impl Drop for Frozen<'_> {
     fn drop(&mut self) {
         let _ = std::process::Command::new("chattr").arg("-i").arg(self.0).status();
+        let _ = std::fs::set_permissions(self.0, std::fs::Permissions::from_mode(0o755));
     }
 }
 
@@ -674,7 +686,13 @@ async fn start_up_refuses_a_folder_that_takes_no_new_file() {
     p.create(None, session("s1", "u", 0)).await.unwrap();
     p.close(None).await.unwrap();
     {
-        let _frozen = Immutable::set(&path);
+        let Some(_frozen) = Frozen::set(&path) else {
+            eprintln!(
+                "skipped: this machine cannot make a folder unwritable for this process \
+                 (root without CAP_LINUX_IMMUTABLE for chattr +i)"
+            );
+            return;
+        };
         let p = store(&path, FileOptions::default());
         let e = p.open(None).await.unwrap_err();
         assert_eq!((e.code.as_str(), e.category.as_str()), ("NOT_WRITABLE", "FileError"), "{e:?}");
