@@ -5,6 +5,7 @@
 #   SESSIONS=100000 DURATION=5 ROUNDS=1 bash benches/http_bench.sh
 #   SCENARIOS="get_sessions_by_user get_sessions_by_user_c8" bash benches/http_bench.sh
 #   NODE=0 bash benches/http_bench.sh     # without the original Node service
+#   BIN=/path/to/other/service-sessions bash benches/http_bench.sh   # A/B against another build
 #
 # Needs wrk (apt-get install -y wrk). Runs the release binary on a loopback port, preloads the
 # sessions with open_session, then drives each scenario with CONNECTIONS connections from one wrk
@@ -35,15 +36,18 @@ NODE_PORT=${NODE_PORT:-$((PORT + 2))}
 NODE_SESSIONS=${NODE_SESSIONS:-10000}
 SCENARIOS=${SCENARIOS:-heartbeat get_session_by_id store_session_data get_sessions_by_user get_sessions_by_user_c8 open_session}
 NODE=${NODE:-1}
+BIN=${BIN:-./target/release/service-sessions}
 [ -n "${SESSIONS_NODE_DIR:-}" ] && [ -f "${SESSIONS_NODE_DIR}/bin/main.js" ] && command -v node >/dev/null || NODE=0
 export LUA_DIR="$PWD/benches/lua" USERS
 command -v wrk >/dev/null || { echo "wrk is required: apt-get install -y wrk" >&2; exit 1; }
+# One build for both, so the service and the bare server link the very same hyper and tokio (an
+# example also turns on the dev-dependencies' features, tokio's test-util among them, for both).
 cargo build --release --quiet --bin service-sessions --example bare_hello
 WORK=$(mktemp -d)
 PID='' BPID='' NPID=''
 trap 'kill $PID $BPID $NPID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 trap 'echo "failed at line $LINENO; server logs:" >&2; tail -n 5 "$WORK"/*.log >&2' ERR
-HTTP_PORT=$PORT LOG_LEVEL=warn ./target/release/service-sessions -c config/config.yml >"$WORK/server.log" 2>&1 &
+HTTP_PORT=$PORT LOG_LEVEL=warn "$BIN" -c config/config.yml >"$WORK/server.log" 2>&1 &
 PID=$!
 ./target/release/examples/bare_hello "$BARE_PORT" >"$WORK/bare.log" 2>&1 &
 BPID=$!

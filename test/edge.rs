@@ -114,20 +114,9 @@ async fn bad_edge_ids_are_ignored_and_never_echoed() {
 /// from `X-Request-Id`.
 #[tokio::test]
 async fn the_request_log_line_carries_the_edge_id() {
-    use std::process::{Command, Stdio};
     let port = crate::process::free_port();
     let log = tempfile::NamedTempFile::new().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_service-sessions"))
-        .args(["-c", concat!(env!("CARGO_MANIFEST_DIR"), "/config/config.yml")])
-        .args(["-p", &format!("HTTP_PORT={port};LOG_LEVEL=debug;LOG_FORMAT=json")])
-        .env_remove("HTTP_PORT")
-        .env_remove("LOG_LEVEL")
-        .env_remove("LOG_FORMAT")
-        .stdout(Stdio::null())
-        .stderr(log.reopen().unwrap())
-        .spawn()
-        .unwrap();
-    crate::process::wait_listening(port);
+    let mut child = crate::process::start_json_logging(port, "debug", &log);
     let r = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{port}/v1/sessions/get_session_by_id"))
         .header("x-request-id", "edge-log-7")
@@ -136,7 +125,7 @@ async fn the_request_log_line_carries_the_edge_id() {
         .await
         .unwrap();
     assert_eq!(r.headers().get("x-request-id").and_then(|v| v.to_str().ok()), Some("edge-log-7"));
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     assert_eq!(child.wait().unwrap().code(), Some(0));
     let text = std::fs::read_to_string(log.path()).unwrap();
     let served: Vec<serde_json::Value> = text

@@ -72,7 +72,7 @@ fn every_configuration_problem_is_listed_at_once() {
     );
 }
 
-pub(crate) fn wait_listening(port: u16) {
+fn wait_listening(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "service did not start listening");
@@ -156,15 +156,12 @@ fn a_null_logger_silences_the_process() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
 }
 
-/// Runs the real binary at trace level with JSON logs, exercises every command with marked
-/// values, and checks that no session id, `user` or `data` value reaches any log line.
-#[tokio::test]
-async fn logs_never_carry_session_ids_or_payloads() {
-    let port = free_port();
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let mut child = Command::new(BIN)
+/// Starts the real binary with the shipped config on `port`, JSON logs at `level` written to `log`,
+/// and waits until it listens.
+pub(crate) fn start_json_logging(port: u16, level: &str, log: &tempfile::NamedTempFile) -> std::process::Child {
+    let child = Command::new(BIN)
         .args(["-c", concat!(env!("CARGO_MANIFEST_DIR"), "/config/config.yml")])
-        .args(["-p", &format!("HTTP_PORT={port};LOG_LEVEL=trace;LOG_FORMAT=json")])
+        .args(["-p", &format!("HTTP_PORT={port};LOG_LEVEL={level};LOG_FORMAT=json")])
         .env_remove("HTTP_PORT")
         .env_remove("LOG_LEVEL")
         .env_remove("LOG_FORMAT")
@@ -173,6 +170,16 @@ async fn logs_never_carry_session_ids_or_payloads() {
         .spawn()
         .unwrap();
     wait_listening(port);
+    child
+}
+
+/// Runs the real binary at trace level with JSON logs, exercises every command with marked
+/// values, and checks that no session id, `user` or `data` value reaches any log line.
+#[tokio::test]
+async fn logs_never_carry_session_ids_or_payloads() {
+    let port = free_port();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = start_json_logging(port, "trace", &log);
     let client = reqwest::Client::new();
     let call = |cmd: &str, body: serde_json::Value| {
         let req = client.post(format!("http://127.0.0.1:{port}/v1/sessions/{cmd}?correlation_id=corr-1")).json(&body);

@@ -1,5 +1,6 @@
 //! The accept loop: the listener, TLS, the connection cap, each connection's watchdog, and
-//! HTTP/1 + HTTP/2 serving through hyper-util over `warp::service`.
+//! HTTP/1 + HTTP/2 serving through hyper-util, each request handed to the pipeline as hyper
+//! parsed it.
 
 use super::settings::{CredentialSettings, MIN_HEADER_SIZE};
 use super::Inner;
@@ -7,7 +8,6 @@ use crate::toolkit::errors::ApplicationError;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use hyper_util::server::graceful::GracefulConnection;
-use hyper_util::service::TowerToHyperService;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +15,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use warp::Filter;
 
 pub(crate) fn tls_config(c: &CredentialSettings) -> Result<tokio_rustls::rustls::ServerConfig, ApplicationError> {
     use rustls_pki_types::pem::PemObject;
@@ -188,28 +187,6 @@ pub(super) async fn serve(
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     cancel: CancellationToken,
 ) {
-    let state = inner.clone();
-    let filter = warp::method()
-        .and(warp::path::full())
-        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .and(warp::host::optional().or(warp::any().map(|| None)).unify())
-        .and(warp::header::headers_cloned())
-        .and(warp::body::stream())
-        .then(
-            move |method,
-                  path: warp::path::FullPath,
-                  query,
-                  authority: Option<warp::host::Authority>,
-                  headers,
-                  body| {
-                let state = state.clone();
-                let authority = authority.map(|a| a.as_str().to_string());
-                async move {
-                    state.dispatch(method, path.as_str().to_string(), query, authority, headers, Box::pin(body)).await
-                }
-            },
-        );
-    let service = warp::service(filter);
     let options = inner.settings.options.clone();
     let timeout = Duration::from_millis(options.header_read_timeout.max(1));
     let head_limit = options.max_header_size.max(MIN_HEADER_SIZE);
@@ -245,15 +222,15 @@ pub(super) async fn serve(
         };
         let activity = Activity::new();
         let _ = stream.set_nodelay(true);
-        let hyper_service = TowerToHyperService::new(service.clone());
         let watched = activity.clone();
+        let state = inner.clone();
         let service = hyper::service::service_fn(move |request| {
             let guard = watched.begin();
-            let answer = hyper::service::Service::call(&hyper_service, request);
+            let answer = state.clone().dispatch(request);
             async move {
                 let response = answer.await;
                 drop(guard);
-                response
+                Ok::<_, std::convert::Infallible>(response)
             }
         });
         let builder = builder.clone();

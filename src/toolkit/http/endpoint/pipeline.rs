@@ -7,13 +7,15 @@ use super::router::{method_label, no_route, record_unrouted, Routed};
 use super::Inner;
 use crate::toolkit::errors::ApplicationError;
 use async_trait::async_trait;
-use bytes::{Buf, Bytes, BytesMut};
-use futures::{Stream, StreamExt};
+use bytes::{Bytes, BytesMut};
+use http_body::Body;
+use http_body_util::{BodyExt, Full};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
-use warp::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use warp::http::uri::Authority;
+use warp::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 
 /// An interceptor runs before every routed handler and may answer instead of it, in two phases:
 /// [`RequestInterceptor::intercept`] sees the head before the body is read (authentication: a
@@ -163,13 +165,26 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The authority a request names, as warp's `host::optional` reads it: the target URI's (HTTP/2
+/// `:authority`, HTTP/1 absolute form) and the `Host` header's, which must agree; `None` when
+/// neither is given, they differ or the header does not parse.
+fn request_authority(uri: &Uri, headers: &HeaderMap) -> Option<String> {
+    let from_header = headers.get(header::HOST).map(|v| v.to_str().ok().and_then(|s| s.parse::<Authority>().ok()));
+    match (uri.authority(), from_header) {
+        (Some(a), None) => Some(a.as_str().to_string()),
+        (None, Some(Some(b))) => Some(b.as_str().to_string()),
+        (Some(a), Some(Some(b))) if *a == b => Some(b.as_str().to_string()),
+        _ => None,
+    }
+}
+
 impl Inner {
     fn finish(
         &self,
         mut response: HttpResponse,
         cors: Option<Cors>,
         echo: Option<HeaderValue>,
-    ) -> warp::reply::Response {
+    ) -> Response<Full<Bytes>> {
         let h = &mut response.headers;
         if let Some(id) = echo {
             h.insert(REQUEST_ID_HEADER, id);
@@ -187,7 +202,7 @@ impl Inner {
                 h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, self.expose_headers.clone());
             }
         }
-        let mut out = warp::reply::Response::new(response.body.into());
+        let mut out = Response::new(Full::new(response.body));
         *out.status_mut() = response.status;
         *out.headers_mut() = response.headers;
         out
@@ -212,12 +227,14 @@ impl Inner {
     }
 
     /// Whether the request's `Host` (HTTP/2: the authority) is allowed by `allowed_hosts`.
-    fn host_allowed(&self, uri_host: Option<&str>, headers: &HeaderMap) -> bool {
+    fn host_allowed(&self, uri: &Uri, headers: &HeaderMap) -> bool {
         let allowed = &self.settings.allowed_hosts;
         if allowed.is_empty() {
             return true;
         }
-        let Some(host) = uri_host.or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok())) else {
+        let authority = request_authority(uri, headers);
+        let Some(host) = authority.as_deref().or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+        else {
             return false;
         };
         let host = host.trim().to_ascii_lowercase();
@@ -231,22 +248,18 @@ impl Inner {
         })
     }
 
-    pub(super) async fn dispatch<S, B>(
-        self: Arc<Self>,
-        method: Method,
-        path: String,
-        raw_query: String,
-        authority: Option<String>,
-        headers: HeaderMap,
-        body: S,
-    ) -> warp::reply::Response
+    /// Serves one request from hyper: the whole pipeline, then the headers every response gets.
+    pub(super) async fn dispatch<B>(self: Arc<Self>, request: Request<B>) -> Response<Full<Bytes>>
     where
-        S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
-        B: Buf,
+        B: Body<Data = Bytes> + Send + Unpin,
+        B::Error: std::error::Error + Send + Sync + 'static,
     {
         let started = std::time::Instant::now();
         let _in_flight = InFlight::enter();
-        let query = decode_query(&raw_query);
+        let (parts, body) = request.into_parts();
+        let (method, headers) = (parts.method, parts.headers);
+        let path = parts.uri.path().to_string();
+        let query = decode_query(parts.uri.query().unwrap_or(""));
         let cid = correlation_id(&query, &headers);
         // The id used is echoed when it is safe in a header; an odd one from the query is not.
         let echo = cid.as_deref().and_then(|c| edge_id(c.as_bytes())).and_then(|c| HeaderValue::from_str(c).ok());
@@ -257,7 +270,7 @@ impl Inner {
         );
         let method_label = method.clone();
         let cors = self.cors(&headers);
-        let (response, routed) = if self.host_allowed(authority.as_deref(), &headers) {
+        let (response, routed) = if self.host_allowed(&parts.uri, &headers) {
             self.route(method, path, query, headers, body, cid).instrument(span.clone()).await
         } else {
             let e = ApplicationError::bad_request("HOST_NOT_ALLOWED", "The Host of the request is not served here")
@@ -276,18 +289,18 @@ impl Inner {
         self.finish(response, cors, echo)
     }
 
-    async fn route<S, B>(
+    async fn route<B>(
         &self,
         method: Method,
         path: String,
         query: Vec<(String, String)>,
         headers: HeaderMap,
-        body: S,
+        body: B,
         cid: Option<String>,
     ) -> (HttpResponse, Routed)
     where
-        S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
-        B: Buf,
+        B: Body<Data = Bytes> + Send + Unpin,
+        B::Error: std::error::Error + Send + Sync + 'static,
     {
         let unmatched = Routed::Other("unmatched");
         let fail = |e: ApplicationError| error_response(&e.with_correlation_id(cid.as_deref()));
@@ -353,10 +366,10 @@ impl Inner {
         (response, Routed::Route(route))
     }
 
-    async fn read_body<S, B>(&self, headers: &HeaderMap, mut body: S) -> Result<Bytes, ApplicationError>
+    async fn read_body<B>(&self, headers: &HeaderMap, mut body: B) -> Result<Bytes, ApplicationError>
     where
-        S: Stream<Item = Result<B, warp::Error>> + Send + Unpin,
-        B: Buf,
+        B: Body<Data = Bytes> + Send + Unpin,
+        B::Error: std::error::Error + Send + Sync + 'static,
     {
         let max = self.settings.options.request_max_size;
         let too_large = || {
@@ -375,15 +388,16 @@ impl Inner {
             let mut first: Option<Bytes> = None;
             let mut buf = BytesMut::new();
             let mut length = 0u64;
-            while let Some(chunk) = body.next().await {
-                let mut chunk = chunk.map_err(|e| {
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| {
                     ApplicationError::bad_request("BAD_BODY", "The request body could not be read").with_cause(e)
                 })?;
-                length += chunk.remaining() as u64;
+                // Trailers carry no body bytes.
+                let Ok(part) = frame.into_data() else { continue };
+                length += part.len() as u64;
                 if length > max {
                     return Err(too_large());
                 }
-                let part = chunk.copy_to_bytes(chunk.remaining());
                 match first.take() {
                     None if buf.is_empty() => first = Some(part),
                     earlier => {
