@@ -220,6 +220,42 @@ async fn huge_values_and_bodies() {
     alive(&app).await;
 }
 
+/// A client that sends a body over the limit reads the 413, not a reset: the server answers as
+/// soon as the head declares too much, then reads the rest of the body before it lets the
+/// connection go (closing under a sender makes its kernel reset the connection, which can destroy
+/// the reply before the client reads it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_body_is_read_so_the_sender_reads_the_refusal() {
+    let app = app().await;
+    let length = 3 * 1024 * 1024;
+    let head = format!(
+        "POST /v1/sessions/open_session HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {length}\r\n\r\n"
+    );
+    let mut s = raw(&app, head.as_bytes());
+    let reply = tokio::task::spawn_blocking(move || {
+        let chunk = vec![b' '; 64 * 1024];
+        s.write_all(&chunk).unwrap();
+        // The refusal arrives while the body is still being sent.
+        let mut reply = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !reply.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).unwrap();
+            assert!(n > 0, "connection closed before the reply");
+            reply.extend_from_slice(&buf[..n]);
+        }
+        // The rest of the body still goes through: the server reads it, nobody resets.
+        for _ in 1..length / chunk.len() {
+            s.write_all(&chunk).expect("the server keeps reading the refused body");
+        }
+        String::from_utf8_lossy(&reply).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    alive(&app).await;
+}
+
 #[tokio::test]
 async fn unknown_routes_and_methods() {
     let app = app().await;

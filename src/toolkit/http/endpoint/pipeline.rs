@@ -251,12 +251,12 @@ impl Inner {
     /// Serves one request from hyper: the whole pipeline, then the headers every response gets.
     pub(super) async fn dispatch<B>(self: Arc<Self>, request: Request<B>) -> Response<Full<Bytes>>
     where
-        B: Body<Data = Bytes> + Send + Unpin,
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let started = std::time::Instant::now();
         let _in_flight = InFlight::enter();
-        let (parts, body) = request.into_parts();
+        let (parts, mut body) = request.into_parts();
         let (method, headers) = (parts.method, parts.headers);
         let path = parts.uri.path().to_string();
         let query = decode_query(parts.uri.query().unwrap_or(""));
@@ -271,12 +271,15 @@ impl Inner {
         let method_label = method.clone();
         let cors = self.cors(&headers);
         let (response, routed) = if self.host_allowed(&parts.uri, &headers) {
-            self.route(method, path, query, headers, body, cid).instrument(span.clone()).await
+            self.route(method, path, query, headers, &mut body, cid).instrument(span.clone()).await
         } else {
             let e = ApplicationError::bad_request("HOST_NOT_ALLOWED", "The Host of the request is not served here")
                 .with_status(421);
             (error_response(&e.with_correlation_id(cid.as_deref())), Routed::Other("unmatched"))
         };
+        if !body.is_end_stream() {
+            self.drain_in_background(body);
+        }
         let status = response.status.as_u16();
         let elapsed = started.elapsed();
         span.in_scope(|| tracing::debug!(route = %routed.label(), status, elapsed_us = elapsed.as_micros() as u64, "Request served."));
@@ -295,7 +298,7 @@ impl Inner {
         path: String,
         query: Vec<(String, String)>,
         headers: HeaderMap,
-        body: B,
+        body: &mut B,
         cid: Option<String>,
     ) -> (HttpResponse, Routed)
     where
@@ -366,7 +369,34 @@ impl Inner {
         (response, Routed::Route(route))
     }
 
-    async fn read_body<B>(&self, headers: &HeaderMap, mut body: B) -> Result<Bytes, ApplicationError>
+    /// Reads and drops, in a task of its own, what is left of a body the pipeline refused before
+    /// reading it all (401, 413, ...): a client still sending then reads the refusal, where closing
+    /// the connection under it would make its kernel answer with a reset that can destroy the
+    /// reply. Bounded by four times `request_max_size` and by `body_read_timeout`.
+    fn drain_in_background<B>(&self, mut body: B)
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+    {
+        let cap = self.settings.options.request_max_size.saturating_mul(4);
+        if body.size_hint().lower() > cap {
+            return;
+        }
+        let timeout = Duration::from_millis(self.settings.options.body_read_timeout);
+        tokio::spawn(async move {
+            let drain = async {
+                let mut seen = 0u64;
+                while let Some(Ok(frame)) = body.frame().await {
+                    seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+                    if seen > cap {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(timeout, drain).await;
+        });
+    }
+
+    async fn read_body<B>(&self, headers: &HeaderMap, body: &mut B) -> Result<Bytes, ApplicationError>
     where
         B: Body<Data = Bytes> + Send + Unpin,
         B::Error: std::error::Error + Send + Sync + 'static,
