@@ -535,7 +535,6 @@ fn failure(cid: Option<&str>, results: &[ValidationResult]) -> Option<Applicatio
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -748,7 +748,6 @@ impl SessionsClientV1 for SessionsGrpcClientV1 {
 impl Component for SessionsGrpcClientV1 {}
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
