@@ -8,7 +8,7 @@
 //! - [`logic`]: `SessionsController` (expiry, sweep, clock) and its command set.
 //! - [`services`]: the commandable HTTP API, the REST API and the two gRPC services.
 //! - [`protos`]: the code generated from `sessions_v1.proto`.
-//! - [`clients`]: the Rust client SDK (HTTP and direct) other services use to call this one.
+//! - [`clients`]: the Rust client SDK (HTTP, gRPC and direct) other services use to call this one.
 //! - [`build`]: `SessionsServiceFactory`, the only place naming concrete types.
 //! - [`container`]: `SessionsProcess`, run by the `service-sessions` binary, and its maintenance
 //!   commands (`export`, `import`, `verify`).

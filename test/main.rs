@@ -1,6 +1,8 @@
 //! Integration tests: one binary. `helpers` boots the real container from YAML on port 0;
 //! `persistence` holds the conformance fixture every backend runs; `crash` kills the real binary
 //! on the file backend under load and checks that no acknowledged write is lost.
+// clippy.toml's allow-*-in-tests covers `#[test]` functions and `#[cfg(test)]` modules only, not
+// the fixtures and helpers of this crate, so the crate allows them itself.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bad_input;

@@ -98,6 +98,7 @@ fn any() -> Descriptor {
 pub const DEFAULT_SHARED_MAX_IN_FLIGHT: usize = 256;
 
 /// The sessions components.
+#[derive(Debug)]
 pub struct SessionsServiceFactory;
 
 impl SessionsServiceFactory {

@@ -249,7 +249,6 @@ pub(crate) fn short_id(id: &str) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

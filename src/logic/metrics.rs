@@ -1,13 +1,19 @@
-//! Session lifecycle metrics: `sessions_opened_total`, `sessions_closed_total{reason}` (close,
-//! expired, revoked, rotated away is not a close), `sessions_rotated_total`,
-//! `sessions_purged_total`, `sessions_deleted_total`, and the `sessions_active` gauge (refreshed
-//! from the store on every scrape).
+//! Session lifecycle metrics:
+//! - `sessions_events_total{event}`: `opened`, `rotated`, `purged` (deleted by retention),
+//!   `deleted` (by `delete_session_by_id`);
+//! - `sessions_closed_total{reason}`: `close` (by `close_session`), `expired` (by
+//!   `close_expired_sessions` and the sweep, or on the spot when a call meets an expired
+//!   session), `revoked` (by `close_user_sessions`); a rotation moves a session and is not a
+//!   close;
+//! - `sessions_active`: open sessions, counted in the store by the controller's
+//!   `refresh_metrics` on every scrape.
 
 use crate::toolkit::metrics::{counter_vec, gauge_vec};
 use prometheus::{IntCounterVec, IntGaugeVec};
 use std::sync::LazyLock;
 
 /// The session counters and gauge.
+#[derive(Debug)]
 pub struct SessionMetrics {
     /// Lifecycle events by kind: opened, rotated, purged, deleted.
     pub events: IntCounterVec,

@@ -55,6 +55,16 @@ pub struct InstrumentedPersistence {
     in_flight: Option<(Semaphore, usize)>,
 }
 
+impl std::fmt::Debug for InstrumentedPersistence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let limit = self.in_flight.as_ref().map(|(_, n)| n);
+        f.debug_struct("InstrumentedPersistence")
+            .field("backend", &self.backend)
+            .field("max_in_flight", &limit)
+            .finish()
+    }
+}
+
 /// `options.max_in_flight` of a persistence component.
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(default)]

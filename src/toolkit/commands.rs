@@ -227,7 +227,6 @@ pub trait Commandable: Send + Sync {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::toolkit::schema::{Schema, TypeCode};

@@ -383,7 +383,6 @@ impl<'de> MapAccess<'de> for LenientMap<'de> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde::Deserialize;

@@ -111,7 +111,6 @@ impl<T: WriteJson> WriteJson for DataPage<T> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;

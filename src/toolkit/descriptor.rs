@@ -106,7 +106,6 @@ impl fmt::Display for Descriptor {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

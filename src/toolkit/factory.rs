@@ -31,6 +31,12 @@ pub struct TableFactory {
     entries: Vec<(Descriptor, Constructor)>,
 }
 
+impl std::fmt::Debug for TableFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.entries.iter().map(|(d, _)| d)).finish()
+    }
+}
+
 impl TableFactory {
     /// An empty table.
     pub fn new() -> Self {
@@ -75,6 +81,12 @@ pub struct CompositeFactory {
     factories: Vec<Arc<dyn Factory>>,
 }
 
+impl std::fmt::Debug for CompositeFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompositeFactory").field("factories", &self.factories.len()).finish()
+    }
+}
+
 impl CompositeFactory {
     /// An empty composite.
     pub fn new() -> Self {
@@ -103,7 +115,6 @@ impl Factory for CompositeFactory {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::toolkit::component::Component;

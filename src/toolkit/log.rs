@@ -156,7 +156,6 @@ impl ConsoleLogger {
 impl Component for ConsoleLogger {}
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -61,6 +61,12 @@ pub struct ProcessContainer {
     factory: Arc<dyn Factory>,
 }
 
+impl std::fmt::Debug for ProcessContainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessContainer").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
 impl ProcessContainer {
     /// A process named `name` (used in messages) creating components with `factory`.
     pub fn new(name: &str, factory: Arc<dyn Factory>) -> Self {

@@ -148,7 +148,6 @@ pub fn reference_error(locator: &Descriptor) -> ApplicationError {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -223,7 +223,6 @@ fn place(src: &str, at: usize) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::toolkit::errors::ErrorCategory;

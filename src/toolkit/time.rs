@@ -75,6 +75,7 @@ pub fn format_time(t: DateTime<Utc>) -> String {
 /// The wire form of a time (`2026-11-21T09:15:30.123Z`) written into a stack buffer: encoding a
 /// page of sessions formats hundreds of times, and this skips chrono's formatter machinery and
 /// the allocation. Only for years 0–9999 (anything else goes through chrono).
+#[derive(Debug)]
 pub struct TimeText([u8; 24]);
 
 impl TimeText {
@@ -230,7 +231,6 @@ pub mod serde_time {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -569,7 +569,6 @@ impl SessionsClientV1 for SessionsHttpClientV1 {
 impl Component for SessionsHttpClientV1 {}
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::toolkit::descriptor::Descriptor;

@@ -8,8 +8,10 @@
 //! - [`SessionsCommandableGrpcClientV1`]: over Pip's commandable gRPC
 //!   (`service-sessions:client:commandable-grpc:*:1.0`), and [`SessionsGrpcClientV1`]: over the
 //!   typed `sessions_v1.proto` (`service-sessions:client:grpc:*:1.0`).
-//! - [`SessionsClientError`]: the typed failure both report, mapped from the service's
-//!   ErrorDescription / `ApplicationError` by category and code.
+//! - [`SessionsClientError`]: the typed failure every client reports, mapped from the service's
+//!   ErrorDescription / `ApplicationError` by category and code; [`SessionsClientError::kind`]
+//!   gives the [`SessionsErrorKind`] to branch on. The codes are in
+//!   [`data::version1::errors`](crate::data::version1::errors).
 
 mod client;
 #[cfg(feature = "server")]

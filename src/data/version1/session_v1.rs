@@ -171,7 +171,6 @@ pub fn new_session_id() -> Result<String, ApplicationError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::toolkit::time::parse_time;
@@ -223,7 +222,6 @@ mod tests {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod written_json {
     use super::*;
     use crate::toolkit::data::DataPage;

@@ -221,6 +221,12 @@ pub struct DocumentReader<'a> {
     cid: Option<String>,
 }
 
+impl std::fmt::Debug for DocumentReader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DocumentReader").field("cid", &self.cid).finish_non_exhaustive()
+    }
+}
+
 impl DocumentReader<'_> {
     /// The next document: its `_id` as text (a string id as it is, another type as `<type>`) and
     /// the session, or why it is not one; `None` after the last.

@@ -386,7 +386,6 @@ impl Sessions for Handler {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::data::version1::errors::SESSION_CLOSED;

@@ -22,6 +22,7 @@ use crate::toolkit::grpc::CommandableGrpcService;
 use crate::toolkit::http::commandable::CommandableHttpService;
 
 /// The sessions commandable HTTP service.
+#[derive(Debug)]
 pub struct SessionsCommandableHttpServiceV1;
 
 impl SessionsCommandableHttpServiceV1 {
@@ -41,6 +42,7 @@ impl SessionsCommandableHttpServiceV1 {
 }
 
 /// The sessions commandable gRPC service.
+#[derive(Debug)]
 pub struct SessionsCommandableGrpcServiceV1;
 
 impl SessionsCommandableGrpcServiceV1 {

@@ -422,7 +422,6 @@ impl OpenApiDocument for SessionsRestServiceV1 {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::collections::HashMap;

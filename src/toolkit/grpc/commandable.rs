@@ -202,7 +202,6 @@ pub fn string_details(details: Option<&serde_json::Map<String, Value>>) -> HashM
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;

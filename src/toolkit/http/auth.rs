@@ -323,7 +323,6 @@ impl Component for ApiKeyAuthenticator {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;
