@@ -3,19 +3,28 @@
 //!
 //! Starts the release binary (`service-sessions`) with a config of the memory store, commandable
 //! HTTP and both gRPC services, opens one session, and then drives `get_session_by_id` for it
-//! with a Rust load client: `BENCH_CONNECTIONS` (default 50) tasks, each on its own connection
-//! and sending its next request when the previous one is answered, for `BENCH_SECONDS` (default
-//! 5) per scenario; the scenarios are interleaved for `BENCH_ROUNDS` (default 3) rounds and each
-//! figure is the median over the rounds. Server CPU is the service process's user + system time
-//! (`/proc/<pid>/stat`) over the measured interval divided by the requests served. The load
-//! client runs on the same machine and takes CPU from the service.
+//! with a Rust load client: `BENCH_CONNECTIONS` (default 50) callers, each sending its next
+//! request when the previous one is answered, for `BENCH_SECONDS` (default 5) per scenario. Over
+//! HTTP/1 each caller has its own keep-alive connection (HTTP/1 cannot multiplex); over gRPC the
+//! callers share `BENCH_GRPC_CONNECTIONS` HTTP/2 connections (default 10, so 5 streams each: a
+//! gRPC client multiplexes — the Node SDK sends every call of a client over one connection;
+//! `BENCH_GRPC_CONNECTIONS=50` gives every caller its own connection, like HTTP). Either way 50
+//! requests are in flight with the same payload.
 //!
-//! Run with `cargo bench --bench grpc_get` (`BENCH_ONLY=grpc|http|commandable-grpc` runs one
-//! scenario); under `cargo test` it does nothing.
+//! Scenarios: `gRPC sessions_v1.proto` from a client on h2 that sends each request in one write
+//! (as grpc-js does), `commandable HTTP`, `gRPC sessions_v1 (tonic)` from tonic's generated
+//! client (which writes a request's HEADERS and DATA separately) and `commandable gRPC`. They
+//! are interleaved for `BENCH_ROUNDS` (default 3) rounds and each figure is the median over the
+//! rounds. Server CPU is the service process's user + system time (`/proc/<pid>/stat`) over the
+//! measured interval divided by the requests served. The load client runs on the same machine
+//! and takes CPU from the service.
+//!
+//! Run with `cargo bench --bench grpc_get` (`BENCH_ONLY=grpc|http|grpc-tonic|commandable-grpc`
+//! runs one scenario); under `cargo test` it does nothing.
 
 use anyhow::{bail, Context};
 use service_sessions::protos::sessions_v1::sessions_client::SessionsClient;
-use service_sessions::protos::sessions_v1::SessionIdRequest;
+use service_sessions::protos::sessions_v1::{SessionIdRequest, SessionObjectReply};
 use service_sessions::toolkit::grpc::commandable_proto::commandable_client::CommandableClient;
 use service_sessions::toolkit::grpc::commandable_proto::InvokeRequest;
 use std::process::{Child, Command, Stdio};
@@ -106,7 +115,10 @@ async fn start() -> anyhow::Result<Service> {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Scenario {
+    /// `sessions_v1.proto` from a client that sends each request in one write (see [`h2_connection`]).
     SessionsV1,
+    /// `sessions_v1.proto` from tonic's generated client.
+    SessionsV1Tonic,
     CommandableHttp,
     CommandableGrpc,
 }
@@ -115,10 +127,20 @@ impl Scenario {
     fn label(self) -> &'static str {
         match self {
             Self::SessionsV1 => "gRPC sessions_v1.proto",
+            Self::SessionsV1Tonic => "gRPC sessions_v1 (tonic)",
             Self::CommandableHttp => "commandable HTTP",
             Self::CommandableGrpc => "commandable gRPC",
         }
     }
+}
+
+/// The load shape: `callers` requests in flight (each sends its next when the previous one is
+/// answered); over HTTP each caller has its own keep-alive connection, over gRPC they share
+/// `grpc_connections` HTTP/2 connections.
+#[derive(Clone, Copy)]
+struct Load {
+    callers: u64,
+    grpc_connections: u64,
 }
 
 struct Figures {
@@ -128,80 +150,181 @@ struct Figures {
     cpu_us: f64,
 }
 
-/// One connection's loop: requests until `stop`, returning the latencies.
-async fn run_connection(
-    scenario: Scenario,
-    service: (u16, u16),
+/// `callers` callers of `get_session_by_id` on one HTTP/2 connection, with the connection driven
+/// by h2 in the callers' own task. Each request then leaves in one write (HEADERS, then DATA with
+/// END_STREAM), as the Node SDK's grpc-js client sends it; tonic's client writes the HEADERS and
+/// the DATA frames from separate tasks, so each request costs the server a second TCP segment and
+/// a pure ACK. The reply is checked as tonic's client would: HTTP 200, `grpc-status` 0, a
+/// `SessionObjectReply` with a session.
+async fn h2_connection(
+    grpc_port: u16,
+    callers: u64,
     id: String,
     stop: Arc<AtomicBool>,
     served: Arc<AtomicU64>,
 ) -> anyhow::Result<Vec<Duration>> {
-    let (http_port, grpc_port) = service;
+    use prost::Message;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", grpc_port)).await?;
+    tcp.set_nodelay(true)?;
+    let (client, conn) = h2::client::handshake(tcp).await?;
+    let message = SessionIdRequest { correlation_id: String::new(), session_id: id }.encode_to_vec();
+    let mut frame = bytes::BytesMut::with_capacity(5 + message.len());
+    frame.extend_from_slice(&[0]);
+    frame.extend_from_slice(&u32::try_from(message.len())?.to_be_bytes());
+    frame.extend_from_slice(&message);
+    let frame = frame.freeze();
+    let uri = format!("http://127.0.0.1:{grpc_port}/sessions_v1.Sessions/get_session_by_id");
+    let all = futures::future::try_join_all(
+        (0..callers).map(|_| h2_caller(client.clone(), &uri, frame.clone(), stop.clone(), served.clone())),
+    );
+    tokio::pin!(conn);
+    tokio::select! {
+        latencies = all => Ok(latencies?.into_iter().flatten().collect()),
+        ended = &mut conn => bail!("the gRPC connection ended: {ended:?}"),
+    }
+}
+
+async fn h2_caller(
+    client: h2::client::SendRequest<bytes::Bytes>,
+    uri: &str,
+    frame: bytes::Bytes,
+    stop: Arc<AtomicBool>,
+    served: Arc<AtomicU64>,
+) -> anyhow::Result<Vec<Duration>> {
+    use prost::Message;
+    let mut client = client;
     let mut latencies = Vec::with_capacity(1 << 16);
-    match scenario {
-        Scenario::SessionsV1 | Scenario::CommandableGrpc => {
-            let channel = Channel::from_shared(format!("http://127.0.0.1:{grpc_port}"))?.connect().await?;
-            let mut typed = SessionsClient::new(channel.clone());
-            let mut commandable = CommandableClient::new(channel);
-            let args = serde_json::json!({"session_id": id}).to_string();
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                if scenario == Scenario::SessionsV1 {
-                    let r = typed
-                        .get_session_by_id(SessionIdRequest { correlation_id: String::new(), session_id: id.clone() })
-                        .await?;
-                    if r.get_ref().session.is_none() {
-                        bail!("no session");
-                    }
-                } else {
-                    let r = commandable
-                        .invoke(InvokeRequest {
-                            method: "v1/sessions.get_session_by_id".into(),
-                            correlation_id: String::new(),
-                            args_empty: false,
-                            args_json: args.clone(),
-                        })
-                        .await?;
-                    if r.get_ref().result_empty {
-                        bail!("no session");
-                    }
-                }
-                latencies.push(t.elapsed());
-                served.fetch_add(1, Ordering::Relaxed);
-            }
+    let mut reply = bytes::BytesMut::new();
+    while !stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        let request = http::Request::builder()
+            .method("POST")
+            .uri(uri)
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())?;
+        client = client.ready().await?;
+        let (response, mut body) = client.send_request(request, false)?;
+        body.send_data(frame.clone(), true)?;
+        let response = response.await?;
+        if response.status() != 200 {
+            bail!("HTTP {}", response.status());
         }
-        Scenario::CommandableHttp => {
-            let client = reqwest::Client::builder().pool_max_idle_per_host(1).tcp_nodelay(true).build()?;
-            let url = format!("http://127.0.0.1:{http_port}/v1/sessions/get_session_by_id");
-            let body = bytes::Bytes::from(serde_json::json!({"session_id": id}).to_string());
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                let r = client.post(&url).header("content-type", "application/json").body(body.clone()).send().await?;
-                if r.status() != 200 {
-                    bail!("HTTP {}", r.status());
-                }
-                let _ = r.bytes().await?;
-                latencies.push(t.elapsed());
-                served.fetch_add(1, Ordering::Relaxed);
-            }
+        let mut body = response.into_body();
+        reply.clear();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk?;
+            body.flow_control().release_capacity(chunk.len())?;
+            reply.extend_from_slice(&chunk);
         }
+        let trailers = body.trailers().await?;
+        let status = trailers.as_ref().and_then(|t| t.get("grpc-status")).and_then(|v| v.to_str().ok());
+        if status != Some("0") {
+            bail!("grpc-status {status:?}");
+        }
+        let r = SessionObjectReply::decode(reply.get(5..).unwrap_or_default())?;
+        if r.session.is_none() {
+            bail!("no session");
+        }
+        latencies.push(t.elapsed());
+        served.fetch_add(1, Ordering::Relaxed);
     }
     Ok(latencies)
 }
 
-async fn measure(
+/// One caller's loop over tonic's clients or HTTP: requests until `stop`, returning the latencies.
+async fn run_connection(
     scenario: Scenario,
-    service: &Service,
-    id: &str,
-    connections: u64,
-    seconds: u64,
-) -> anyhow::Result<Figures> {
+    http_port: u16,
+    channel: Option<Channel>,
+    id: String,
+    stop: Arc<AtomicBool>,
+    served: Arc<AtomicU64>,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut latencies = Vec::with_capacity(1 << 16);
+    if scenario == Scenario::CommandableHttp {
+        let client = reqwest::Client::builder().pool_max_idle_per_host(1).tcp_nodelay(true).build()?;
+        let url = format!("http://127.0.0.1:{http_port}/v1/sessions/get_session_by_id");
+        let body = bytes::Bytes::from(serde_json::json!({"session_id": id}).to_string());
+        while !stop.load(Ordering::Relaxed) {
+            let t = Instant::now();
+            let r = client.post(&url).header("content-type", "application/json").body(body.clone()).send().await?;
+            if r.status() != 200 {
+                bail!("HTTP {}", r.status());
+            }
+            let _ = r.bytes().await?;
+            latencies.push(t.elapsed());
+            served.fetch_add(1, Ordering::Relaxed);
+        }
+        return Ok(latencies);
+    }
+    let channel = channel.context("no gRPC channel")?;
+    let mut typed = SessionsClient::new(channel.clone());
+    let mut commandable = CommandableClient::new(channel);
+    let args = serde_json::json!({"session_id": id}).to_string();
+    while !stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        if scenario == Scenario::SessionsV1Tonic {
+            let r = typed
+                .get_session_by_id(SessionIdRequest { correlation_id: String::new(), session_id: id.clone() })
+                .await?;
+            if r.get_ref().session.is_none() {
+                bail!("no session");
+            }
+        } else {
+            let r = commandable
+                .invoke(InvokeRequest {
+                    method: "v1/sessions.get_session_by_id".into(),
+                    correlation_id: String::new(),
+                    args_empty: false,
+                    args_json: args.clone(),
+                })
+                .await?;
+            if r.get_ref().result_empty {
+                bail!("no session");
+            }
+        }
+        latencies.push(t.elapsed());
+        served.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(latencies)
+}
+
+async fn measure(scenario: Scenario, service: &Service, id: &str, load: Load, seconds: u64) -> anyhow::Result<Figures> {
     let stop = Arc::new(AtomicBool::new(false));
     let served = Arc::new(AtomicU64::new(0));
+    // gRPC: `grpc_connections` HTTP/2 connections, the callers spread over them round-robin.
+    let mut channels = Vec::new();
+    if matches!(scenario, Scenario::SessionsV1Tonic | Scenario::CommandableGrpc) {
+        for _ in 0..load.grpc_connections.max(1) {
+            channels.push(Channel::from_shared(format!("http://127.0.0.1:{}", service.grpc))?.connect().await?);
+        }
+    }
     let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let ports = (service.http, service.grpc);
-        tasks.push(tokio::spawn(run_connection(scenario, ports, id.to_string(), stop.clone(), served.clone())));
+    if scenario == Scenario::SessionsV1 {
+        let connections = load.grpc_connections.clamp(1, load.callers.max(1));
+        for c in 0..connections {
+            let callers = load.callers / connections + u64::from(c < load.callers % connections);
+            tasks.push(tokio::spawn(h2_connection(
+                service.grpc,
+                callers,
+                id.to_string(),
+                stop.clone(),
+                served.clone(),
+            )));
+        }
+    }
+    let callers = if scenario == Scenario::SessionsV1 { 0 } else { load.callers };
+    for i in 0..callers {
+        let channel = usize::try_from(i).ok().and_then(|i| channels.get(i % channels.len().max(1))).cloned();
+        tasks.push(tokio::spawn(run_connection(
+            scenario,
+            service.http,
+            channel,
+            id.to_string(),
+            stop.clone(),
+            served.clone(),
+        )));
     }
     // Let every connection open and warm up before measuring.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -240,6 +363,7 @@ async fn main() -> anyhow::Result<()> {
     let seconds = env_u64("BENCH_SECONDS", 5);
     let rounds = env_u64("BENCH_ROUNDS", 3);
     let connections = env_u64("BENCH_CONNECTIONS", 50);
+    let load = Load { callers: connections, grpc_connections: env_u64("BENCH_GRPC_CONNECTIONS", 10) };
     let service = start().await?;
     let opened: serde_json::Value = reqwest::Client::new()
         .post(format!("http://127.0.0.1:{}/v1/sessions/open_session", service.http))
@@ -250,23 +374,26 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let id = opened["id"].as_str().context("no session id")?.to_string();
     println!(
-        "get_session_by_id, {connections} connections, {seconds} s per scenario, {rounds} interleaved rounds (medians):"
+        "get_session_by_id, {connections} callers (HTTP: {connections} connections, gRPC: {} HTTP/2 connections), {seconds} s per scenario, {rounds} interleaved rounds (medians):",
+        load.grpc_connections
     );
-    // `BENCH_ONLY=grpc|http|commandable-grpc` runs one scenario (for profiling).
+    // `BENCH_ONLY=grpc|http|grpc-tonic|commandable-grpc` runs one scenario (for profiling).
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-    let scenarios: Vec<Scenario> = [Scenario::SessionsV1, Scenario::CommandableHttp, Scenario::CommandableGrpc]
-        .into_iter()
-        .filter(|s| match only.as_str() {
-            "grpc" => *s == Scenario::SessionsV1,
-            "http" => *s == Scenario::CommandableHttp,
-            "commandable-grpc" => *s == Scenario::CommandableGrpc,
-            _ => true,
-        })
-        .collect();
+    let scenarios: Vec<Scenario> =
+        [Scenario::SessionsV1, Scenario::CommandableHttp, Scenario::SessionsV1Tonic, Scenario::CommandableGrpc]
+            .into_iter()
+            .filter(|s| match only.as_str() {
+                "grpc" => *s == Scenario::SessionsV1,
+                "grpc-tonic" => *s == Scenario::SessionsV1Tonic,
+                "http" => *s == Scenario::CommandableHttp,
+                "commandable-grpc" => *s == Scenario::CommandableGrpc,
+                _ => true,
+            })
+            .collect();
     let mut results: Vec<Vec<Figures>> = scenarios.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
         for (i, s) in scenarios.iter().enumerate() {
-            let f = measure(*s, &service, &id, connections, seconds).await?;
+            let f = measure(*s, &service, &id, load, seconds).await?;
             println!(
                 "  round {}: {:<24} {:>8.0} req/s  p50 {:>5.2} ms  p99 {:>5.2} ms  server CPU {:>5.1} µs/request",
                 round + 1,

@@ -30,7 +30,7 @@ use crate::toolkit::references::References;
 use async_trait::async_trait;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
@@ -449,8 +449,81 @@ async fn serve_request(shared: &Shared, request: Request<Incoming>) -> Response<
     }
 }
 
+/// The stream handlers hyper starts on one connection, run inside that connection's own task
+/// instead of one spawned task each.
+///
+/// hyper's HTTP/2 server hands every stream's handler to its executor. Spawned on the runtime,
+/// each request costs a task, a wake of the connection task (often on the other worker) for
+/// every reply, and a write per reply. Queued here, the handlers are polled by
+/// [`serve_connection`] right after the connection has read their requests, and the connection
+/// is polled again right after them: the replies of every stream that was ready go out together
+/// in one write, without a task or a cross-thread wake per request. Streams of one connection
+/// then share one task (as the connection's HTTP/2 framing already does); connections still
+/// spread over the runtime's workers.
+#[derive(Clone)]
+struct StreamExecutor(Arc<StreamQueue>);
+
+type StreamFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+struct StreamQueue {
+    started: Mutex<Vec<StreamFuture>>,
+    waker: futures::task::AtomicWaker,
+}
+
+impl StreamExecutor {
+    fn new() -> Self {
+        Self(Arc::new(StreamQueue { started: Mutex::new(Vec::new()), waker: futures::task::AtomicWaker::new() }))
+    }
+}
+
+impl<F> hyper::rt::Executor<F> for StreamExecutor
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn execute(&self, future: F) {
+        self.0.started.lock().push(Box::pin(future));
+        self.0.waker.wake();
+    }
+}
+
+/// Drives a connection and the handlers of its streams; ready when the connection has ended.
+fn drive_connection<C>(
+    conn: Pin<&mut C>,
+    streams: &mut futures::stream::FuturesUnordered<StreamFuture>,
+    queue: &StreamQueue,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<C::Output>
+where
+    C: Future,
+{
+    use futures::Stream;
+    use std::task::Poll;
+    queue.waker.register(cx.waker());
+    let mut conn = conn;
+    // Connection, then the handlers it started or woke, then the connection again to send what
+    // they answered; a few rounds at most, so one busy connection cannot starve the worker.
+    for _ in 0..4 {
+        if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+            return Poll::Ready(result);
+        }
+        let started = std::mem::take(&mut *queue.started.lock());
+        let mut progressed = !started.is_empty();
+        streams.extend(started);
+        while let Poll::Ready(Some(())) = Pin::new(&mut *streams).poll_next(cx) {
+            progressed = true;
+        }
+        if !progressed {
+            return Poll::Pending;
+        }
+    }
+    // Still busy: come back after the other tasks of this worker had their turn.
+    cx.waker().wake_by_ref();
+    Poll::Pending
+}
+
 /// Serves one connection until it ends, the endpoint drains it (`drain`: graceful) or drops it
-/// (`kill`), or it stays without streams for the idle timeout (graceful).
+/// (`kill`), or it stays without streams for the idle timeout (graceful). Handlers still running
+/// when the connection ends are driven to their end (their replies go nowhere) unless killed.
 async fn serve_connection<I>(
     io: I,
     shared: Arc<Shared>,
@@ -460,9 +533,12 @@ async fn serve_connection<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    use futures::StreamExt;
     let activity = Arc::new(Activity::new());
     let dispatch = Dispatch { shared, activity: activity.clone() };
-    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    let executor = StreamExecutor::new();
+    let queue = executor.0.clone();
+    let mut builder = hyper::server::conn::http2::Builder::new(executor);
     builder
         .timer(TokioTimer::new())
         .max_concurrent_streams(options.max_concurrent_streams)
@@ -478,17 +554,18 @@ async fn serve_connection<I>(
     }
     let conn = builder.serve_connection(TokioIo::new(io), dispatch);
     tokio::pin!(conn);
+    let mut streams = futures::stream::FuturesUnordered::new();
     let idle_limit = (options.idle_timeout > 0).then(|| Duration::from_millis(options.idle_timeout));
     let tick = idle_limit
         .map_or(Duration::from_secs(3600), |d| (d / 4).clamp(Duration::from_millis(50), Duration::from_secs(5)));
     let mut draining = false;
     loop {
         tokio::select! {
-            result = conn.as_mut() => {
+            result = std::future::poll_fn(|cx| drive_connection(conn.as_mut(), &mut streams, &queue, cx)) => {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "gRPC connection ended with an error.");
                 }
-                return;
+                break;
             }
             () = kill.cancelled() => return,
             () = drain.cancelled(), if !draining => {
@@ -503,6 +580,11 @@ async fn serve_connection<I>(
                 }
             }
         }
+    }
+    streams.extend(std::mem::take(&mut *queue.started.lock()));
+    tokio::select! {
+        () = async { while streams.next().await.is_some() {} } => {}
+        () = kill.cancelled() => {}
     }
 }
 
