@@ -5,7 +5,7 @@ use super::record::{Record, RecordHasher, Slot};
 use super::{Key, SessionsIndex};
 use crate::data::version1::SessionV1;
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -109,7 +109,7 @@ impl IndexBuilder {
             let open = sorted(open);
             let closed = sorted(closed);
             by_expiry.sort_unstable();
-            let by_expiry: BTreeSet<(DateTime<Utc>, Arc<str>)> = by_expiry.into_iter().collect();
+            let by_expiry = CountedSet::from_sorted(by_expiry);
             // The thread cannot panic; should it anyway, the user index is rebuilt below.
             (users.join().ok(), open, closed, by_expiry)
         });

@@ -38,7 +38,7 @@ use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::errors::ApplicationError;
 use chrono::{DateTime, Utc};
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -63,7 +63,8 @@ pub(crate) struct SessionsIndex {
     open_by_user: HashMap<Arc<str>, CountedSet<Key>>,
     /// Open sessions without an `expire_time` (judged by the idle cutoff).
     untimed: CountedSet<Key>,
-    by_expiry: BTreeSet<(DateTime<Utc>, Arc<str>)>,
+    /// Open sessions with an `expire_time`, by it.
+    by_expiry: CountedSet<(DateTime<Utc>, Arc<str>)>,
     visits: AtomicU64,
 }
 
@@ -272,7 +273,7 @@ impl SessionsIndex {
         limit: usize,
     ) -> Vec<SessionV1> {
         let mut ids: Vec<Arc<str>> =
-            self.by_expiry.range(..(now, Arc::<str>::from(""))).take(limit).map(|(_, id)| id.clone()).collect();
+            self.by_expiry.iter().take_while(|(t, _)| *t < now).take(limit).map(|(_, id)| id.clone()).collect();
         if let Some(cutoff) = idle_cutoff {
             // Records without an expire_time, idle since before the cutoff (oldest first).
             let room = limit.saturating_sub(ids.len());

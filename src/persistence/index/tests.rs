@@ -22,12 +22,12 @@ type Fingerprint = (
     Vec<Key>,
     Vec<Key>,
     Vec<(Arc<str>, Vec<Key>)>,
-    BTreeSet<(DateTime<Utc>, Arc<str>)>,
+    Vec<(DateTime<Utc>, Arc<str>)>,
     Vec<(Arc<str>, Vec<Key>)>,
     Vec<Key>,
 );
 
-fn keys(set: &CountedSet<Key>) -> Vec<Key> {
+fn keys<K: Ord + Clone>(set: &CountedSet<K>) -> Vec<K> {
     set.iter().cloned().collect()
 }
 
@@ -39,7 +39,7 @@ fn fingerprint(index: &SessionsIndex) -> Fingerprint {
     let mut open_users: Vec<(Arc<str>, Vec<Key>)> =
         index.open_by_user.iter().map(|(u, ks)| (u.clone(), keys(ks))).collect();
     open_users.sort();
-    (sessions, keys(&index.open), keys(&index.closed), users, index.by_expiry.clone(), open_users, keys(&index.untimed))
+    (sessions, keys(&index.open), keys(&index.closed), users, keys(&index.by_expiry), open_users, keys(&index.untimed))
 }
 
 #[test]
