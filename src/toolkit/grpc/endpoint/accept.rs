@@ -4,6 +4,7 @@
 use super::connection::serve_connection;
 use super::routing::Shared;
 use super::settings::GrpcEndpointOptions;
+use crate::toolkit::net::{self, AcceptErrors};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -77,23 +78,8 @@ pub(super) async fn serve(
     let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let tracker = TaskTracker::new();
     let kill = CancellationToken::new();
-    loop {
-        let permit = tokio::select! {
-            () = cancel.cancelled() => break,
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
-        let (stream, _peer) = tokio::select! {
-            () = cancel.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "Accepting a gRPC connection failed.");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
+    let mut accept_errors = AcceptErrors::new("gRPC");
+    while let Some((stream, permit)) = net::accept(&listener, &permits, &cancel, &mut accept_errors).await {
         let (shared, options, drain, kill) = (shared.clone(), options.clone(), cancel.clone(), kill.clone());
         let acceptor = acceptor.clone();
         tracker.spawn(async move {
@@ -110,13 +96,9 @@ pub(super) async fn serve(
                     let handshake = Duration::from_millis(options.handshake_timeout.max(1));
                     let tls = tokio::select! {
                         () = kill.cancelled() => return,
-                        accepted = tokio::time::timeout(handshake, acceptor.accept(stream)) => match accepted {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(error = %e, "TLS handshake failed.");
-                                return;
-                            }
-                            Err(_) => return,
+                        tls = net::handshake(&acceptor, stream, handshake) => match tls {
+                            Some(tls) => tls,
+                            None => return,
                         },
                     };
                     serve_connection(tls, shared, options, drain, kill).await;
@@ -125,14 +107,5 @@ pub(super) async fn serve(
         });
     }
     drop(listener);
-    tracker.close();
-    let timeout = Duration::from_millis(options.shutdown_timeout);
-    if tokio::time::timeout(timeout, tracker.wait()).await.is_err() {
-        tracing::warn!(
-            timeout_ms = options.shutdown_timeout,
-            "In-flight gRPC requests did not finish in time; closing them."
-        );
-        kill.cancel();
-        tracker.wait().await;
-    }
+    net::drain(tracker, kill, options.shutdown_timeout, "gRPC").await;
 }

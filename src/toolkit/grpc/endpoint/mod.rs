@@ -34,7 +34,7 @@ use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::descriptor::Descriptor;
 use crate::toolkit::errors::ApplicationError;
 use crate::toolkit::http::auth::ApiKeyVerifier;
-use crate::toolkit::http::endpoint::tls_config;
+use crate::toolkit::net::{self, Listening};
 use crate::toolkit::references::References;
 use accept::serve;
 use async_trait::async_trait;
@@ -46,21 +46,12 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::service::Routes;
 use tower_service::Service;
 
 pub use settings::{GrpcEndpointOptions, GrpcEndpointSettings};
-
-struct Running {
-    address: SocketAddr,
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
-}
 
 /// The gRPC endpoint component.
 pub struct GrpcEndpoint {
@@ -69,7 +60,7 @@ pub struct GrpcEndpoint {
     routes: Mutex<Option<Routes>>,
     methods: Mutex<HashSet<String>>,
     verifier: OnceLock<Arc<dyn ApiKeyVerifier>>,
-    running: Mutex<Option<Running>>,
+    running: Mutex<Option<Listening>>,
 }
 
 impl std::fmt::Debug for GrpcEndpoint {
@@ -93,20 +84,7 @@ impl GrpcEndpoint {
     /// # Errors
     /// See [`GrpcEndpoint::from_config`].
     pub fn new(settings: GrpcEndpointSettings) -> Result<Self, ApplicationError> {
-        let tls = match settings.connection.protocol.to_ascii_lowercase().as_str() {
-            "http" => None,
-            "https" => {
-                let mut cfg = tls_config(&settings.credential)?;
-                cfg.alpn_protocols = vec![b"h2".to_vec()];
-                Some(Arc::new(cfg))
-            }
-            other => {
-                return Err(ApplicationError::config(
-                    "WRONG_PROTOCOL",
-                    format!("Protocol \"{other}\" is not supported by the gRPC endpoint: use http or https"),
-                ))
-            }
-        };
+        let tls = net::server_tls(&settings.connection, &settings.credential, &[b"h2"], "gRPC")?;
         if settings.connection.host.trim().is_empty() {
             return Err(ApplicationError::config("NO_HOST", "Connection host is not set"));
         }
@@ -175,16 +153,7 @@ impl Component for GrpcEndpoint {
             return Ok(());
         }
         let s = &self.settings;
-        let bind = format!("{}:{}", s.connection.host, s.connection.port);
-        let listener = TcpListener::bind(&bind).await.map_err(|e| {
-            ApplicationError::no_response("CANNOT_CONNECT", format!("Opening gRPC endpoint on {bind} failed"))
-                .with_status(500)
-                .with_cause(e)
-                .with_details("url", bind.clone())
-        })?;
-        let address = listener
-            .local_addr()
-            .map_err(|e| ApplicationError::internal("CANNOT_CONNECT", "Cannot read the bound address").with_cause(e))?;
+        let (listener, address) = net::bind(&s.connection, "gRPC").await?;
         let routes = self.routes.lock().clone().unwrap_or_default().prepare();
         let shared = Arc::new(Shared {
             routes,
@@ -193,30 +162,24 @@ impl Component for GrpcEndpoint {
             verifier: self.verifier.get().cloned(),
             request_timeout: Duration::from_millis(s.options.request_timeout.max(1)),
         });
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn(serve(listener, shared, s.options.clone(), self.tls.clone(), cancel.clone()));
-        tracing::info!(address = %address, protocol = %s.connection.protocol, "gRPC endpoint listening.");
-        *self.running.lock() = Some(Running { address, cancel, task });
+        let (options, tls) = (s.options.clone(), self.tls.clone());
+        let running = Listening::start(address, "gRPC", &s.connection.protocol, |cancel| {
+            serve(listener, shared, options, tls, cancel)
+        });
+        *self.running.lock() = Some(running);
         Ok(())
     }
 
     async fn close(&self, _correlation_id: Option<&str>) -> Result<(), ApplicationError> {
         let running = self.running.lock().take();
         if let Some(r) = running {
-            r.cancel.cancel();
-            if let Err(e) = r.task.await {
-                tracing::warn!(error = %e, "gRPC endpoint task ended abnormally.");
-            }
-            tracing::info!(address = %r.address, "gRPC endpoint closed.");
+            r.stop().await;
         }
         Ok(())
     }
 
     async fn health(&self) -> ComponentHealth {
-        match self.local_addr() {
-            Some(a) => ComponentHealth { ready: true, message: format!("listening on {a}") },
-            None => ComponentHealth::not_ready("not listening"),
-        }
+        Listening::health(self.local_addr())
     }
 }
 
