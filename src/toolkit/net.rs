@@ -200,13 +200,15 @@ impl Listening {
         Self { address, cancel, task, endpoint }
     }
 
-    /// Stops accepting and waits for the accept loop's drain.
-    pub(crate) async fn stop(self) {
-        self.cancel.cancel();
-        if let Err(e) = self.task.await {
-            tracing::warn!(error = %e, "{} endpoint task ended abnormally.", self.endpoint);
+    /// Stops the endpoint running in `slot`, if any: stops accepting and waits for the accept
+    /// loop's drain.
+    pub(crate) async fn stop(slot: &parking_lot::Mutex<Option<Self>>) {
+        let Some(running) = slot.lock().take() else { return };
+        running.cancel.cancel();
+        if let Err(e) = running.task.await {
+            tracing::warn!(error = %e, "{} endpoint task ended abnormally.", running.endpoint);
         }
-        tracing::info!(address = %self.address, "{} endpoint closed.", self.endpoint);
+        tracing::info!(address = %running.address, "{} endpoint closed.", running.endpoint);
     }
 
     /// The health of an endpoint listening on `address` (not ready when `None`).
@@ -215,5 +217,22 @@ impl Listening {
             Some(a) => ComponentHealth { ready: true, message: format!("listening on {a}") },
             None => ComponentHealth::not_ready("not listening"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_unknown_protocols_and_missing_tls_files() {
+        let credential = CredentialSettings::default();
+        let mut connection = ConnectionSettings { protocol: "ftp".into(), ..ConnectionSettings::default() };
+        let code = |c: &ConnectionSettings| server_tls(c, &credential, &[b"h2"], "gRPC").err().map(|e| e.code);
+        assert_eq!(code(&connection).as_deref(), Some("WRONG_PROTOCOL"));
+        connection.protocol = "https".into();
+        assert_eq!(code(&connection).as_deref(), Some("NO_SSL_KEY_FILE"));
+        connection.protocol = "HTTP".into();
+        assert!(server_tls(&connection, &credential, &[b"h2"], "gRPC").is_ok_and(|tls| tls.is_none()));
     }
 }
