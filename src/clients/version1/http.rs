@@ -28,6 +28,7 @@
 //! `touch_session`, `rotate_session_id`) could apply twice or report a conflict for their own
 //! write, so they are retried only when the connection could not be made (nothing was sent).
 
+use super::args::{self, Count};
 use super::client::{ClientResult, ErrorInfo, SessionsClientError, SessionsClientV1};
 use crate::data::version1::{OpenSessionRequest, SessionV1, SessionValidity, SessionsFilter, BASE_ROUTE};
 use crate::toolkit::component::Component;
@@ -40,7 +41,7 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::time::Duration;
 
 /// Code of a connection that could not be made (nothing was sent).
@@ -229,12 +230,6 @@ impl std::fmt::Debug for SessionsHttpClientV1 {
         // is shown.
         f.debug_struct("SessionsHttpClientV1").field("options", &self.options).finish_non_exhaustive()
     }
-}
-
-/// The `{count}` answer of the counting commands.
-#[derive(Deserialize)]
-struct Count {
-    count: u64,
 }
 
 impl SessionsHttpClientV1 {
@@ -427,27 +422,6 @@ fn bad_response(status: u16, e: &serde_json::Error) -> SessionsClientError {
     SessionsClientError::Internal(info)
 }
 
-pub(super) fn by_id(session_id: &str, version: Option<i64>) -> Value {
-    let mut m = Map::new();
-    m.insert("session_id".to_string(), Value::from(session_id));
-    if let Some(v) = version {
-        m.insert("version".to_string(), Value::from(v));
-    }
-    Value::Object(m)
-}
-
-pub(super) fn paging_value(p: &PagingParams) -> Value {
-    let mut m = Map::new();
-    if let Some(skip) = p.skip {
-        m.insert("skip".to_string(), Value::from(skip));
-    }
-    if let Some(take) = p.take {
-        m.insert("take".to_string(), Value::from(take));
-    }
-    m.insert("total".to_string(), Value::from(p.total));
-    Value::Object(m)
-}
-
 #[async_trait]
 impl SessionsClientV1 for SessionsHttpClientV1 {
     async fn get_sessions(
@@ -456,8 +430,7 @@ impl SessionsClientV1 for SessionsHttpClientV1 {
         filter: &SessionsFilter,
         paging: &PagingParams,
     ) -> ClientResult<DataPage<SessionV1>> {
-        let body = json!({"filter": filter.to_value(), "paging": paging_value(paging)});
-        self.required(correlation_id, "get_sessions", &body, true).await
+        self.required(correlation_id, "get_sessions", &args::get_sessions(filter, paging), true).await
     }
 
     async fn get_session_by_id(
@@ -465,7 +438,7 @@ impl SessionsClientV1 for SessionsHttpClientV1 {
         correlation_id: Option<&str>,
         session_id: &str,
     ) -> ClientResult<Option<SessionV1>> {
-        self.call(correlation_id, "get_session_by_id", &by_id(session_id, None), true).await
+        self.call(correlation_id, "get_session_by_id", &args::by_id(session_id, None), true).await
     }
 
     async fn open_session(&self, correlation_id: Option<&str>, request: OpenSessionRequest) -> ClientResult<SessionV1> {
@@ -479,10 +452,7 @@ impl SessionsClientV1 for SessionsHttpClientV1 {
         data: Value,
         version: Option<i64>,
     ) -> ClientResult<Option<SessionV1>> {
-        let mut body = by_id(session_id, version);
-        if let Some(m) = body.as_object_mut() {
-            m.insert("data".to_string(), data);
-        }
+        let body = args::by_id_with(session_id, version, "data", data);
         self.call(correlation_id, "store_session_data", &body, false).await
     }
 
@@ -493,10 +463,7 @@ impl SessionsClientV1 for SessionsHttpClientV1 {
         user: Value,
         version: Option<i64>,
     ) -> ClientResult<Option<SessionV1>> {
-        let mut body = by_id(session_id, version);
-        if let Some(m) = body.as_object_mut() {
-            m.insert("user".to_string(), user);
-        }
+        let body = args::by_id_with(session_id, version, "user", user);
         self.call(correlation_id, "update_session_user", &body, false).await
     }
 
@@ -506,7 +473,7 @@ impl SessionsClientV1 for SessionsHttpClientV1 {
         session_id: &str,
         version: Option<i64>,
     ) -> ClientResult<Option<SessionV1>> {
-        self.call(correlation_id, "close_session", &by_id(session_id, version), true).await
+        self.call(correlation_id, "close_session", &args::by_id(session_id, version), true).await
     }
 
     async fn close_expired_sessions(&self, correlation_id: Option<&str>) -> ClientResult<()> {
@@ -519,7 +486,7 @@ impl SessionsClientV1 for SessionsHttpClientV1 {
         session_id: &str,
         version: Option<i64>,
     ) -> ClientResult<Option<SessionV1>> {
-        self.call(correlation_id, "delete_session_by_id", &by_id(session_id, version), true).await
+        self.call(correlation_id, "delete_session_by_id", &args::by_id(session_id, version), true).await
     }
 
     async fn touch_session(
@@ -528,11 +495,11 @@ impl SessionsClientV1 for SessionsHttpClientV1 {
         session_id: &str,
         version: Option<i64>,
     ) -> ClientResult<Option<SessionV1>> {
-        self.call(correlation_id, "touch_session", &by_id(session_id, version), false).await
+        self.call(correlation_id, "touch_session", &args::by_id(session_id, version), false).await
     }
 
     async fn validate_session(&self, correlation_id: Option<&str>, session_id: &str) -> ClientResult<SessionValidity> {
-        self.required(correlation_id, "validate_session", &by_id(session_id, None), true).await
+        self.required(correlation_id, "validate_session", &args::by_id(session_id, None), true).await
     }
 
     async fn close_user_sessions(
@@ -541,10 +508,7 @@ impl SessionsClientV1 for SessionsHttpClientV1 {
         user_id: &str,
         except_session_id: Option<&str>,
     ) -> ClientResult<u64> {
-        let mut body = json!({"user_id": user_id});
-        if let (Some(except), Some(m)) = (except_session_id, body.as_object_mut()) {
-            m.insert("except_session_id".to_string(), Value::from(except));
-        }
+        let body = args::close_user_sessions(user_id, except_session_id);
         let c: Count = self.required(correlation_id, "close_user_sessions", &body, true).await?;
         Ok(c.count)
     }
@@ -555,7 +519,7 @@ impl SessionsClientV1 for SessionsHttpClientV1 {
         session_id: &str,
         version: Option<i64>,
     ) -> ClientResult<Option<SessionV1>> {
-        self.call(correlation_id, "rotate_session_id", &by_id(session_id, version), false).await
+        self.call(correlation_id, "rotate_session_id", &args::by_id(session_id, version), false).await
     }
 
     async fn purge_sessions(&self, correlation_id: Option<&str>) -> ClientResult<u64> {
@@ -624,8 +588,5 @@ mod tests {
         assert!(retryable(&e(CANNOT_CONNECT), false));
         let internal = SessionsClientError::Internal(ErrorInfo::new(ErrorCategory::Internal, "X", "m"));
         assert!(!retryable(&internal, true));
-        assert_eq!(paging_value(&PagingParams::default()), json!({"total": false}));
-        assert_eq!(paging_value(&PagingParams::new(1, 2, true)), json!({"skip": 1, "take": 2, "total": true}));
-        assert_eq!(by_id("a", Some(3)), json!({"session_id": "a", "version": 3}));
     }
 }

@@ -13,6 +13,7 @@
 //!   gives the [`SessionsErrorKind`] to branch on. The codes are in
 //!   [`data::version1::errors`](crate::data::version1::errors).
 
+mod args;
 mod client;
 #[cfg(feature = "server")]
 mod direct;

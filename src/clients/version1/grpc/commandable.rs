@@ -2,15 +2,14 @@
 
 use super::core::Core;
 use super::settings::GrpcClientSettings;
+use crate::clients::version1::args::{self, Count};
 use crate::clients::version1::client::{ClientResult, SessionsClientV1};
-use crate::clients::version1::http::{by_id, paging_value};
 use crate::data::version1::{OpenSessionRequest, SessionV1, SessionValidity, SessionsFilter};
 use crate::toolkit::component::Component;
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::errors::ApplicationError;
 use async_trait::async_trait;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// The sessions client over Pip's commandable gRPC.
@@ -42,18 +41,6 @@ impl SessionsCommandableGrpcClientV1 {
     }
 }
 
-#[derive(Deserialize)]
-struct Count {
-    count: u64,
-}
-
-fn with(mut body: Value, key: &str, value: Value) -> Value {
-    if let Some(m) = body.as_object_mut() {
-        m.insert(key.to_string(), value);
-    }
-    body
-}
-
 #[async_trait]
 impl SessionsClientV1 for SessionsCommandableGrpcClientV1 {
     async fn get_sessions(
@@ -62,8 +49,7 @@ impl SessionsClientV1 for SessionsCommandableGrpcClientV1 {
         filter: &SessionsFilter,
         paging: &PagingParams,
     ) -> ClientResult<DataPage<SessionV1>> {
-        let args = json!({"filter": filter.to_value(), "paging": paging_value(paging)});
-        self.core.invoke_required(correlation_id, "get_sessions", &args).await
+        self.core.invoke_required(correlation_id, "get_sessions", &args::get_sessions(filter, paging)).await
     }
 
     async fn get_session_by_id(
@@ -71,7 +57,7 @@ impl SessionsClientV1 for SessionsCommandableGrpcClientV1 {
         correlation_id: Option<&str>,
         session_id: &str,
     ) -> ClientResult<Option<SessionV1>> {
-        self.core.invoke(correlation_id, "get_session_by_id", &by_id(session_id, None)).await
+        self.core.invoke(correlation_id, "get_session_by_id", &args::by_id(session_id, None)).await
     }
 
     async fn open_session(&self, correlation_id: Option<&str>, request: OpenSessionRequest) -> ClientResult<SessionV1> {
@@ -85,7 +71,9 @@ impl SessionsClientV1 for SessionsCommandableGrpcClientV1 {
         data: Value,
         version: Option<i64>,
     ) -> ClientResult<Option<SessionV1>> {
-        self.core.invoke(correlation_id, "store_session_data", &with(by_id(session_id, version), "data", data)).await
+        self.core
+            .invoke(correlation_id, "store_session_data", &args::by_id_with(session_id, version, "data", data))
+            .await
     }
 
     async fn update_session_user(
@@ -95,7 +83,9 @@ impl SessionsClientV1 for SessionsCommandableGrpcClientV1 {
         user: Value,
         version: Option<i64>,
     ) -> ClientResult<Option<SessionV1>> {
-        self.core.invoke(correlation_id, "update_session_user", &with(by_id(session_id, version), "user", user)).await
+        self.core
+            .invoke(correlation_id, "update_session_user", &args::by_id_with(session_id, version, "user", user))
+            .await
     }
 
     async fn close_session(
@@ -104,7 +94,7 @@ impl SessionsClientV1 for SessionsCommandableGrpcClientV1 {
         session_id: &str,
         version: Option<i64>,
     ) -> ClientResult<Option<SessionV1>> {
-        self.core.invoke(correlation_id, "close_session", &by_id(session_id, version)).await
+        self.core.invoke(correlation_id, "close_session", &args::by_id(session_id, version)).await
     }
 
     async fn close_expired_sessions(&self, correlation_id: Option<&str>) -> ClientResult<()> {
@@ -117,7 +107,7 @@ impl SessionsClientV1 for SessionsCommandableGrpcClientV1 {
         session_id: &str,
         version: Option<i64>,
     ) -> ClientResult<Option<SessionV1>> {
-        self.core.invoke(correlation_id, "delete_session_by_id", &by_id(session_id, version)).await
+        self.core.invoke(correlation_id, "delete_session_by_id", &args::by_id(session_id, version)).await
     }
 
     async fn touch_session(
@@ -126,11 +116,11 @@ impl SessionsClientV1 for SessionsCommandableGrpcClientV1 {
         session_id: &str,
         version: Option<i64>,
     ) -> ClientResult<Option<SessionV1>> {
-        self.core.invoke(correlation_id, "touch_session", &by_id(session_id, version)).await
+        self.core.invoke(correlation_id, "touch_session", &args::by_id(session_id, version)).await
     }
 
     async fn validate_session(&self, correlation_id: Option<&str>, session_id: &str) -> ClientResult<SessionValidity> {
-        self.core.invoke_required(correlation_id, "validate_session", &by_id(session_id, None)).await
+        self.core.invoke_required(correlation_id, "validate_session", &args::by_id(session_id, None)).await
     }
 
     async fn close_user_sessions(
@@ -139,10 +129,7 @@ impl SessionsClientV1 for SessionsCommandableGrpcClientV1 {
         user_id: &str,
         except_session_id: Option<&str>,
     ) -> ClientResult<u64> {
-        let mut args = json!({"user_id": user_id});
-        if let Some(except) = except_session_id {
-            args = with(args, "except_session_id", Value::from(except));
-        }
+        let args = args::close_user_sessions(user_id, except_session_id);
         let c: Count = self.core.invoke_required(correlation_id, "close_user_sessions", &args).await?;
         Ok(c.count)
     }
@@ -153,7 +140,7 @@ impl SessionsClientV1 for SessionsCommandableGrpcClientV1 {
         session_id: &str,
         version: Option<i64>,
     ) -> ClientResult<Option<SessionV1>> {
-        self.core.invoke(correlation_id, "rotate_session_id", &by_id(session_id, version)).await
+        self.core.invoke(correlation_id, "rotate_session_id", &args::by_id(session_id, version)).await
     }
 
     async fn purge_sessions(&self, correlation_id: Option<&str>) -> ClientResult<u64> {
