@@ -15,6 +15,7 @@
 
 mod args;
 mod client;
+mod commandable;
 #[cfg(feature = "server")]
 mod direct;
 mod grpc;
