@@ -96,14 +96,12 @@ impl SessionsRestServiceV1 {
         if settings.base_route.trim_matches('/').is_empty() {
             settings.base_route = REST_BASE_ROUTE.to_string();
         }
-        let controller_locator = match &settings.dependencies.controller {
-            Some(s) => s.parse()?,
-            None => Descriptor::new("service-sessions", "controller", "*", "*", "1.0"),
-        };
-        let endpoint_locator = match &settings.dependencies.endpoint {
-            Some(s) => s.parse()?,
-            None => Descriptor::new("*", "endpoint", "http", "*", "1.0"),
-        };
+        let controller_locator = Descriptor::configured_or(settings.dependencies.controller.as_deref(), || {
+            Descriptor::new("service-sessions", "controller", "*", "*", "1.0")
+        })?;
+        let endpoint_locator = Descriptor::configured_or(settings.dependencies.endpoint.as_deref(), || {
+            Descriptor::new("*", "endpoint", "http", "*", "1.0")
+        })?;
         let document =
             ServedDocument::new(settings.base_route.trim_matches('/'), &settings.swagger, "Sessions REST API V1");
         Ok(Self { settings, controller_locator, endpoint_locator, document })

@@ -104,14 +104,11 @@ impl CommandableHttpService {
         if settings.base_route.is_empty() {
             settings.base_route = default_base_route.to_string();
         }
-        let controller_locator = match &settings.dependencies.controller {
-            Some(s) => s.parse()?,
-            None => default_controller.clone(),
-        };
-        let endpoint_locator = match &settings.dependencies.endpoint {
-            Some(s) => s.parse()?,
-            None => Descriptor::new("*", "endpoint", "http", "*", "1.0"),
-        };
+        let controller_locator =
+            Descriptor::configured_or(settings.dependencies.controller.as_deref(), || default_controller.clone())?;
+        let endpoint_locator = Descriptor::configured_or(settings.dependencies.endpoint.as_deref(), || {
+            Descriptor::new("*", "endpoint", "http", "*", "1.0")
+        })?;
         let document = ServedDocument::new(settings.base_route.trim_matches('/'), &settings.swagger, title);
         Ok(Self { settings, controller_locator, endpoint_locator, commands: OnceLock::new(), document })
     }
