@@ -23,6 +23,14 @@ fn field(s: &str) -> Option<String> {
 }
 
 impl Descriptor {
+    /// The locator of a dependency: the configured `dependencies.*` text parsed, else `default`.
+    ///
+    /// # Errors
+    /// `BAD_DESCRIPTOR` when the configured text is not a descriptor.
+    pub fn configured_or(configured: Option<&str>, default: impl FnOnce() -> Self) -> Result<Self, ApplicationError> {
+        configured.map_or_else(|| Ok(default()), str::parse)
+    }
+
     /// Builds a descriptor from its five parts; `"*"` is a wildcard.
     pub fn new(group: &str, typ: &str, kind: &str, name: &str, version: &str) -> Self {
         Self { group: field(group), typ: field(typ), kind: field(kind), name: field(name), version: field(version) }
@@ -108,6 +116,16 @@ impl fmt::Display for Descriptor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_configured_dependency_wins_over_the_default() {
+        let default = || Descriptor::new("*", "endpoint", "http", "*", "1.0");
+        assert_eq!(Descriptor::configured_or(None, default).ok(), Some(default()));
+        let configured = Descriptor::configured_or(Some("a:endpoint:grpc:b:1.0"), default).ok();
+        assert_eq!(configured, Some(Descriptor::new("a", "endpoint", "grpc", "b", "1.0")));
+        let bad = Descriptor::configured_or(Some("a:b"), default).err().map(|e| e.code);
+        assert_eq!(bad.as_deref(), Some("BAD_DESCRIPTOR"));
+    }
 
     fn d(s: &str) -> Descriptor {
         s.parse().unwrap()

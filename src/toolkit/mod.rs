@@ -32,6 +32,8 @@ pub mod log;
 #[cfg(feature = "server")]
 pub mod metrics;
 #[cfg(feature = "server")]
+pub mod net;
+#[cfg(feature = "server")]
 pub mod process;
 pub mod references;
 pub mod route;

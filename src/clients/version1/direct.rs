@@ -9,6 +9,7 @@
 //! `None`, as over HTTP), and the controller's errors go through the same mapping to
 //! [`SessionsClientError`], with the correlation id filled in as the HTTP layer does.
 
+use super::args;
 use super::client::{ClientResult, SessionsClientError, SessionsClientV1};
 use crate::data::version1::{OpenSessionRequest, SessionV1, SessionValidity, SessionsFilter};
 use crate::logic::SessionsController;
@@ -127,9 +128,8 @@ impl SessionsDirectClientV1 {
         ctl: &SessionsController,
         cid: Option<&str>,
         command: &str,
-        args: Map<String, Value>,
+        args: Value,
     ) -> ClientResult<Map<String, Value>> {
-        let args = Value::Object(args);
         if let Some(c) = ctl.command_set().find(command) {
             c.schema().validate_and_throw(cid, &args).map_err(|e| fail(e, cid))?;
         }
@@ -137,15 +137,6 @@ impl SessionsDirectClientV1 {
             Value::Object(m) => Ok(m),
             _ => Ok(Map::new()),
         }
-    }
-
-    fn by_id(session_id: &str, version: Option<i64>) -> Map<String, Value> {
-        let mut m = Map::new();
-        m.insert("session_id".to_string(), Value::from(session_id));
-        if let Some(v) = version {
-            m.insert("version".to_string(), Value::from(v));
-        }
-        m
     }
 
     /// Checks a by-id call (`{session_id, version?}` plus one payload) and returns the payload.
@@ -158,11 +149,11 @@ impl SessionsDirectClientV1 {
         payload: Option<(&str, Value)>,
     ) -> ClientResult<(&Arc<SessionsController>, Value)> {
         let ctl = self.controller(cid)?;
-        let mut args = Self::by_id(session_id, version);
         let key = payload.as_ref().map(|(k, _)| (*k).to_string());
-        if let Some((k, v)) = payload {
-            args.insert(k.to_string(), v);
-        }
+        let args = match payload {
+            Some((k, v)) => args::by_id_with(session_id, version, k, v),
+            None => args::by_id(session_id, version),
+        };
         let mut args = Self::check(ctl, cid, command, args)?;
         let value = key.and_then(|k| args.remove(&k)).unwrap_or(Value::Null);
         Ok((ctl, value))
@@ -197,8 +188,8 @@ impl SessionsClientV1 for SessionsDirectClientV1 {
 
     async fn open_session(&self, correlation_id: Option<&str>, request: OpenSessionRequest) -> ClientResult<SessionV1> {
         let ctl = self.controller(correlation_id)?;
-        if let Value::Object(m) = request.to_args() {
-            Self::check(ctl, correlation_id, "open_session", m)?;
+        if let args @ Value::Object(_) = request.to_args() {
+            Self::check(ctl, correlation_id, "open_session", args)?;
         }
         ctl.open_session(correlation_id, request).await.map_err(|e| fail(e, correlation_id))
     }
@@ -274,11 +265,7 @@ impl SessionsClientV1 for SessionsDirectClientV1 {
         except_session_id: Option<&str>,
     ) -> ClientResult<u64> {
         let ctl = self.controller(correlation_id)?;
-        let mut args = Map::new();
-        args.insert("user_id".to_string(), Value::from(user_id));
-        if let Some(except) = except_session_id {
-            args.insert("except_session_id".to_string(), Value::from(except));
-        }
+        let args = args::close_user_sessions(user_id, except_session_id);
         Self::check(ctl, correlation_id, "close_user_sessions", args)?;
         ctl.close_user_sessions(correlation_id, user_id, except_session_id).await.map_err(|e| fail(e, correlation_id))
     }

@@ -28,19 +28,18 @@
 //! `touch_session`, `rotate_session_id`) could apply twice or report a conflict for their own
 //! write, so they are retried only when the connection could not be made (nothing was sent).
 
-use super::client::{ClientResult, ErrorInfo, SessionsClientError, SessionsClientV1};
-use crate::data::version1::{OpenSessionRequest, SessionV1, SessionValidity, SessionsFilter, BASE_ROUTE};
+use super::client::{ClientResult, ErrorInfo, SessionsClientError};
+use super::commandable::commandable_client;
+use crate::data::version1::BASE_ROUTE;
 use crate::toolkit::component::Component;
 use crate::toolkit::config::ComponentConfig;
-use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::errors::{ApplicationError, ErrorCategory, ErrorDescription};
 use crate::toolkit::route::join_route;
-use async_trait::async_trait;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use std::time::Duration;
 
 /// Code of a connection that could not be made (nothing was sent).
@@ -229,12 +228,6 @@ impl std::fmt::Debug for SessionsHttpClientV1 {
         // is shown.
         f.debug_struct("SessionsHttpClientV1").field("options", &self.options).finish_non_exhaustive()
     }
-}
-
-/// The `{count}` answer of the counting commands.
-#[derive(Deserialize)]
-struct Count {
-    count: u64,
 }
 
 impl SessionsHttpClientV1 {
@@ -427,142 +420,7 @@ fn bad_response(status: u16, e: &serde_json::Error) -> SessionsClientError {
     SessionsClientError::Internal(info)
 }
 
-pub(super) fn by_id(session_id: &str, version: Option<i64>) -> Value {
-    let mut m = Map::new();
-    m.insert("session_id".to_string(), Value::from(session_id));
-    if let Some(v) = version {
-        m.insert("version".to_string(), Value::from(v));
-    }
-    Value::Object(m)
-}
-
-pub(super) fn paging_value(p: &PagingParams) -> Value {
-    let mut m = Map::new();
-    if let Some(skip) = p.skip {
-        m.insert("skip".to_string(), Value::from(skip));
-    }
-    if let Some(take) = p.take {
-        m.insert("take".to_string(), Value::from(take));
-    }
-    m.insert("total".to_string(), Value::from(p.total));
-    Value::Object(m)
-}
-
-#[async_trait]
-impl SessionsClientV1 for SessionsHttpClientV1 {
-    async fn get_sessions(
-        &self,
-        correlation_id: Option<&str>,
-        filter: &SessionsFilter,
-        paging: &PagingParams,
-    ) -> ClientResult<DataPage<SessionV1>> {
-        let body = json!({"filter": filter.to_value(), "paging": paging_value(paging)});
-        self.required(correlation_id, "get_sessions", &body, true).await
-    }
-
-    async fn get_session_by_id(
-        &self,
-        correlation_id: Option<&str>,
-        session_id: &str,
-    ) -> ClientResult<Option<SessionV1>> {
-        self.call(correlation_id, "get_session_by_id", &by_id(session_id, None), true).await
-    }
-
-    async fn open_session(&self, correlation_id: Option<&str>, request: OpenSessionRequest) -> ClientResult<SessionV1> {
-        self.required(correlation_id, "open_session", &request.to_args(), false).await
-    }
-
-    async fn store_session_data(
-        &self,
-        correlation_id: Option<&str>,
-        session_id: &str,
-        data: Value,
-        version: Option<i64>,
-    ) -> ClientResult<Option<SessionV1>> {
-        let mut body = by_id(session_id, version);
-        if let Some(m) = body.as_object_mut() {
-            m.insert("data".to_string(), data);
-        }
-        self.call(correlation_id, "store_session_data", &body, false).await
-    }
-
-    async fn update_session_user(
-        &self,
-        correlation_id: Option<&str>,
-        session_id: &str,
-        user: Value,
-        version: Option<i64>,
-    ) -> ClientResult<Option<SessionV1>> {
-        let mut body = by_id(session_id, version);
-        if let Some(m) = body.as_object_mut() {
-            m.insert("user".to_string(), user);
-        }
-        self.call(correlation_id, "update_session_user", &body, false).await
-    }
-
-    async fn close_session(
-        &self,
-        correlation_id: Option<&str>,
-        session_id: &str,
-        version: Option<i64>,
-    ) -> ClientResult<Option<SessionV1>> {
-        self.call(correlation_id, "close_session", &by_id(session_id, version), true).await
-    }
-
-    async fn close_expired_sessions(&self, correlation_id: Option<&str>) -> ClientResult<()> {
-        self.call::<Value>(correlation_id, "close_expired_sessions", &json!({}), true).await.map(|_| ())
-    }
-
-    async fn delete_session_by_id(
-        &self,
-        correlation_id: Option<&str>,
-        session_id: &str,
-        version: Option<i64>,
-    ) -> ClientResult<Option<SessionV1>> {
-        self.call(correlation_id, "delete_session_by_id", &by_id(session_id, version), true).await
-    }
-
-    async fn touch_session(
-        &self,
-        correlation_id: Option<&str>,
-        session_id: &str,
-        version: Option<i64>,
-    ) -> ClientResult<Option<SessionV1>> {
-        self.call(correlation_id, "touch_session", &by_id(session_id, version), false).await
-    }
-
-    async fn validate_session(&self, correlation_id: Option<&str>, session_id: &str) -> ClientResult<SessionValidity> {
-        self.required(correlation_id, "validate_session", &by_id(session_id, None), true).await
-    }
-
-    async fn close_user_sessions(
-        &self,
-        correlation_id: Option<&str>,
-        user_id: &str,
-        except_session_id: Option<&str>,
-    ) -> ClientResult<u64> {
-        let mut body = json!({"user_id": user_id});
-        if let (Some(except), Some(m)) = (except_session_id, body.as_object_mut()) {
-            m.insert("except_session_id".to_string(), Value::from(except));
-        }
-        let c: Count = self.required(correlation_id, "close_user_sessions", &body, true).await?;
-        Ok(c.count)
-    }
-
-    async fn rotate_session_id(
-        &self,
-        correlation_id: Option<&str>,
-        session_id: &str,
-        version: Option<i64>,
-    ) -> ClientResult<Option<SessionV1>> {
-        self.call(correlation_id, "rotate_session_id", &by_id(session_id, version), false).await
-    }
-
-    async fn purge_sessions(&self, correlation_id: Option<&str>) -> ClientResult<u64> {
-        let c: Count = self.required(correlation_id, "purge_sessions", &json!({}), true).await?;
-        Ok(c.count)
-    }
-}
+commandable_client!(SessionsHttpClientV1, call, required);
 
 /// The client holds no task or connection of its own beyond the pool, which is released when
 /// the client is dropped; the lifecycle is the default no-op.
@@ -572,6 +430,7 @@ impl Component for SessionsHttpClientV1 {}
 mod tests {
     use super::*;
     use crate::toolkit::descriptor::Descriptor;
+    use serde_json::json;
 
     fn entry(v: Value) -> ComponentConfig {
         ComponentConfig::new(Descriptor::new("service-sessions", "client", "commandable-http", "default", "1.0"), v)
@@ -624,8 +483,5 @@ mod tests {
         assert!(retryable(&e(CANNOT_CONNECT), false));
         let internal = SessionsClientError::Internal(ErrorInfo::new(ErrorCategory::Internal, "X", "m"));
         assert!(!retryable(&internal, true));
-        assert_eq!(paging_value(&PagingParams::default()), json!({"total": false}));
-        assert_eq!(paging_value(&PagingParams::new(1, 2, true)), json!({"skip": 1, "take": 2, "total": true}));
-        assert_eq!(by_id("a", Some(3)), json!({"session_id": "a", "version": 3}));
     }
 }

@@ -13,7 +13,9 @@
 //!   gives the [`SessionsErrorKind`] to branch on. The codes are in
 //!   [`data::version1::errors`](crate::data::version1::errors).
 
+mod args;
 mod client;
+mod commandable;
 #[cfg(feature = "server")]
 mod direct;
 mod grpc;

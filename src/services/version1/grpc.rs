@@ -75,14 +75,10 @@ impl SessionsGrpcServiceV1 {
     /// `BAD_CONFIG` / `BAD_DESCRIPTOR` for invalid settings.
     pub fn from_config(config: &ComponentConfig) -> Result<Self, ApplicationError> {
         let s: Settings = config.section()?;
-        let controller_locator = match &s.dependencies.controller {
-            Some(l) => l.parse()?,
-            None => Descriptor::new("service-sessions", "controller", "*", "*", "1.0"),
-        };
-        let endpoint_locator = match &s.dependencies.endpoint {
-            Some(l) => l.parse()?,
-            None => grpc_endpoint_locator(),
-        };
+        let controller_locator = Descriptor::configured_or(s.dependencies.controller.as_deref(), || {
+            Descriptor::new("service-sessions", "controller", "*", "*", "1.0")
+        })?;
+        let endpoint_locator = Descriptor::configured_or(s.dependencies.endpoint.as_deref(), grpc_endpoint_locator)?;
         Ok(Self { controller_locator, endpoint_locator })
     }
 }

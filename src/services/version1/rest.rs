@@ -39,7 +39,7 @@ use crate::toolkit::http::commandable::{
     check_json_content_type, parse_json_value, parse_parameters, CommandableDependencies, SwaggerSettings,
 };
 use crate::toolkit::http::endpoint::HttpEndpoint;
-use crate::toolkit::http::swagger::{openapi_yaml, OpenApiDocument};
+use crate::toolkit::http::swagger::{ServedDocument, ServesDocument};
 use crate::toolkit::http::{error_response, HttpRequest, HttpResponse};
 use crate::toolkit::json::{JsonText, WriteJson};
 use crate::toolkit::references::References;
@@ -77,7 +77,7 @@ pub struct SessionsRestServiceV1 {
     settings: RestSettings,
     controller_locator: Descriptor,
     endpoint_locator: Descriptor,
-    title: String,
+    document: ServedDocument,
 }
 
 impl std::fmt::Debug for SessionsRestServiceV1 {
@@ -96,16 +96,15 @@ impl SessionsRestServiceV1 {
         if settings.base_route.trim_matches('/').is_empty() {
             settings.base_route = REST_BASE_ROUTE.to_string();
         }
-        let controller_locator = match &settings.dependencies.controller {
-            Some(s) => s.parse()?,
-            None => Descriptor::new("service-sessions", "controller", "*", "*", "1.0"),
-        };
-        let endpoint_locator = match &settings.dependencies.endpoint {
-            Some(s) => s.parse()?,
-            None => Descriptor::new("*", "endpoint", "http", "*", "1.0"),
-        };
-        let title = settings.swagger.name.clone().unwrap_or_else(|| "Sessions REST API V1".to_string());
-        Ok(Self { settings, controller_locator, endpoint_locator, title })
+        let controller_locator = Descriptor::configured_or(settings.dependencies.controller.as_deref(), || {
+            Descriptor::new("service-sessions", "controller", "*", "*", "1.0")
+        })?;
+        let endpoint_locator = Descriptor::configured_or(settings.dependencies.endpoint.as_deref(), || {
+            Descriptor::new("*", "endpoint", "http", "*", "1.0")
+        })?;
+        let document =
+            ServedDocument::new(settings.base_route.trim_matches('/'), &settings.swagger, "Sessions REST API V1");
+        Ok(Self { settings, controller_locator, endpoint_locator, document })
     }
 
     /// The base route (without slashes at the ends).
@@ -382,18 +381,9 @@ impl Component for SessionsRestServiceV1 {
         let base = self.base_route().to_string();
         let at = |sub: &str| join_route(&base, sub);
         // The document route first: it would otherwise be taken for `GET /{id}`.
-        if self.settings.swagger.serves() {
-            let doc = rest_openapi(&self.title, self.settings.swagger.description.as_deref(), &base);
-            let body = Bytes::from(openapi_yaml(&doc, &self.title));
-            endpoint.register_route(
-                Method::GET,
-                &at(&self.settings.swagger.route),
-                Arc::new(move |_request: HttpRequest| {
-                    let body = body.clone();
-                    async move { HttpResponse::with_body(StatusCode::OK, "application/x-yaml", body) }
-                }),
-            );
-        }
+        self.document.register(&endpoint, || {
+            rest_openapi(self.document.name(), self.settings.swagger.description.as_deref(), &base)
+        });
         let rest = Arc::new(Rest { controller, base_route: base.clone(), open_schema: open_session_schema() });
         route(&endpoint, Method::POST, &at(""), &rest, Rest::create);
         route(&endpoint, Method::GET, &at(""), &rest, Rest::list);
@@ -409,15 +399,9 @@ impl Component for SessionsRestServiceV1 {
     }
 }
 
-impl OpenApiDocument for SessionsRestServiceV1 {
-    fn document_url(&self) -> String {
-        join_route(self.base_route(), &self.settings.swagger.route)
-    }
-    fn document_name(&self) -> String {
-        self.title.clone()
-    }
-    fn enabled(&self) -> bool {
-        self.settings.swagger.serves()
+impl ServesDocument for SessionsRestServiceV1 {
+    fn served_document(&self) -> &ServedDocument {
+        &self.document
     }
 }
 

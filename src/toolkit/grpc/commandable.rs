@@ -69,14 +69,9 @@ impl CommandableGrpcService {
         default_controller: &Descriptor,
     ) -> Result<Self, ApplicationError> {
         let s: CommandableGrpcSettings = config.section()?;
-        let controller_locator = match &s.dependencies.controller {
-            Some(l) => l.parse()?,
-            None => default_controller.clone(),
-        };
-        let endpoint_locator = match &s.dependencies.endpoint {
-            Some(l) => l.parse()?,
-            None => grpc_endpoint_locator(),
-        };
+        let controller_locator =
+            Descriptor::configured_or(s.dependencies.controller.as_deref(), || default_controller.clone())?;
+        let endpoint_locator = Descriptor::configured_or(s.dependencies.endpoint.as_deref(), grpc_endpoint_locator)?;
         let name = s.name.filter(|n| !n.is_empty()).unwrap_or_else(|| default_name.to_string());
         Ok(Self { name, controller_locator, endpoint_locator, commands: OnceLock::new() })
     }

@@ -202,10 +202,9 @@ impl ApiKeyAuthenticator {
                 "The API-key authenticator has no keys: set credential.api_keys or credential.api_keys_env",
             ));
         }
-        let endpoint_locator = match &s.dependencies.endpoint {
-            Some(l) => l.parse()?,
-            None => Descriptor::new("*", "endpoint", "http", "*", "1.0"),
-        };
+        let endpoint_locator = Descriptor::configured_or(s.dependencies.endpoint.as_deref(), || {
+            Descriptor::new("*", "endpoint", "http", "*", "1.0")
+        })?;
         Ok(Self {
             keys: keys.into(),
             protect_status: s.options.protect_status,

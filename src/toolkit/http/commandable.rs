@@ -7,7 +7,7 @@
 //! 204 with an empty body, an error → its ErrorDescription.
 
 use super::endpoint::HttpEndpoint;
-use super::swagger::{commands_openapi, openapi_yaml, OpenApiDocument};
+use super::swagger::{commands_openapi, ServedDocument, ServesDocument};
 use super::{join_route, HttpRequest, HttpResponse};
 use crate::toolkit::commands::{CommandSet, Commandable, Parameters};
 use crate::toolkit::component::Component;
@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::sync::{Arc, OnceLock};
 use tracing::Instrument;
-use warp::http::{Method, StatusCode};
+use warp::http::Method;
 
 /// Settings of a commandable HTTP service.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -80,7 +80,7 @@ pub struct CommandableHttpService {
     controller_locator: Descriptor,
     endpoint_locator: Descriptor,
     commands: OnceLock<Arc<CommandSet>>,
-    title: String,
+    document: ServedDocument,
 }
 
 impl std::fmt::Debug for CommandableHttpService {
@@ -104,16 +104,13 @@ impl CommandableHttpService {
         if settings.base_route.is_empty() {
             settings.base_route = default_base_route.to_string();
         }
-        let controller_locator = match &settings.dependencies.controller {
-            Some(s) => s.parse()?,
-            None => default_controller.clone(),
-        };
-        let endpoint_locator = match &settings.dependencies.endpoint {
-            Some(s) => s.parse()?,
-            None => Descriptor::new("*", "endpoint", "http", "*", "1.0"),
-        };
-        let title = settings.swagger.name.clone().unwrap_or_else(|| title.to_string());
-        Ok(Self { settings, controller_locator, endpoint_locator, commands: OnceLock::new(), title })
+        let controller_locator =
+            Descriptor::configured_or(settings.dependencies.controller.as_deref(), || default_controller.clone())?;
+        let endpoint_locator = Descriptor::configured_or(settings.dependencies.endpoint.as_deref(), || {
+            Descriptor::new("*", "endpoint", "http", "*", "1.0")
+        })?;
+        let document = ServedDocument::new(settings.base_route.trim_matches('/'), &settings.swagger, title);
+        Ok(Self { settings, controller_locator, endpoint_locator, commands: OnceLock::new(), document })
     }
 
     /// The base route (without slashes at the ends).
@@ -128,7 +125,12 @@ impl CommandableHttpService {
 
     fn document(&self) -> Option<Value> {
         let commands = self.commands.get()?;
-        Some(commands_openapi(&self.title, self.settings.swagger.description.as_deref(), self.base_route(), commands))
+        Some(commands_openapi(
+            self.document.name(),
+            self.settings.swagger.description.as_deref(),
+            self.base_route(),
+            commands,
+        ))
     }
 }
 
@@ -225,30 +227,13 @@ impl Component for CommandableHttpService {
                 }),
             );
         }
-        if self.settings.swagger.serves() {
-            let doc = self.document().unwrap_or(Value::Null);
-            let body = Bytes::from(openapi_yaml(&doc, &self.title));
-            endpoint.register_route(
-                Method::GET,
-                &join_route(self.base_route(), &self.settings.swagger.route),
-                Arc::new(move |_request: HttpRequest| {
-                    let body = body.clone();
-                    async move { HttpResponse::with_body(StatusCode::OK, "application/x-yaml", body) }
-                }),
-            );
-        }
+        self.document.register(&endpoint, || self.document().unwrap_or(Value::Null));
         Ok(())
     }
 }
 
-impl OpenApiDocument for CommandableHttpService {
-    fn document_url(&self) -> String {
-        join_route(self.base_route(), &self.settings.swagger.route)
-    }
-    fn document_name(&self) -> String {
-        self.title.clone()
-    }
-    fn enabled(&self) -> bool {
-        self.settings.swagger.serves()
+impl ServesDocument for CommandableHttpService {
+    fn served_document(&self) -> &ServedDocument {
+        &self.document
     }
 }

@@ -5,7 +5,9 @@
 //! page that renders each document with Swagger UI and links the raw YAML. Swagger UI's files are
 //! embedded in the binary and served under `/swagger/`, never loaded from elsewhere.
 
+use super::commandable::SwaggerSettings;
 use super::endpoint::HttpEndpoint;
+use super::join_route;
 use super::{HttpRequest, HttpResponse};
 use crate::toolkit::commands::CommandSet;
 use crate::toolkit::component::Component;
@@ -16,6 +18,79 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use warp::http::{Method, StatusCode};
+
+/// Where a service's OpenAPI document is served and under which title, from the service's base
+/// route and its `swagger.*` settings: the [`OpenApiDocument`] facet the service provides, and
+/// the registration of the YAML route.
+#[derive(Debug, Clone)]
+pub struct ServedDocument {
+    url: String,
+    name: String,
+    enabled: bool,
+}
+
+impl ServedDocument {
+    /// The document of a service under `base_route`, titled `swagger.name` or `default_name`.
+    pub fn new(base_route: &str, swagger: &SwaggerSettings, default_name: &str) -> Self {
+        Self {
+            url: join_route(base_route, &swagger.route),
+            name: swagger.name.clone().unwrap_or_else(|| default_name.to_string()),
+            enabled: swagger.serves(),
+        }
+    }
+
+    /// The document's title.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// When the document is served, builds it with `document` and registers its YAML at its route.
+    pub fn register(&self, endpoint: &HttpEndpoint, document: impl FnOnce() -> Value) {
+        if !self.enabled {
+            return;
+        }
+        let body = Bytes::from(openapi_yaml(&document(), &self.name));
+        endpoint.register_route(
+            Method::GET,
+            &self.url,
+            Arc::new(move |_request: HttpRequest| {
+                let body = body.clone();
+                async move { HttpResponse::with_body(StatusCode::OK, "application/x-yaml", body) }
+            }),
+        );
+    }
+}
+
+impl OpenApiDocument for ServedDocument {
+    fn document_url(&self) -> String {
+        self.url.clone()
+    }
+    fn document_name(&self) -> String {
+        self.name.clone()
+    }
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+}
+
+/// A service whose OpenAPI document is a [`ServedDocument`]; such a service is an
+/// [`OpenApiDocument`].
+pub trait ServesDocument: Send + Sync {
+    /// Where the document is served and its title.
+    fn served_document(&self) -> &ServedDocument;
+}
+
+impl<S: ServesDocument> OpenApiDocument for S {
+    fn document_url(&self) -> String {
+        self.served_document().document_url()
+    }
+    fn document_name(&self) -> String {
+        self.served_document().document_name()
+    }
+    fn enabled(&self) -> bool {
+        self.served_document().enabled()
+    }
+}
 
 /// A component that serves an OpenAPI document.
 pub trait OpenApiDocument: Send + Sync {

@@ -2,16 +2,13 @@
 
 use super::core::Core;
 use super::settings::GrpcClientSettings;
-use crate::clients::version1::client::{ClientResult, SessionsClientV1};
-use crate::clients::version1::http::{by_id, paging_value};
-use crate::data::version1::{OpenSessionRequest, SessionV1, SessionValidity, SessionsFilter};
+use crate::clients::version1::client::ClientResult;
+use crate::clients::version1::commandable::commandable_client;
 use crate::toolkit::component::Component;
 use crate::toolkit::config::ComponentConfig;
-use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::errors::ApplicationError;
-use async_trait::async_trait;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 /// The sessions client over Pip's commandable gRPC.
 pub struct SessionsCommandableGrpcClientV1 {
@@ -42,125 +39,32 @@ impl SessionsCommandableGrpcClientV1 {
     }
 }
 
-#[derive(Deserialize)]
-struct Count {
-    count: u64,
+impl SessionsCommandableGrpcClientV1 {
+    /// Invokes `command`; every call is sent once (`idempotent` steers only the HTTP client's
+    /// retries).
+    async fn call<T: DeserializeOwned>(
+        &self,
+        cid: Option<&str>,
+        command: &str,
+        args: &Value,
+        _idempotent: bool,
+    ) -> ClientResult<Option<T>> {
+        self.core.invoke(cid, command, args).await
+    }
+
+    /// As [`Self::call`], for an answer that must be there.
+    async fn required<T: DeserializeOwned>(
+        &self,
+        cid: Option<&str>,
+        command: &str,
+        args: &Value,
+        _idempotent: bool,
+    ) -> ClientResult<T> {
+        self.core.invoke_required(cid, command, args).await
+    }
 }
 
-fn with(mut body: Value, key: &str, value: Value) -> Value {
-    if let Some(m) = body.as_object_mut() {
-        m.insert(key.to_string(), value);
-    }
-    body
-}
-
-#[async_trait]
-impl SessionsClientV1 for SessionsCommandableGrpcClientV1 {
-    async fn get_sessions(
-        &self,
-        correlation_id: Option<&str>,
-        filter: &SessionsFilter,
-        paging: &PagingParams,
-    ) -> ClientResult<DataPage<SessionV1>> {
-        let args = json!({"filter": filter.to_value(), "paging": paging_value(paging)});
-        self.core.invoke_required(correlation_id, "get_sessions", &args).await
-    }
-
-    async fn get_session_by_id(
-        &self,
-        correlation_id: Option<&str>,
-        session_id: &str,
-    ) -> ClientResult<Option<SessionV1>> {
-        self.core.invoke(correlation_id, "get_session_by_id", &by_id(session_id, None)).await
-    }
-
-    async fn open_session(&self, correlation_id: Option<&str>, request: OpenSessionRequest) -> ClientResult<SessionV1> {
-        self.core.invoke_required(correlation_id, "open_session", &request.to_args()).await
-    }
-
-    async fn store_session_data(
-        &self,
-        correlation_id: Option<&str>,
-        session_id: &str,
-        data: Value,
-        version: Option<i64>,
-    ) -> ClientResult<Option<SessionV1>> {
-        self.core.invoke(correlation_id, "store_session_data", &with(by_id(session_id, version), "data", data)).await
-    }
-
-    async fn update_session_user(
-        &self,
-        correlation_id: Option<&str>,
-        session_id: &str,
-        user: Value,
-        version: Option<i64>,
-    ) -> ClientResult<Option<SessionV1>> {
-        self.core.invoke(correlation_id, "update_session_user", &with(by_id(session_id, version), "user", user)).await
-    }
-
-    async fn close_session(
-        &self,
-        correlation_id: Option<&str>,
-        session_id: &str,
-        version: Option<i64>,
-    ) -> ClientResult<Option<SessionV1>> {
-        self.core.invoke(correlation_id, "close_session", &by_id(session_id, version)).await
-    }
-
-    async fn close_expired_sessions(&self, correlation_id: Option<&str>) -> ClientResult<()> {
-        self.core.invoke::<Value>(correlation_id, "close_expired_sessions", &json!({})).await.map(|_| ())
-    }
-
-    async fn delete_session_by_id(
-        &self,
-        correlation_id: Option<&str>,
-        session_id: &str,
-        version: Option<i64>,
-    ) -> ClientResult<Option<SessionV1>> {
-        self.core.invoke(correlation_id, "delete_session_by_id", &by_id(session_id, version)).await
-    }
-
-    async fn touch_session(
-        &self,
-        correlation_id: Option<&str>,
-        session_id: &str,
-        version: Option<i64>,
-    ) -> ClientResult<Option<SessionV1>> {
-        self.core.invoke(correlation_id, "touch_session", &by_id(session_id, version)).await
-    }
-
-    async fn validate_session(&self, correlation_id: Option<&str>, session_id: &str) -> ClientResult<SessionValidity> {
-        self.core.invoke_required(correlation_id, "validate_session", &by_id(session_id, None)).await
-    }
-
-    async fn close_user_sessions(
-        &self,
-        correlation_id: Option<&str>,
-        user_id: &str,
-        except_session_id: Option<&str>,
-    ) -> ClientResult<u64> {
-        let mut args = json!({"user_id": user_id});
-        if let Some(except) = except_session_id {
-            args = with(args, "except_session_id", Value::from(except));
-        }
-        let c: Count = self.core.invoke_required(correlation_id, "close_user_sessions", &args).await?;
-        Ok(c.count)
-    }
-
-    async fn rotate_session_id(
-        &self,
-        correlation_id: Option<&str>,
-        session_id: &str,
-        version: Option<i64>,
-    ) -> ClientResult<Option<SessionV1>> {
-        self.core.invoke(correlation_id, "rotate_session_id", &by_id(session_id, version)).await
-    }
-
-    async fn purge_sessions(&self, correlation_id: Option<&str>) -> ClientResult<u64> {
-        let c: Count = self.core.invoke_required(correlation_id, "purge_sessions", &json!({})).await?;
-        Ok(c.count)
-    }
-}
+commandable_client!(SessionsCommandableGrpcClientV1, call, required);
 
 /// The client holds only a lazily connected channel, released when dropped.
 impl Component for SessionsCommandableGrpcClientV1 {}

@@ -2,9 +2,9 @@
 //! HTTP/1 + HTTP/2 serving through hyper-util, each request handed to the pipeline as hyper
 //! parsed it.
 
-use super::settings::{CredentialSettings, MIN_HEADER_SIZE};
+use super::settings::MIN_HEADER_SIZE;
 use super::Inner;
-use crate::toolkit::errors::ApplicationError;
+use crate::toolkit::net::{self, AcceptErrors};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use hyper_util::server::graceful::GracefulConnection;
@@ -12,37 +12,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-pub(crate) fn tls_config(c: &CredentialSettings) -> Result<tokio_rustls::rustls::ServerConfig, ApplicationError> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let key_file = c
-        .ssl_key_file
-        .as_deref()
-        .ok_or_else(|| ApplicationError::config("NO_SSL_KEY_FILE", "SSL key file is not configured in credentials"))?;
-    let crt_file = c
-        .ssl_crt_file
-        .as_deref()
-        .ok_or_else(|| ApplicationError::config("NO_SSL_CRT_FILE", "SSL crt file is not configured in credentials"))?;
-    let certs =
-        CertificateDer::pem_file_iter(crt_file).and_then(|it| it.collect::<Result<Vec<_>, _>>()).map_err(|e| {
-            ApplicationError::file_error("READ_FAILED", "Cannot read the SSL certificate file").with_cause(e)
-        })?;
-    let key = PrivateKeyDer::from_pem_file(key_file)
-        .map_err(|e| ApplicationError::file_error("READ_FAILED", "Cannot read the SSL key file").with_cause(e))?;
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
-        .map(|mut cfg| {
-            cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-            cfg
-        })
-        .map_err(|e| ApplicationError::config("BAD_SSL", "The SSL key and certificate cannot be used").with_cause(e))
-}
 
 /// Descriptors kept free for everything but client connections (log files, the store's files,
 /// outgoing connections), at least this many and at least an eighth of the limit.
@@ -203,25 +175,9 @@ pub(super) async fn serve(
     let tracker = TaskTracker::new();
     let kill = CancellationToken::new();
     let permits = Arc::new(Semaphore::new(connection_cap(options.max_connections)));
-    let mut accept_errors = AcceptErrors::default();
-    loop {
-        let permit: OwnedSemaphorePermit = tokio::select! {
-            () = cancel.cancelled() => break,
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
-        let (stream, _peer) = tokio::select! {
-            () = cancel.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    accept_errors.failed(&e);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    let mut accept_errors = AcceptErrors::new("HTTP");
+    while let Some((stream, permit)) = net::accept(&listener, &permits, &cancel, &mut accept_errors).await {
         let activity = Activity::new();
-        let _ = stream.set_nodelay(true);
         let watched = activity.clone();
         let state = inner.clone();
         let service = hyper::service::service_fn(move |request| {
@@ -244,14 +200,7 @@ pub(super) async fn serve(
                     drive(conn, activity, timeout, stop, kill).await;
                 }
                 Some(acceptor) => {
-                    let tls = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(error = %e, "TLS handshake failed.");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
+                    let Some(tls) = net::handshake(&acceptor, stream, timeout).await else { return };
                     let conn = builder.serve_connection(TokioIo::new(tls), service);
                     drive(conn, activity, timeout, stop, kill).await;
                 }
@@ -259,36 +208,7 @@ pub(super) async fn serve(
         });
     }
     drop(listener);
-    tracker.close();
-    let timeout = Duration::from_millis(options.shutdown_timeout);
-    if tokio::time::timeout(timeout, tracker.wait()).await.is_err() {
-        tracing::warn!(
-            timeout_ms = options.shutdown_timeout,
-            "In-flight requests did not finish in time; closing them."
-        );
-        kill.cancel();
-        tracker.wait().await;
-    }
-}
-
-/// Failed accepts (out of descriptors, mostly) logged at most once every 10 s with a count, so a
-/// flood cannot fill the log.
-#[derive(Default)]
-struct AcceptErrors {
-    last_logged: Option<std::time::Instant>,
-    suppressed: u64,
-}
-
-impl AcceptErrors {
-    fn failed(&mut self, e: &std::io::Error) {
-        if self.last_logged.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {
-            self.suppressed += 1;
-            return;
-        }
-        tracing::warn!(error = %e, suppressed = self.suppressed, "Accepting a connection failed.");
-        self.last_logged = Some(std::time::Instant::now());
-        self.suppressed = 0;
-    }
+    net::drain(tracker, kill, options.shutdown_timeout, "HTTP").await;
 }
 
 #[cfg(test)]

@@ -27,17 +27,14 @@ use super::{HttpRequest, RouteHandler};
 use crate::toolkit::component::{Component, ComponentHealth};
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::errors::ApplicationError;
+use crate::toolkit::net::{self, Listening};
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 use router::{split_path, Route, RouteMetrics, RouteTable};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use warp::http::{HeaderValue, Method};
 
-pub(crate) use accept::tls_config;
 pub use pipeline::{percent_decode, RequestInterceptor};
 use settings::MIN_HEADER_SIZE;
 pub use settings::{ConnectionSettings, CorsSettings, CredentialSettings, EndpointOptions, EndpointSettings};
@@ -51,16 +48,10 @@ struct Inner {
     expose_headers: HeaderValue,
 }
 
-struct Running {
-    address: SocketAddr,
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
-}
-
 /// The HTTP endpoint component.
 pub struct HttpEndpoint {
     inner: Arc<Inner>,
-    running: Mutex<Option<Running>>,
+    running: Mutex<Option<Listening>>,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
@@ -85,16 +76,7 @@ impl HttpEndpoint {
     /// # Errors
     /// See [`HttpEndpoint::from_config`].
     pub fn new(settings: EndpointSettings) -> Result<Self, ApplicationError> {
-        let tls = match settings.connection.protocol.to_ascii_lowercase().as_str() {
-            "http" => None,
-            "https" => Some(Arc::new(tls_config(&settings.credential)?)),
-            other => {
-                return Err(ApplicationError::config(
-                    "WRONG_PROTOCOL",
-                    format!("Protocol \"{other}\" is not supported by the HTTP endpoint: use http or https"),
-                ))
-            }
-        };
+        let tls = net::server_tls(&settings.connection, &settings.credential, &[b"h2", b"http/1.1"], "HTTP")?;
         if settings.connection.host.trim().is_empty() {
             return Err(ApplicationError::config("NO_HOST", "Connection host is not set"));
         }
@@ -170,16 +152,7 @@ impl Component for HttpEndpoint {
             return Ok(());
         }
         let s = &self.inner.settings;
-        let bind = format!("{}:{}", s.connection.host, s.connection.port);
-        let listener = TcpListener::bind(&bind).await.map_err(|e| {
-            ApplicationError::no_response("CANNOT_CONNECT", format!("Opening HTTP endpoint on {bind} failed"))
-                .with_status(500)
-                .with_cause(e)
-                .with_details("url", bind.clone())
-        })?;
-        let address = listener
-            .local_addr()
-            .map_err(|e| ApplicationError::internal("CANNOT_CONNECT", "Cannot read the bound address").with_cause(e))?;
+        let (listener, address) = net::bind(&s.connection, "HTTP").await?;
         let authenticated = self.inner.interceptors.read().iter().any(|i| i.authenticates());
         if !authenticated && !address.ip().is_loopback() {
             tracing::warn!(
@@ -187,30 +160,21 @@ impl Component for HttpEndpoint {
                 "Listening on a non-loopback address without API keys: anyone who can reach it can read and close sessions. Configure pip-services:authenticator:api-key or bind 127.0.0.1."
             );
         }
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn(accept::serve(listener, self.inner.clone(), self.tls.clone(), cancel.clone()));
-        tracing::info!(address = %address, protocol = %s.connection.protocol, "HTTP endpoint listening.");
-        *self.running.lock() = Some(Running { address, cancel, task });
+        let (inner, tls) = (self.inner.clone(), self.tls.clone());
+        let running = Listening::start(address, "HTTP", &s.connection.protocol, |cancel| {
+            accept::serve(listener, inner, tls, cancel)
+        });
+        *self.running.lock() = Some(running);
         Ok(())
     }
 
     async fn close(&self, _correlation_id: Option<&str>) -> Result<(), ApplicationError> {
-        let running = self.running.lock().take();
-        if let Some(r) = running {
-            r.cancel.cancel();
-            if let Err(e) = r.task.await {
-                tracing::warn!(error = %e, "HTTP endpoint task ended abnormally.");
-            }
-            tracing::info!(address = %r.address, "HTTP endpoint closed.");
-        }
+        Listening::stop(&self.running).await;
         Ok(())
     }
 
     async fn health(&self) -> ComponentHealth {
-        match self.local_addr() {
-            Some(a) => ComponentHealth { ready: true, message: format!("listening on {a}") },
-            None => ComponentHealth::not_ready("not listening"),
-        }
+        Listening::health(self.local_addr())
     }
 }
 
@@ -219,10 +183,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rejects_unknown_protocols_and_missing_tls_files() {
+    fn rejects_bad_header_limits_and_tls_errors() {
         let mut s = EndpointSettings::default();
-        s.connection.protocol = "ftp".into();
-        assert_eq!(HttpEndpoint::new(s.clone()).err().map(|e| e.code).as_deref(), Some("WRONG_PROTOCOL"));
         s.connection.protocol = "https".into();
         assert_eq!(HttpEndpoint::new(s).err().map(|e| e.code).as_deref(), Some("NO_SSL_KEY_FILE"));
         let mut s = EndpointSettings::default();
