@@ -23,6 +23,7 @@ pub mod migrate;
 pub mod verify;
 
 use crate::build::SessionsServiceFactory;
+use crate::persistence::file::FILE_LOCKED;
 use crate::persistence::SessionsPersistence;
 use crate::toolkit::container::Container;
 use crate::toolkit::descriptor::Descriptor;
@@ -162,7 +163,7 @@ impl ConfiguredStore {
             .collect();
         let descriptor = single_store(&configured)?;
         let (container, _) = process.open_selected(args, &persistence_locator()).await.map_err(|e| {
-            if e.code == "FILE_LOCKED" {
+            if e.code == FILE_LOCKED {
                 let m = format!("{}; stop the service first", e.message);
                 ApplicationError { message: m, ..e }
             } else {

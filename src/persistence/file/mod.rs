@@ -127,6 +127,14 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// Error code when the store directory is locked by another process (another service, or an
+/// offline tool, holds it open).
+pub const FILE_LOCKED: &str = "FILE_LOCKED";
+
+/// Error code of `verify` when a file vanished while being read: a running service compacted the
+/// store, and a second run sees the new files.
+pub const STORE_CHANGED: &str = "STORE_CHANGED";
+
 /// What start-up found in the store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
