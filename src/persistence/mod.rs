@@ -38,6 +38,35 @@ pub const DEFAULT_MAX_PAGE_SIZE: u64 = 100;
 /// store one sweeps at a time (see [`SessionsPersistence::acquire_lease`]).
 pub const SWEEP_LEASE: &str = "sweep";
 
+/// How often a backend that reads, decides and then writes conditionally (MongoDB, Redis) tries
+/// again when the record changed between its read and its write; after that many attempts the
+/// record as read is the answer.
+pub(crate) const WRITE_ATTEMPTS: usize = 5;
+
+/// The order of every listing and scan: newest `request_time` first, then by id.
+pub(crate) fn listing_order(a: &SessionV1, b: &SessionV1) -> std::cmp::Ordering {
+    b.request_time.cmp(&a.request_time).then_with(|| a.id.cmp(&b.id))
+}
+
+/// Runs `batch` — one step that changes at most [`memory::BULK_BATCH`] sessions and says how many
+/// — until a step comes back short, yielding between steps so that a bulk change (a mass expiry,
+/// closing a user's sessions) does not hold the store's lock; returns the total.
+pub(crate) async fn in_batches<F, Fut>(mut batch: F) -> Result<u64, ApplicationError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<usize, ApplicationError>>,
+{
+    let mut n = 0u64;
+    loop {
+        let changed = batch().await?;
+        n += changed as u64;
+        if changed < memory::BULK_BATCH {
+            return Ok(n);
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 /// What must hold for a write to apply.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriteCondition {

@@ -84,7 +84,7 @@ mod settings;
 
 use super::{
     limit_victims, session_exists, session_limit, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome,
-    WriteCondition,
+    WriteCondition, WRITE_ATTEMPTS,
 };
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::component::{Component, ComponentHealth, OwnedTask};
@@ -106,10 +106,6 @@ pub use settings::{DEFAULT_COLLECTION, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DATAB
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::OnceCell;
-
-/// How often a write whose condition failed is retried when the current record turns out to
-/// satisfy the condition (it was changed by another instance between the two steps).
-const WRITE_ATTEMPTS: usize = 5;
 
 pub struct SessionsMongoDbPersistence {
     shared: Arc<Shared>,

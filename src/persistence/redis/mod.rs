@@ -79,8 +79,8 @@ mod scripts;
 mod settings;
 
 use super::{
-    limit_victims, session_exists, session_limit, SessionChange, SessionLimit, SessionUpdate, SessionsPersistence,
-    UpdateOutcome, WriteCondition,
+    limit_victims, listing_order, session_exists, session_limit, SessionChange, SessionLimit, SessionUpdate,
+    SessionsPersistence, UpdateOutcome, WriteCondition, WRITE_ATTEMPTS,
 };
 use crate::data::version1::errors::SESSION_EXISTS;
 use crate::data::version1::{SessionV1, SessionsFilter};
@@ -105,8 +105,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 
-/// How often a write is tried again when the record changed between its read and its script.
-const WRITE_ATTEMPTS: usize = 5;
 /// Most sessions one sweep script closes.
 const SWEEP_BATCH: u64 = 1000;
 
@@ -238,7 +236,7 @@ impl SessionsPersistence for SessionsRedisPersistence {
             }
             all.extend(items);
         }
-        all.sort_by(|a, b| b.request_time.cmp(&a.request_time).then_with(|| a.id.cmp(&b.id)));
+        all.sort_by(listing_order);
         let data = all
             .into_iter()
             .skip(usize::try_from(skip).unwrap_or(usize::MAX))
@@ -580,7 +578,7 @@ impl SessionsPersistence for SessionsRedisPersistence {
         };
         let mut all: Vec<SessionV1> =
             futures::future::try_join_all(self.buckets().map(one)).await?.into_iter().flatten().collect();
-        all.sort_by(|a, b| b.request_time.cmp(&a.request_time).then_with(|| a.id.cmp(&b.id)));
+        all.sort_by(listing_order);
         all.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(all)
     }
