@@ -20,6 +20,7 @@ pub(crate) mod index;
 pub mod instrumented;
 pub mod memory;
 pub mod mongodb;
+pub(crate) mod network;
 pub mod node_json;
 pub mod redis;
 
