@@ -1,11 +1,18 @@
-//! What the settings of the network stores (MongoDB, Redis) have in common: the `credential.*`
+//! What the network stores (MongoDB, Redis) have in common: in their settings the `credential.*`
 //! section, the connection timeouts and their defaults, and the `BAD_CONFIG` error listing every
-//! problem of an entry.
+//! problem of an entry; at run time the readiness their background connector maintains and the
+//! errors of a store that does not answer, refuses the credentials or fails.
 
+use super::{connect_in_background, redact};
+use crate::toolkit::component::ComponentHealth;
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::errors::ApplicationError;
+use parking_lot::Mutex;
 use serde::Deserialize;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Default `options.connect_timeout` in milliseconds.
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
@@ -56,6 +63,63 @@ pub(crate) fn bad_config(config: &ComponentConfig, problems: Vec<String>) -> App
     )
     .with_details("descriptor", config.descriptor.to_string())
     .with_details("errors", problems)
+}
+
+/// Whether a network store is ready: its background connector prepared it (it answered at least
+/// once), and otherwise the latest connection problem (redacted), for `health`.
+#[derive(Debug, Default)]
+pub(crate) struct Readiness {
+    prepared: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Readiness {
+    /// Runs the background connector (see [`connect_in_background`]) with `attempt`, recording
+    /// each failure, and marks the store prepared when an attempt succeeds.
+    pub(crate) async fn connect<F, Fut>(&self, store: &str, target: &str, stop: CancellationToken, attempt: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(), ApplicationError>>,
+    {
+        let ready =
+            connect_in_background(store, target, stop, attempt, |message| *self.last_error.lock() = Some(message))
+                .await;
+        if ready {
+            self.prepared.store(true, Ordering::Relaxed);
+            *self.last_error.lock() = None;
+        }
+    }
+
+    /// Forgets the preparation (the store was closed).
+    pub(crate) fn reset(&self) {
+        self.prepared.store(false, Ordering::Relaxed);
+    }
+
+    /// `None` once prepared; before that the not-ready health naming the store and why.
+    pub(crate) fn not_prepared(&self, store: &str, target: &str) -> Option<ComponentHealth> {
+        if self.prepared.load(Ordering::Relaxed) {
+            return None;
+        }
+        let why = self.last_error.lock().clone().unwrap_or_else(|| "connecting".to_string());
+        Some(ComponentHealth::not_ready(format!("{store} {target}: {why}")))
+    }
+}
+
+/// `STORE_UNAVAILABLE` (503): the store did not answer; `cause` is redacted of `secrets`.
+pub(crate) fn store_unavailable(cause: &str, secrets: &[String]) -> ApplicationError {
+    ApplicationError::no_response("STORE_UNAVAILABLE", "The sessions store is not reachable")
+        .with_cause(redact(cause, secrets))
+}
+
+/// `STORE_AUTH_FAILED`: the store refused the credentials; `cause` is redacted of `secrets`.
+pub(crate) fn store_auth_failed(cause: &str, secrets: &[String]) -> ApplicationError {
+    ApplicationError::config("STORE_AUTH_FAILED", "The sessions store refused the credentials")
+        .with_cause(redact(cause, secrets))
+}
+
+/// `STORE_FAILED` (500): any other store failure; `cause` must hold no secret or stored value.
+pub(crate) fn store_failed(cause: String) -> ApplicationError {
+    ApplicationError::internal("STORE_FAILED", "The sessions store failed").with_cause(cause)
 }
 
 /// The persistence entries of the shipped configuration template under `params`.

@@ -87,6 +87,7 @@ use super::{
     WriteCondition, WRITE_ATTEMPTS,
 };
 use crate::data::version1::{SessionV1, SessionsFilter};
+use crate::persistence::network::Readiness;
 use crate::toolkit::component::{Component, ComponentHealth, OwnedTask};
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::data::{DataPage, PagingParams};
@@ -135,9 +136,8 @@ impl SessionsMongoDbPersistence {
             shared: Arc::new(Shared {
                 settings,
                 store: OnceCell::new(),
-                prepared: AtomicBool::new(false),
+                readiness: Readiness::default(),
                 reachable: Arc::new(AtomicBool::new(false)),
-                last_error: Mutex::new(None),
                 round_trips: AtomicU64::new(0),
                 legacy_clear_until: Mutex::new(None),
             }),
@@ -258,15 +258,14 @@ impl Component for SessionsMongoDbPersistence {
                 tracing::warn!(store = %self.shared.settings.target, "MongoDB client did not shut down in time.");
             }
         }
-        self.shared.prepared.store(false, Ordering::Relaxed);
+        self.shared.readiness.reset();
         Ok(())
     }
 
     async fn health(&self) -> ComponentHealth {
         let s = &self.shared;
-        if !s.prepared.load(Ordering::Relaxed) {
-            let why = s.last_error.lock().clone().unwrap_or_else(|| "connecting".to_string());
-            ComponentHealth::not_ready(format!("MongoDB {}: {why}", s.settings.target))
+        if let Some(not_ready) = s.readiness.not_prepared("MongoDB", &s.settings.target) {
+            not_ready
         } else if !s.reachable.load(Ordering::Relaxed) {
             ComponentHealth::not_ready(format!("MongoDB {}: no writable server", s.settings.target))
         } else {

@@ -84,6 +84,7 @@ use super::{
 };
 use crate::data::version1::errors::SESSION_EXISTS;
 use crate::data::version1::{SessionV1, SessionsFilter};
+use crate::persistence::network::Readiness;
 use crate::toolkit::component::{Component, ComponentHealth, OwnedTask};
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::data::{DataPage, PagingParams};
@@ -92,7 +93,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use codec::{int, ms, record_args, text};
 use connection::{as_array, Shared};
-use parking_lot::Mutex;
 use replies::{condition_args, opt_arg, score_range, step, Step};
 use scripts::Scripts;
 use settings::Settings;
@@ -100,7 +100,6 @@ pub use settings::{
     DEFAULT_CLUSTER_BUCKETS, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_KEY_PREFIX, DEFAULT_MAX_SCATTER_WINDOW,
     DEFAULT_RETENTION_MS, DEFAULT_SOCKET_TIMEOUT_MS,
 };
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
@@ -139,8 +138,7 @@ impl SessionsRedisPersistence {
                 settings,
                 scripts: Scripts::default(),
                 conn: OnceCell::new(),
-                prepared: AtomicBool::new(false),
-                last_error: Mutex::new(None),
+                readiness: Readiness::default(),
             }),
             connector: OwnedTask::new(),
         })
@@ -157,15 +155,14 @@ impl Component for SessionsRedisPersistence {
 
     async fn close(&self, _cid: Option<&str>) -> Result<(), ApplicationError> {
         self.connector.stop().await;
-        self.shared.prepared.store(false, Ordering::Relaxed);
+        self.shared.readiness.reset();
         Ok(())
     }
 
     async fn health(&self) -> ComponentHealth {
         let s = &self.shared;
-        if !s.prepared.load(Ordering::Relaxed) {
-            let why = s.last_error.lock().clone().unwrap_or_else(|| "connecting".to_string());
-            return ComponentHealth::not_ready(format!("Redis {}: {why}", s.settings.target));
+        if let Some(not_ready) = s.readiness.not_prepared("Redis", &s.settings.target) {
+            return not_ready;
         }
         match s.ping().await {
             Ok(()) => ComponentHealth::ready(),
