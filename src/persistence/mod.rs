@@ -297,9 +297,18 @@ pub trait SessionsPersistence: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<u64, ApplicationError>;
 
-    /// Deletes a session; returns it as it was.
-    async fn delete_by_id(&self, correlation_id: Option<&str>, id: &str)
-        -> Result<Option<SessionV1>, ApplicationError>;
+    /// Deletes a session; returns it as it was. By default [`SessionsPersistence::delete_if`]
+    /// with no condition (backends with a cheaper unconditional delete override it).
+    async fn delete_by_id(
+        &self,
+        correlation_id: Option<&str>,
+        id: &str,
+    ) -> Result<Option<SessionV1>, ApplicationError> {
+        Ok(match self.delete_if(correlation_id, id, &WriteCondition::default()).await? {
+            UpdateOutcome::Updated(s) => Some(s),
+            UpdateOutcome::NotFound | UpdateOutcome::ConditionFailed(_) => None,
+        })
+    }
 
     /// Deletes a session if `condition` holds (`Updated` carries the record as it was).
     async fn delete_if(

@@ -397,13 +397,6 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
         self.close_matching(cid, coll, &filter, now).await
     }
 
-    async fn delete_by_id(&self, cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
-        Ok(match self.delete_if(cid, id, &WriteCondition::default()).await? {
-            UpdateOutcome::Updated(s) => Some(s),
-            UpdateOutcome::NotFound | UpdateOutcome::ConditionFailed(_) => None,
-        })
-    }
-
     /// Reads first, so a document that is not a session is answered (500) and left as it is,
     /// then deletes with the guard of what was read (see [`write_filter_for`]).
     async fn delete_if(

@@ -347,13 +347,6 @@ impl SessionsPersistence for SessionsRedisPersistence {
         Ok(counts.into_iter().sum())
     }
 
-    async fn delete_by_id(&self, cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
-        Ok(match self.delete_if(cid, id, &WriteCondition::default()).await? {
-            UpdateOutcome::Updated(s) => Some(s),
-            UpdateOutcome::NotFound | UpdateOutcome::ConditionFailed(_) => None,
-        })
-    }
-
     async fn delete_if(
         &self,
         cid: Option<&str>,
