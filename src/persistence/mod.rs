@@ -44,6 +44,34 @@ pub const SWEEP_LEASE: &str = "sweep";
 /// record as read is the answer.
 pub(crate) const WRITE_ATTEMPTS: usize = 5;
 
+/// The read-decide-write loop of the backends whose conditional write is a second step
+/// (MongoDB, Redis): `read` the record (`None`: `NotFound`); when `condition` fails on it, or
+/// after [`WRITE_ATTEMPTS`] attempts, the record as read is the `ConditionFailed` answer;
+/// otherwise `write` it conditionally — `None` from `write` means the record changed in between
+/// and the loop reads again.
+pub(crate) async fn read_decide_write<C, R, W>(
+    condition: &WriteCondition,
+    session: impl Fn(&C) -> &SessionV1,
+    mut read: impl FnMut() -> R,
+    mut write: impl FnMut(C) -> W,
+) -> Result<UpdateOutcome, ApplicationError>
+where
+    R: std::future::Future<Output = Result<Option<C>, ApplicationError>>,
+    W: std::future::Future<Output = Result<Option<UpdateOutcome>, ApplicationError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let Some(current) = read().await? else { return Ok(UpdateOutcome::NotFound) };
+        if !condition.holds(session(&current)) || attempt > WRITE_ATTEMPTS {
+            return Ok(UpdateOutcome::ConditionFailed(session(&current).clone()));
+        }
+        if let Some(outcome) = write(current).await? {
+            return Ok(outcome);
+        }
+    }
+}
+
 /// The order of every listing and scan: newest `request_time` first, then by id.
 pub(crate) fn listing_order(a: &SessionV1, b: &SessionV1) -> std::cmp::Ordering {
     b.request_time.cmp(&a.request_time).then_with(|| a.id.cmp(&b.id))

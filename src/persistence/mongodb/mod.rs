@@ -83,8 +83,8 @@ mod queries;
 mod settings;
 
 use super::{
-    limit_victims, session_exists, session_limit, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome,
-    WriteCondition, WRITE_ATTEMPTS,
+    limit_victims, read_decide_write, session_exists, session_limit, SessionLimit, SessionUpdate, SessionsPersistence,
+    UpdateOutcome, WriteCondition,
 };
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::persistence::network::Readiness;
@@ -340,15 +340,8 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
                 return Ok(UpdateOutcome::Updated(self.shared.decode(cid, &d, true)?.session));
             }
         }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let Some(current) = self.read(cid, id).await? else { return Ok(UpdateOutcome::NotFound) };
-            // Tried again only when the record changed between the read and the write and still
-            // qualifies; after that many attempts the record as read is the answer.
-            if !update.condition.holds(&current.session) || attempt > WRITE_ATTEMPTS {
-                return Ok(UpdateOutcome::ConditionFailed(current.session));
-            }
+        let shared = &self.shared;
+        let write = |current: Decoded| {
             let mut next = current.session.clone();
             update.change.apply(&mut next, update.now, &update.policy);
             let filter = write_filter_for(id, &update.condition, &current);
@@ -358,20 +351,16 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
                 next.expire_time,
                 current.legacy_version.then_some(next.version),
             );
-            let updated = self
-                .shared
-                .call(
-                    cid,
-                    "find_one_and_update",
-                    coll.find_one_and_update(filter, change)
-                        .return_document(ReturnDocument::After)
-                        .max_time(self.shared.settings.call_timeout),
-                )
-                .await?;
-            if let Some(d) = updated {
-                return Ok(UpdateOutcome::Updated(self.shared.decode(cid, &d, true)?.session));
+            let write = coll
+                .find_one_and_update(filter, change)
+                .return_document(ReturnDocument::After)
+                .max_time(shared.settings.call_timeout);
+            async move {
+                let updated = shared.call(cid, "find_one_and_update", write).await?;
+                updated.map(|d| Ok(UpdateOutcome::Updated(shared.decode(cid, &d, true)?.session))).transpose()
             }
-        }
+        };
+        read_decide_write(&update.condition, |c: &Decoded| &c.session, || self.read(cid, id), write).await
     }
 
     async fn close_expired(
@@ -406,20 +395,16 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
         condition: &WriteCondition,
     ) -> Result<UpdateOutcome, ApplicationError> {
         let coll = self.collection().await?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let Some(current) = self.read(cid, id).await? else { return Ok(UpdateOutcome::NotFound) };
-            if !condition.holds(&current.session) || attempt > WRITE_ATTEMPTS {
-                return Ok(UpdateOutcome::ConditionFailed(current.session));
+        let shared = &self.shared;
+        let write = |current: Decoded| {
+            let delete = coll.find_one_and_delete(write_filter_for(id, condition, &current));
+            async move {
+                let deleted =
+                    shared.call(cid, "find_one_and_delete", delete.max_time(shared.settings.call_timeout)).await?;
+                deleted.map(|d| Ok(UpdateOutcome::Updated(shared.decode(cid, &d, true)?.session))).transpose()
             }
-            let filter = write_filter_for(id, condition, &current);
-            let delete = coll.find_one_and_delete(filter).max_time(self.shared.settings.call_timeout);
-            let deleted = self.shared.call(cid, "find_one_and_delete", delete).await?;
-            if let Some(d) = deleted {
-                return Ok(UpdateOutcome::Updated(self.shared.decode(cid, &d, true)?.session));
-            }
-        }
+        };
+        read_decide_write(condition, |c: &Decoded| &c.session, || self.read(cid, id), write).await
     }
 
     async fn create_limited(

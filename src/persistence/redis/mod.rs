@@ -79,8 +79,8 @@ mod scripts;
 mod settings;
 
 use super::{
-    limit_victims, listing_order, session_exists, session_limit, SessionChange, SessionLimit, SessionUpdate,
-    SessionsPersistence, UpdateOutcome, WriteCondition, WRITE_ATTEMPTS,
+    limit_victims, listing_order, read_decide_write, session_exists, session_limit, SessionChange, SessionLimit,
+    SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition,
 };
 use crate::data::version1::errors::SESSION_EXISTS;
 use crate::data::version1::{SessionV1, SessionsFilter};
@@ -273,13 +273,7 @@ impl SessionsPersistence for SessionsRedisPersistence {
         update: &SessionUpdate,
     ) -> Result<UpdateOutcome, ApplicationError> {
         let sh = &self.shared;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let Some((n, current)) = self.read(cid, id).await? else { return Ok(UpdateOutcome::NotFound) };
-            if !update.condition.holds(&current) || attempt > WRITE_ATTEMPTS {
-                return Ok(UpdateOutcome::ConditionFailed(current));
-            }
+        let write = |(n, current): (u32, SessionV1)| {
             let mut next = current.clone();
             update.change.apply(&mut next, update.now, &update.policy);
             let (kind, payload) = match &update.change {
@@ -298,17 +292,20 @@ impl SessionsPersistence for SessionsRedisPersistence {
             for a in condition_args(&update.condition, &current) {
                 inv.arg(a);
             }
-            match step(sh.eval(cid, "update", n, &mut inv).await?) {
-                Step::Done(fields) => {
-                    let s = sh.decode_one(cid, id, &fields, true)?;
-                    sh.wait_replicas(cid, n).await?;
-                    return Ok(UpdateOutcome::Updated(s));
+            async move {
+                match step(sh.eval(cid, "update", n, &mut inv).await?) {
+                    Step::Done(fields) => {
+                        let s = sh.decode_one(cid, id, &fields, true)?;
+                        sh.wait_replicas(cid, n).await?;
+                        Ok(Some(UpdateOutcome::Updated(s)))
+                    }
+                    Step::NotFound => Ok(Some(UpdateOutcome::NotFound)),
+                    Step::Changed => Ok(None),
+                    Step::Unreadable | Step::Taken => Err(sh.unreadable(cid, id)),
                 }
-                Step::NotFound => return Ok(UpdateOutcome::NotFound),
-                Step::Changed => {}
-                Step::Unreadable | Step::Taken => return Err(sh.unreadable(cid, id)),
             }
-        }
+        };
+        read_decide_write(&update.condition, |(_, c): &(u32, SessionV1)| c, || self.read(cid, id), write).await
     }
 
     async fn close_expired(
@@ -354,29 +351,26 @@ impl SessionsPersistence for SessionsRedisPersistence {
         condition: &WriteCondition,
     ) -> Result<UpdateOutcome, ApplicationError> {
         let sh = &self.shared;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let Some((n, current)) = self.read(cid, id).await? else { return Ok(UpdateOutcome::NotFound) };
-            if !condition.holds(&current) || attempt > WRITE_ATTEMPTS {
-                return Ok(UpdateOutcome::ConditionFailed(current));
-            }
+        let write = |(n, current): (u32, SessionV1)| {
             let mut inv = sh.scripts.delete.prepare_invoke();
             inv.arg(id);
             for a in condition_args(condition, &current) {
                 inv.arg(a);
             }
-            match step(sh.eval(cid, "delete", n, &mut inv).await?) {
-                Step::Done(fields) => {
-                    self.drop_pointers(cid, &[id.to_string()]).await;
-                    sh.wait_replicas(cid, n).await?;
-                    return Ok(UpdateOutcome::Updated(sh.decode_one(cid, id, &fields, true)?));
+            async move {
+                match step(sh.eval(cid, "delete", n, &mut inv).await?) {
+                    Step::Done(fields) => {
+                        self.drop_pointers(cid, &[id.to_string()]).await;
+                        sh.wait_replicas(cid, n).await?;
+                        Ok(Some(UpdateOutcome::Updated(sh.decode_one(cid, id, &fields, true)?)))
+                    }
+                    Step::NotFound => Ok(Some(UpdateOutcome::NotFound)),
+                    Step::Changed => Ok(None),
+                    Step::Unreadable | Step::Taken => Err(sh.unreadable(cid, id)),
                 }
-                Step::NotFound => return Ok(UpdateOutcome::NotFound),
-                Step::Changed => {}
-                Step::Unreadable | Step::Taken => return Err(sh.unreadable(cid, id)),
             }
-        }
+        };
+        read_decide_write(condition, |(_, c): &(u32, SessionV1)| c, || self.read(cid, id), write).await
     }
 
     async fn create_limited(
@@ -505,13 +499,7 @@ impl SessionsPersistence for SessionsRedisPersistence {
         update: &SessionUpdate,
     ) -> Result<UpdateOutcome, ApplicationError> {
         let sh = &self.shared;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let Some((n, current)) = self.read(cid, id).await? else { return Ok(UpdateOutcome::NotFound) };
-            if !update.condition.holds(&current) || attempt > WRITE_ATTEMPTS {
-                return Ok(UpdateOutcome::ConditionFailed(current));
-            }
+        let write = |(n, current): (u32, SessionV1)| async move {
             let mut moved = current.clone();
             update.change.apply(&mut moved, update.now, &update.policy);
             moved.id = new_id.to_string();
@@ -535,14 +523,15 @@ impl SessionsPersistence for SessionsRedisPersistence {
                 Step::Done(_) => {
                     self.drop_pointers(cid, &[id.to_string()]).await;
                     sh.wait_replicas(cid, n).await?;
-                    return Ok(UpdateOutcome::Updated(moved));
+                    Ok(Some(UpdateOutcome::Updated(moved)))
                 }
-                Step::NotFound => return Ok(UpdateOutcome::NotFound),
-                Step::Taken => return Err(session_exists(new_id).with_correlation_id(cid)),
-                Step::Changed => {}
-                Step::Unreadable => return Err(sh.unreadable(cid, id)),
+                Step::NotFound => Ok(Some(UpdateOutcome::NotFound)),
+                Step::Taken => Err(session_exists(new_id).with_correlation_id(cid)),
+                Step::Changed => Ok(None),
+                Step::Unreadable => Err(sh.unreadable(cid, id)),
             }
-        }
+        };
+        read_decide_write(&update.condition, |(_, c): &(u32, SessionV1)| c, || self.read(cid, id), write).await
     }
 
     async fn scan(
