@@ -23,7 +23,9 @@ pub mod migrate;
 pub mod verify;
 
 use crate::build::SessionsServiceFactory;
+use crate::persistence::file::FILE_LOCKED;
 use crate::persistence::SessionsPersistence;
+use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::container::Container;
 use crate::toolkit::descriptor::Descriptor;
 use crate::toolkit::errors::ApplicationError;
@@ -135,6 +137,19 @@ impl SessionsProcess {
     }
 }
 
+/// Builds the configured persistence component without opening it and, when it is a `T`, reads
+/// `inspect` of it; also the configured persistence entries (for messages).
+async fn inspect_configured_store<T: Send + Sync + 'static, R>(
+    process: &ProcessContainer,
+    args: &ProcessArgs,
+    inspect: impl FnOnce(&T) -> R,
+) -> Result<(Option<R>, Vec<ComponentConfig>), ApplicationError> {
+    let (built, configs) = process.build_selected(args, &persistence_locator())?;
+    let found = built.references().get_one_optional::<T>(&persistence_locator()).map(|t| inspect(&t));
+    built.close(None).await;
+    Ok((found, configs))
+}
+
 /// `service-sessions:persistence:*:*:1.0`: every persistence component.
 fn persistence_locator() -> Descriptor {
     Descriptor::new("service-sessions", "persistence", "*", "*", "1.0")
@@ -162,7 +177,7 @@ impl ConfiguredStore {
             .collect();
         let descriptor = single_store(&configured)?;
         let (container, _) = process.open_selected(args, &persistence_locator()).await.map_err(|e| {
-            if e.code == "FILE_LOCKED" {
+            if e.code == FILE_LOCKED {
                 let m = format!("{}; stop the service first", e.message);
                 ApplicationError { message: m, ..e }
             } else {
@@ -179,12 +194,8 @@ impl ConfiguredStore {
         args: &ProcessArgs,
     ) -> Result<Option<String>, ApplicationError> {
         use crate::persistence::mongodb::SessionsMongoDbPersistence;
-        let (built, _) = process.build_selected(args, &persistence_locator())?;
-        let target = built
-            .references()
-            .get_one_optional::<SessionsMongoDbPersistence>(&persistence_locator())
-            .map(|m| m.target().to_string());
-        built.close(None).await;
+        let (target, _) =
+            inspect_configured_store(process, args, |m: &SessionsMongoDbPersistence| m.target().to_string()).await?;
         Ok(target)
     }
 

@@ -3,7 +3,7 @@
 //! accept the store (a torn tail included: start-up cuts it off), 2 when it would refuse it,
 //! naming the file and offset.
 
-use super::{persistence_locator, EXIT_DATA_PROBLEM};
+use super::{inspect_configured_store, EXIT_DATA_PROBLEM};
 use crate::persistence::file::verify::{verify_store, LockState, VerifyReport};
 use crate::persistence::file::{store_dir, SessionsFilePersistence};
 use crate::toolkit::errors::ApplicationError;
@@ -44,12 +44,8 @@ pub async fn verify(process: &ProcessContainer, args: &ProcessArgs, a: &VerifyAr
 
 /// The folder of the configured file store (built from the configuration, never opened).
 async fn configured_dir(process: &ProcessContainer, args: &ProcessArgs) -> Result<PathBuf, ApplicationError> {
-    let (built, configs) = process.build_selected(args, &persistence_locator())?;
-    let dir = built
-        .references()
-        .get_one_optional::<SessionsFilePersistence>(&persistence_locator())
-        .map(|f| f.dir().to_path_buf());
-    built.close(None).await;
+    let (dir, configs) =
+        inspect_configured_store(process, args, |f: &SessionsFilePersistence| f.dir().to_path_buf()).await?;
     dir.ok_or_else(|| {
         let configured: Vec<String> = configs.iter().map(|c| c.descriptor.to_string()).collect();
         ApplicationError::config(

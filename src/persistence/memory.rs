@@ -5,7 +5,10 @@
 //! with or without a time window, are O(log n) rank differences in the index.
 
 use super::index::SessionsIndex;
-use super::{OpenLimits, PageOptions, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition};
+use super::{
+    in_batches, OpenLimits, PageOptions, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome,
+    WriteCondition,
+};
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::component::Component;
 use crate::toolkit::config::ComponentConfig;
@@ -89,21 +92,14 @@ impl SessionsPersistence for SessionsMemoryPersistence {
         if self.state.read().plan_close_expired_limited(now, Some(idle_cutoff), 1).is_empty() {
             return Ok(0);
         }
-        let mut n = 0u64;
-        loop {
-            let batch = {
-                let mut state = self.state.write();
-                let closed = state.plan_close_expired_limited(now, Some(idle_cutoff), BULK_BATCH);
-                let len = closed.len();
-                closed.into_iter().for_each(|s| state.put(s));
-                len
-            };
-            n += batch as u64;
-            if batch < BULK_BATCH {
-                return Ok(n);
-            }
-            tokio::task::yield_now().await;
-        }
+        in_batches(|| async {
+            let mut state = self.state.write();
+            let closed = state.plan_close_expired_limited(now, Some(idle_cutoff), BULK_BATCH);
+            let len = closed.len();
+            closed.into_iter().for_each(|s| state.put(s));
+            Ok(len)
+        })
+        .await
     }
 
     async fn delete_by_id(&self, _cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
@@ -146,15 +142,10 @@ impl SessionsPersistence for SessionsMemoryPersistence {
         except_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<u64, ApplicationError> {
-        let mut n = 0u64;
-        loop {
-            let batch = self.state.write().close_user_sessions_limited(user_id, except_id, now, BULK_BATCH).len();
-            n += batch as u64;
-            if batch < BULK_BATCH {
-                return Ok(n);
-            }
-            tokio::task::yield_now().await;
-        }
+        in_batches(|| async {
+            Ok(self.state.write().close_user_sessions_limited(user_id, except_id, now, BULK_BATCH).len())
+        })
+        .await
     }
 
     async fn purge_closed(

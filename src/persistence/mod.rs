@@ -20,6 +20,7 @@ pub(crate) mod index;
 pub mod instrumented;
 pub mod memory;
 pub mod mongodb;
+pub(crate) mod network;
 pub mod node_json;
 pub mod redis;
 
@@ -37,6 +38,63 @@ pub const DEFAULT_MAX_PAGE_SIZE: u64 = 100;
 /// The lease the background sweep (expiry and purge) takes, so that of a fleet of instances on one
 /// store one sweeps at a time (see [`SessionsPersistence::acquire_lease`]).
 pub const SWEEP_LEASE: &str = "sweep";
+
+/// How often a backend that reads, decides and then writes conditionally (MongoDB, Redis) tries
+/// again when the record changed between its read and its write; after that many attempts the
+/// record as read is the answer.
+pub(crate) const WRITE_ATTEMPTS: usize = 5;
+
+/// The read-decide-write loop of the backends whose conditional write is a second step
+/// (MongoDB, Redis): `read` the record (`None`: `NotFound`); when `condition` fails on it, or
+/// after [`WRITE_ATTEMPTS`] attempts, the record as read is the `ConditionFailed` answer;
+/// otherwise `write` it conditionally — `None` from `write` means the record changed in between
+/// and the loop reads again.
+pub(crate) async fn read_decide_write<C, R, W>(
+    condition: &WriteCondition,
+    session: impl Fn(&C) -> &SessionV1,
+    mut read: impl FnMut() -> R,
+    mut write: impl FnMut(C) -> W,
+) -> Result<UpdateOutcome, ApplicationError>
+where
+    R: std::future::Future<Output = Result<Option<C>, ApplicationError>>,
+    W: std::future::Future<Output = Result<Option<UpdateOutcome>, ApplicationError>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let Some(current) = read().await? else { return Ok(UpdateOutcome::NotFound) };
+        if !condition.holds(session(&current)) || attempt > WRITE_ATTEMPTS {
+            return Ok(UpdateOutcome::ConditionFailed(session(&current).clone()));
+        }
+        if let Some(outcome) = write(current).await? {
+            return Ok(outcome);
+        }
+    }
+}
+
+/// The order of every listing and scan: newest `request_time` first, then by id.
+pub(crate) fn listing_order(a: &SessionV1, b: &SessionV1) -> std::cmp::Ordering {
+    b.request_time.cmp(&a.request_time).then_with(|| a.id.cmp(&b.id))
+}
+
+/// Runs `batch` — one step that changes at most [`memory::BULK_BATCH`] sessions and says how many
+/// — until a step comes back short, yielding between steps so that a bulk change (a mass expiry,
+/// closing a user's sessions) does not hold the store's lock; returns the total.
+pub(crate) async fn in_batches<F, Fut>(mut batch: F) -> Result<u64, ApplicationError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<usize, ApplicationError>>,
+{
+    let mut n = 0u64;
+    loop {
+        let changed = batch().await?;
+        n += changed as u64;
+        if changed < memory::BULK_BATCH {
+            return Ok(n);
+        }
+        tokio::task::yield_now().await;
+    }
+}
 
 /// What must hold for a write to apply.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -267,9 +325,18 @@ pub trait SessionsPersistence: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<u64, ApplicationError>;
 
-    /// Deletes a session; returns it as it was.
-    async fn delete_by_id(&self, correlation_id: Option<&str>, id: &str)
-        -> Result<Option<SessionV1>, ApplicationError>;
+    /// Deletes a session; returns it as it was. By default [`SessionsPersistence::delete_if`]
+    /// with no condition (backends with a cheaper unconditional delete override it).
+    async fn delete_by_id(
+        &self,
+        correlation_id: Option<&str>,
+        id: &str,
+    ) -> Result<Option<SessionV1>, ApplicationError> {
+        Ok(match self.delete_if(correlation_id, id, &WriteCondition::default()).await? {
+            UpdateOutcome::Updated(s) => Some(s),
+            UpdateOutcome::NotFound | UpdateOutcome::ConditionFailed(_) => None,
+        })
+    }
 
     /// Deletes a session if `condition` holds (`Updated` carries the record as it was).
     async fn delete_if(

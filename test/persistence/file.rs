@@ -8,7 +8,7 @@ use crate::helpers::spawn_app;
 use serde_json::{json, Value};
 use service_sessions::build::file_persistence_descriptor;
 use service_sessions::data::version1::{SessionV1, SessionsFilter};
-use service_sessions::persistence::file::{FileOptions, SessionsFilePersistence, SyncMode};
+use service_sessions::persistence::file::{FileOptions, SessionsFilePersistence, SyncMode, FILE_LOCKED};
 use service_sessions::persistence::{
     ExpiryPolicy, PageOptions, SessionChange, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition,
 };
@@ -585,7 +585,7 @@ async fn a_restarted_container_serves_the_stored_sessions() {
 /// the reference model's answers, and after a close and a reopen every session reads back exactly
 /// as it was.
 mod model_replay {
-    use super::{dump, opened, store, FileOptions, SessionsFilePersistence};
+    use super::{dump, opened, store, FileOptions, SessionsFilePersistence, FILE_LOCKED};
     use crate::model::{model_answers, run_sequence, sequences};
     use proptest::prelude::*;
     use service_sessions::persistence::SessionsPersistence;
@@ -603,7 +603,7 @@ mod model_replay {
             let s = store(path, FileOptions::default());
             match s.open(None).await {
                 Ok(()) => return s,
-                Err(e) if e.code == "FILE_LOCKED" && Instant::now() < deadline => {
+                Err(e) if e.code == FILE_LOCKED && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 Err(e) => panic!("reopen: {e:?}"),

@@ -11,7 +11,7 @@ use super::format::{
     LOCK_FILE, LOG_MAGIC, SNAPSHOT_FILE, SNAPSHOT_HEADER, SNAPSHOT_TEMP_FILE,
 };
 use super::snapshot::{sync_dir, SnapshotWriter};
-use super::{RecoveryReport, TornTail};
+use super::{RecoveryReport, TornTail, FILE_LOCKED};
 use crate::data::version1::SessionV1;
 use crate::persistence::index::{IndexBuilder, SessionsIndex};
 use crate::persistence::node_json;
@@ -87,7 +87,7 @@ fn lock(dir: &Path) -> Result<File, ApplicationError> {
                 String::new()
             };
             return Err(ApplicationError::file_error(
-                "FILE_LOCKED",
+                FILE_LOCKED,
                 format!("Sessions store {} is open in another process{by}", dir.display()),
             )
             .with_details("file", path.display().to_string()));

@@ -108,7 +108,10 @@ use self::settings::{store_paths, FileSettings, PageSettings};
 use self::writer::{write_failed, Command, IoStatus, LogWriter};
 use super::index::SessionsIndex;
 use super::memory::BULK_BATCH;
-use super::{OpenLimits, PageOptions, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition};
+use super::{
+    in_batches, OpenLimits, PageOptions, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome,
+    WriteCondition,
+};
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::component::{Component, ComponentHealth};
 use crate::toolkit::config::ComponentConfig;
@@ -126,6 +129,14 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// Error code when the store directory is locked by another process (another service, or an
+/// offline tool, holds it open).
+pub const FILE_LOCKED: &str = "FILE_LOCKED";
+
+/// Error code of `verify` when a file vanished while being read: a running service compacted the
+/// store, and a second run sees the new files.
+pub const STORE_CHANGED: &str = "STORE_CHANGED";
 
 /// What start-up found in the store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -468,22 +479,14 @@ impl SessionsPersistence for SessionsFilePersistence {
             // Nothing to close: reads that sweep first keep working on a failed store.
             return Ok(0);
         }
-        // In bounded batches, each its own step, so a mass expiry does not hold the lock.
-        let mut n = 0u64;
-        loop {
-            let batch = self
-                .commit(|index| {
-                    let closed = index.plan_close_expired_limited(now, Some(idle_cutoff), BULK_BATCH);
-                    closed.iter().for_each(|s| index.put(s.clone()));
-                    Ok((closed.len(), closed.into_iter().map(Record::Put).collect()))
-                })
-                .await?;
-            n += batch as u64;
-            if batch < BULK_BATCH {
-                return Ok(n);
-            }
-            tokio::task::yield_now().await;
-        }
+        in_batches(|| {
+            self.commit(|index| {
+                let closed = index.plan_close_expired_limited(now, Some(idle_cutoff), BULK_BATCH);
+                closed.iter().for_each(|s| index.put(s.clone()));
+                Ok((closed.len(), closed.into_iter().map(Record::Put).collect()))
+            })
+        })
+        .await
     }
 
     async fn delete_by_id(&self, _cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
@@ -544,20 +547,13 @@ impl SessionsPersistence for SessionsFilePersistence {
         except_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<u64, ApplicationError> {
-        let mut n = 0u64;
-        loop {
-            let batch = self
-                .commit(|index| {
-                    let closed = index.close_user_sessions_limited(user_id, except_id, now, BULK_BATCH);
-                    Ok((closed.len(), closed.into_iter().map(Record::Put).collect()))
-                })
-                .await?;
-            n += batch as u64;
-            if batch < BULK_BATCH {
-                return Ok(n);
-            }
-            tokio::task::yield_now().await;
-        }
+        in_batches(|| {
+            self.commit(|index| {
+                let closed = index.close_user_sessions_limited(user_id, except_id, now, BULK_BATCH);
+                Ok((closed.len(), closed.into_iter().map(Record::Put).collect()))
+            })
+        })
+        .await
     }
 
     async fn purge_closed(

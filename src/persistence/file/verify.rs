@@ -15,6 +15,7 @@ use super::format::{
     decode_record, parse_log_file_name, parse_snapshot_header, Damage, Frames, Record, LOCK_FILE, LOG_MAGIC,
     SNAPSHOT_FILE, SNAPSHOT_HEADER, SNAPSHOT_TEMP_FILE,
 };
+use super::STORE_CHANGED;
 use crate::toolkit::errors::ApplicationError;
 use std::collections::HashMap;
 use std::fs;
@@ -97,8 +98,11 @@ impl VerifyReport {
 /// read. Damage is not an error: it is in [`VerifyReport::problems`].
 pub fn verify_store(dir: &Path) -> Result<VerifyReport, ApplicationError> {
     let read_failed = |path: &Path, e: &io::Error| {
-        let code = if e.kind() == io::ErrorKind::NotFound { "STORE_CHANGED" } else { "READ_FAILED" };
-        let hint = if code == "STORE_CHANGED" { " (a running service compacted the store; check again)" } else { "" };
+        let (code, hint) = if e.kind() == io::ErrorKind::NotFound {
+            (STORE_CHANGED, " (a running service compacted the store; check again)")
+        } else {
+            ("READ_FAILED", "")
+        };
         ApplicationError::file_error(code, format!("Cannot read {}: {e}{hint}", path.display()))
             .with_details("file", path.display().to_string())
     };

@@ -5,6 +5,7 @@ use super::codec::{decode_session, DecodeError, Decoded};
 use super::queries::index_models;
 use super::settings::Settings;
 use crate::data::version1::SessionV1;
+use crate::persistence::network::{store_auth_failed, store_failed, store_unavailable, Readiness};
 use crate::persistence::redact;
 use crate::toolkit::errors::ApplicationError;
 use crate::toolkit::log::redact_id;
@@ -140,12 +141,10 @@ pub(super) struct Shared {
     pub(super) settings: Settings,
     /// The client and collections, built on first use (no I/O for `mongodb://` URIs).
     pub(super) store: OnceCell<Store>,
-    /// Indexes were ensured (the server answered at least once).
-    pub(super) prepared: AtomicBool,
+    /// Indexes were ensured (the server answered at least once), or why not yet.
+    pub(super) readiness: Readiness,
     /// The driver currently knows a writable server (from its topology events).
     pub(super) reachable: Arc<AtomicBool>,
-    /// The latest connection problem, for `health` (redacted).
-    pub(super) last_error: Mutex<Option<String>>,
     /// Calls sent through [`Shared::call`] (see `SessionsMongoDbPersistence::round_trips`).
     pub(super) round_trips: AtomicU64,
     /// Until when the expiry sweep may leave out open records without `expire_time` (written
@@ -155,8 +154,7 @@ pub(super) struct Shared {
 
 impl Shared {
     pub(super) fn unavailable(&self, message: impl Into<String>) -> ApplicationError {
-        ApplicationError::no_response("STORE_UNAVAILABLE", "The sessions store is not reachable")
-            .with_cause(redact(&message.into(), &self.settings.secrets))
+        store_unavailable(&message.into(), &self.settings.secrets)
     }
 
     /// Maps a driver error: unreachable/interrupted → `NoResponse` (503), the rest → internal.
@@ -176,14 +174,9 @@ impl Shared {
         }
         match (e.kind.as_ref(), code) {
             // Server messages can quote document values: keep the code only.
-            (_, Some(code)) => ApplicationError::internal("STORE_FAILED", "The sessions store failed")
-                .with_cause(format!("{op}: server error code {code}")),
-            (ErrorKind::Authentication { .. }, _) => {
-                ApplicationError::config("STORE_AUTH_FAILED", "The sessions store refused the credentials")
-                    .with_cause(redact(&format!("{op}: {e}"), &self.settings.secrets))
-            }
-            _ => ApplicationError::internal("STORE_FAILED", "The sessions store failed")
-                .with_cause(redact(&format!("{op}: {e}"), &self.settings.secrets)),
+            (_, Some(code)) => store_failed(format!("{op}: server error code {code}")),
+            (ErrorKind::Authentication { .. }, _) => store_auth_failed(&format!("{op}: {e}"), &self.settings.secrets),
+            _ => store_failed(redact(&format!("{op}: {e}"), &self.settings.secrets)),
         }
     }
 
@@ -401,17 +394,6 @@ impl Shared {
 
     /// The connector task: prepares the store in the background until it answers.
     pub(super) async fn run_connector(self: Arc<Self>, stop: CancellationToken) {
-        let ready = crate::persistence::connect_in_background(
-            "MongoDB",
-            &self.settings.target,
-            stop,
-            || self.prepare(),
-            |message| *self.last_error.lock() = Some(message),
-        )
-        .await;
-        if ready {
-            self.prepared.store(true, Ordering::Relaxed);
-            *self.last_error.lock() = None;
-        }
+        self.readiness.connect("MongoDB", &self.settings.target, stop, || self.prepare()).await;
     }
 }

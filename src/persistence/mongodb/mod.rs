@@ -83,10 +83,11 @@ mod queries;
 mod settings;
 
 use super::{
-    limit_victims, session_exists, session_limit, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome,
-    WriteCondition,
+    limit_victims, read_decide_write, session_exists, session_limit, SessionLimit, SessionUpdate, SessionsPersistence,
+    UpdateOutcome, WriteCondition,
 };
 use crate::data::version1::{SessionV1, SessionsFilter};
+use crate::persistence::network::Readiness;
 use crate::toolkit::component::{Component, ComponentHealth, OwnedTask};
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::data::{DataPage, PagingParams};
@@ -106,10 +107,6 @@ pub use settings::{DEFAULT_COLLECTION, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DATAB
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::OnceCell;
-
-/// How often a write whose condition failed is retried when the current record turns out to
-/// satisfy the condition (it was changed by another instance between the two steps).
-const WRITE_ATTEMPTS: usize = 5;
 
 pub struct SessionsMongoDbPersistence {
     shared: Arc<Shared>,
@@ -139,9 +136,8 @@ impl SessionsMongoDbPersistence {
             shared: Arc::new(Shared {
                 settings,
                 store: OnceCell::new(),
-                prepared: AtomicBool::new(false),
+                readiness: Readiness::default(),
                 reachable: Arc::new(AtomicBool::new(false)),
-                last_error: Mutex::new(None),
                 round_trips: AtomicU64::new(0),
                 legacy_clear_until: Mutex::new(None),
             }),
@@ -262,15 +258,14 @@ impl Component for SessionsMongoDbPersistence {
                 tracing::warn!(store = %self.shared.settings.target, "MongoDB client did not shut down in time.");
             }
         }
-        self.shared.prepared.store(false, Ordering::Relaxed);
+        self.shared.readiness.reset();
         Ok(())
     }
 
     async fn health(&self) -> ComponentHealth {
         let s = &self.shared;
-        if !s.prepared.load(Ordering::Relaxed) {
-            let why = s.last_error.lock().clone().unwrap_or_else(|| "connecting".to_string());
-            ComponentHealth::not_ready(format!("MongoDB {}: {why}", s.settings.target))
+        if let Some(not_ready) = s.readiness.not_prepared("MongoDB", &s.settings.target) {
+            not_ready
         } else if !s.reachable.load(Ordering::Relaxed) {
             ComponentHealth::not_ready(format!("MongoDB {}: no writable server", s.settings.target))
         } else {
@@ -345,15 +340,8 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
                 return Ok(UpdateOutcome::Updated(self.shared.decode(cid, &d, true)?.session));
             }
         }
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let Some(current) = self.read(cid, id).await? else { return Ok(UpdateOutcome::NotFound) };
-            // Tried again only when the record changed between the read and the write and still
-            // qualifies; after that many attempts the record as read is the answer.
-            if !update.condition.holds(&current.session) || attempt > WRITE_ATTEMPTS {
-                return Ok(UpdateOutcome::ConditionFailed(current.session));
-            }
+        let shared = &self.shared;
+        let write = |current: Decoded| {
             let mut next = current.session.clone();
             update.change.apply(&mut next, update.now, &update.policy);
             let filter = write_filter_for(id, &update.condition, &current);
@@ -363,20 +351,16 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
                 next.expire_time,
                 current.legacy_version.then_some(next.version),
             );
-            let updated = self
-                .shared
-                .call(
-                    cid,
-                    "find_one_and_update",
-                    coll.find_one_and_update(filter, change)
-                        .return_document(ReturnDocument::After)
-                        .max_time(self.shared.settings.call_timeout),
-                )
-                .await?;
-            if let Some(d) = updated {
-                return Ok(UpdateOutcome::Updated(self.shared.decode(cid, &d, true)?.session));
+            let write = coll
+                .find_one_and_update(filter, change)
+                .return_document(ReturnDocument::After)
+                .max_time(shared.settings.call_timeout);
+            async move {
+                let updated = shared.call(cid, "find_one_and_update", write).await?;
+                updated.map(|d| Ok(UpdateOutcome::Updated(shared.decode(cid, &d, true)?.session))).transpose()
             }
-        }
+        };
+        read_decide_write(&update.condition, |c: &Decoded| &c.session, || self.read(cid, id), write).await
     }
 
     async fn close_expired(
@@ -402,13 +386,6 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
         self.close_matching(cid, coll, &filter, now).await
     }
 
-    async fn delete_by_id(&self, cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
-        Ok(match self.delete_if(cid, id, &WriteCondition::default()).await? {
-            UpdateOutcome::Updated(s) => Some(s),
-            UpdateOutcome::NotFound | UpdateOutcome::ConditionFailed(_) => None,
-        })
-    }
-
     /// Reads first, so a document that is not a session is answered (500) and left as it is,
     /// then deletes with the guard of what was read (see [`write_filter_for`]).
     async fn delete_if(
@@ -418,20 +395,16 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
         condition: &WriteCondition,
     ) -> Result<UpdateOutcome, ApplicationError> {
         let coll = self.collection().await?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let Some(current) = self.read(cid, id).await? else { return Ok(UpdateOutcome::NotFound) };
-            if !condition.holds(&current.session) || attempt > WRITE_ATTEMPTS {
-                return Ok(UpdateOutcome::ConditionFailed(current.session));
+        let shared = &self.shared;
+        let write = |current: Decoded| {
+            let delete = coll.find_one_and_delete(write_filter_for(id, condition, &current));
+            async move {
+                let deleted =
+                    shared.call(cid, "find_one_and_delete", delete.max_time(shared.settings.call_timeout)).await?;
+                deleted.map(|d| Ok(UpdateOutcome::Updated(shared.decode(cid, &d, true)?.session))).transpose()
             }
-            let filter = write_filter_for(id, condition, &current);
-            let delete = coll.find_one_and_delete(filter).max_time(self.shared.settings.call_timeout);
-            let deleted = self.shared.call(cid, "find_one_and_delete", delete).await?;
-            if let Some(d) = deleted {
-                return Ok(UpdateOutcome::Updated(self.shared.decode(cid, &d, true)?.session));
-            }
-        }
+        };
+        read_decide_write(condition, |c: &Decoded| &c.session, || self.read(cid, id), write).await
     }
 
     async fn create_limited(

@@ -1,5 +1,7 @@
 //! The MongoDB entry's settings (contract §7): parsed, validated, and kept out of `Debug`.
 
+use crate::persistence::network::{bad_config, call_timeout, check_common_options, CredentialSettings};
+pub use crate::persistence::network::{DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_SOCKET_TIMEOUT_MS};
 use crate::persistence::{redact, uri_userinfo, DEFAULT_MAX_PAGE_SIZE};
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::errors::ApplicationError;
@@ -8,10 +10,6 @@ use mongodb::options::{ConnectionString, HostInfo};
 use serde::Deserialize;
 use std::time::Duration;
 
-/// Default `options.connect_timeout` in milliseconds.
-pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
-/// Default `options.socket_timeout` in milliseconds.
-pub const DEFAULT_SOCKET_TIMEOUT_MS: u64 = 5_000;
 /// Default `collection`.
 pub const DEFAULT_COLLECTION: &str = "sessions";
 /// Database used when neither the URI nor `connection.database` names one.
@@ -34,13 +32,6 @@ pub(super) struct ConnectionSettings {
     pub(super) host: Option<String>,
     pub(super) port: Option<u16>,
     pub(super) database: Option<String>,
-}
-
-#[derive(Default, Deserialize)]
-#[serde(default)]
-pub(super) struct CredentialSettings {
-    pub(super) username: Option<String>,
-    pub(super) password: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -87,13 +78,6 @@ pub(super) struct Settings {
 impl Settings {
     pub(super) fn from_config(config: &ComponentConfig) -> Result<Self, ApplicationError> {
         let s: MongoSettings = config.section()?;
-        let bad = |m: String| {
-            ApplicationError::config(
-                "BAD_CONFIG",
-                format!("Component #{} ({}): {m}", config.index + 1, config.descriptor),
-            )
-            .with_details("descriptor", config.descriptor.to_string())
-        };
         let mut problems = Vec::new();
         let collection = s.collection.unwrap_or_else(|| DEFAULT_COLLECTION.to_string());
         if collection.is_empty()
@@ -104,19 +88,12 @@ impl Settings {
             problems.push(format!("collection '{collection}' is not a valid collection name"));
         }
         let o = &s.options;
-        if o.connect_timeout == 0 {
-            problems.push("options.connect_timeout must be positive".to_string());
-        }
-        if o.max_page_size == 0 {
-            problems.push("options.max_page_size must be positive".to_string());
-        }
+        check_common_options(o.connect_timeout, o.max_page_size, &mut problems);
         if o.max_pool_size == Some(0) {
             problems.push("options.max_pool_size must be positive".to_string());
         }
         let mut secrets = Vec::new();
-        if let Some(p) = s.credential.password.as_ref().filter(|p| !p.is_empty()) {
-            secrets.push(p.clone());
-        }
+        secrets.extend(s.credential.password());
         let uri = match &s.connection.uri {
             Some(uri) => {
                 if let Some(userinfo) = uri_userinfo(uri) {
@@ -146,7 +123,7 @@ impl Settings {
             }
         };
         if !problems.is_empty() {
-            return Err(bad(problems.join("; ")).with_details("errors", problems));
+            return Err(bad_config(config, problems));
         }
         let database = parsed
             .as_ref()
@@ -160,17 +137,16 @@ impl Settings {
             Some(HostInfo::DnsRecord(name)) => format!("srv:{name}"),
             _ => String::from("?"),
         };
-        let username = s.credential.username.filter(|u| !u.is_empty());
         Ok(Self {
             uri,
-            credential: username.map(|u| (u, s.credential.password.filter(|p| !p.is_empty()))),
+            credential: s.credential.username().map(|u| (u, s.credential.password())),
             auth_source: o.auth_source.clone().filter(|a| !a.is_empty()),
             target: format!("{hosts}/{database}.{collection}"),
             database,
             collection,
             max_pool_size: o.max_pool_size,
             connect_timeout: Duration::from_millis(o.connect_timeout),
-            call_timeout: Duration::from_millis(o.connect_timeout.saturating_add(o.socket_timeout)),
+            call_timeout: call_timeout(o.connect_timeout, o.socket_timeout),
             max_page_size: o.max_page_size,
             secrets,
         })
@@ -238,16 +214,7 @@ mod tests {
 
     #[test]
     fn shipped_config_template_enables_mongodb_with_the_mongo_variables() {
-        use crate::toolkit::config::{parse_config, ConfigParameters};
-        let template = include_str!("../../../config/config.yml");
-        let persistences = |params: &[(&str, &str)]| {
-            let params: ConfigParameters = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-            parse_config(template, &params)
-                .unwrap()
-                .into_iter()
-                .filter(|c| c.descriptor.typ() == Some("persistence"))
-                .collect::<Vec<_>>()
-        };
+        use crate::persistence::network::shipped_persistences as persistences;
         let only = persistences(&[("MONGO_ENABLED", "true")]);
         assert_eq!(only.len(), 1, "MONGO_ENABLED replaces the default memory store");
         assert_eq!(only[0].descriptor.to_string(), "service-sessions:persistence:mongodb:default:1.0");

@@ -6,15 +6,14 @@ use super::codec::{self, decode, int};
 use super::scripts::Scripts;
 use super::settings::Settings;
 use crate::data::version1::SessionV1;
-use crate::persistence::{bad_records_counter, redact, DecodeError};
+use crate::persistence::network::{store_auth_failed, store_failed, store_unavailable, Readiness};
+use crate::persistence::{bad_records_counter, DecodeError};
 use crate::toolkit::errors::ApplicationError;
 use crate::toolkit::log::redact_id;
-use parking_lot::Mutex;
 use prometheus::IntCounter;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, IntoConnectionInfo, RedisError, RedisFuture, ScriptInvocation, ServerErrorKind, Value};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use tokio::sync::OnceCell;
@@ -66,16 +65,13 @@ pub(super) struct Shared {
     pub(super) settings: Settings,
     pub(super) scripts: Scripts,
     pub(super) conn: OnceCell<Conn>,
-    /// The server answered the connector at least once.
-    pub(super) prepared: AtomicBool,
-    /// The latest connection problem, for `health` (redacted).
-    pub(super) last_error: Mutex<Option<String>>,
+    /// The server answered the connector at least once, or why not yet.
+    pub(super) readiness: Readiness,
 }
 
 impl Shared {
     pub(super) fn unavailable(&self, message: impl Into<String>) -> ApplicationError {
-        ApplicationError::no_response("STORE_UNAVAILABLE", "The sessions store is not reachable")
-            .with_cause(redact(&message.into(), &self.settings.secrets))
+        store_unavailable(&message.into(), &self.settings.secrets)
     }
 
     /// Unreachable / failing over → `NoResponse` (503); refused credentials → misconfiguration;
@@ -104,11 +100,9 @@ impl Shared {
         }
         match kind {
             K::AuthenticationFailed | K::Server(ServerErrorKind::NoPerm) => {
-                ApplicationError::config("STORE_AUTH_FAILED", "The sessions store refused the credentials")
-                    .with_cause(redact(&format!("{op}: {kind:?}"), &self.settings.secrets))
+                store_auth_failed(&format!("{op}: {kind:?}"), &self.settings.secrets)
             }
-            _ => ApplicationError::internal("STORE_FAILED", "The sessions store failed")
-                .with_cause(format!("{op}: {kind:?} {}", e.code().unwrap_or(""))),
+            _ => store_failed(format!("{op}: {kind:?} {}", e.code().unwrap_or(""))),
         }
     }
 
@@ -305,18 +299,7 @@ impl Shared {
 
     /// The connector task: pings the store in the background until it answers.
     pub(super) async fn run_connector(self: Arc<Self>, stop: CancellationToken) {
-        let ready = crate::persistence::connect_in_background(
-            "Redis",
-            &self.settings.target,
-            stop,
-            || self.ping(),
-            |message| *self.last_error.lock() = Some(message),
-        )
-        .await;
-        if ready {
-            self.prepared.store(true, Ordering::Relaxed);
-            *self.last_error.lock() = None;
-        }
+        self.readiness.connect("Redis", &self.settings.target, stop, || self.ping()).await;
     }
 }
 

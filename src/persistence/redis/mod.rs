@@ -79,11 +79,12 @@ mod scripts;
 mod settings;
 
 use super::{
-    limit_victims, session_exists, session_limit, SessionChange, SessionLimit, SessionUpdate, SessionsPersistence,
-    UpdateOutcome, WriteCondition,
+    limit_victims, listing_order, read_decide_write, session_exists, session_limit, SessionChange, SessionLimit,
+    SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition,
 };
 use crate::data::version1::errors::SESSION_EXISTS;
 use crate::data::version1::{SessionV1, SessionsFilter};
+use crate::persistence::network::Readiness;
 use crate::toolkit::component::{Component, ComponentHealth, OwnedTask};
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::data::{DataPage, PagingParams};
@@ -92,7 +93,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use codec::{int, ms, record_args, text};
 use connection::{as_array, Shared};
-use parking_lot::Mutex;
 use replies::{condition_args, opt_arg, score_range, step, Step};
 use scripts::Scripts;
 use settings::Settings;
@@ -100,13 +100,10 @@ pub use settings::{
     DEFAULT_CLUSTER_BUCKETS, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_KEY_PREFIX, DEFAULT_MAX_SCATTER_WINDOW,
     DEFAULT_RETENTION_MS, DEFAULT_SOCKET_TIMEOUT_MS,
 };
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::OnceCell;
 
-/// How often a write is tried again when the record changed between its read and its script.
-const WRITE_ATTEMPTS: usize = 5;
 /// Most sessions one sweep script closes.
 const SWEEP_BATCH: u64 = 1000;
 
@@ -141,8 +138,7 @@ impl SessionsRedisPersistence {
                 settings,
                 scripts: Scripts::default(),
                 conn: OnceCell::new(),
-                prepared: AtomicBool::new(false),
-                last_error: Mutex::new(None),
+                readiness: Readiness::default(),
             }),
             connector: OwnedTask::new(),
         })
@@ -159,15 +155,14 @@ impl Component for SessionsRedisPersistence {
 
     async fn close(&self, _cid: Option<&str>) -> Result<(), ApplicationError> {
         self.connector.stop().await;
-        self.shared.prepared.store(false, Ordering::Relaxed);
+        self.shared.readiness.reset();
         Ok(())
     }
 
     async fn health(&self) -> ComponentHealth {
         let s = &self.shared;
-        if !s.prepared.load(Ordering::Relaxed) {
-            let why = s.last_error.lock().clone().unwrap_or_else(|| "connecting".to_string());
-            return ComponentHealth::not_ready(format!("Redis {}: {why}", s.settings.target));
+        if let Some(not_ready) = s.readiness.not_prepared("Redis", &s.settings.target) {
+            return not_ready;
         }
         match s.ping().await {
             Ok(()) => ComponentHealth::ready(),
@@ -238,7 +233,7 @@ impl SessionsPersistence for SessionsRedisPersistence {
             }
             all.extend(items);
         }
-        all.sort_by(|a, b| b.request_time.cmp(&a.request_time).then_with(|| a.id.cmp(&b.id)));
+        all.sort_by(listing_order);
         let data = all
             .into_iter()
             .skip(usize::try_from(skip).unwrap_or(usize::MAX))
@@ -278,13 +273,7 @@ impl SessionsPersistence for SessionsRedisPersistence {
         update: &SessionUpdate,
     ) -> Result<UpdateOutcome, ApplicationError> {
         let sh = &self.shared;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let Some((n, current)) = self.read(cid, id).await? else { return Ok(UpdateOutcome::NotFound) };
-            if !update.condition.holds(&current) || attempt > WRITE_ATTEMPTS {
-                return Ok(UpdateOutcome::ConditionFailed(current));
-            }
+        let write = |(n, current): (u32, SessionV1)| {
             let mut next = current.clone();
             update.change.apply(&mut next, update.now, &update.policy);
             let (kind, payload) = match &update.change {
@@ -303,17 +292,20 @@ impl SessionsPersistence for SessionsRedisPersistence {
             for a in condition_args(&update.condition, &current) {
                 inv.arg(a);
             }
-            match step(sh.eval(cid, "update", n, &mut inv).await?) {
-                Step::Done(fields) => {
-                    let s = sh.decode_one(cid, id, &fields, true)?;
-                    sh.wait_replicas(cid, n).await?;
-                    return Ok(UpdateOutcome::Updated(s));
+            async move {
+                match step(sh.eval(cid, "update", n, &mut inv).await?) {
+                    Step::Done(fields) => {
+                        let s = sh.decode_one(cid, id, &fields, true)?;
+                        sh.wait_replicas(cid, n).await?;
+                        Ok(Some(UpdateOutcome::Updated(s)))
+                    }
+                    Step::NotFound => Ok(Some(UpdateOutcome::NotFound)),
+                    Step::Changed => Ok(None),
+                    Step::Unreadable | Step::Taken => Err(sh.unreadable(cid, id)),
                 }
-                Step::NotFound => return Ok(UpdateOutcome::NotFound),
-                Step::Changed => {}
-                Step::Unreadable | Step::Taken => return Err(sh.unreadable(cid, id)),
             }
-        }
+        };
+        read_decide_write(&update.condition, |(_, c): &(u32, SessionV1)| c, || self.read(cid, id), write).await
     }
 
     async fn close_expired(
@@ -352,13 +344,6 @@ impl SessionsPersistence for SessionsRedisPersistence {
         Ok(counts.into_iter().sum())
     }
 
-    async fn delete_by_id(&self, cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
-        Ok(match self.delete_if(cid, id, &WriteCondition::default()).await? {
-            UpdateOutcome::Updated(s) => Some(s),
-            UpdateOutcome::NotFound | UpdateOutcome::ConditionFailed(_) => None,
-        })
-    }
-
     async fn delete_if(
         &self,
         cid: Option<&str>,
@@ -366,29 +351,26 @@ impl SessionsPersistence for SessionsRedisPersistence {
         condition: &WriteCondition,
     ) -> Result<UpdateOutcome, ApplicationError> {
         let sh = &self.shared;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let Some((n, current)) = self.read(cid, id).await? else { return Ok(UpdateOutcome::NotFound) };
-            if !condition.holds(&current) || attempt > WRITE_ATTEMPTS {
-                return Ok(UpdateOutcome::ConditionFailed(current));
-            }
+        let write = |(n, current): (u32, SessionV1)| {
             let mut inv = sh.scripts.delete.prepare_invoke();
             inv.arg(id);
             for a in condition_args(condition, &current) {
                 inv.arg(a);
             }
-            match step(sh.eval(cid, "delete", n, &mut inv).await?) {
-                Step::Done(fields) => {
-                    self.drop_pointers(cid, &[id.to_string()]).await;
-                    sh.wait_replicas(cid, n).await?;
-                    return Ok(UpdateOutcome::Updated(sh.decode_one(cid, id, &fields, true)?));
+            async move {
+                match step(sh.eval(cid, "delete", n, &mut inv).await?) {
+                    Step::Done(fields) => {
+                        self.drop_pointers(cid, &[id.to_string()]).await;
+                        sh.wait_replicas(cid, n).await?;
+                        Ok(Some(UpdateOutcome::Updated(sh.decode_one(cid, id, &fields, true)?)))
+                    }
+                    Step::NotFound => Ok(Some(UpdateOutcome::NotFound)),
+                    Step::Changed => Ok(None),
+                    Step::Unreadable | Step::Taken => Err(sh.unreadable(cid, id)),
                 }
-                Step::NotFound => return Ok(UpdateOutcome::NotFound),
-                Step::Changed => {}
-                Step::Unreadable | Step::Taken => return Err(sh.unreadable(cid, id)),
             }
-        }
+        };
+        read_decide_write(condition, |(_, c): &(u32, SessionV1)| c, || self.read(cid, id), write).await
     }
 
     async fn create_limited(
@@ -517,13 +499,7 @@ impl SessionsPersistence for SessionsRedisPersistence {
         update: &SessionUpdate,
     ) -> Result<UpdateOutcome, ApplicationError> {
         let sh = &self.shared;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let Some((n, current)) = self.read(cid, id).await? else { return Ok(UpdateOutcome::NotFound) };
-            if !update.condition.holds(&current) || attempt > WRITE_ATTEMPTS {
-                return Ok(UpdateOutcome::ConditionFailed(current));
-            }
+        let write = |(n, current): (u32, SessionV1)| async move {
             let mut moved = current.clone();
             update.change.apply(&mut moved, update.now, &update.policy);
             moved.id = new_id.to_string();
@@ -547,14 +523,15 @@ impl SessionsPersistence for SessionsRedisPersistence {
                 Step::Done(_) => {
                     self.drop_pointers(cid, &[id.to_string()]).await;
                     sh.wait_replicas(cid, n).await?;
-                    return Ok(UpdateOutcome::Updated(moved));
+                    Ok(Some(UpdateOutcome::Updated(moved)))
                 }
-                Step::NotFound => return Ok(UpdateOutcome::NotFound),
-                Step::Taken => return Err(session_exists(new_id).with_correlation_id(cid)),
-                Step::Changed => {}
-                Step::Unreadable => return Err(sh.unreadable(cid, id)),
+                Step::NotFound => Ok(Some(UpdateOutcome::NotFound)),
+                Step::Taken => Err(session_exists(new_id).with_correlation_id(cid)),
+                Step::Changed => Ok(None),
+                Step::Unreadable => Err(sh.unreadable(cid, id)),
             }
-        }
+        };
+        read_decide_write(&update.condition, |(_, c): &(u32, SessionV1)| c, || self.read(cid, id), write).await
     }
 
     async fn scan(
@@ -580,7 +557,7 @@ impl SessionsPersistence for SessionsRedisPersistence {
         };
         let mut all: Vec<SessionV1> =
             futures::future::try_join_all(self.buckets().map(one)).await?.into_iter().flatten().collect();
-        all.sort_by(|a, b| b.request_time.cmp(&a.request_time).then_with(|| a.id.cmp(&b.id)));
+        all.sort_by(listing_order);
         all.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
         Ok(all)
     }

@@ -3,6 +3,8 @@
 
 use super::codec::ms;
 use crate::data::version1::SessionV1;
+use crate::persistence::network::{bad_config, call_timeout, check_common_options, CredentialSettings};
+pub use crate::persistence::network::{DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_SOCKET_TIMEOUT_MS};
 use crate::persistence::{redact, uri_userinfo, DEFAULT_MAX_PAGE_SIZE};
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::errors::ApplicationError;
@@ -11,10 +13,6 @@ use redis::IntoConnectionInfo;
 use serde::Deserialize;
 use std::time::Duration;
 
-/// Default `options.connect_timeout` in milliseconds.
-pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
-/// Default `options.socket_timeout` in milliseconds.
-pub const DEFAULT_SOCKET_TIMEOUT_MS: u64 = 5_000;
 /// Default `options.key_prefix`.
 pub const DEFAULT_KEY_PREFIX: &str = "sessions";
 /// Default `options.retention` and `options.expire_grace` in milliseconds (7 days).
@@ -39,13 +37,6 @@ pub(super) struct ConnectionSettings {
     pub(super) uri: Option<String>,
     /// A YAML list of `host:port` (or URLs), or one comma-separated string.
     pub(super) nodes: Option<serde_json::Value>,
-}
-
-#[derive(Default, Deserialize)]
-#[serde(default)]
-pub(super) struct CredentialSettings {
-    pub(super) username: Option<String>,
-    pub(super) password: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -110,12 +101,7 @@ impl Settings {
         let s: RedisSettings = config.section()?;
         let o = &s.options;
         let mut problems = Vec::new();
-        if o.connect_timeout == 0 {
-            problems.push("options.connect_timeout must be positive".to_string());
-        }
-        if o.max_page_size == 0 {
-            problems.push("options.max_page_size must be positive".to_string());
-        }
+        check_common_options(o.connect_timeout, o.max_page_size, &mut problems);
         if o.key_prefix.is_empty() || o.key_prefix.contains(['{', '}']) {
             problems.push("options.key_prefix must be non-empty text without braces".to_string());
         }
@@ -124,9 +110,7 @@ impl Settings {
             problems.push("options.buckets must be between 1 and 16384".to_string());
         }
         let mut secrets = Vec::new();
-        if let Some(p) = s.credential.password.as_ref().filter(|p| !p.is_empty()) {
-            secrets.push(p.clone());
-        }
+        secrets.extend(s.credential.password());
         let nodes: Vec<String> = match &s.connection.nodes {
             Some(serde_json::Value::Array(items)) => items
                 .iter()
@@ -165,25 +149,19 @@ impl Settings {
             }
         }
         if !problems.is_empty() {
-            let e = ApplicationError::config(
-                "BAD_CONFIG",
-                format!("Component #{} ({}): {}", config.index + 1, config.descriptor, problems.join("; ")),
-            )
-            .with_details("descriptor", config.descriptor.to_string())
-            .with_details("errors", problems);
-            return Err(e);
+            return Err(bad_config(config, problems));
         }
         let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         Ok(Self {
             target: format!("{}/{}", hosts.join(","), o.key_prefix),
             urls,
             cluster: o.cluster,
-            username: s.credential.username.filter(|u| !u.is_empty()),
-            password: s.credential.password.filter(|p| !p.is_empty()),
+            username: s.credential.username(),
+            password: s.credential.password(),
             prefix: o.key_prefix.clone(),
             buckets,
             connect_timeout: Duration::from_millis(o.connect_timeout),
-            call_timeout: Duration::from_millis(o.connect_timeout.saturating_add(o.socket_timeout)),
+            call_timeout: call_timeout(o.connect_timeout, o.socket_timeout),
             max_page_size: o.max_page_size,
             retention: (o.retention > 0).then(|| clamp(o.retention)),
             expire_grace: clamp(o.expire_grace),
@@ -296,16 +274,7 @@ mod tests {
 
     #[test]
     fn shipped_config_template_enables_redis_with_the_redis_variables() {
-        use crate::toolkit::config::{parse_config, ConfigParameters};
-        let template = include_str!("../../../config/config.yml");
-        let persistences = |params: &[(&str, &str)]| {
-            let params: ConfigParameters = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-            parse_config(template, &params)
-                .unwrap()
-                .into_iter()
-                .filter(|c| c.descriptor.typ() == Some("persistence"))
-                .collect::<Vec<_>>()
-        };
+        use crate::persistence::network::shipped_persistences as persistences;
         let only = persistences(&[("REDIS_ENABLED", "true")]);
         assert_eq!(only.len(), 1, "REDIS_ENABLED replaces the default memory store");
         assert_eq!(only[0].descriptor.to_string(), "service-sessions:persistence:redis:default:1.0");
