@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// A running container and an HTTP client for it.
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub container: Container,
     pub address: SocketAddr,
     pub client: reqwest::Client,
@@ -19,7 +19,7 @@ pub struct TestApp {
 
 /// A parsed HTTP answer.
 #[derive(Debug)]
-pub struct Answer {
+pub(crate) struct Answer {
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,
     pub body: String,
@@ -27,7 +27,7 @@ pub struct Answer {
 
 impl Answer {
     /// The body as JSON (`Value::Null` when empty).
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         if self.body.is_empty() {
             Value::Null
         } else {
@@ -36,18 +36,18 @@ impl Answer {
     }
 
     /// A header as text.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
 
 /// Boots a container with the product factory from `yaml`.
-pub async fn spawn_app(yaml: &str) -> TestApp {
+pub(crate) async fn spawn_app(yaml: &str) -> TestApp {
     spawn_with(yaml, &ConfigParameters::new()).await
 }
 
 /// Boots a container with template parameters.
-pub async fn spawn_with(yaml: &str, params: &ConfigParameters) -> TestApp {
+pub(crate) async fn spawn_with(yaml: &str, params: &ConfigParameters) -> TestApp {
     let container = Container::new(Arc::new(SessionsServiceFactory::composite()));
     container.open_text(yaml, params, Some("test")).await.unwrap_or_else(|e| panic!("container did not open: {e:?}"));
     let endpoint = container
@@ -60,7 +60,7 @@ pub async fn spawn_with(yaml: &str, params: &ConfigParameters) -> TestApp {
 
 /// The standard sessions service on the memory backend with a manual clock at
 /// 2026-01-01T00:00:00Z, an idle timeout of one hour and no background sweep.
-pub fn sessions_yaml(extra_controller_options: &str) -> String {
+pub(crate) fn sessions_yaml(extra_controller_options: &str) -> String {
     format!(
         r#"
 - descriptor: "pip-services:clock:manual:default:1.0"
@@ -84,17 +84,22 @@ pub fn sessions_yaml(extra_controller_options: &str) -> String {
 
 impl TestApp {
     /// The base URL.
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.address, path)
     }
 
     /// `POST /v1/sessions/<command>` with a JSON body.
-    pub async fn command(&self, command: &str, body: Value) -> Answer {
+    pub(crate) async fn command(&self, command: &str, body: Value) -> Answer {
         self.post_raw(&format!("/v1/sessions/{command}"), body.to_string(), Some("application/json")).await
     }
 
     /// A POST with a raw body.
-    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>, content_type: Option<&str>) -> Answer {
+    pub(crate) async fn post_raw(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+        content_type: Option<&str>,
+    ) -> Answer {
         let mut req = self.client.post(self.url(path)).body(body);
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
@@ -103,12 +108,12 @@ impl TestApp {
     }
 
     /// A request with any method.
-    pub async fn request(&self, method: reqwest::Method, path: &str) -> Answer {
+    pub(crate) async fn request(&self, method: reqwest::Method, path: &str) -> Answer {
         answer(self.client.request(method, self.url(path)).send().await.expect("request")).await
     }
 
     /// The manual clock of the container.
-    pub fn clock(&self) -> Arc<ManualClock> {
+    pub(crate) fn clock(&self) -> Arc<ManualClock> {
         self.container
             .references()
             .get_one_required::<ManualClock>(&Descriptor::new("*", "clock", "manual", "*", "1.0"))
@@ -116,14 +121,14 @@ impl TestApp {
     }
 
     /// Opens a session for `user_id` and returns it.
-    pub async fn open(&self, user_id: &str) -> Value {
+    pub(crate) async fn open(&self, user_id: &str) -> Value {
         let a = self.command("open_session", serde_json::json!({"user_id": user_id})).await;
         assert_eq!(a.status, 200, "{}", a.body);
         a.json()
     }
 
     /// Closes the container.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.container.close(None).await;
     }
 }

@@ -21,7 +21,7 @@ const LIMIT: usize = 3;
 
 /// One step of a sequence. Sessions are named by the order they were opened (a handle).
 #[derive(Debug, Clone)]
-pub enum Op {
+pub(crate) enum Op {
     Open { user: u8, ttl: Option<i64> },
     Store { s: usize, v: u8, stale: bool },
     UpdateUser { s: usize, v: u8 },
@@ -39,7 +39,7 @@ pub enum Op {
 
 /// What a step showed, with ids replaced by handles.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Obs {
+pub(crate) enum Obs {
     Nothing,
     Error(String),
     Session {
@@ -57,7 +57,7 @@ pub enum Obs {
     Validity(bool, Option<i64>),
 }
 
-pub fn op() -> impl Strategy<Value = Op> {
+pub(crate) fn op() -> impl Strategy<Value = Op> {
     let s = 0usize..6;
     prop_oneof![
         3 => (0u8..2, prop::option::weighted(0.3, prop::sample::select(vec![1000i64, 60_000, 10_000_000]))).prop_map(|(user, ttl)| Op::Open { user, ttl }),
@@ -269,7 +269,7 @@ impl Model {
 // ---------------------------------------------------------------- the real service
 
 /// Runs a sequence against a controller on `store`; returns what every step showed.
-pub async fn run_sequence(store: Arc<dyn SessionsPersistence>, ops: &[Op]) -> Vec<Obs> {
+pub(crate) async fn run_sequence(store: Arc<dyn SessionsPersistence>, ops: &[Op]) -> Vec<Obs> {
     let clock = Arc::new(ManualClock::new(t0()));
     let options = ControllerOptions {
         expire_timeout: IDLE as u64,
@@ -371,13 +371,13 @@ fn observe(handle: usize, s: &SessionV1) -> Obs {
 }
 
 /// The model's answers for a sequence.
-pub fn model_answers(ops: &[Op]) -> Vec<Obs> {
+pub(crate) fn model_answers(ops: &[Op]) -> Vec<Obs> {
     let mut m = Model::default();
     ops.iter().map(|op| m.step(op)).collect()
 }
 
 /// Sequences shared with the backends' differential tests.
-pub fn sequences() -> impl Strategy<Value = Vec<Op>> {
+pub(crate) fn sequences() -> impl Strategy<Value = Vec<Op>> {
     prop::collection::vec(op(), 1..40)
 }
 

@@ -11,23 +11,23 @@ use std::time::{Duration, Instant};
 const RUN_TEST_SH: &str = "run the suite with `bash test/run.sh`, which installs the original service from npm";
 
 /// The installed `service-sessions-node` package (bin/main.js, config/config.yml).
-pub fn service_dir() -> PathBuf {
+pub(crate) fn service_dir() -> PathBuf {
     let dir = crate::requires::value("SESSIONS_NODE_DIR");
     PathBuf::from(dir)
 }
 
 /// The original's own `config/config.yml`.
-pub fn config_path() -> PathBuf {
+pub(crate) fn config_path() -> PathBuf {
     service_dir().join("config").join("config.yml")
 }
 
 /// A free loopback port.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A running original service with commandable HTTP on a loopback port; killed on drop.
-pub struct NodeService {
+pub(crate) struct NodeService {
     child: Child,
     /// Its HTTP port.
     pub port: u16,
@@ -38,13 +38,13 @@ impl NodeService {
     /// Starts the original with its own `config/config.yml`, `HTTP_ENABLED` on a free port and
     /// the given environment (`MONGO_ENABLED`, `MONGO_SERVICE_URI`, `FILE_ENABLED`, ...), and
     /// waits until it answers.
-    pub async fn start(env: &[(&str, &str)]) -> Self {
+    pub(crate) async fn start(env: &[(&str, &str)]) -> Self {
         Self::start_inner(env, None).await
     }
 
     /// As [`NodeService::start`], with `GRPC_ENABLED` on a free port too (its gRPC endpoint
     /// serves `sessions_v1.proto` and Pip's commandable gRPC); returns the gRPC port as well.
-    pub async fn start_with_grpc(env: &[(&str, &str)]) -> (Self, u16) {
+    pub(crate) async fn start_with_grpc(env: &[(&str, &str)]) -> (Self, u16) {
         let grpc_port = free_port();
         let me = Self::start_inner(env, Some(grpc_port)).await;
         let start = Instant::now();
@@ -97,7 +97,7 @@ impl NodeService {
     }
 
     /// `POST /v1/sessions/<command>`: the status and the body as JSON (`Null` when empty).
-    pub async fn command(&self, command: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn command(&self, command: &str, body: Value) -> (u16, Value) {
         let r = self
             .client
             .post(format!("http://127.0.0.1:{}/v1/sessions/{command}", self.port))
@@ -112,7 +112,7 @@ impl NodeService {
     }
 
     /// Stops the process (SIGKILL: the original does not close on SIGTERM).
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -12,11 +12,11 @@ use std::io::Write;
 use std::sync::Mutex;
 
 /// Set (to anything but `0` or nothing) by `test/run.sh`: every variable is required.
-pub const REQUIRE_ALL: &str = "SESSIONS_TEST_REQUIRE_ALL";
+pub(crate) const REQUIRE_ALL: &str = "SESSIONS_TEST_REQUIRE_ALL";
 
 /// What a test does about one variable.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// It is set: run, with this value.
     Run(String),
     /// It is not set: skip, saying this.
@@ -42,7 +42,7 @@ fn what(name: &str) -> &'static str {
 
 /// The decision for `name` whose value is `value`, when `require_all` says every variable is
 /// required.
-pub fn decide(name: &str, value: Option<&str>, require_all: bool) -> Decision {
+pub(crate) fn decide(name: &str, value: Option<&str>, require_all: bool) -> Decision {
     match value.map(str::trim).filter(|v| !v.is_empty()) {
         Some(v) => Decision::Run(v.to_string()),
         None if require_all => Decision::Fail(format!(
@@ -62,7 +62,7 @@ fn require_all() -> bool {
 ///
 /// # Panics
 /// When `name` is not set and [`REQUIRE_ALL`] is.
-pub fn var(name: &str) -> Option<String> {
+pub(crate) fn var(name: &str) -> Option<String> {
     match decide(name, std::env::var(name).ok().as_deref(), require_all()) {
         Decision::Run(v) => Some(v),
         Decision::Skip(line) => {
@@ -81,7 +81,7 @@ pub fn var(name: &str) -> Option<String> {
 ///
 /// # Panics
 /// When it is not set.
-pub fn value(name: &str) -> String {
+pub(crate) fn value(name: &str) -> String {
     var(name).unwrap_or_else(|| panic!("{name} is not set: a test that needs it must begin with requires!(\"{name}\")"))
 }
 

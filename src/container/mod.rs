@@ -167,7 +167,7 @@ pub(crate) struct ConfiguredStore {
 
 impl ConfiguredStore {
     /// Opens the one persistence component of the configuration.
-    pub async fn open(process: &ProcessContainer, args: &ProcessArgs) -> Result<Self, ApplicationError> {
+    pub(crate) async fn open(process: &ProcessContainer, args: &ProcessArgs) -> Result<Self, ApplicationError> {
         // A configuration naming no store, or several, is refused before anything opens.
         let configured: Vec<Descriptor> = process
             .read_config(args)?
@@ -189,7 +189,7 @@ impl ConfiguredStore {
     }
 
     /// `host:port/database.collection` when the configured store is MongoDB (built, not opened).
-    pub async fn mongodb_target(
+    pub(crate) async fn mongodb_target(
         process: &ProcessContainer,
         args: &ProcessArgs,
     ) -> Result<Option<String>, ApplicationError> {
@@ -200,7 +200,7 @@ impl ConfiguredStore {
     }
 
     /// A name for messages: `file store /data/sessions`, `mongodb store host:27017/app.sessions`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         use crate::persistence::file::SessionsFilePersistence;
         use crate::persistence::mongodb::SessionsMongoDbPersistence;
         let refs = self.container.references();
@@ -214,7 +214,7 @@ impl ConfiguredStore {
     }
 
     /// The folder of a file store.
-    pub fn file_dir(&self) -> Option<std::path::PathBuf> {
+    pub(crate) fn file_dir(&self) -> Option<std::path::PathBuf> {
         use crate::persistence::file::SessionsFilePersistence;
         self.container
             .references()
@@ -223,12 +223,12 @@ impl ConfiguredStore {
     }
 
     /// Whether the store lives only in this process (the memory backend).
-    pub fn is_memory(&self) -> bool {
+    pub(crate) fn is_memory(&self) -> bool {
         self.descriptor.kind() == Some("memory")
     }
 
     /// Closes the store (a file store writes and fsyncs everything first).
-    pub async fn close(self) {
+    pub(crate) async fn close(self) {
         self.container.close(None).await;
     }
 }

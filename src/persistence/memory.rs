@@ -19,10 +19,10 @@ use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
 use std::sync::Arc;
 
-/// The memory persistence component.
 /// Most sessions one step of a bulk operation changes while holding the lock.
 pub const BULK_BATCH: usize = 1000;
 
+/// The memory persistence component.
 #[derive(Debug, Default)]
 pub struct SessionsMemoryPersistence {
     state: Arc<RwLock<SessionsIndex>>,

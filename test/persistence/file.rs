@@ -33,7 +33,7 @@ fn never() -> FileOptions {
     FileOptions { sync: SyncMode::Never, ..FileOptions::default() }
 }
 
-pub async fn subject() -> Subject {
+pub(super) async fn subject() -> Subject {
     let dir = tempfile::tempdir().unwrap();
     let p = opened(&dir.path().join("store"), FileOptions::default()).await;
     Subject { persistence: p.clone(), _guard: Box::new((p, dir)) }

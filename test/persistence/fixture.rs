@@ -14,16 +14,16 @@ use std::sync::Arc;
 
 type Store = Arc<dyn SessionsPersistence>;
 
-pub fn t0() -> DateTime<Utc> {
+pub(crate) fn t0() -> DateTime<Utc> {
     parse_time("2026-01-01T00:00:00.000Z").unwrap()
 }
 
-pub fn at(ms: i64) -> DateTime<Utc> {
+pub(crate) fn at(ms: i64) -> DateTime<Utc> {
     t0() + Duration::milliseconds(ms)
 }
 
 /// A session `id` of `user` last active at `t0 + ms`.
-pub fn session(id: &str, user: &str, ms: i64) -> SessionV1 {
+pub(crate) fn session(id: &str, user: &str, ms: i64) -> SessionV1 {
     let mut s = SessionV1::open(id.to_string(), user.to_string(), at(ms));
     s.user_name = Some(format!("name of {user}"));
     s.address = Some("10.0.0.1".into());
@@ -52,21 +52,21 @@ async fn list(p: &Store, filter: SessionsFilter) -> Vec<String> {
     page.data.into_iter().map(|s| s.id).collect()
 }
 
-pub async fn create_and_get(p: Store) {
+pub(crate) async fn create_and_get(p: Store) {
     let s = session("a1", "u1", 0);
     assert_eq!(p.create(None, s.clone()).await.unwrap(), s);
     assert_eq!(p.get_one_by_id(None, "a1").await.unwrap(), Some(s));
     assert_eq!(p.get_one_by_id(None, "missing").await.unwrap(), None);
 }
 
-pub async fn create_rejects_taken_ids(p: Store) {
+pub(crate) async fn create_rejects_taken_ids(p: Store) {
     p.create(None, session("a1", "u1", 0)).await.unwrap();
     let e = p.create(None, session("a1", "u2", 5)).await.unwrap_err();
     assert_eq!((e.code.as_str(), e.status), ("SESSION_EXISTS", 409));
     assert_eq!(p.get_one_by_id(None, "a1").await.unwrap().unwrap().user_id, "u1");
 }
 
-pub async fn store_data_replaces_and_bumps(p: Store) {
+pub(crate) async fn store_data_replaces_and_bumps(p: Store) {
     let s = session("a1", "u1", 0);
     seed(&p, vec![s.clone()]).await;
     let out =
@@ -79,7 +79,7 @@ pub async fn store_data_replaces_and_bumps(p: Store) {
     assert_eq!(p.get_one_by_id(None, "a1").await.unwrap(), Some(expected));
 }
 
-pub async fn update_user_replaces(p: Store) {
+pub(crate) async fn update_user_replaces(p: Store) {
     seed(&p, vec![session("a1", "u1", 0)]).await;
     let out = p
         .update(None, "a1", &update(WriteCondition::default(), SessionChange::UpdateUser(json!("bob")), 7))
@@ -92,7 +92,7 @@ pub async fn update_user_replaces(p: Store) {
     );
 }
 
-pub async fn close_clears_payload(p: Store) {
+pub(crate) async fn close_clears_payload(p: Store) {
     seed(&p, vec![session("a1", "u1", 0)]).await;
     let out = p.update(None, "a1", &update(WriteCondition::default(), SessionChange::Close, 9)).await.unwrap();
     let UpdateOutcome::Updated(s) = out else { panic!("not updated: {out:?}") };
@@ -103,7 +103,7 @@ pub async fn close_clears_payload(p: Store) {
     assert_eq!(p.get_one_by_id(None, "a1").await.unwrap(), Some(s));
 }
 
-pub async fn conditions_fail_with_current_record(p: Store) {
+pub(crate) async fn conditions_fail_with_current_record(p: Store) {
     let mut closed = session("c1", "u1", 0);
     closed.active = false;
     closed.close_time = Some(at(1));
@@ -146,7 +146,7 @@ async fn seed_mixed(p: &Store) {
     seed(p, vec![session("a1", "u1", 100), session("a2", "u1", 200), c, session("a3", "u2", 400)]).await;
 }
 
-pub async fn filter_by_each_field(p: Store) {
+pub(crate) async fn filter_by_each_field(p: Store) {
     seed_mixed(&p).await;
     let f = |v: Value| SessionsFilter::from_value(Some(&v)).unwrap();
     assert_eq!(list(&p, f(json!({}))).await, ["a3", "c1", "a2", "a1"]);
@@ -160,7 +160,7 @@ pub async fn filter_by_each_field(p: Store) {
     assert_eq!(list(&p, f(json!({"user_id": "u2", "active": "no"}))).await, ["c1"]);
 }
 
-pub async fn time_window_bounds(p: Store) {
+pub(crate) async fn time_window_bounds(p: Store) {
     seed_mixed(&p).await;
     let f = |from: Option<i64>, to: Option<i64>| SessionsFilter {
         from_time: from.map(at),
@@ -180,7 +180,7 @@ pub async fn time_window_bounds(p: Store) {
     assert_eq!(list(&p, open).await, ["a2", "a1"]);
 }
 
-pub async fn order_is_time_desc_then_id(p: Store) {
+pub(crate) async fn order_is_time_desc_then_id(p: Store) {
     seed(&p, vec![session("b", "u1", 10), session("c", "u1", 20), session("a", "u1", 10), session("d", "u2", 20)])
         .await;
     assert_eq!(list(&p, SessionsFilter::default()).await, ["c", "d", "a", "b"]);
@@ -188,7 +188,7 @@ pub async fn order_is_time_desc_then_id(p: Store) {
     assert_eq!(list(&p, u1).await, ["c", "a", "b"]);
 }
 
-pub async fn paging_and_totals(p: Store) {
+pub(crate) async fn paging_and_totals(p: Store) {
     let sessions: Vec<SessionV1> =
         (0..150).map(|i| session(&format!("s{i:03}"), if i % 3 == 0 { "x" } else { "y" }, i)).collect();
     seed(&p, sessions).await;
@@ -211,7 +211,7 @@ pub async fn paging_and_totals(p: Store) {
     assert_eq!(page.total, Some(50));
 }
 
-pub async fn list_leaves_out_payload(p: Store) {
+pub(crate) async fn list_leaves_out_payload(p: Store) {
     seed(&p, vec![session("a1", "u1", 0)]).await;
     let page = p.get_page_by_filter(None, &SessionsFilter::default(), &PagingParams::default()).await.unwrap();
     assert_eq!(page.data, vec![session("a1", "u1", 0).without_payload()]);
@@ -219,7 +219,7 @@ pub async fn list_leaves_out_payload(p: Store) {
     assert!(json.get("user").is_none() && json.get("data").is_none());
 }
 
-pub async fn close_expired_respects_cutoff(p: Store) {
+pub(crate) async fn close_expired_respects_cutoff(p: Store) {
     let mut closed = session("c1", "u1", 0);
     closed.active = false;
     closed.close_time = Some(at(0));
@@ -239,7 +239,7 @@ pub async fn close_expired_respects_cutoff(p: Store) {
     assert_eq!(p.close_expired(None, at(10_000), at(10_000)).await.unwrap(), 2);
 }
 
-pub async fn delete_returns_record(p: Store) {
+pub(crate) async fn delete_returns_record(p: Store) {
     let s = session("a1", "u1", 0);
     seed(&p, vec![s.clone(), session("a2", "u1", 1)]).await;
     assert_eq!(p.delete_by_id(None, "a1").await.unwrap(), Some(s));
@@ -249,7 +249,7 @@ pub async fn delete_returns_record(p: Store) {
     assert_eq!(list(&p, u1).await, ["a2"]);
 }
 
-pub async fn concurrent_writes_lose_nothing(p: Store) {
+pub(crate) async fn concurrent_writes_lose_nothing(p: Store) {
     seed(&p, vec![session("a1", "u1", 0)]).await;
     let mut tasks = Vec::new();
     for i in 0..50 {
@@ -287,7 +287,7 @@ pub async fn concurrent_writes_lose_nothing(p: Store) {
     assert_eq!(wins, 1);
 }
 
-pub async fn values_round_trip_exactly(p: Store) {
+pub(crate) async fn values_round_trip_exactly(p: Store) {
     let cases = [
         json!(false),
         json!(0),
@@ -317,7 +317,7 @@ pub async fn values_round_trip_exactly(p: Store) {
     }
 }
 
-pub async fn scan_walks_whole_sessions_in_list_order(p: Store) {
+pub(crate) async fn scan_walks_whole_sessions_in_list_order(p: Store) {
     seed_mixed(&p).await;
     let mut tied = session("t0", "u9", 700);
     tied.data = Some(json!({"big": 9007199254740993_i64, "$k": {"a.b": [false, 0, ""]}}));
@@ -341,7 +341,7 @@ pub async fn scan_walks_whole_sessions_in_list_order(p: Store) {
     assert_eq!(p.scan(None, None, 0).await.unwrap(), Vec::<SessionV1>::new());
 }
 
-pub async fn clear_empties(p: Store) {
+pub(crate) async fn clear_empties(p: Store) {
     seed_mixed(&p).await;
     p.clear(None).await.unwrap();
     assert_eq!(list(&p, SessionsFilter::default()).await, Vec::<String>::new());
@@ -356,7 +356,7 @@ fn expiring(id: &str, user: &str, ms: i64, expire_ms: i64) -> SessionV1 {
     s
 }
 
-pub async fn expire_time_decides_liveness(p: Store) {
+pub(crate) async fn expire_time_decides_liveness(p: Store) {
     seed(&p, vec![expiring("a", "u1", 0, 1000), expiring("b", "u1", 500, 5000), session("legacy", "u1", 0)]).await;
     let alive = |t: i64| WriteCondition {
         require_active: true,
@@ -403,7 +403,7 @@ pub async fn expire_time_decides_liveness(p: Store) {
     assert_eq!((closed.active, closed.expire_time, closed.close_time), (false, None, Some(at(4600))));
 }
 
-pub async fn conditional_delete(p: Store) {
+pub(crate) async fn conditional_delete(p: Store) {
     let s = session("a1", "u1", 0);
     seed(&p, vec![s.clone()]).await;
     let stale = WriteCondition { expected_version: Some(7), ..Default::default() };
@@ -417,7 +417,7 @@ fn limit(max: u64, policy: LimitPolicy, ms: i64) -> SessionLimit {
     SessionLimit { max, policy, now: at(ms), idle_cutoff: None }
 }
 
-pub async fn per_user_limit_deny_and_close_oldest(p: Store) {
+pub(crate) async fn per_user_limit_deny_and_close_oldest(p: Store) {
     for (i, id) in ["a", "b", "c"].iter().enumerate() {
         p.create_limited(None, session(id, "u1", i as i64 * 10), &limit(3, LimitPolicy::Deny, 100)).await.unwrap();
     }
@@ -439,7 +439,7 @@ pub async fn per_user_limit_deny_and_close_oldest(p: Store) {
     assert!(!p.get_one_by_id(None, "old").await.unwrap().unwrap().active);
 }
 
-pub async fn concurrent_opens_respect_the_limit(p: Store) {
+pub(crate) async fn concurrent_opens_respect_the_limit(p: Store) {
     let mut tasks = Vec::new();
     for i in 0..20 {
         let p = p.clone();
@@ -475,7 +475,7 @@ async fn open_count(p: &Store) -> u64 {
 /// cap open (an atomic backend admits exactly one; the generic insert-count-undo may refuse all);
 /// closed sessions do not count; a per-user `CloseOldest` that closes one to make room is
 /// admitted at the cap; every refusal is 503 `MAX_SESSIONS` and leaves nothing behind.
-pub async fn concurrent_opens_respect_the_total_cap(p: Store) {
+pub(crate) async fn concurrent_opens_respect_the_total_cap(p: Store) {
     seed(&p, (0..4).map(|i| session(&format!("o{i}"), &format!("u{i}"), i)).collect()).await;
     let mut closed = session("closed", "u0", 5);
     closed.active = false;
@@ -513,7 +513,7 @@ pub async fn concurrent_opens_respect_the_total_cap(p: Store) {
     assert_eq!(open_count(&p).await, 5);
 }
 
-pub async fn close_user_sessions_except_one(p: Store) {
+pub(crate) async fn close_user_sessions_except_one(p: Store) {
     let mut closed = session("c", "u1", 5);
     closed.active = false;
     closed.close_time = Some(at(5));
@@ -527,7 +527,7 @@ pub async fn close_user_sessions_except_one(p: Store) {
     assert_eq!(p.close_user_sessions(None, "nobody", None, at(200)).await.unwrap(), 0);
 }
 
-pub async fn purge_deletes_oldest_closed_in_batches(p: Store) {
+pub(crate) async fn purge_deletes_oldest_closed_in_batches(p: Store) {
     let mut all = Vec::new();
     for i in 0..7 {
         let mut s = session(&format!("c{i}"), "u1", i * 100);
@@ -546,7 +546,7 @@ pub async fn purge_deletes_oldest_closed_in_batches(p: Store) {
     assert!(p.get_one_by_id(None, "open").await.unwrap().is_some(), "open sessions are never purged");
 }
 
-pub async fn rotate_moves_the_session(p: Store) {
+pub(crate) async fn rotate_moves_the_session(p: Store) {
     seed(&p, vec![session("old", "u1", 0), session("taken", "u1", 0)]).await;
     let cond = WriteCondition { require_active: true, expected_version: Some(1), ..Default::default() };
     let out = p.rotate_id(None, "old", "new", &update(cond, SessionChange::Touch, 50)).await.unwrap();

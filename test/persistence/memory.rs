@@ -4,7 +4,7 @@ use super::Subject;
 use service_sessions::persistence::memory::SessionsMemoryPersistence;
 use std::sync::Arc;
 
-pub async fn subject() -> Subject {
+pub(super) async fn subject() -> Subject {
     Subject { persistence: Arc::new(SessionsMemoryPersistence::new()), _guard: Box::new(()) }
 }
 

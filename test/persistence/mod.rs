@@ -8,21 +8,22 @@
 //! is not set (see `requires.rs`).
 
 mod file;
-pub mod fixture;
+pub(crate) mod fixture;
 mod memory;
-pub mod mongodb;
-pub mod redis;
+pub(crate) mod mongodb;
+pub(crate) mod redis;
 
 use service_sessions::persistence::SessionsPersistence;
 use std::any::Any;
 use std::sync::Arc;
 
 /// A fresh store under test, plus whatever must live as long as it (a temp folder, a server).
-pub struct Subject {
+pub(crate) struct Subject {
     pub persistence: Arc<dyn SessionsPersistence>,
     pub _guard: Box<dyn Any + Send + Sync>,
 }
 
+/// Expands to one `#[tokio::test]` per fixture case for a backend (see the module doc).
 #[macro_export]
 macro_rules! conformance_tests {
     ($name:ident, $factory:path) => {

@@ -32,12 +32,12 @@ const DATABASE: &str = "service_sessions_test";
 const RUN_TEST_SH: &str = "run the suite with `bash test/run.sh`, which starts a MongoDB-compatible test server";
 
 /// The shared test deployment.
-pub fn mongodb_uri() -> String {
+pub(crate) fn mongodb_uri() -> String {
     crate::requires::value("MONGODB_URI")
 }
 
 /// A collection name no other test (or earlier run against the same deployment) uses.
-pub fn unique_name(prefix: &str) -> String {
+pub(crate) fn unique_name(prefix: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
     format!("{prefix}_{}_{nanos}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
@@ -68,7 +68,7 @@ where
 }
 
 /// An opened store on `collection` of the shared deployment, ready (indexes created).
-pub async fn open_store(collection: &str) -> Arc<SessionsMongoDbPersistence> {
+pub(crate) async fn open_store(collection: &str) -> Arc<SessionsMongoDbPersistence> {
     let p = Arc::new(SessionsMongoDbPersistence::from_config(&config(&mongodb_uri(), collection, 5000)).unwrap());
     p.open(None).await.unwrap();
     eventually(&format!("MongoDB at MONGODB_URI ready ({RUN_TEST_SH})"), Duration::from_secs(30), || async {
@@ -79,7 +79,7 @@ pub async fn open_store(collection: &str) -> Arc<SessionsMongoDbPersistence> {
 }
 
 /// Drops the test's collection and closes the store when the test ends (also on failure).
-pub struct DropCollection(pub Arc<SessionsMongoDbPersistence>);
+pub(crate) struct DropCollection(pub Arc<SessionsMongoDbPersistence>);
 
 impl Drop for DropCollection {
     fn drop(&mut self) {
@@ -95,7 +95,7 @@ impl Drop for DropCollection {
     }
 }
 
-pub async fn subject() -> Subject {
+pub(crate) async fn subject() -> Subject {
     let p = open_store(&unique_name("conformance")).await;
     Subject { persistence: p.clone(), _guard: Box::new(DropCollection(p)) }
 }

@@ -41,22 +41,22 @@ const CENTURY_MS: u64 = 100 * 365 * 86_400_000;
 
 /// Where a store lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Deployment {
+pub(crate) enum Deployment {
     Standalone,
     Cluster,
 }
 
-pub fn redis_uri() -> String {
+pub(crate) fn redis_uri() -> String {
     crate::requires::value("REDIS_URI")
 }
 
-pub fn cluster_nodes() -> Vec<String> {
+pub(crate) fn cluster_nodes() -> Vec<String> {
     let nodes = crate::requires::value("REDIS_CLUSTER_NODES");
     nodes.split(',').map(str::to_string).collect()
 }
 
 /// A key prefix no other test (or earlier run) uses.
-pub fn unique_prefix(what: &str) -> String {
+pub(crate) fn unique_prefix(what: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
     format!("test_{what}_{}_{nanos}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
@@ -96,7 +96,11 @@ where
 }
 
 /// An opened, ready store under `prefix`.
-pub async fn open_store_with(deployment: Deployment, prefix: &str, options: Value) -> Arc<SessionsRedisPersistence> {
+pub(crate) async fn open_store_with(
+    deployment: Deployment,
+    prefix: &str,
+    options: Value,
+) -> Arc<SessionsRedisPersistence> {
     let p = Arc::new(SessionsRedisPersistence::from_config(&config(deployment, prefix, options)).unwrap());
     p.open(None).await.unwrap();
     eventually(&format!("Redis ({deployment:?}) ready ({RUN_TEST_SH})"), Duration::from_secs(30), || async {
@@ -106,12 +110,12 @@ pub async fn open_store_with(deployment: Deployment, prefix: &str, options: Valu
     p
 }
 
-pub async fn open_store(deployment: Deployment, prefix: &str) -> Arc<SessionsRedisPersistence> {
+pub(crate) async fn open_store(deployment: Deployment, prefix: &str) -> Arc<SessionsRedisPersistence> {
     open_store_with(deployment, prefix, json!({})).await
 }
 
 /// Clears the test's keys and closes the store when the test ends (also on failure).
-pub struct Cleanup(pub Arc<SessionsRedisPersistence>);
+pub(crate) struct Cleanup(pub Arc<SessionsRedisPersistence>);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
@@ -127,12 +131,12 @@ impl Drop for Cleanup {
     }
 }
 
-pub async fn subject() -> Subject {
+pub(crate) async fn subject() -> Subject {
     let p = open_store(Deployment::Standalone, &unique_prefix("conformance")).await;
     Subject { persistence: p.clone(), _guard: Box::new(Cleanup(p)) }
 }
 
-pub async fn cluster_subject() -> Subject {
+pub(crate) async fn cluster_subject() -> Subject {
     let p = open_store(Deployment::Cluster, &unique_prefix("conformance")).await;
     Subject { persistence: p.clone(), _guard: Box::new(Cleanup(p)) }
 }

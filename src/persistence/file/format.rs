@@ -25,26 +25,26 @@ use std::borrow::Borrow;
 use std::path::{Path, PathBuf};
 
 /// First bytes of every log file.
-pub const LOG_MAGIC: &[u8; 8] = b"SSNLOG01";
+pub(super) const LOG_MAGIC: &[u8; 8] = b"SSNLOG01";
 /// First bytes of every snapshot file; a `u64 LE` generation and a `u32 LE` checksum follow.
-pub const SNAPSHOT_MAGIC: &[u8; 8] = b"SSNSNP01";
+pub(super) const SNAPSHOT_MAGIC: &[u8; 8] = b"SSNSNP01";
 /// Size of the snapshot file header.
-pub const SNAPSHOT_HEADER: usize = 20;
+pub(super) const SNAPSHOT_HEADER: usize = 20;
 /// Size of a frame header.
-pub const FRAME_HEADER: usize = 12;
+pub(super) const FRAME_HEADER: usize = 12;
 /// The snapshot file.
-pub const SNAPSHOT_FILE: &str = "sessions.snapshot";
+pub(super) const SNAPSHOT_FILE: &str = "sessions.snapshot";
 /// The snapshot being written (removed at start-up if a crash left it).
-pub const SNAPSHOT_TEMP_FILE: &str = "sessions.snapshot.tmp";
+pub(super) const SNAPSHOT_TEMP_FILE: &str = "sessions.snapshot.tmp";
 /// The lock file.
-pub const LOCK_FILE: &str = "LOCK";
+pub(super) const LOCK_FILE: &str = "LOCK";
 
 /// One change (log) or one stored session (snapshot).
 ///
 /// Records carry whole states, so applying one is idempotent and replay is "last record wins".
 /// `S` is `SessionV1` when reading and `&SessionV1` when writing from the index.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Record<S = SessionV1> {
+pub(super) enum Record<S = SessionV1> {
     /// The new state of a session (created or changed).
     Put(S),
     /// A session was deleted.
@@ -56,12 +56,12 @@ pub enum Record<S = SessionV1> {
 }
 
 /// The name of the log file of a generation.
-pub fn log_file_name(generation: u64) -> String {
+pub(super) fn log_file_name(generation: u64) -> String {
     format!("sessions.{generation:08}.log")
 }
 
 /// The generation of a log file name, if it is one.
-pub fn parse_log_file_name(name: &str) -> Option<u64> {
+pub(super) fn parse_log_file_name(name: &str) -> Option<u64> {
     let digits = name.strip_prefix("sessions.")?.strip_suffix(".log")?;
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -70,7 +70,7 @@ pub fn parse_log_file_name(name: &str) -> Option<u64> {
 }
 
 /// The path of the log file of a generation in `dir`.
-pub fn log_path(dir: &Path, generation: u64) -> PathBuf {
+pub(super) fn log_path(dir: &Path, generation: u64) -> PathBuf {
     dir.join(log_file_name(generation))
 }
 
@@ -160,7 +160,10 @@ fn put_session(buf: &mut Vec<u8>, s: &SessionV1) -> Result<(), serde_json::Error
 ///
 /// # Errors
 /// When a value cannot be serialised (not expected for sessions) or a field exceeds 4 GiB.
-pub fn encode_frame<S: Borrow<SessionV1>>(buf: &mut Vec<u8>, record: &Record<S>) -> Result<(), serde_json::Error> {
+pub(super) fn encode_frame<S: Borrow<SessionV1>>(
+    buf: &mut Vec<u8>,
+    record: &Record<S>,
+) -> Result<(), serde_json::Error> {
     let start = buf.len();
     buf.extend_from_slice(&[0u8; FRAME_HEADER]);
     let body = match record {
@@ -279,7 +282,7 @@ impl<'a> Reader<'a> {
 
 /// What a payload is, read from its first bytes only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Peek<'a> {
+pub(super) enum Peek<'a> {
     /// A session state, with the session id.
     Put(&'a [u8]),
     /// A deletion, with the session id.
@@ -292,7 +295,7 @@ pub enum Peek<'a> {
 
 /// The kind of a payload and its session id, without decoding the rest; `None` if even that much
 /// is not valid.
-pub fn peek_record(payload: &[u8]) -> Option<Peek<'_>> {
+pub(super) fn peek_record(payload: &[u8]) -> Option<Peek<'_>> {
     let mut r = Reader(payload);
     Some(match r.u8()? {
         TAG_PUT | TAG_PUT_V2 => Peek::Put(r.bytes()?),
@@ -304,7 +307,7 @@ pub fn peek_record(payload: &[u8]) -> Option<Peek<'_>> {
 }
 
 /// Decodes a frame's payload; `None` if it is not a whole, valid record.
-pub fn decode_record(payload: &[u8]) -> Option<Record> {
+pub(super) fn decode_record(payload: &[u8]) -> Option<Record> {
     let mut r = Reader(payload);
     let record = match r.u8()? {
         TAG_PUT => Record::Put(r.session(false)?),
@@ -318,7 +321,7 @@ pub fn decode_record(payload: &[u8]) -> Option<Record> {
 }
 
 /// The snapshot file header for a generation.
-pub fn snapshot_header(generation: u64) -> [u8; SNAPSHOT_HEADER] {
+pub(super) fn snapshot_header(generation: u64) -> [u8; SNAPSHOT_HEADER] {
     let mut h = [0u8; SNAPSHOT_HEADER];
     h[..8].copy_from_slice(SNAPSHOT_MAGIC);
     h[8..16].copy_from_slice(&generation.to_le_bytes());
@@ -328,7 +331,7 @@ pub fn snapshot_header(generation: u64) -> [u8; SNAPSHOT_HEADER] {
 }
 
 /// The generation in a snapshot file header, if the header is valid.
-pub fn parse_snapshot_header(bytes: &[u8]) -> Option<u64> {
+pub(super) fn parse_snapshot_header(bytes: &[u8]) -> Option<u64> {
     let h = bytes.get(..SNAPSHOT_HEADER)?;
     if &h[..8] != SNAPSHOT_MAGIC || crc32fast::hash(&h[..16]).to_le_bytes() != h[16..20] {
         return None;
@@ -340,7 +343,7 @@ pub fn parse_snapshot_header(bytes: &[u8]) -> Option<u64> {
 
 /// Why a scan of frames stopped early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Damage {
+pub(super) enum Damage {
     /// The file ends inside a frame (or in zeros): an append cut short by a crash.
     Torn {
         /// Offset of the first byte of the incomplete frame.
@@ -358,7 +361,7 @@ pub enum Damage {
 /// An iterator over the frames of a buffer, yielding `(offset, payload)` and stopping at the
 /// first [`Damage`].
 #[derive(Debug)]
-pub struct Frames<'a> {
+pub(super) struct Frames<'a> {
     buf: &'a [u8],
     pos: usize,
     base: u64,
@@ -367,7 +370,7 @@ pub struct Frames<'a> {
 
 impl<'a> Frames<'a> {
     /// Frames of `buf`, whose first byte is at file offset `base`.
-    pub fn new(buf: &'a [u8], base: u64) -> Self {
+    pub(super) fn new(buf: &'a [u8], base: u64) -> Self {
         Self { buf, pos: 0, base, done: false }
     }
 

@@ -29,7 +29,7 @@ const CHUNK: usize = 4096;
 
 /// A store opened for writing.
 #[derive(Debug)]
-pub struct Opened {
+pub(super) struct Opened {
     /// The locked `LOCK` file (the lock lives as long as the handle).
     pub lock: File,
     /// The replayed state.
@@ -53,7 +53,7 @@ fn open_failed(path: &Path, what: &str, e: &io::Error) -> ApplicationError {
 }
 
 /// The `CORRUPT_STORE` error for a file and offset.
-pub fn corrupt(path: &Path, offset: u64, reason: &str) -> ApplicationError {
+pub(super) fn corrupt(path: &Path, offset: u64, reason: &str) -> ApplicationError {
     ApplicationError::file_error(
         "CORRUPT_STORE",
         format!(
@@ -103,7 +103,7 @@ fn lock(dir: &Path) -> Result<File, ApplicationError> {
 ///
 /// # Errors
 /// `FILE_LOCKED`, `CORRUPT_STORE`, `IMPORT_FAILED` or `OPEN_FAILED`.
-pub fn open_store(dir: &Path, import: Option<&Path>) -> Result<Opened, ApplicationError> {
+pub(super) fn open_store(dir: &Path, import: Option<&Path>) -> Result<Opened, ApplicationError> {
     fs::create_dir_all(dir).map_err(|e| open_failed(dir, "create the store folder", &e))?;
     let lock = lock(dir)?;
     let mut logs = Vec::new();
@@ -230,7 +230,7 @@ pub fn open_store(dir: &Path, import: Option<&Path>) -> Result<Opened, Applicati
 ///
 /// # Errors
 /// I/O failures (the file may exist; a new one is never overwritten).
-pub fn create_log(dir: &Path, generation: u64) -> io::Result<File> {
+pub(super) fn create_log(dir: &Path, generation: u64) -> io::Result<File> {
     let path = log_path(dir, generation);
     let mut file = OpenOptions::new().append(true).create_new(true).open(path)?;
     file.write_all(LOG_MAGIC)?;

@@ -12,13 +12,13 @@ use std::path::{Path, PathBuf};
 ///
 /// # Errors
 /// I/O failures.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
 /// A snapshot being written.
 #[derive(Debug)]
-pub struct SnapshotWriter {
+pub(super) struct SnapshotWriter {
     dir: PathBuf,
     file: File,
     buf: Vec<u8>,
@@ -31,7 +31,7 @@ impl SnapshotWriter {
     ///
     /// # Errors
     /// I/O failures.
-    pub fn create(dir: &Path, generation: u64) -> io::Result<Self> {
+    pub(super) fn create(dir: &Path, generation: u64) -> io::Result<Self> {
         let file = OpenOptions::new().write(true).create(true).truncate(true).open(dir.join(SNAPSHOT_TEMP_FILE))?;
         let mut buf = Vec::with_capacity(1 << 20);
         buf.extend_from_slice(&snapshot_header(generation));
@@ -42,7 +42,7 @@ impl SnapshotWriter {
     ///
     /// # Errors
     /// When the session cannot be serialised (not expected).
-    pub fn encode(&mut self, session: &SessionV1) -> io::Result<()> {
+    pub(super) fn encode(&mut self, session: &SessionV1) -> io::Result<()> {
         encode_frame(&mut self.buf, &Record::Put(session)).map_err(io::Error::other)?;
         self.count += 1;
         Ok(())
@@ -52,7 +52,7 @@ impl SnapshotWriter {
     ///
     /// # Errors
     /// I/O failures.
-    pub fn write_out(&mut self) -> io::Result<()> {
+    pub(super) fn write_out(&mut self) -> io::Result<()> {
         self.file.write_all(&self.buf)?;
         self.bytes += self.buf.len() as u64;
         self.buf.clear();
@@ -60,7 +60,7 @@ impl SnapshotWriter {
     }
 
     /// Sessions encoded so far.
-    pub fn count(&self) -> u64 {
+    pub(super) fn count(&self) -> u64 {
         self.count
     }
 
@@ -68,7 +68,7 @@ impl SnapshotWriter {
     ///
     /// # Errors
     /// I/O failures (the temp file is left for start-up to remove).
-    pub fn finish(mut self) -> io::Result<u64> {
+    pub(super) fn finish(mut self) -> io::Result<u64> {
         encode_frame(&mut self.buf, &Record::<&SessionV1>::End(self.count)).map_err(io::Error::other)?;
         self.write_out()?;
         self.file.sync_all()?;
@@ -78,7 +78,7 @@ impl SnapshotWriter {
     }
 
     /// Gives up and removes the temp file.
-    pub fn abandon(self) {
+    pub(super) fn abandon(self) {
         let _ = fs::remove_file(self.dir.join(SNAPSHOT_TEMP_FILE));
     }
 }

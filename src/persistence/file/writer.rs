@@ -33,11 +33,11 @@ const MAX_BATCH_BYTES: usize = 8 << 20;
 
 /// How often a failed store probes whether it can write again, and an idle one checks that its
 /// files are still there.
-pub const RECOVER_INTERVAL: Duration = Duration::from_millis(1000);
+pub(super) const RECOVER_INTERVAL: Duration = Duration::from_millis(1000);
 
 /// What the writer is asked to do.
 #[derive(Debug)]
-pub enum Command {
+pub(super) enum Command {
     /// Append records; `ack` gets `true` once they are written (and fsynced under `always`).
     Append {
         /// The records, in order.
@@ -59,7 +59,7 @@ pub enum Command {
 
 /// Counters and signals shared by the writer, the compactor and the component.
 #[derive(Debug)]
-pub struct IoStatus {
+pub(super) struct IoStatus {
     /// Set after a failed write; the store refuses writes until the writer recovers.
     pub failed: AtomicBool,
     /// Set when the folder or the active log disappeared or was replaced: writes are refused and
@@ -79,7 +79,7 @@ pub struct IoStatus {
 
 impl IoStatus {
     /// Fresh counters.
-    pub fn new(compact_threshold: u64) -> Self {
+    pub(super) fn new(compact_threshold: u64) -> Self {
         Self {
             failed: AtomicBool::new(false),
             lost: AtomicBool::new(false),
@@ -94,14 +94,14 @@ impl IoStatus {
     /// Whether the logs outgrew both the threshold and half the snapshot: compaction work stays
     /// proportional to the writes that caused it, and start-up replays at most about 1.5 times
     /// the live data.
-    pub fn wants_compaction(&self) -> bool {
+    pub(super) fn wants_compaction(&self) -> bool {
         let limit = self.compact_threshold.max(self.snapshot_bytes.load(Ordering::Relaxed) / 2);
         !self.failed.load(Ordering::Relaxed) && self.log_bytes.load(Ordering::Relaxed) >= limit
     }
 }
 
 /// The `WRITE_FAILED` error (no paths or data: it reaches clients).
-pub fn write_failed() -> ApplicationError {
+pub(super) fn write_failed() -> ApplicationError {
     ApplicationError::file_error("WRITE_FAILED", "The sessions store cannot write now; it serves reads only")
 }
 
@@ -119,7 +119,7 @@ fn identity(_m: &std::fs::Metadata) -> Option<(u64, u64)> {
 
 /// The writer thread's state.
 #[derive(Debug)]
-pub struct LogWriter {
+pub(super) struct LogWriter {
     dir: PathBuf,
     file: File,
     generation: u64,
@@ -138,7 +138,7 @@ pub struct LogWriter {
 
 impl LogWriter {
     /// A writer appending to `file`, the log of `generation` in `dir`.
-    pub fn new(
+    pub(super) fn new(
         dir: PathBuf,
         file: File,
         generation: u64,
@@ -234,7 +234,7 @@ impl LogWriter {
     ///
     /// # Errors
     /// `WRITE_FAILED` if any write failed while open or the final fsync fails.
-    pub fn run(mut self, rx: &Receiver<Command>) -> Result<(), ApplicationError> {
+    pub(super) fn run(mut self, rx: &Receiver<Command>) -> Result<(), ApplicationError> {
         loop {
             if self.failed() && !self.status.lost.load(Ordering::Acquire) {
                 match rx.recv_timeout(RECOVER_INTERVAL) {
@@ -426,7 +426,7 @@ impl LogWriter {
 ///
 /// # Errors
 /// When the OS cannot start a thread.
-pub fn spawn(
+pub(super) fn spawn(
     writer: LogWriter,
     rx: Receiver<Command>,
 ) -> io::Result<std::thread::JoinHandle<Result<(), ApplicationError>>> {

@@ -108,6 +108,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::OnceCell;
 
+/// The MongoDB persistence component.
 pub struct SessionsMongoDbPersistence {
     shared: Arc<Shared>,
     connector: OwnedTask,

@@ -66,7 +66,7 @@ fn by_id(summary: &str, operation_id: &str, base: &str, write: bool, body: Optio
 }
 
 /// The OpenAPI document of the REST API under `base_route`.
-pub fn rest_openapi(title: &str, description: Option<&str>, base_route: &str) -> Value {
+pub(super) fn rest_openapi(title: &str, description: Option<&str>, base_route: &str) -> Value {
     let base = base_route.trim_matches('/');
     let path = |sub: &str| join_route(base, sub);
     let any = json!({"description": "Any JSON value"});
