@@ -80,6 +80,10 @@ impl ProcessContainer {
 
     /// Runs until SIGINT/SIGTERM; returns the process exit code.
     pub async fn run(self, args: ProcessArgs) -> i32 {
+        // Listening for the stop signals before anything opens: a SIGTERM that arrives while the
+        // components start (an orchestrator giving up on a slow start, a test that stops the
+        // process as soon as it listens) stops it gracefully instead of killing it outright.
+        let stop = StopSignals::listen();
         let text = match std::fs::read_to_string(&args.config) {
             Ok(t) => t,
             Err(e) => {
@@ -104,7 +108,7 @@ impl ProcessContainer {
             super::log::install(level, super::log::LogFormat::Text);
         }
         tracing::info!("Press Control-C to stop the microservice...");
-        wait_for_signal().await;
+        stop.wait().await;
         tracing::info!("Stopping the microservice.");
         let _ = tokio::time::timeout(Duration::from_secs(60), container.close(Some(&self.name))).await;
         tracing::info!("Goodbye!");
@@ -193,25 +197,53 @@ fn selected(configs: Vec<ComponentConfig>, select: &Descriptor) -> Vec<Component
     configs.into_iter().filter(|c| c.descriptor.matches(select)).collect()
 }
 
-async fn wait_for_signal() {
+/// SIGINT and SIGTERM, listened for from the moment this is made (a signal that arrives before
+/// [`StopSignals::wait`] is kept, not lost to the default action).
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {},
-                    _ = term.recv() => {},
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Self { terminate: signal(SignalKind::terminate()).ok(), interrupt: signal(SignalKind::interrupt()).ok() }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    /// Until either signal arrives (or came already).
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        {
+            if self.terminate.is_none() && self.interrupt.is_none() {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+            async fn next(s: &mut Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                _ = next(&mut self.terminate) => {},
+                _ = next(&mut self.interrupt) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
