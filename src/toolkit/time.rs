@@ -105,6 +105,11 @@ impl TimeText {
         Some(Self(b))
     }
 
+    /// The text as bytes (ASCII), without `as_str`'s UTF-8 check.
+    pub fn as_bytes(&self) -> &[u8; 24] {
+        &self.0
+    }
+
     /// The text.
     pub fn as_str(&self) -> &str {
         // Only ASCII digits and separators are ever written.
