@@ -59,7 +59,7 @@ pub trait WriteJson {
 /// Appends a JSON string: copied as is when nothing needs escaping (the usual case), else
 /// escaped exactly as serde_json does.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if !needs_escape(s.as_bytes()) {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
@@ -67,6 +67,27 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     } else {
         write_value(out, &s);
     }
+}
+
+/// Whether any byte is a control character, `"` or `\\` (what JSON escapes), eight bytes at a
+/// time: a byte below `n` (for `n` <= 128) sets its high bit in `(x - n * ONES) & !x`, and a
+/// zero byte (of `x` xor the character) does so in `(y - ONES) & !y`; neither borrow makes a
+/// false hit when no byte qualifies.
+fn needs_escape(s: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = s.chunks_exact(8);
+    for chunk in &mut chunks {
+        let x = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).unwrap_or([0; 8]));
+        let (quote, backslash) = (x ^ (ONES * u64::from(b'"')), x ^ (ONES * u64::from(b'\\')));
+        let hit = (x.wrapping_sub(ONES * 0x20) & !x)
+            | (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash);
+        if hit & HIGH != 0 {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// Appends an optional string (`null` for none).
@@ -82,7 +103,7 @@ pub fn write_time(out: &mut Vec<u8>, t: &DateTime<Utc>) {
     match TimeText::new(t) {
         Some(text) => {
             out.push(b'"');
-            out.extend_from_slice(text.as_str().as_bytes());
+            out.extend_from_slice(text.as_bytes());
             out.push(b'"');
         }
         None => write_str(out, &super::time::format_time(*t)),
@@ -129,6 +150,33 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn needs_escape_finds_every_escaped_byte() {
+        let slow = |s: &[u8]| s.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+        for len in 0..20 {
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut s = vec![b'a'; len];
+                    s[at] = b;
+                    assert_eq!(needs_escape(&s), slow(&s), "{s:?}");
+                }
+            }
+        }
+        // Neighbouring bytes, whose borrows could meet.
+        for at in 0..15 {
+            for a in 0..=255u8 {
+                for b in 0..=255u8 {
+                    let mut s = [0x7fu8; 16];
+                    (s[at], s[at + 1]) = (a, b);
+                    assert_eq!(needs_escape(&s), slow(&s), "{s:?}");
+                }
+            }
+        }
+        let mut out = Vec::new();
+        write_str(&mut out, "0123456789abcdef\"\u{1}\u{80}é");
+        assert_eq!(out, serde_json::to_vec("0123456789abcdef\"\u{1}\u{80}é").unwrap());
+    }
 
     #[test]
     fn rfc_7396_appendix_a() {

@@ -6,8 +6,9 @@
 //! `pip-services:clock:manual:default:1.0` — and move time forward instead of sleeping.
 
 use crate::toolkit::component::Component;
-use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, TimeZone, Timelike, Utc};
 use parking_lot::Mutex;
+use std::cell::Cell;
 
 /// A source of the current time.
 pub trait Clock: Send + Sync {
@@ -79,45 +80,34 @@ pub fn format_time(t: DateTime<Utc>) -> String {
 pub struct TimeText([u8; 24]);
 
 impl TimeText {
-    /// The text of `t`, or `None` outside the years 0–9999 or inside a leap second. Computed
-    /// from the millisecond timestamp with integer civil-calendar arithmetic (H. Hinnant's
-    /// `civil_from_days`), without chrono's per-field conversions.
+    /// The text of `t`, or `None` outside the years 0–9999 or inside a leap second.
+    ///
+    /// The time of day comes straight from chrono's stored fields (seconds from midnight and
+    /// nanoseconds); the date part is remembered per thread for the last date formatted, since
+    /// the times of a page mostly share a day, and is otherwise built from chrono's year, month
+    /// and day.
     pub fn new(t: &DateTime<Utc>) -> Option<Self> {
-        if t.timestamp_subsec_nanos() >= 1_000_000_000 {
-            return None;
-        }
-        let ms = t.timestamp_millis();
-        let (days, in_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
-        if !(0..=9999).contains(&year) {
+        let naive = t.naive_utc();
+        let time = naive.time();
+        let nanos = time.nanosecond();
+        if nanos >= 1_000_000_000 {
             return None;
         }
         let mut b = *b"0000-00-00T00:00:00.000Z";
-        // Every value is in 0..100 here; two digits at a time.
-        let mut two = |at: usize, v: i64| {
-            let v = u8::try_from(v).unwrap_or(0);
-            b[at] = b'0' + v / 10;
-            b[at + 1] = b'0' + v % 10;
-        };
-        two(0, year / 100);
-        two(2, year % 100);
-        two(5, month);
-        two(8, day);
-        two(11, in_day / 3_600_000);
-        two(14, in_day / 60_000 % 60);
-        two(17, in_day / 1000 % 60);
-        let ms = in_day % 1000;
-        two(20, ms / 10); // the first two of the three digits
+        b[..10].copy_from_slice(&date_text(naive.date())?);
+        let secs = time.num_seconds_from_midnight();
+        two(&mut b, 11, secs / 3600);
+        two(&mut b, 14, secs / 60 % 60);
+        two(&mut b, 17, secs % 60);
+        let ms = nanos / 1_000_000;
+        two(&mut b, 20, ms / 10); // the first two of the three digits
         b[22] = b'0' + u8::try_from(ms % 10).unwrap_or(0);
         Some(Self(b))
+    }
+
+    /// The text as bytes (ASCII), without `as_str`'s UTF-8 check.
+    pub fn as_bytes(&self) -> &[u8; 24] {
+        &self.0
     }
 
     /// The text.
@@ -125,6 +115,33 @@ impl TimeText {
         // Only ASCII digits and separators are ever written.
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
+}
+
+/// Writes `v` (in 0..100) as two digits at `at`.
+fn two(b: &mut [u8], at: usize, v: u32) {
+    let v = u8::try_from(v).unwrap_or(0);
+    b[at] = b'0' + v / 10;
+    b[at + 1] = b'0' + v % 10;
+}
+
+/// `YYYY-MM-DD` of a date in the years 0–9999, remembering the last one per thread.
+fn date_text(date: NaiveDate) -> Option<[u8; 10]> {
+    thread_local! {
+        static LAST: Cell<Option<(NaiveDate, [u8; 10])>> = const { Cell::new(None) };
+    }
+    LAST.with(|last| match last.get() {
+        Some((d, text)) if d == date => Some(text),
+        _ => {
+            let year = u32::try_from(date.year()).ok().filter(|y| *y <= 9999)?;
+            let mut b = *b"0000-00-00";
+            two(&mut b, 0, year / 100);
+            two(&mut b, 2, year % 100);
+            two(&mut b, 5, date.month());
+            two(&mut b, 8, date.day());
+            last.set(Some((date, b)));
+            Some(b)
+        }
+    })
 }
 
 /// Parses an RFC 3339 / ISO 8601 date-time (a bare date means midnight UTC), truncated to ms.
@@ -247,6 +264,18 @@ mod tests {
         let far = Utc.timestamp_millis_opt(253_402_300_800_000).unwrap();
         assert!(TimeText::new(&far).is_none());
         assert_eq!(format_time(far), far.to_rfc3339_opts(SecondsFormat::Millis, true));
+    }
+
+    #[test]
+    fn remembered_date_follows_the_date() {
+        let a = parse_time("2026-03-04T05:06:07.089Z").unwrap();
+        let day = chrono::Duration::days(1);
+        let ms = chrono::Duration::milliseconds(1);
+        for t in [a, a + ms, a + day, a - day * 400, a - ms * 18_367_090, a] {
+            assert_eq!(format_time(t), t.to_rfc3339_opts(SecondsFormat::Millis, true));
+        }
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31).unwrap().and_hms_milli_opt(23, 59, 59, 1_500).unwrap();
+        assert!(TimeText::new(&leap.and_utc()).is_none());
     }
 
     #[test]
