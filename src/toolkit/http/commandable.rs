@@ -156,10 +156,20 @@ pub fn check_json_content_type(request: &HttpRequest) -> Result<(), ApplicationE
         return Ok(());
     }
     let ct = request.header(warp::http::header::CONTENT_TYPE).unwrap_or("");
-    let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if media == "application/json" || (media.starts_with("application/") && media.ends_with("+json")) {
+    let media = ct.split(';').next().unwrap_or("").trim();
+    // Compared without lowercasing a copy: this runs on every command.
+    let starts = |prefix: &str| media.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix));
+    let ends = |suffix: &str| {
+        media
+            .len()
+            .checked_sub(suffix.len())
+            .and_then(|i| media.get(i..))
+            .is_some_and(|s| s.eq_ignore_ascii_case(suffix))
+    };
+    if media.eq_ignore_ascii_case("application/json") || (starts("application/") && ends("+json")) {
         return Ok(());
     }
+    let media = media.to_ascii_lowercase();
     let shown = if media.is_empty() { "(none)".to_string() } else { media.chars().take(64).collect() };
     Err(ApplicationError::unsupported(
         "UNSUPPORTED_MEDIA_TYPE",
