@@ -15,6 +15,10 @@
 //! PAGES=100000 perf stat -e instructions -x, target/release/deps/index_page-* --bench
 //! ```
 //!
+//! Where `perf stat` reports instructions as `<not supported>` (virtual machines without
+//! hardware counters), `valgrind --tool=callgrind` counts them instead (with fewer sessions and
+//! pages: `SESSIONS=100000 USERS=1000 PAGES=0|2000`).
+//!
 //! `cargo bench --bench index_page`; under `cargo test` it does nothing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
