@@ -139,3 +139,25 @@ async fn answer(r: reqwest::Response) -> Answer {
     let body = r.text().await.expect("body");
     Answer { status, headers, body }
 }
+
+/// Readiness as `/ready` reports it.
+pub(crate) async fn ready(app: &TestApp) -> bool {
+    app.request(reqwest::Method::GET, "/ready").await.status == 200
+}
+
+/// A command while the store is down: answered 503 `NoResponse`/`STORE_UNAVAILABLE` within the
+/// store's `call_timeout` plus a margin.
+pub(crate) async fn assert_store_unavailable(
+    app: &TestApp,
+    call_timeout: std::time::Duration,
+    command: &str,
+    body: Value,
+) {
+    let start = std::time::Instant::now();
+    let a = app.command(command, body).await;
+    let took = start.elapsed();
+    assert_eq!(a.status, 503, "{command}: {}", a.body);
+    let e = a.json();
+    assert_eq!((e["category"].as_str(), e["code"].as_str()), (Some("NoResponse"), Some("STORE_UNAVAILABLE")));
+    assert!(took < call_timeout + std::time::Duration::from_millis(1500), "{command} took {took:?}");
+}

@@ -13,7 +13,7 @@
 //! real times.
 
 use super::Subject;
-use crate::helpers::{spawn_app, TestApp};
+use crate::helpers::{assert_store_unavailable, ready, spawn_app};
 use chrono::{Duration as Ms, Utc};
 use redis::AsyncCommands;
 use serde_json::{json, Value};
@@ -499,21 +499,6 @@ fn redis_service_yaml(uri: &str) -> String {
     )
 }
 
-async fn ready(app: &TestApp) -> bool {
-    app.request(reqwest::Method::GET, "/ready").await.status == 200
-}
-
-/// A command is answered 503 / `NoResponse` within the call timeout (2 s) plus a margin.
-async fn assert_unavailable(app: &TestApp, command: &str, body: Value) {
-    let start = Instant::now();
-    let a = app.command(command, body).await;
-    let took = start.elapsed();
-    assert_eq!(a.status, 503, "{command}: {}", a.body);
-    let e = a.json();
-    assert_eq!((e["category"].as_str(), e["code"].as_str()), (Some("NoResponse"), Some("STORE_UNAVAILABLE")));
-    assert!(took < Duration::from_millis(2000 + 1500), "{command} took {took:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_answers_503_in_time_and_recovers_without_restart() {
     crate::requires!("REDIS_URI");
@@ -526,9 +511,15 @@ async fn redis_outage_answers_503_in_time_and_recovers_without_restart() {
     assert_eq!((a.status, a.json()["version"].as_i64()), (200, Some(2)), "{}", a.body);
 
     server.stop();
-    assert_unavailable(&app, "store_session_data", json!({"session_id": id, "data": {"step": 2}})).await;
-    assert_unavailable(&app, "get_session_by_id", json!({"session_id": id})).await;
-    assert_unavailable(&app, "open_session", json!({"user_id": "u2"})).await;
+    assert_store_unavailable(
+        &app,
+        Duration::from_millis(2000),
+        "store_session_data",
+        json!({"session_id": id, "data": {"step": 2}}),
+    )
+    .await;
+    assert_store_unavailable(&app, Duration::from_millis(2000), "get_session_by_id", json!({"session_id": id})).await;
+    assert_store_unavailable(&app, Duration::from_millis(2000), "open_session", json!({"user_id": "u2"})).await;
     eventually("not ready while the server is down", Duration::from_secs(30), || async { !ready(&app).await }).await;
     let status = app.request(reqwest::Method::GET, "/status").await.json();
     assert_eq!(status["ready"], json!(false), "{status}");
@@ -558,7 +549,7 @@ async fn redis_starts_with_the_server_down_and_connects_later() {
     let status = app.request(reqwest::Method::GET, "/status").await.json();
     assert_eq!(status["ready"], json!(false), "{status}");
     assert!(!ready(&app).await);
-    assert_unavailable(&app, "open_session", json!({"user_id": "u1"})).await;
+    assert_store_unavailable(&app, Duration::from_millis(2000), "open_session", json!({"user_id": "u1"})).await;
     server.start().await;
     eventually("ready once the server is up", Duration::from_secs(30), || ready(&app)).await;
     let s = app.open("u1").await;
