@@ -233,4 +233,27 @@ mod tests {
             "additionalProperties": {"type": "integer", "format": "int64"}});
         assert_eq!(map, expected);
     }
+
+    #[test]
+    fn fields_are_validated_as_the_object_is() {
+        let strict = session_schema().allow_undefined(false);
+        for value in [
+            json!({"session_id": "s1"}),
+            json!({}),
+            json!({"session_id": null, "paging": {"take": "1"}}),
+            json!({"session_id": 5, "ids": [1, "two"], "extra": true}),
+            json!({"session_id": "ééééééééé", "request_time": "yesterday", "filter": []}),
+        ] {
+            let fields: Vec<(String, Value)> =
+                value.as_object().map(|m| m.clone().into_iter().collect()).unwrap_or_default();
+            for schema in [session_schema(), strict.clone()] {
+                let expected = schema.validate_and_throw(Some("c"), &value).map_err(|e| (e.message, e.details));
+                let found = schema.validate_fields_and_throw(Some("c"), &fields).map_err(|e| (e.message, e.details));
+                assert_eq!(found, expected, "{value}");
+            }
+        }
+        // Undeclared fields are warnings, as for the object: not an error.
+        let fields = [("session_id".to_string(), json!("s")), ("extra".to_string(), json!(1))];
+        assert!(session_schema().allow_undefined(false).validate_fields_and_throw(None, &fields).is_ok());
+    }
 }

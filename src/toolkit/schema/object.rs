@@ -102,19 +102,46 @@ impl ObjectSchema {
         let Value::Object(map) = value else {
             return out.extend(mismatch(path, TypeCode::Map, value, "TYPE_MISMATCH"));
         };
+        self.validate_fields(path, |name| map.get(name), map.keys().map(String::as_str), out);
+    }
+
+    /// Validates an object given as its fields (each name once, in order), as
+    /// [`ObjectSchema::validate_and_throw`] validates the same object as a JSON value: a caller
+    /// that parsed the object into pairs checks it without building a map.
+    ///
+    /// # Errors
+    /// `INVALID_DATA` with the Error results, as [`ObjectSchema::validate_and_throw`].
+    #[allow(clippy::result_large_err)] // the project-wide error type, returned by value everywhere
+    pub fn validate_fields_and_throw(
+        &self,
+        correlation_id: Option<&str>,
+        fields: &[(String, Value)],
+    ) -> Result<(), ApplicationError> {
+        let mut out = Vec::new();
+        let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        self.validate_fields("", get, fields.iter().map(|(k, _)| k.as_str()), &mut out);
+        failure(correlation_id, &out).map_or(Ok(()), Err)
+    }
+
+    fn validate_fields<'v>(
+        &self,
+        path: &str,
+        get: impl Fn(&str) -> Option<&'v Value>,
+        keys: impl Iterator<Item = &'v str>,
+        out: &mut Results,
+    ) {
         for p in &self.properties {
-            let v = map.get(&p.name).unwrap_or(&Value::Null);
-            let path = join(path, &p.name);
-            p.schema.validate_at(&path, v, p.required, out);
+            let v = get(&p.name).unwrap_or(&Value::Null);
+            p.schema.validate_at(&join(path, &p.name), v, p.required, out);
         }
         if self.allow_undefined {
             return;
         }
-        let declared = |k: &&String| self.properties.iter().any(|p| &p.name == *k);
-        for key in map.keys().filter(|k| !declared(k)) {
+        let declared = |k: &&str| self.properties.iter().any(|p| p.name == *k);
+        for key in keys.filter(|k| !declared(k)) {
             let msg = format!("{} contains unexpected property {key}", display(path));
             let key_path = join(path, key);
-            let r = error(&key_path, "UNEXPECTED_PROPERTY", msg, (), key.as_str());
+            let r = error(&key_path, "UNEXPECTED_PROPERTY", msg, (), key);
             out.push(ValidationResult { r#type: ValidationResultType::Warning, ..r });
         }
     }

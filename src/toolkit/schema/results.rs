@@ -5,6 +5,7 @@ use super::type_code::TypeCode;
 use crate::toolkit::errors::ApplicationError;
 use serde::Serialize;
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// The severity of a validation result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -64,11 +65,11 @@ pub(super) fn display(path: &str) -> &str {
     }
 }
 
-pub(super) fn join(path: &str, name: &str) -> String {
+pub(super) fn join<'a>(path: &str, name: &'a str) -> Cow<'a, str> {
     if path.is_empty() {
-        name.to_string()
+        Cow::Borrowed(name)
     } else {
-        format!("{path}.{name}")
+        Cow::Owned(format!("{path}.{name}"))
     }
 }
 
