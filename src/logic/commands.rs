@@ -10,7 +10,6 @@ use crate::toolkit::data::PagingParams;
 use crate::toolkit::errors::ApplicationError;
 use crate::toolkit::schema::{ObjectSchema, Schema, TypeCode};
 use futures::FutureExt;
-use serde_json::Value;
 use std::future::Future;
 use std::sync::{Arc, Weak};
 
@@ -115,7 +114,7 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
         open_session_schema(),
         &me,
         |c, cid, args| async move {
-            let s = c.open_session(cid.as_deref(), OpenSessionRequest::from_args(&args)?).await?;
+            let s = c.open_session(cid.as_deref(), OpenSessionRequest::from_args(args)?).await?;
             Ok(written(&s))
         },
     ));
@@ -124,9 +123,9 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
         "Replaces the data of an open session; 409 SESSION_CLOSED for a closed one",
         by_id_schema().with_required_property("data", Schema::any().describe("Session data")),
         &me,
-        |c, cid, args| async move {
+        |c, cid, mut args| async move {
             let id = session_id(&args)?;
-            let data = args.get_raw("data").cloned().unwrap_or(Value::Null);
+            let data = args.take("data");
             optional(c.store_session_data(cid.as_deref(), &id, data, args.get_i64("version")).await?)
         },
     ));
@@ -135,9 +134,9 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
         "Replaces the cached user of an open session; 409 SESSION_CLOSED for a closed one",
         by_id_schema().with_required_property("user", Schema::any().describe("Cached user object")),
         &me,
-        |c, cid, args| async move {
+        |c, cid, mut args| async move {
             let id = session_id(&args)?;
-            let user = args.get_raw("user").cloned().unwrap_or(Value::Null);
+            let user = args.take("user");
             optional(c.update_session_user(cid.as_deref(), &id, user, args.get_i64("version")).await?)
         },
     ));

@@ -13,30 +13,56 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
-/// The parameters of one command call (the JSON object of the request body).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Parameters(Value);
-
-impl Default for Parameters {
-    fn default() -> Self {
-        Self(Value::Object(Map::new()))
-    }
-}
+/// The parameters of one command call: the fields of the JSON object of the request body, in
+/// order, each name once (a repeated name keeps its first place and its last value, as a JSON
+/// object parsed into a map does). A command reads a few names, so they are found by comparing
+/// names instead of hashing them into a map.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Parameters(Vec<(String, Value)>);
 
 impl Parameters {
     /// Wraps a JSON object.
     pub fn new(map: Map<String, Value>) -> Self {
-        Self(Value::Object(map))
+        Self(map.into_iter().collect())
     }
 
-    /// The parameters as one JSON object.
-    pub fn as_value(&self) -> &Value {
+    /// Parses a JSON text whose top level is an object straight into its fields (the values are
+    /// parsed as [`Value`]s, so nested objects keep their key order and exact numbers); `None`
+    /// when the text is valid JSON but not an object.
+    ///
+    /// # Errors
+    /// The parser's error for text that is not JSON.
+    pub fn from_json(text: &[u8]) -> Result<Option<Self>, serde_json::Error> {
+        use serde::de::DeserializeSeed;
+        let marked = std::cell::Cell::new(false);
+        let mut deserializer = serde_json::Deserializer::from_slice(text);
+        let parsed = TopLevel { marked: &marked }.deserialize(&mut deserializer).and_then(|fields| {
+            deserializer.end()?;
+            Ok(fields)
+        });
+        match parsed {
+            // The parser's own marker key (see `RAW_VALUE_TOKEN`): parsed exactly as a `Value` is.
+            Err(_) if marked.get() => Ok(match serde_json::from_slice::<Value>(text)? {
+                Value::Object(map) => Some(Self::new(map)),
+                _ => None,
+            }),
+            parsed => parsed.map(|fields| fields.map(Self)),
+        }
+    }
+
+    /// The fields in order.
+    pub fn fields(&self) -> &[(String, Value)] {
         &self.0
+    }
+
+    /// The parameters as one JSON object (built on each call).
+    pub fn to_value(&self) -> Value {
+        Value::Object(self.0.iter().cloned().collect())
     }
 
     /// A parameter, `None` when absent or `null`.
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.0.get(name).filter(|v| !v.is_null())
+        self.get_raw(name).filter(|v| !v.is_null())
     }
 
     /// A string parameter.
@@ -66,7 +92,86 @@ impl Parameters {
 
     /// A parameter's value as given (JSON `null` included), `None` only when the key is absent.
     pub fn get_raw(&self, name: &str) -> Option<&Value> {
-        self.0.get(name)
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// Moves a parameter's value out (leaving `null`), without copying it; `null` when absent.
+    pub fn take(&mut self, name: &str) -> Value {
+        self.0.iter_mut().find(|(k, _)| k == name).map_or(Value::Null, |(_, v)| v.take())
+    }
+}
+
+/// The marker key by which `serde_json` recognises its `RawValue` in a map: a `Value` parse of an
+/// object whose first key is this one yields something else than that object, so such a body
+/// (which no client sends) is handed to the `Value` parser to keep its answer exactly.
+const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
+
+/// Reads the top level of a command body: the object's fields, or `None` for any other JSON value
+/// (read through to its end, so text that is not JSON is still the parser's syntax error).
+struct TopLevel<'a> {
+    /// Set when the object's first key is [`RAW_VALUE_TOKEN`] (the read then stops).
+    marked: &'a std::cell::Cell<bool>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for TopLevel<'_> {
+    type Value = Option<Vec<(String, Value)>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TopLevel<'_> {
+    type Value = Option<Vec<(String, Value)>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut fields: Vec<(String, Value)> = Vec::with_capacity(8);
+        while let Some(key) = map.next_key::<String>()? {
+            if fields.is_empty() && key == RAW_VALUE_TOKEN {
+                self.marked.set(true);
+                return Err(serde::de::Error::custom("raw value marker"));
+            }
+            let value: Value = map.next_value()?;
+            match fields.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, slot)) => *slot = value,
+                None => fields.push((key, value)),
+            }
+        }
+        Ok(Some(fields))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        // Parsed as values (not skipped), so a number out of range is the same error as before.
+        while seq.next_element::<Value>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
     }
 }
 
@@ -143,7 +248,7 @@ impl Command {
         correlation_id: Option<&str>,
         args: Parameters,
     ) -> Result<CommandOutput, ApplicationError> {
-        self.schema.validate_and_throw(correlation_id, &args.0)?;
+        self.schema.validate_fields_and_throw(correlation_id, &args.0)?;
         (self.action)(correlation_id.map(str::to_string), args).await.map_err(|e| e.with_correlation_id(correlation_id))
     }
 }
@@ -251,6 +356,10 @@ mod tests {
         Parameters::new(v.as_object().cloned().unwrap_or_default())
     }
 
+    fn parsed(text: &str) -> Option<Parameters> {
+        Parameters::from_json(text.as_bytes()).ok().flatten()
+    }
+
     #[tokio::test]
     async fn validates_before_running() {
         let s = set();
@@ -263,5 +372,95 @@ mod tests {
         let e = s.execute(None, "nope", args(json!({}))).await.unwrap_err();
         assert_eq!((e.code.as_str(), e.status), ("CMD_NOT_FOUND", 400));
         assert_eq!(s.commands().map(|c| c.name().to_string()).collect::<Vec<_>>(), vec!["echo"]);
+    }
+
+    /// What the body parsed as a `Value` gives: the reference `from_json` must match.
+    fn via_value(text: &str) -> Result<Option<Parameters>, (usize, usize)> {
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(map)) => Ok(Some(Parameters::new(map))),
+            Ok(_) => Ok(None),
+            Err(e) => Err((e.line(), e.column())),
+        }
+    }
+
+    #[test]
+    fn parses_bodies_as_a_value_parse_would() {
+        for text in [
+            r#"{"session_id": "s1", "data": {"z": 1, "a": [1.50, -0, 1e3], "big": 18446744073709551615}}"#,
+            r#"{"a": 1, "b": 2, "a": {"x": null}}"#,
+            r#"{"a": null, "b": false, "c": "é\u00e9\n"}"#,
+            "{}",
+            " [1, {\"a\": 2}] ",
+            r#""text""#,
+            "12",
+            "-1.5",
+            "true",
+            "null",
+            r#"{"a": 1"#,
+            r#"{"a": 1} x"#,
+            "[1e400]",
+            r#"{"a": [1e400]}"#,
+            "[1, 2",
+            "{\n\"a\": tru}",
+            r#"{"a" 1}"#,
+            r#"{"$serde_json::private::RawValue": "{\"session_id\": \"s\"}"}"#,
+            r#"{"$serde_json::private::RawValue": 5}"#,
+            r#"{"x": 1, "$serde_json::private::RawValue": "{}"}"#,
+        ] {
+            let ours = Parameters::from_json(text.as_bytes()).map_err(|e| (e.line(), e.column()));
+            assert_eq!(ours, via_value(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn keeps_order_exact_values_and_the_last_of_repeated_names() {
+        let p = parsed(r#"{"b": 1, "data": {"z": 1, "a": 2.50, "n": 18446744073709551615}, "b": null}"#)
+            .unwrap_or_default();
+        let names: Vec<&str> = p.fields().iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["b", "data"]);
+        assert_eq!(p.get_raw("b"), Some(&Value::Null));
+        assert_eq!(p.get("b"), None);
+        assert_eq!(p.get_raw("missing"), None);
+        let data = p.get_raw("data").map(Value::to_string).unwrap_or_default();
+        assert_eq!(data, r#"{"z":1,"a":2.5,"n":18446744073709551615}"#);
+        assert_eq!(p.to_value().to_string(), r#"{"b":null,"data":{"z":1,"a":2.5,"n":18446744073709551615}}"#);
+    }
+
+    #[test]
+    fn typed_reads_and_take() {
+        let mut p =
+            parsed(r#"{"s": "x", "n": 5, "f": 5.5, "t": true, "o": {"k": [1]}, "z": null}"#).unwrap_or_default();
+        assert_eq!(p.get_str("s"), Some("x"));
+        assert_eq!(p.get_str("n"), None);
+        assert_eq!(p.get_i64("n"), Some(5));
+        assert_eq!(p.get_i64("f"), None);
+        assert_eq!(p.get_bool("t"), Some(true));
+        assert_eq!(p.required_str("s").ok(), Some("x"));
+        let e = p.required_str("z").unwrap_err();
+        assert_eq!((e.code.as_str(), e.message.as_str()), ("INVALID_DATA", "Validation failed: z must not be null"));
+        assert_eq!(p.take("o"), json!({"k": [1]}));
+        assert_eq!(p.get_raw("o"), Some(&Value::Null));
+        assert_eq!(p.take("missing"), Value::Null);
+    }
+
+    #[tokio::test]
+    async fn parsed_parameters_are_validated_as_before() {
+        let s = set();
+        for (text, message) in [
+            (r#"{"text": 5}"#, "Validation failed: text type must be string but found long"),
+            (r#"{"text": null}"#, "Validation failed: text must not be null"),
+            ("{}", "Validation failed: text must not be null"),
+            (r#"{"text": "a", "text": [1]}"#, "Validation failed: text type must be string but found array"),
+        ] {
+            let e = s.execute(None, "echo", parsed(text).unwrap_or_default()).await.unwrap_err();
+            assert_eq!(e.message, message, "{text}");
+            // The same answer, details included, as validating the body parsed as a `Value`.
+            let value: Value = serde_json::from_str(text).unwrap_or_default();
+            let schema = s.find("echo").map(|c| c.schema().clone()).unwrap_or_default();
+            let reference = schema.validate_and_throw(None, &value).unwrap_err();
+            assert_eq!((e.message, e.details), (reference.message, reference.details), "{text}");
+        }
+        let out = s.execute(None, "echo", parsed(r#"{"text": 1, "text": "hi", "x": 2}"#).unwrap_or_default()).await;
+        assert_eq!(out.unwrap().unwrap().as_str(), r#""hi""#);
     }
 }

@@ -55,17 +55,13 @@ impl OpenSessionRequest {
     ///
     /// # Errors
     /// `INVALID_DATA` when `user_id` is missing (only if the schema was not checked).
-    pub fn from_args(args: &Parameters) -> Result<Self, ApplicationError> {
+    pub fn from_args(mut args: Parameters) -> Result<Self, ApplicationError> {
         let text = |k: &str| args.get_str(k).map(str::to_string);
-        Ok(Self {
-            user_id: args.required_str("user_id")?.to_string(),
-            user_name: text("user_name"),
-            address: text("address"),
-            client: text("client"),
-            user: args.get_raw("user").cloned().unwrap_or(Value::Null),
-            data: args.get_raw("data").cloned().unwrap_or(Value::Null),
-            ttl: args.get_i64("ttl"),
-        })
+        let (user_id, user_name, address, client) =
+            (args.required_str("user_id")?.to_string(), text("user_name"), text("address"), text("client"));
+        let ttl = args.get_i64("ttl");
+        // The payloads are moved out, not copied.
+        Ok(Self { user_id, user_name, address, client, user: args.take("user"), data: args.take("data"), ttl })
     }
 }
 
@@ -105,7 +101,7 @@ mod tests {
             let args = request.to_args();
             assert!(open_session_schema().validate_and_throw(None, &args).is_ok(), "{args}");
             assert_eq!(
-                OpenSessionRequest::from_args(&Parameters::new(args.as_object().unwrap().clone())).unwrap(),
+                OpenSessionRequest::from_args(Parameters::new(args.as_object().unwrap().clone())).unwrap(),
                 request
             );
         }
