@@ -6,11 +6,12 @@ use crate::toolkit::component::Component;
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::descriptor::Descriptor;
 use crate::toolkit::errors::ApplicationError;
+use crate::toolkit::json::write_time;
 use crate::toolkit::references::References;
-use crate::toolkit::time::format_time;
+use bytes::Bytes;
 use serde::Deserialize;
 use std::sync::Arc;
-use warp::http::Method;
+use warp::http::{Method, StatusCode};
 
 /// Route settings shared by the heartbeat and status services.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -54,7 +55,11 @@ impl Component for HeartbeatService {
             Method::GET,
             &self.route,
             Arc::new(|_r: HttpRequest| async {
-                HttpResponse::json(&serde_json::Value::String(format_time(chrono::Utc::now())))
+                // The time's JSON string written straight into the body (no `Value`, no escaping
+                // pass: the text is digits and separators).
+                let mut body = Vec::with_capacity(32);
+                write_time(&mut body, &chrono::Utc::now());
+                HttpResponse::json_text(StatusCode::OK, Bytes::from(body))
             }),
         );
         Ok(())

@@ -82,20 +82,29 @@ impl HttpResponse {
 
     /// A JSON response with a status.
     pub fn json_with_status(status: StatusCode, value: &serde_json::Value) -> Self {
-        Self::with_body(status, "application/json", Bytes::from(value.to_string()))
+        Self::json_text(status, Bytes::from(value.to_string()))
     }
 
     /// A response with a content type and body.
     pub fn with_body(status: StatusCode, content_type: &'static str, body: Bytes) -> Self {
+        Self::with_content_type(status, HeaderValue::from_static(content_type), body)
+    }
+
+    /// A response whose body is JSON text already encoded.
+    pub fn json_text(status: StatusCode, body: Bytes) -> Self {
+        Self::with_content_type(status, JSON_CONTENT_TYPE, body)
+    }
+
+    fn with_content_type(status: StatusCode, content_type: HeaderValue, body: Bytes) -> Self {
         let mut headers = response_headers();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(CONTENT_TYPE, content_type);
         Self { status, headers, body }
     }
 
     /// Pip's result mapping: `None` → 204 with an empty body, `Some(json)` → 200 JSON.
     pub fn from_result(result: Result<CommandOutput, ApplicationError>, correlation_id: Option<&str>) -> Self {
         match result {
-            Ok(Some(text)) => Self::with_body(StatusCode::OK, "application/json", Bytes::from(text.into_string())),
+            Ok(Some(text)) => Self::json_text(StatusCode::OK, Bytes::from(text.into_string())),
             Ok(None) => Self::empty(StatusCode::NO_CONTENT),
             Err(e) => error_response(&e.with_correlation_id(correlation_id)),
         }
@@ -111,6 +120,9 @@ impl HttpResponse {
     }
 }
 
+/// `application/json`, checked once at compile time.
+const JSON_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/json");
+
 /// An empty header map with room for the endpoint's no-cache and CORS headers, so adding them
 /// never regrows it.
 fn response_headers() -> HeaderMap {
@@ -125,7 +137,7 @@ pub fn error_response(error: &ApplicationError) -> HttpResponse {
     error.log_if_server_error();
     let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = serde_json::to_vec(&error.to_description()).unwrap_or_default();
-    let response = HttpResponse::with_body(status, "application/json", Bytes::from(body));
+    let response = HttpResponse::json_text(status, Bytes::from(body));
     // An error that knows when to come back (`details.retry_after`, seconds) says so.
     match error.details.get(RETRY_AFTER_DETAIL).and_then(serde_json::Value::as_u64) {
         Some(seconds) => response.with_header("retry-after", &seconds.to_string()),
