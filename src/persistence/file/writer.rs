@@ -2,13 +2,9 @@
 //! they were applied, and fsyncs them (group commit).
 //!
 //! Requests hand their records over a channel while holding the state lock, so the channel order
-//! is the order of application. The thread takes everything queued and writes it with one `write`.
-//! Under `sync: always` it then hands the batch to a second thread, the syncer, and goes on
-//! encoding and writing what arrives meanwhile: the syncer takes every batch written so far, runs
-//! one `fdatasync` over them and only then answers their waiters (group commit, pipelined — the
-//! next fsync starts the moment the previous one ends, with everything written meanwhile, and no
-//! write is acknowledged before an fsync that started after it was written). Under `interval` and
-//! `never` the writer answers right after the `write` and fsyncs on its own as the mode asks.
+//! is the order of application. The thread takes everything queued, writes it with one `write`,
+//! fsyncs once (`sync: always`), and only then answers every waiter: concurrent writes share one
+//! fsync, and the more there are, the larger the batch.
 //!
 //! A failed write or fsync of the active log puts the store in the failed state: every later
 //! append is refused and every waiter is told so. The thread then probes every
@@ -28,7 +24,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Notify};
@@ -122,39 +118,13 @@ fn identity(_m: &std::fs::Metadata) -> Option<(u64, u64)> {
     None
 }
 
-/// How a log file is made durable: `File::sync_data`, or a test's wrapper around it.
+/// How the log is made durable: `File::sync_data`, or a test's wrapper around it.
 pub(super) type SyncFn = Arc<dyn Fn(&File) -> io::Result<()> + Send + Sync>;
-
-/// A batch written to the log and waiting for its fsync (`sync: always`).
-struct Written {
-    /// The log it was written to.
-    file: Arc<File>,
-    /// Its generation, for the error message.
-    generation: u64,
-    /// The log's length once the batch is in.
-    end: u64,
-    /// Answered after the fsync.
-    waiters: Vec<oneshot::Sender<bool>>,
-}
-
-/// What the writer hands the syncer.
-enum ToSyncer {
-    /// Fsync and acknowledge.
-    Batch(Written),
-    /// Answered once every batch handed before it is fsynced (or refused) and acknowledged.
-    Drained(Sender<()>),
-}
-
-/// The syncer thread, as the writer sees it.
-struct Syncer {
-    tx: Sender<ToSyncer>,
-    thread: std::thread::JoinHandle<()>,
-}
 
 /// The writer thread's state.
 pub(super) struct LogWriter {
     dir: PathBuf,
-    file: Arc<File>,
+    file: File,
     generation: u64,
     sync: SyncMode,
     interval: Duration,
@@ -163,18 +133,12 @@ pub(super) struct LogWriter {
     waiters: Vec<oneshot::Sender<bool>>,
     dirty: bool,
     last_sync: Instant,
-    /// Length of the active log including every write so far.
+    /// Length of the active log up to its last good write.
     len: u64,
-    /// Length of the active log up to its last good write: written (and, under `always`,
-    /// fsynced). A failed log is cut back to it. Under `always` the syncer advances it.
-    good_len: Arc<AtomicU64>,
     /// Device and inode of the active log when opened.
     identity: Option<(u64, u64)>,
     /// How the log is fsynced.
     sync_fn: SyncFn,
-    /// The syncer thread under `always` (started by [`LogWriter::run`]); without it (the OS
-    /// could not start it) the writer fsyncs each batch itself.
-    syncer: Option<Syncer>,
 }
 
 impl std::fmt::Debug for LogWriter {
@@ -203,12 +167,9 @@ impl LogWriter {
         let identity = meta.as_ref().and_then(identity);
         Self {
             len,
-            good_len: Arc::new(AtomicU64::new(len)),
             identity,
             dir,
-            file: Arc::new(file),
-            sync_fn: Arc::new(File::sync_data),
-            syncer: None,
+            file,
             generation,
             sync,
             interval,
@@ -217,6 +178,7 @@ impl LogWriter {
             waiters: Vec::new(),
             dirty: false,
             last_sync: Instant::now(),
+            sync_fn: Arc::new(File::sync_data),
         }
     }
 
@@ -267,19 +229,15 @@ impl LogWriter {
         if !self.failed() || !self.still_there() {
             return;
         }
-        // Nothing may be in flight while the log is cut back.
-        self.drain();
-        let good = self.good_len.load(Ordering::Acquire);
         let path = log_path(&self.dir, self.generation);
         let reopened = std::fs::OpenOptions::new().append(true).open(&path).and_then(|f| {
-            f.set_len(good)?;
+            f.set_len(self.len)?;
             f.sync_all()?;
             Ok(f)
         });
         match reopened {
             Ok(file) => {
-                self.file = Arc::new(file);
-                self.len = good;
+                self.file = file;
                 self.buf.clear();
                 self.dirty = false;
                 self.status.failed.store(false, Ordering::Release);
@@ -294,9 +252,6 @@ impl LogWriter {
     /// # Errors
     /// `WRITE_FAILED` if any write failed while open or the final fsync fails.
     pub(super) fn run(mut self, rx: &Receiver<Command>) -> Result<(), ApplicationError> {
-        if self.sync == SyncMode::Always {
-            self.syncer = self.start_syncer();
-        }
         loop {
             if self.failed() && !self.status.lost.load(Ordering::Acquire) {
                 match rx.recv_timeout(RECOVER_INTERVAL) {
@@ -340,10 +295,6 @@ impl LogWriter {
             self.commit();
         }
         self.commit();
-        if let Some(syncer) = self.syncer.take() {
-            drop(syncer.tx);
-            let _ = syncer.thread.join();
-        }
         if self.dirty {
             self.sync_now();
         }
@@ -375,7 +326,6 @@ impl LogWriter {
             }
             Command::Flush { ack } => {
                 self.commit();
-                self.drain();
                 if self.dirty {
                     self.sync_now();
                 }
@@ -399,37 +349,27 @@ impl LogWriter {
                 .injected_write_failures
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
                 .is_ok();
-            let mut file = &*self.file;
             let written = if injected {
                 // Half the batch reaches the file, as when a disk fills up mid-write.
-                let _ = file.write_all(&self.buf[..self.buf.len() / 2]);
+                let _ = self.file.write_all(&self.buf[..self.buf.len() / 2]);
                 Err(io::Error::other("injected write failure"))
             } else {
-                file.write_all(&self.buf)
+                self.file.write_all(&self.buf)
             };
             match written {
                 Ok(()) => {
                     self.status.log_bytes.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
-                    self.len += self.buf.len() as u64;
                     self.dirty = true;
                     let due = match self.sync {
                         SyncMode::Always => true,
                         SyncMode::Interval => self.last_sync.elapsed() >= self.interval,
                         SyncMode::Never => false,
                     };
-                    if due && self.hand_to_syncer() {
-                        // The syncer answers the waiters after the fsync.
-                        self.buf.clear();
-                        if self.status.wants_compaction() {
-                            self.status.compact_wanted.notify_one();
-                        }
-                        return;
-                    }
                     if due {
                         ok = self.sync_now();
                     }
                     if ok {
-                        self.good_len.store(self.len, Ordering::Release);
+                        self.len += self.buf.len() as u64;
                     }
                 }
                 Err(e) => {
@@ -444,58 +384,6 @@ impl LogWriter {
         }
         if ok && self.status.wants_compaction() {
             self.status.compact_wanted.notify_one();
-        }
-    }
-
-    /// Under `always` with a syncer: hands the written batch and its waiters over.
-    fn hand_to_syncer(&mut self) -> bool {
-        let Some(syncer) = &self.syncer else { return false };
-        let batch = Written {
-            file: self.file.clone(),
-            generation: self.generation,
-            end: self.len,
-            waiters: std::mem::take(&mut self.waiters),
-        };
-        match syncer.tx.send(ToSyncer::Batch(batch)) {
-            Ok(()) => {
-                self.dirty = false;
-                true
-            }
-            Err(mpsc::SendError(ToSyncer::Batch(batch))) => {
-                // The syncer is gone: fsync here.
-                self.waiters = batch.waiters;
-                self.syncer = None;
-                false
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// Waits until the syncer has fsynced (or refused) and answered every batch handed to it.
-    fn drain(&mut self) {
-        let Some(syncer) = &self.syncer else { return };
-        let (tx, rx) = mpsc::channel();
-        if syncer.tx.send(ToSyncer::Drained(tx)).is_err() || rx.recv().is_err() {
-            self.syncer = None;
-        }
-    }
-
-    /// Starts the syncer thread; `None` (the writer then fsyncs itself) if the OS cannot.
-    fn start_syncer(&self) -> Option<Syncer> {
-        let (tx, rx) = mpsc::channel();
-        let status = self.status.clone();
-        let good_len = self.good_len.clone();
-        let sync_fn = self.sync_fn.clone();
-        let dir = self.dir.clone();
-        let thread = std::thread::Builder::new()
-            .name("sessions-log-syncer".into())
-            .spawn(move || run_syncer(&rx, &status, &good_len, &sync_fn, &dir));
-        match thread {
-            Ok(thread) => Some(Syncer { tx, thread }),
-            Err(e) => {
-                tracing::warn!(error = %e, "Cannot start the sessions log syncer; the writer fsyncs each batch itself.");
-                None
-            }
         }
     }
 
@@ -520,7 +408,6 @@ impl LogWriter {
     /// next log (no descriptors, no permission, no space) leaves the active log in use: it is
     /// reported to the compaction, which tries again later; a partly created next log is removed.
     fn rotate(&mut self) -> Result<u64, ApplicationError> {
-        self.drain();
         if self.failed() || (self.dirty && !self.sync_now()) || !self.still_there() {
             return Err(write_failed());
         }
@@ -531,8 +418,7 @@ impl LogWriter {
                 let meta = file.metadata().ok();
                 self.len = meta.as_ref().map_or(super::format::LOG_MAGIC.len() as u64, std::fs::Metadata::len);
                 self.identity = meta.as_ref().and_then(identity);
-                self.good_len.store(self.len, Ordering::Release);
-                self.file = Arc::new(file);
+                self.file = file;
                 self.status.log_bytes.fetch_add(super::format::LOG_MAGIC.len() as u64, Ordering::Relaxed);
                 let closed = self.generation;
                 self.generation = next;
@@ -553,59 +439,6 @@ impl LogWriter {
     }
 }
 
-/// The syncer thread: takes every batch written so far, fsyncs their log once, then answers
-/// their waiters (all `false` if the store failed or the fsync failed, which fails the store).
-/// A batch of another log (after a rotation) or a drain request ends a group.
-fn run_syncer(
-    rx: &Receiver<ToSyncer>,
-    status: &IoStatus,
-    good_len: &AtomicU64,
-    sync_fn: &SyncFn,
-    dir: &std::path::Path,
-) {
-    let mut group: Vec<Written> = Vec::new();
-    let finish = |group: &mut Vec<Written>| {
-        let Some(last) = group.last() else { return };
-        let mut ok = !status.failed.load(Ordering::Acquire);
-        if ok {
-            match sync_fn(&last.file) {
-                Ok(()) => good_len.store(last.end, Ordering::Release),
-                Err(e) => {
-                    tracing::error!(
-                        file = %log_path(dir, last.generation).display(), error = %e,
-                        "Cannot fsync the sessions log; the store refuses writes until it can write again."
-                    );
-                    status.failed.store(true, Ordering::Release);
-                    ok = false;
-                }
-            }
-        }
-        for batch in group.drain(..) {
-            for w in batch.waiters {
-                let _ = w.send(ok);
-            }
-        }
-    };
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        while let Some(message) = next.take().or_else(|| rx.try_recv().ok()) {
-            match message {
-                ToSyncer::Batch(batch) => {
-                    if group.last().is_some_and(|last| !Arc::ptr_eq(&last.file, &batch.file)) {
-                        finish(&mut group);
-                    }
-                    group.push(batch);
-                }
-                ToSyncer::Drained(done) => {
-                    finish(&mut group);
-                    let _ = done.send(());
-                }
-            }
-        }
-        finish(&mut group);
-    }
-}
-
 /// Starts the writer thread.
 ///
 /// # Errors
@@ -622,6 +455,7 @@ pub(super) fn spawn(
 mod tests {
     use super::*;
     use crate::persistence::file::format::Record;
+    use std::sync::mpsc;
 
     /// A writer on a fresh log in `dir` whose fsyncs go through `sync_fn`.
     fn writer(dir: &std::path::Path, sync_fn: SyncFn) -> (LogWriter, Arc<IoStatus>) {
