@@ -8,7 +8,8 @@
 #
 # Usage: benches/file_http.sh [duration=10s] [connections=50] [sync=always]
 # Needs curl and wrk (apt-get install -y wrk). BENCH_DIR places the store (default: the temp dir);
-# PORT picks the port (default 18080); ROUNDS the number of rounds.
+# PORT picks the port (default 18080); ROUNDS the number of rounds; BIN another build of the
+# service to measure (an A/B against a saved binary; nothing is built then).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10s}
@@ -20,7 +21,10 @@ command -v wrk >/dev/null || { echo "wrk is needed: apt-get install -y wrk" >&2;
 command -v curl >/dev/null || { echo "curl is needed: apt-get install -y curl" >&2; exit 1; }
 
 # Builds the release binary through a benchmark build (one feature set, one build).
-cargo bench --quiet --bench file_store --no-run 2>/dev/null
+if [ -z "${BIN:-}" ]; then
+    cargo bench --quiet --bench file_store --no-run 2>/dev/null
+fi
+BIN=${BIN:-target/release/service-sessions}
 WORK=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/file-http.XXXXXX")
 PID=
 stop() {
@@ -55,7 +59,7 @@ $persistence
 - descriptor: "service-sessions:service:commandable-http:default:1.0"
 - descriptor: "pip-services:heartbeat-service:http:default:1.0"
 EOF
-    target/release/service-sessions -c "$WORK/config.yml" 2>>"$WORK/service.log" &
+    "$BIN" -c "$WORK/config.yml" 2>>"$WORK/service.log" &
     PID=$!
     for _ in $(seq 100); do
         curl -sf "http://127.0.0.1:$PORT/heartbeat" >/dev/null && break

@@ -25,6 +25,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, Notify};
 
@@ -117,15 +118,17 @@ fn identity(_m: &std::fs::Metadata) -> Option<(u64, u64)> {
     None
 }
 
+/// How the log is made durable: `File::sync_data`, or a test's wrapper around it.
+pub(super) type SyncFn = Arc<dyn Fn(&File) -> io::Result<()> + Send + Sync>;
+
 /// The writer thread's state.
-#[derive(Debug)]
 pub(super) struct LogWriter {
     dir: PathBuf,
     file: File,
     generation: u64,
     sync: SyncMode,
     interval: Duration,
-    status: std::sync::Arc<IoStatus>,
+    status: Arc<IoStatus>,
     buf: Vec<u8>,
     waiters: Vec<oneshot::Sender<bool>>,
     dirty: bool,
@@ -134,6 +137,19 @@ pub(super) struct LogWriter {
     len: u64,
     /// Device and inode of the active log when opened.
     identity: Option<(u64, u64)>,
+    /// How the log is fsynced.
+    sync_fn: SyncFn,
+}
+
+impl std::fmt::Debug for LogWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogWriter")
+            .field("dir", &self.dir)
+            .field("generation", &self.generation)
+            .field("sync", &self.sync)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LogWriter {
@@ -144,7 +160,7 @@ impl LogWriter {
         generation: u64,
         sync: SyncMode,
         interval: Duration,
-        status: std::sync::Arc<IoStatus>,
+        status: Arc<IoStatus>,
     ) -> Self {
         let meta = file.metadata().ok();
         let len = meta.as_ref().map_or(0, std::fs::Metadata::len);
@@ -162,6 +178,7 @@ impl LogWriter {
             waiters: Vec::new(),
             dirty: false,
             last_sync: Instant::now(),
+            sync_fn: Arc::new(File::sync_data),
         }
     }
 
@@ -374,7 +391,7 @@ impl LogWriter {
         if self.failed() {
             return false;
         }
-        match self.file.sync_data() {
+        match (self.sync_fn)(&self.file) {
             Ok(()) => {
                 self.dirty = false;
                 self.last_sync = Instant::now();
@@ -431,4 +448,88 @@ pub(super) fn spawn(
     rx: Receiver<Command>,
 ) -> io::Result<std::thread::JoinHandle<Result<(), ApplicationError>>> {
     std::thread::Builder::new().name("sessions-log-writer".into()).spawn(move || writer.run(&rx))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::persistence::file::format::Record;
+    use std::sync::mpsc;
+
+    /// A writer on a fresh log in `dir` whose fsyncs go through `sync_fn`.
+    fn writer(dir: &std::path::Path, sync_fn: SyncFn) -> (LogWriter, Arc<IoStatus>) {
+        let file = create_log(dir, 1).unwrap();
+        let status = Arc::new(IoStatus::new(u64::MAX));
+        let mut w =
+            LogWriter::new(dir.to_path_buf(), file, 1, SyncMode::Always, Duration::from_millis(1000), status.clone());
+        w.sync_fn = sync_fn;
+        (w, status)
+    }
+
+    fn append(tx: &mpsc::Sender<Command>, id: &str) -> oneshot::Receiver<bool> {
+        let (ack, done) = oneshot::channel();
+        tx.send(Command::Append { records: vec![Record::Delete(id.to_owned())], ack }).unwrap();
+        done
+    }
+
+    /// Under `sync: always` a write is acknowledged only after an fsync that started once it was
+    /// in the log: the fsync hook records how long the log was when each fsync began, and every
+    /// acknowledgement must find its record's end within that length.
+    #[test]
+    fn an_append_is_acknowledged_only_after_an_fsync_that_covers_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let durable = Arc::new(AtomicU64::new(0));
+        let syncs = Arc::new(AtomicU64::new(0));
+        let hook: SyncFn = {
+            let (durable, syncs) = (durable.clone(), syncs.clone());
+            Arc::new(move |f: &File| {
+                let covered = f.metadata()?.len();
+                f.sync_data()?;
+                durable.fetch_max(covered, Ordering::SeqCst);
+                syncs.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            })
+        };
+        let (w, status) = writer(dir.path(), hook);
+        let mut end = w.len;
+        let (tx, rx) = mpsc::channel();
+        let thread = spawn(w, rx).unwrap();
+        let mut pending = Vec::new();
+        for i in 0..2000 {
+            let id = format!("session-{i}");
+            let mut frame = Vec::new();
+            let record: Record = Record::Delete(id.clone());
+            encode_frame(&mut frame, &record).unwrap();
+            end += frame.len() as u64;
+            pending.push((append(&tx, &id), end));
+        }
+        for (done, end) in pending {
+            assert!(done.blocking_recv().unwrap(), "the append was refused");
+            let covered = durable.load(Ordering::SeqCst);
+            assert!(covered >= end, "acknowledged a write ending at {end} when only {covered} bytes were fsynced");
+        }
+        drop(tx);
+        thread.join().unwrap().unwrap();
+        assert!(!status.failed.load(Ordering::SeqCst));
+        let n = syncs.load(Ordering::SeqCst);
+        assert!((1..=2000).contains(&n), "{n} fsyncs for 2000 appends");
+        assert_eq!(std::fs::metadata(log_path(dir.path(), 1)).unwrap().len(), end);
+    }
+
+    /// A failed fsync refuses the writes waiting for it and fails the store; a write after it is
+    /// refused as well (its own fsync fails too, should the store have recovered meanwhile).
+    #[test]
+    fn a_failed_fsync_refuses_its_writes_and_fails_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let hook: SyncFn = Arc::new(|_: &File| Err(io::Error::other("injected fsync failure")));
+        let (w, status) = writer(dir.path(), hook);
+        let (tx, rx) = mpsc::channel();
+        let thread = spawn(w, rx).unwrap();
+        assert!(!append(&tx, "a").blocking_recv().unwrap());
+        assert!(status.failed.load(Ordering::SeqCst));
+        assert!(!append(&tx, "b").blocking_recv().unwrap());
+        drop(tx);
+        let _ = thread.join().unwrap();
+    }
 }
