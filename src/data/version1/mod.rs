@@ -11,6 +11,8 @@ mod sessions_filter;
 mod validity;
 
 pub use open_session::{open_session_schema, OpenSessionRequest, MAX_TEXT_LENGTH, MAX_USER_ID_LENGTH, MIN_TTL};
+#[cfg(test)]
+pub(crate) use session_v1::written_json::session as arbitrary_session;
 pub use session_v1::{
     is_session_id_shape, new_session_id, session_size_hint, write_session, SessionV1, SessionView,
     MAX_SESSION_ID_LENGTH,

@@ -311,7 +311,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod written_json {
+pub(crate) mod written_json {
     use super::*;
     use crate::toolkit::data::DataPage;
     use crate::toolkit::json::JsonText;
@@ -342,7 +342,8 @@ mod written_json {
     }
 
     prop_compose! {
-        fn session()(
+        /// Random sessions: any texts and payloads, times in whole milliseconds.
+        pub(crate) fn session()(
             id in text(), user_id in text(), user_name in proptest::option::of(text()),
             address in proptest::option::of(text()), client in proptest::option::of(text()),
             active in any::<bool>(), open_time in time(), request_time in time(),

@@ -300,33 +300,14 @@ fn refreshes_keep_the_sets_equal_to_a_fresh_build() {
 mod page_text {
     use super::*;
     use crate::toolkit::json::JsonText;
-    use chrono::TimeZone;
     use proptest::prelude::*;
-    use serde_json::{json, Value};
+    use serde_json::Value;
 
-    fn time() -> impl Strategy<Value = DateTime<Utc>> {
-        // Whole milliseconds (as every stored time), years 0000 to 9999 and beyond.
-        (-62_167_219_200_000i64..300_000_000_000_000).prop_map(|ms| Utc.timestamp_millis_opt(ms).unwrap())
-    }
-
-    fn text() -> impl Strategy<Value = String> {
-        prop_oneof!["[a-z0-9]{0,12}", any::<String>(), Just("q \" b \\ t \t nl \n \u{1} \u{2028} é".to_string()),]
-    }
-
-    fn payload() -> impl Strategy<Value = Option<Value>> {
-        prop_oneof![Just(Some(Value::Null)), text().prop_map(|s| Some(json!({"s": s, "a": [1, null]})))]
-    }
-
-    prop_compose! {
-        fn session()(
-            id in "[a-f0-9]{1,32}", user_id in "u[0-3]", user_name in proptest::option::of(text()),
-            address in proptest::option::of(text()), client in proptest::option::of(text()),
-            active in any::<bool>(), open_time in time(), request_time in time(),
-            close_time in proptest::option::of(time()), user in payload(), data in payload(),
-            version in any::<i64>(), expire_time in proptest::option::of(time()), ttl in proptest::option::of(any::<i64>()),
-        ) -> SessionV1 {
-            SessionV1 { id, user_id, user_name, address, client, active, open_time, request_time, close_time, user, data, version, expire_time, ttl }
-        }
+    fn session() -> impl Strategy<Value = SessionV1> {
+        (crate::data::version1::arbitrary_session(), "u[0-3]").prop_map(|(mut s, user_id)| {
+            s.user_id = user_id;
+            s
+        })
     }
 
     proptest! {
