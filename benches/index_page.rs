@@ -4,7 +4,8 @@
 //! Loads `SESSIONS` (default 1 000 000) sessions of `USERS` (default 10 000) users as
 //! `open_session` stores them (the HTTP benchmark's preload: a user id, a client, an expiry, no
 //! payload), with the service's allocator, then reads `PAGES` (default 100 000) pages of 100 by
-//! user, users in turn, each encoded to the JSON the service answers. Prints the RSS growth per
+//! user, users in turn, each as the JSON text the service answers (`get_page_json`: encoded from
+//! the index's records). Prints the RSS growth per
 //! stored session and the time per page.
 //!
 //! For repeatable figures on a shared machine, count instructions rather than time: the cost of
@@ -28,7 +29,6 @@ use service_sessions::data::version1::{new_session_id, SessionV1, SessionsFilter
 use service_sessions::persistence::memory::SessionsMemoryPersistence;
 use service_sessions::persistence::SessionsPersistence;
 use service_sessions::toolkit::data::PagingParams;
-use service_sessions::toolkit::json::WriteJson;
 use std::time::Instant;
 
 #[global_allocator]
@@ -86,13 +86,10 @@ fn main() {
         );
         let (started, cpu) = (Instant::now(), cpu_s());
         let mut bytes = 0usize;
-        let mut out = Vec::with_capacity(64 * 1024);
         for p in 0..pages {
             let filter = SessionsFilter { user_id: Some(format!("u{}", p % users)), ..Default::default() };
-            let page = store.get_page_by_filter(None, &filter, &PagingParams::new(0, 100, false)).await.unwrap();
-            out.clear();
-            page.write_json(&mut out);
-            bytes += out.len();
+            let page = store.get_page_json(None, &filter, &PagingParams::new(0, 100, false)).await.unwrap();
+            bytes += page.as_str().len();
         }
         let elapsed = started.elapsed();
         if pages > 0 {

@@ -94,8 +94,7 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
         |c, cid, args| async move {
             let filter = SessionsFilter::from_value(args.get("filter"))?;
             let paging = PagingParams::from_value(args.get("paging"))?;
-            let page = c.get_sessions(cid.as_deref(), &filter, &paging).await?;
-            Ok(written(&page))
+            Ok(Some(c.get_sessions_json(cid.as_deref(), &filter, &paging).await?))
         },
     ));
     set.add(command(

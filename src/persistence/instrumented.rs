@@ -12,6 +12,7 @@ use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::errors::ApplicationError;
 use crate::toolkit::http::RETRY_AFTER_DETAIL;
+use crate::toolkit::json::JsonText;
 use crate::toolkit::metrics::{counter_vec, histogram_vec};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -177,6 +178,15 @@ impl SessionsPersistence for InstrumentedPersistence {
         paging: &PagingParams,
     ) -> Result<DataPage<SessionV1>, ApplicationError> {
         self.observe("get_page_by_filter", self.inner.get_page_by_filter(cid, filter, paging)).await
+    }
+
+    async fn get_page_json(
+        &self,
+        cid: Option<&str>,
+        filter: &SessionsFilter,
+        paging: &PagingParams,
+    ) -> Result<JsonText, ApplicationError> {
+        self.observe("get_page_by_filter", self.inner.get_page_json(cid, filter, paging)).await
     }
 
     async fn get_one_by_id(&self, cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {

@@ -14,6 +14,7 @@ use crate::toolkit::component::Component;
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::errors::ApplicationError;
+use crate::toolkit::json::JsonText;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
@@ -62,6 +63,15 @@ impl SessionsPersistence for SessionsMemoryPersistence {
         paging: &PagingParams,
     ) -> Result<DataPage<SessionV1>, ApplicationError> {
         Ok(self.state.read().page(filter, paging, self.options.max_page_size))
+    }
+
+    async fn get_page_json(
+        &self,
+        _cid: Option<&str>,
+        filter: &SessionsFilter,
+        paging: &PagingParams,
+    ) -> Result<JsonText, ApplicationError> {
+        Ok(self.state.read().page_json(filter, paging, self.options.max_page_size))
     }
 
     async fn get_one_by_id(&self, _cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {

@@ -28,6 +28,7 @@ use crate::data::version1::errors::{MAX_SESSIONS, SESSION_EXISTS, SESSION_LIMIT,
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::errors::ApplicationError;
+use crate::toolkit::json::JsonText;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -295,6 +296,18 @@ pub trait SessionsPersistence: Send + Sync {
         filter: &SessionsFilter,
         paging: &PagingParams,
     ) -> Result<DataPage<SessionV1>, ApplicationError>;
+
+    /// The page of [`SessionsPersistence::get_page_by_filter`] as its JSON text (what
+    /// `get_sessions` answers). By default the sessions are encoded; a backend that holds its
+    /// records in memory encodes them straight from there, to the same text.
+    async fn get_page_json(
+        &self,
+        correlation_id: Option<&str>,
+        filter: &SessionsFilter,
+        paging: &PagingParams,
+    ) -> Result<JsonText, ApplicationError> {
+        Ok(JsonText::write(&self.get_page_by_filter(correlation_id, filter, paging).await?))
+    }
 
     /// A full session by id.
     async fn get_one_by_id(

@@ -54,57 +54,146 @@ pub struct SessionV1 {
     pub ttl: Option<i64>,
 }
 
-/// The same text as the derived `Serialize` (field order, `null`s and omitted keys), written
-/// directly: sessions and pages of them are the service's hot results.
+/// The fields of a session as its JSON text needs them: implemented by [`SessionV1`] and by the
+/// compact records of the in-memory index, so that one writer ([`write_session`]) holds the key
+/// order and formatting of the session layout.
+pub trait SessionView {
+    /// `id`.
+    fn id(&self) -> &str;
+    /// `user_id`.
+    fn user_id(&self) -> &str;
+    /// `user_name`.
+    fn user_name(&self) -> Option<&str>;
+    /// `address`.
+    fn address(&self) -> Option<&str>;
+    /// `client`.
+    fn client(&self) -> Option<&str>;
+    /// `active`.
+    fn active(&self) -> bool;
+    /// `open_time`.
+    fn open_time(&self) -> DateTime<Utc>;
+    /// `request_time`.
+    fn request_time(&self) -> DateTime<Utc>;
+    /// `close_time`; the key is left out when `None`.
+    fn close_time(&self) -> Option<DateTime<Utc>>;
+    /// `user`; the key is left out when `None` (list items).
+    fn user(&self) -> Option<&Value>;
+    /// `data`; the key is left out when `None` (list items).
+    fn data(&self) -> Option<&Value>;
+    /// `version`.
+    fn version(&self) -> i64;
+    /// `expire_time`; the key is left out when `None`.
+    fn expire_time(&self) -> Option<DateTime<Utc>>;
+    /// `ttl`; the key is left out when `None`.
+    fn ttl(&self) -> Option<i64>;
+}
+
+impl SessionView for SessionV1 {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn user_id(&self) -> &str {
+        &self.user_id
+    }
+    fn user_name(&self) -> Option<&str> {
+        self.user_name.as_deref()
+    }
+    fn address(&self) -> Option<&str> {
+        self.address.as_deref()
+    }
+    fn client(&self) -> Option<&str> {
+        self.client.as_deref()
+    }
+    fn active(&self) -> bool {
+        self.active
+    }
+    fn open_time(&self) -> DateTime<Utc> {
+        self.open_time
+    }
+    fn request_time(&self) -> DateTime<Utc> {
+        self.request_time
+    }
+    fn close_time(&self) -> Option<DateTime<Utc>> {
+        self.close_time
+    }
+    fn user(&self) -> Option<&Value> {
+        self.user.as_ref()
+    }
+    fn data(&self) -> Option<&Value> {
+        self.data.as_ref()
+    }
+    fn version(&self) -> i64 {
+        self.version
+    }
+    fn expire_time(&self) -> Option<DateTime<Utc>> {
+        self.expire_time
+    }
+    fn ttl(&self) -> Option<i64> {
+        self.ttl
+    }
+}
+
+/// Appends the JSON text of a session: the same text as [`SessionV1`]'s derived `Serialize`
+/// (field order, `null`s and omitted keys), written directly — sessions and pages of them are
+/// the service's hot results.
+pub fn write_session<S: SessionView + ?Sized>(s: &S, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"id\":");
+    write_str(out, s.id());
+    out.extend_from_slice(b",\"user_id\":");
+    write_str(out, s.user_id());
+    out.extend_from_slice(b",\"user_name\":");
+    write_opt_str(out, s.user_name());
+    out.extend_from_slice(b",\"address\":");
+    write_opt_str(out, s.address());
+    out.extend_from_slice(b",\"client\":");
+    write_opt_str(out, s.client());
+    out.extend_from_slice(if s.active() { b",\"active\":true" } else { b",\"active\":false" });
+    out.extend_from_slice(b",\"open_time\":");
+    write_time(out, &s.open_time());
+    out.extend_from_slice(b",\"request_time\":");
+    write_time(out, &s.request_time());
+    if let Some(t) = &s.close_time() {
+        out.extend_from_slice(b",\"close_time\":");
+        write_time(out, t);
+    }
+    if let Some(v) = s.user() {
+        out.extend_from_slice(b",\"user\":");
+        write_value(out, v);
+    }
+    if let Some(v) = s.data() {
+        out.extend_from_slice(b",\"data\":");
+        write_value(out, v);
+    }
+    out.extend_from_slice(b",\"version\":");
+    write_i64(out, s.version());
+    if let Some(t) = &s.expire_time() {
+        out.extend_from_slice(b",\"expire_time\":");
+        write_time(out, t);
+    }
+    if let Some(ttl) = s.ttl() {
+        out.extend_from_slice(b",\"ttl\":");
+        write_i64(out, ttl);
+    }
+    out.push(b'}');
+}
+
+/// A guess of the text's length for [`WriteJson::size_hint`]: keys, id, times and version take
+/// up to ~290 bytes; the rest is the strings themselves (an estimate too small would copy the
+/// whole page text once more when it grows).
+pub fn session_size_hint<S: SessionView + ?Sized>(s: &S) -> usize {
+    320 + s.user_id().len()
+        + s.user_name().map_or(0, str::len)
+        + s.address().map_or(0, str::len)
+        + s.client().map_or(0, str::len)
+}
+
 impl WriteJson for SessionV1 {
     fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"id\":");
-        write_str(out, &self.id);
-        out.extend_from_slice(b",\"user_id\":");
-        write_str(out, &self.user_id);
-        out.extend_from_slice(b",\"user_name\":");
-        write_opt_str(out, self.user_name.as_deref());
-        out.extend_from_slice(b",\"address\":");
-        write_opt_str(out, self.address.as_deref());
-        out.extend_from_slice(b",\"client\":");
-        write_opt_str(out, self.client.as_deref());
-        out.extend_from_slice(if self.active { b",\"active\":true" } else { b",\"active\":false" });
-        out.extend_from_slice(b",\"open_time\":");
-        write_time(out, &self.open_time);
-        out.extend_from_slice(b",\"request_time\":");
-        write_time(out, &self.request_time);
-        if let Some(t) = &self.close_time {
-            out.extend_from_slice(b",\"close_time\":");
-            write_time(out, t);
-        }
-        if let Some(v) = &self.user {
-            out.extend_from_slice(b",\"user\":");
-            write_value(out, v);
-        }
-        if let Some(v) = &self.data {
-            out.extend_from_slice(b",\"data\":");
-            write_value(out, v);
-        }
-        out.extend_from_slice(b",\"version\":");
-        write_i64(out, self.version);
-        if let Some(t) = &self.expire_time {
-            out.extend_from_slice(b",\"expire_time\":");
-            write_time(out, t);
-        }
-        if let Some(ttl) = self.ttl {
-            out.extend_from_slice(b",\"ttl\":");
-            write_i64(out, ttl);
-        }
-        out.push(b'}');
+        write_session(self, out);
     }
 
     fn size_hint(&self) -> usize {
-        // Keys, id, times and version take up to ~290 bytes; the rest is the strings themselves
-        // (an estimate too small would copy the whole page text once more when it grows).
-        320 + self.user_id.len()
-            + self.user_name.as_ref().map_or(0, String::len)
-            + self.address.as_ref().map_or(0, String::len)
-            + self.client.as_ref().map_or(0, String::len)
+        session_size_hint(self)
     }
 }
 
@@ -222,7 +311,7 @@ mod tests {
 }
 
 #[cfg(test)]
-mod written_json {
+pub(crate) mod written_json {
     use super::*;
     use crate::toolkit::data::DataPage;
     use crate::toolkit::json::JsonText;
@@ -253,7 +342,8 @@ mod written_json {
     }
 
     prop_compose! {
-        fn session()(
+        /// Random sessions: any texts and payloads, times in whole milliseconds.
+        pub(crate) fn session()(
             id in text(), user_id in text(), user_name in proptest::option::of(text()),
             address in proptest::option::of(text()), client in proptest::option::of(text()),
             active in any::<bool>(), open_time in time(), request_time in time(),

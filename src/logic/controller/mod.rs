@@ -34,6 +34,7 @@ use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::descriptor::Descriptor;
 use crate::toolkit::errors::ApplicationError;
+use crate::toolkit::json::JsonText;
 use crate::toolkit::log::redact_id;
 use crate::toolkit::references::References;
 use crate::toolkit::time::{Clock, SystemClock};
@@ -226,6 +227,21 @@ impl SessionsController {
     ) -> Result<DataPage<SessionV1>, ApplicationError> {
         self.close_expired_sessions(cid).await?;
         self.persistence()?.get_page_by_filter(cid, filter, paging).await
+    }
+
+    /// [`SessionsController::get_sessions`]'s page as its JSON text (encoded by the store, from
+    /// its records where it holds them in memory).
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn get_sessions_json(
+        &self,
+        cid: Option<&str>,
+        filter: &SessionsFilter,
+        paging: &PagingParams,
+    ) -> Result<JsonText, ApplicationError> {
+        self.close_expired_sessions(cid).await?;
+        self.persistence()?.get_page_json(cid, filter, paging).await
     }
 
     /// A session by id; an expired one is closed on the spot and returned closed. With

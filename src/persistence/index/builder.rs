@@ -1,10 +1,9 @@
 //! [`IndexBuilder`]: loads many sessions at once (the file backend's start-up).
 
 use super::counted::CountedSet;
-use super::record::{Record, RecordHasher, Slot};
-use super::{Key, SessionsIndex};
+use super::record::{ExpiryKey, Key, Record, RecordHasher, Slot};
+use super::SessionsIndex;
 use crate::data::version1::SessionV1;
-use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -68,7 +67,7 @@ impl IndexBuilder {
         let mut users: HashMap<Arc<str>, Vec<Key>> = HashMap::new();
         let mut open: Vec<Key> = Vec::new();
         let mut closed: Vec<Key> = Vec::new();
-        let mut by_expiry: Vec<(DateTime<Utc>, Arc<str>)> = Vec::new();
+        let mut by_expiry: Vec<ExpiryKey> = Vec::new();
         let mut open_users: HashMap<Arc<str>, Vec<Key>> = HashMap::new();
         let mut untimed: Vec<Key> = Vec::new();
         for (id, s) in self.by_id {
@@ -78,11 +77,11 @@ impl IndexBuilder {
             };
             let record = Record::new(id, user_id, s);
             let k = record.key();
-            if record.active {
+            if record.is_active() {
                 open.push(k.clone());
                 open_users.entry(record.user_id.clone()).or_default().push(k.clone());
-                match record.expire_time {
-                    Some(t) => by_expiry.push((t, record.id.clone())),
+                match record.expiry_key() {
+                    Some(e) => by_expiry.push(e),
                     None => untimed.push(k.clone()),
                 }
             } else {

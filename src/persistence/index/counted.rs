@@ -185,6 +185,30 @@ impl<K: Ord> CountedSet<K> {
         true
     }
 
+    /// Replaces `old` by `new`. When `new` sorts between the neighbours of `old` (a refresh that
+    /// does not change the order, as when the newest element gets newer), it takes `old`'s place:
+    /// nothing shifts and no count changes. Otherwise it is `remove(old)` then `insert(new)`.
+    pub(crate) fn replace(&mut self, old: &K, new: K) {
+        let (block, offset) = self.locate(|x| x < old);
+        if let Some(b) = self.blocks.get(block) {
+            if b.get(offset).is_some_and(|x| x == old) {
+                let prev = match offset.checked_sub(1) {
+                    Some(o) => b.get(o),
+                    None => block.checked_sub(1).and_then(|p| self.blocks.get(p)).and_then(|p| p.last()),
+                };
+                let next = b.get(offset + 1).or_else(|| self.blocks.get(block + 1).and_then(|n| n.first()));
+                if prev.is_none_or(|p| *p < new) && next.is_none_or(|n| new < *n) {
+                    if let Some(slot) = self.blocks.get_mut(block).and_then(|b| b.get_mut(offset)) {
+                        *slot = new;
+                    }
+                    return;
+                }
+            }
+        }
+        self.remove(old);
+        self.insert(new);
+    }
+
     /// The elements from rank `from` on, in order.
     #[cfg(test)]
     pub(crate) fn iter_from(&self, from: usize) -> impl Iterator<Item = &K> + '_ {
@@ -265,6 +289,30 @@ mod tests {
             }
         }
         assert!(set.is_empty() && set.blocks.is_empty());
+        // Replacing keeps the set equal to the model whether the new element stays in place
+        // (moved within its neighbours) or moves.
+        for k in 0..3_000u64 {
+            set.insert(k * 4);
+            model.insert(k * 4);
+        }
+        for step in 0..6_000u64 {
+            let r = rng.next().unwrap();
+            let old = (r % 3_000) * 4;
+            let new = if step % 2 == 0 { old + 1 + r % 3 } else { r % 20_000 };
+            if model.contains(&old) && !model.contains(&new) {
+                set.replace(&old, new);
+                model.remove(&old);
+                model.insert(new);
+            }
+            if step % 1_000 == 0 {
+                check(&set, &model);
+            }
+        }
+        check(&set, &model);
+        let keys: Vec<u64> = model.iter().copied().collect();
+        keys.iter().for_each(|k| assert_eq!(set.remove(k), model.remove(k)));
+        assert!(set.is_empty() && set.blocks.is_empty());
+
         let built = CountedSet::from_sorted((0..1_000).collect());
         check(&built, &(0..1_000).collect());
     }

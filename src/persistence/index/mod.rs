@@ -1,13 +1,15 @@
 //! [`SessionsIndex`]: the indexed in-memory engine shared by the memory and file backends.
 //!
 //! Compact records (one boxed record per session, its id allocated once and shared by every
-//! index) plus ordered indexes keyed by `(request_time, Reverse(id))` — the list order read
-//! backwards, so that new and refreshed sessions land at the end — for open sessions, closed
+//! index, times in milliseconds) plus ordered indexes keyed by `(request_time, Reverse(id))` —
+//! the list order read backwards, so that new and refreshed sessions land at the end — for open sessions, closed
 //! sessions and each user, and an index of open sessions by `expire_time`. The list-order
 //! indexes are [`CountedSet`]s, which know the rank of every position: a lookup by id is O(1); a
 //! page of one user's sessions costs O(log n + take) without touching other users, and its total
 //! O(log n) with or without a time window; the expiry sweep visits only expired sessions and the
-//! purge only the oldest closed ones. The index is not synchronised: each
+//! purge only the oldest closed ones. A refresh that does not change a record's place in a set
+//! (the newest session getting newer) rewrites its key in place. A page is encoded to JSON
+//! straight from the records ([`SessionsIndex::page_json`]). The index is not synchronised: each
 //! backend wraps it in its own lock and makes every method one atomic step.
 //!
 //! Write operations come in two shapes: the `plan_*` functions (and [`SessionsIndex::purgeable`])
@@ -27,7 +29,8 @@ mod tests;
 
 pub(crate) use builder::IndexBuilder;
 use counted::CountedSet;
-use record::{Record, RecordHasher, Slot};
+pub(crate) use record::ceil_millis;
+use record::{millis, ExpiryKey, Key, ListItem, Record, RecordHasher, Slot};
 
 use super::{
     is_alive, limit_victims, max_sessions_reached, session_exists, session_limit, ExpiryPolicy, OpenLimits,
@@ -36,15 +39,11 @@ use super::{
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::errors::ApplicationError;
+use crate::toolkit::json::JsonText;
 use chrono::{DateTime, Utc};
-use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-/// Index key, ordered as the list read backwards: oldest `request_time` first, then id
-/// descending.
-type Key = (DateTime<Utc>, Reverse<Arc<str>>);
 
 /// The in-memory state with its indexes; also the engine of the file backend.
 ///
@@ -64,7 +63,7 @@ pub(crate) struct SessionsIndex {
     /// Open sessions without an `expire_time` (judged by the idle cutoff).
     untimed: CountedSet<Key>,
     /// Open sessions with an `expire_time`, by it.
-    by_expiry: CountedSet<(DateTime<Utc>, Arc<str>)>,
+    by_expiry: CountedSet<ExpiryKey>,
     visits: AtomicU64,
 }
 
@@ -117,36 +116,36 @@ impl SessionsIndex {
         // The keys after `(t, id)` in list order are the ones before it in key order.
         let end = |set: &CountedSet<Key>| match after {
             None => set.len(),
-            Some((t, id)) => set.rank(|(kt, Reverse(kid))| *kt < t || (*kt == t && &**kid > id)),
+            Some((t, id)) => {
+                // Keys before `(t, id)`; no key has `t` itself when `t` is not a whole millisecond.
+                let (c, whole) = (ceil_millis(t), millis(t) == ceil_millis(t));
+                set.rank(|k| k.t < c || (whole && k.t == c && &*k.id > id))
+            }
         };
         let open = self.open.iter_back_from(end(&self.open));
         let closed = self.closed.iter_back_from(end(&self.closed));
         MergeBack::new(open, closed)
             .take(limit)
-            .filter_map(|(_, Reverse(id))| self.records.get(&**id).map(|r| r.0.to_session()))
+            .filter_map(|k| self.records.get(&*k.id).map(|r| r.0.to_session()))
             .collect()
     }
 
-    fn record(&mut self, s: SessionV1) -> Record {
-        let id = match self.records.get(s.id.as_str()) {
-            Some(old) => old.0.id.clone(),
-            None => Arc::from(s.id.as_str()),
-        };
-        let user_id = match self.by_user.get_key_value(s.user_id.as_str()) {
+    /// The shared allocation of a user id (a new one for a user without sessions).
+    fn user_id(&self, user_id: &str) -> Arc<str> {
+        match self.by_user.get_key_value(user_id) {
             Some((u, _)) => u.clone(),
-            None => Arc::from(s.user_id.as_str()),
-        };
-        Record::new(id, user_id, s)
+            None => Arc::from(user_id),
+        }
     }
 
     fn index(&mut self, r: &Record) {
         let k = r.key();
-        if r.active {
+        if r.is_active() {
             self.open.insert(k.clone());
             self.open_by_user.entry(r.user_id.clone()).or_default().insert(k.clone());
-            match r.expire_time {
-                Some(t) => {
-                    self.by_expiry.insert((t, r.id.clone()));
+            match r.expiry_key() {
+                Some(e) => {
+                    self.by_expiry.insert(e);
                 }
                 None => {
                     self.untimed.insert(k.clone());
@@ -163,8 +162,8 @@ impl SessionsIndex {
         self.open.remove(&k);
         self.closed.remove(&k);
         self.untimed.remove(&k);
-        if let Some(t) = r.expire_time {
-            self.by_expiry.remove(&(t, r.id.clone()));
+        if let Some(e) = r.expiry_key() {
+            self.by_expiry.remove(&e);
         }
         if let Some(set) = self.open_by_user.get_mut(&*r.user_id) {
             set.remove(&k);
@@ -180,14 +179,64 @@ impl SessionsIndex {
         }
     }
 
-    /// Inserts or replaces a session.
-    pub(crate) fn put(&mut self, s: SessionV1) {
-        let record = self.record(s);
-        if let Some(old) = self.records.take(&*record.id) {
-            self.unindex(&old.0);
+    /// Moves a changed record's keys: set by set, in place where its order does not change; a
+    /// record that changes state or user leaves its sets and joins the others.
+    fn reindex(&mut self, old: &Record, new: &Record) {
+        let user = &new.user_id;
+        if old.is_active() != new.is_active() || old.user_id != *user {
+            self.unindex(old);
+            self.index(new);
+            return;
         }
-        self.index(&record);
-        self.records.insert(Slot(Box::new(record)));
+        let (ok, nk) = (old.key(), new.key());
+        let (oe, ne) = (old.expiry_key(), new.expiry_key());
+        if ok.t == nk.t && oe.as_ref().map(|e| e.t) == ne.as_ref().map(|e| e.t) {
+            return;
+        }
+        if new.is_active() {
+            self.open.replace(&ok, nk.clone());
+            if let Some(set) = self.open_by_user.get_mut(&**user) {
+                set.replace(&ok, nk.clone());
+            }
+            match (oe, ne) {
+                (Some(a), Some(b)) => self.by_expiry.replace(&a, b),
+                (None, None) => self.untimed.replace(&ok, nk.clone()),
+                (a, b) => {
+                    match a {
+                        Some(a) => self.by_expiry.remove(&a),
+                        None => self.untimed.remove(&ok),
+                    };
+                    match b {
+                        Some(b) => self.by_expiry.insert(b),
+                        None => self.untimed.insert(nk.clone()),
+                    };
+                }
+            }
+        } else {
+            self.closed.replace(&ok, nk.clone());
+        }
+        if let Some(set) = self.by_user.get_mut(&**user) {
+            set.replace(&ok, nk);
+        }
+    }
+
+    /// Inserts or replaces a session (a replaced one keeps its record's allocations for ids).
+    pub(crate) fn put(&mut self, s: SessionV1) {
+        match self.records.take(s.id.as_str()) {
+            Some(mut slot) => {
+                let user_id =
+                    if *slot.0.user_id == *s.user_id { slot.0.user_id.clone() } else { self.user_id(&s.user_id) };
+                let record = Record::new(slot.0.id.clone(), user_id, s);
+                self.reindex(&slot.0, &record);
+                *slot.0 = record;
+                self.records.insert(slot);
+            }
+            None => {
+                let record = Record::new(Arc::from(s.id.as_str()), self.user_id(&s.user_id), s);
+                self.index(&record);
+                self.records.insert(Slot(Box::new(record)));
+            }
+        }
     }
 
     /// Removes a session, returning it.
@@ -272,14 +321,13 @@ impl SessionsIndex {
         idle_cutoff: Option<DateTime<Utc>>,
         limit: usize,
     ) -> Vec<SessionV1> {
+        let now_ms = ceil_millis(now);
         let mut ids: Vec<Arc<str>> =
-            self.by_expiry.iter().take_while(|(t, _)| *t < now).take(limit).map(|(_, id)| id.clone()).collect();
-        if let Some(cutoff) = idle_cutoff {
+            self.by_expiry.iter().take_while(|e| e.t < now_ms).take(limit).map(|e| e.id.clone()).collect();
+        if let Some(cutoff) = idle_cutoff.map(ceil_millis) {
             // Records without an expire_time, idle since before the cutoff (oldest first).
             let room = limit.saturating_sub(ids.len());
-            ids.extend(
-                self.untimed.iter().take_while(|(t, _)| *t < cutoff).take(room).map(|(_, Reverse(id))| id.clone()),
-            );
+            ids.extend(self.untimed.iter().take_while(|k| k.t < cutoff).take(room).map(|k| k.id.clone()));
         }
         self.visited(ids.len());
         ids.iter()
@@ -311,13 +359,7 @@ impl SessionsIndex {
         let ids: Vec<Arc<str>> = self
             .open_by_user
             .get(user_id)
-            .map(|set| {
-                set.iter()
-                    .map(|(_, Reverse(id))| id.clone())
-                    .filter(|id| Some(&**id) != except_id)
-                    .take(limit)
-                    .collect()
-            })
+            .map(|set| set.iter().map(|k| k.id.clone()).filter(|id| Some(&**id) != except_id).take(limit).collect())
             .unwrap_or_default();
         self.visited(ids.len());
         let closed: Vec<SessionV1> = ids.iter().filter_map(|id| self.closed_copy(id, now)).collect();
@@ -328,14 +370,13 @@ impl SessionsIndex {
     /// The ids of at most `limit` closed sessions closed before `closed_before`, oldest first.
     pub(crate) fn purgeable(&self, closed_before: DateTime<Utc>, limit: u64) -> Vec<String> {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let before = ceil_millis(closed_before);
         self.closed
             .iter()
-            .take_while(|(t, _)| *t < closed_before)
-            .filter(|(_, Reverse(id))| {
-                self.records.get(&**id).is_some_and(|r| r.0.close_time.unwrap_or(r.0.request_time) < closed_before)
-            })
+            .take_while(|k| k.t < before)
+            .filter(|k| self.records.get(&*k.id).is_some_and(|r| r.0.close_ms().unwrap_or(r.0.request_time) < before))
             .take(limit)
-            .map(|(_, Reverse(id))| id.to_string())
+            .map(|k| k.id.to_string())
             .collect()
     }
 
@@ -372,7 +413,7 @@ impl SessionsIndex {
                 let open: Vec<SessionV1> = self
                     .open_by_user
                     .get(s.user_id.as_str())
-                    .map(|set| set.iter().filter_map(|(_, Reverse(id))| self.get(id)).collect())
+                    .map(|set| set.iter().filter_map(|k| self.get(&k.id)).collect())
                     .unwrap_or_default();
                 self.visited(open.len());
                 let to_close = limit_victims(open, limit).ok_or_else(|| session_limit(&s.user_id, limit.max))?;
@@ -421,34 +462,52 @@ impl SessionsIndex {
     }
 
     /// A page in list order, without `user` and `data`.
-    ///
-    /// The time window and `skip` become ranks in the list-order set the filter reads, so the
-    /// total costs O(log n) and the page O(log n + take) — except where the set holds sessions the
-    /// filter leaves out (a user's closed sessions: their open ones are stepped over; no user and
-    /// no state: the open and closed sets are merged, and `skip` steps over both).
     pub(crate) fn page(
         &self,
         filter: &SessionsFilter,
         paging: &PagingParams,
         max_page_size: u64,
     ) -> DataPage<SessionV1> {
+        let page = self.page_records(filter, paging, max_page_size);
+        DataPage { total: page.total, data: page.data.into_iter().map(Record::to_list_item).collect() }
+    }
+
+    /// [`SessionsIndex::page`] as its JSON text, encoded straight from the records (no session
+    /// is built): the same text as the page of sessions.
+    pub(crate) fn page_json(&self, filter: &SessionsFilter, paging: &PagingParams, max_page_size: u64) -> JsonText {
+        let page = self.page_records(filter, paging, max_page_size);
+        JsonText::write(&DataPage { total: page.total, data: page.data.into_iter().map(ListItem).collect() })
+    }
+
+    /// The records of a page in list order.
+    ///
+    /// The time window and `skip` become ranks in the list-order set the filter reads, so the
+    /// total costs O(log n) and the page O(log n + take) — except where the set holds sessions the
+    /// filter leaves out (a user's closed sessions: their open ones are stepped over; no user and
+    /// no state: the open and closed sets are merged, and `skip` steps over both).
+    fn page_records(&self, filter: &SessionsFilter, paging: &PagingParams, max_page_size: u64) -> DataPage<&Record> {
         let skip = usize::try_from(paging.skip()).unwrap_or(usize::MAX);
         let take = usize::try_from(paging.take(max_page_size)).unwrap_or(usize::MAX);
-        let item = |id: &Arc<str>| {
-            self.records
-                .get(&**id)
-                .map(|r| &r.0)
-                .filter(|r| filter.matches_fields(&r.id, &r.user_id, r.active, r.request_time))
+        // `from_time <= request_time < to_time`, in whole milliseconds.
+        let (from, to) = (filter.from_time.map(ceil_millis), filter.to_time.map(ceil_millis));
+        let item = |id: &str| {
+            self.records.get(id).map(|r| &*r.0).filter(|r| {
+                filter.id.as_deref().is_none_or(|x| x == &*r.id)
+                    && filter.user_id.as_deref().is_none_or(|u| u == &*r.user_id)
+                    && filter.active.is_none_or(|a| a == r.is_active())
+                    && from.is_none_or(|f| r.request_time >= f)
+                    && to.is_none_or(|t| r.request_time < t)
+            })
         };
         if let Some(id) = &filter.id {
-            let found: Vec<SessionV1> = item(&Arc::from(id.as_str())).map(|r| r.to_list_item()).into_iter().collect();
+            let found: Vec<&Record> = item(id).into_iter().collect();
             let total = paging.total.then_some(found.len() as u64);
             return DataPage { total, data: found.into_iter().skip(skip).take(take).collect() };
         }
-        // The window `from_time <= request_time < to_time` as a range of ranks [lo, hi).
+        // The window as a range of ranks [lo, hi).
         let window = |set: &CountedSet<Key>| -> (usize, usize) {
-            let lo = filter.from_time.map_or(0, |from| set.rank(|(t, _)| *t < from));
-            let hi = filter.to_time.map_or(set.len(), |to| set.rank(|(t, _)| *t < to));
+            let lo = from.map_or(0, |from| set.rank(|k| k.t < from));
+            let hi = to.map_or(set.len(), |to| set.rank(|k| k.t < to));
             (lo, hi.max(lo))
         };
         let empty = CountedSet::default();
@@ -480,27 +539,24 @@ impl SessionsIndex {
                     (Box::new(set.iter_back_from(hi - skipped).take(hi - lo - skipped)), hi - lo, skipped)
                 }
             };
-        // Find the page's records first, then build the items: the lookups of one tight loop
-        // are independent, so the processor overlaps their cache misses.
+        // Find the page's records first, then encode them: the lookups of one tight loop are
+        // independent, so the processor overlaps their cache misses.
         let mut found: Vec<&Record> = Vec::with_capacity(take.min(1024));
         let mut seen = skipped;
         let mut visited = 0usize;
-        for (_, Reverse(id)) in keys {
+        for k in keys {
             if found.len() >= take {
                 break;
             }
             visited += 1;
-            let Some(r) = item(id) else { continue };
+            let Some(r) = item(&k.id) else { continue };
             if seen >= skip {
                 found.push(r);
             }
             seen += 1;
         }
         self.visited(visited);
-        DataPage {
-            total: paging.total.then_some(total as u64),
-            data: found.into_iter().map(Record::to_list_item).collect(),
-        }
+        DataPage { total: paging.total.then_some(total as u64), data: found }
     }
 }
 

@@ -1,11 +1,12 @@
-//! The compact record of a stored session and its slot in the id set.
+//! The compact record of a stored session, its slot in the id set, and the keys of the ordered
+//! indexes.
 
-use super::Key;
-use crate::data::version1::SessionV1;
+use crate::data::version1::{session_size_hint, write_session, SessionV1, SessionView};
+use crate::toolkit::json::WriteJson;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::borrow::Borrow;
-use std::cmp::Reverse;
+use std::cmp::Ordering;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -15,22 +16,125 @@ use std::sync::Arc;
 /// the standard DoS-resistant hasher.
 pub(crate) type RecordHasher = foldhash::fast::RandomState;
 
-/// A stored session, laid out compactly (payloads boxed, `null` costs nothing).
+/// A time as the index keeps it: milliseconds since the Unix epoch. Every time the product
+/// stores is truncated to the millisecond (`toolkit::time`), so this is exact.
+pub(crate) type Millis = i64;
+
+/// The milliseconds of `t`.
+pub(crate) fn millis(t: DateTime<Utc>) -> Millis {
+    t.timestamp_millis()
+}
+
+/// The first whole millisecond at or after `t`: for a time `r` in whole milliseconds,
+/// `r >= t` exactly when `millis(r) >= ceil_millis(t)`, and `r < t` when `millis(r) < ceil_millis(t)`.
+pub(crate) fn ceil_millis(t: DateTime<Utc>) -> Millis {
+    let floor = t.timestamp_millis();
+    if t.timestamp_subsec_nanos() % 1_000_000 == 0 {
+        floor
+    } else {
+        floor.saturating_add(1)
+    }
+}
+
+/// The time of `ms` (always in range: every `Millis` comes from a `DateTime`).
+pub(crate) fn time(ms: Millis) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::UNIX_EPOCH)
+}
+
+/// An index key: a time and an id, ordered by time ascending, then by id **descending** — the
+/// list order (newest first, then id ascending) read backwards, so that new and refreshed
+/// sessions land at the end. 24 bytes; comparing two keys compares the times and looks at the ids
+/// only on a tie (and then not at all when both share the record's id allocation).
+#[derive(Debug, Clone)]
+pub(crate) struct Key {
+    pub(crate) t: Millis,
+    pub(crate) id: Arc<str>,
+}
+
+impl Key {
+    pub(crate) fn new(t: Millis, id: Arc<str>) -> Self {
+        Self { t, id }
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.t == other.t && (Arc::ptr_eq(&self.id, &other.id) || self.id == other.id)
+    }
+}
+impl Eq for Key {}
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.t.cmp(&other.t).then_with(|| {
+            if Arc::ptr_eq(&self.id, &other.id) {
+                Ordering::Equal
+            } else {
+                other.id.cmp(&self.id)
+            }
+        })
+    }
+}
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// An expiry key: `expire_time`, then id ascending.
+#[derive(Debug, Clone)]
+pub(crate) struct ExpiryKey {
+    pub(crate) t: Millis,
+    pub(crate) id: Arc<str>,
+}
+
+impl PartialEq for ExpiryKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.t == other.t && (Arc::ptr_eq(&self.id, &other.id) || self.id == other.id)
+    }
+}
+impl Eq for ExpiryKey {}
+impl Ord for ExpiryKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.t.cmp(&other.t).then_with(|| {
+            if Arc::ptr_eq(&self.id, &other.id) {
+                Ordering::Equal
+            } else {
+                self.id.cmp(&other.id)
+            }
+        })
+    }
+}
+impl PartialOrd for ExpiryKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Bits of [`Record::flags`].
+const ACTIVE: u8 = 1;
+const HAS_CLOSE: u8 = 1 << 1;
+const HAS_EXPIRE: u8 = 1 << 2;
+const HAS_TTL: u8 = 1 << 3;
+/// `user_name`, `address`, `client` present: `TEXT << i`.
+const TEXT: u8 = 1 << 4;
+
+/// A stored session, laid out compactly: times in 8 bytes, the three short optional texts in one
+/// allocation, payloads boxed (`null` costs nothing).
 #[derive(Debug, Clone)]
 pub(crate) struct Record {
     pub(crate) id: Arc<str>,
     pub(crate) user_id: Arc<str>,
-    pub(crate) user_name: Option<Box<str>>,
-    pub(crate) address: Option<Box<str>>,
-    pub(crate) client: Option<Box<str>>,
-    pub(crate) active: bool,
-    pub(crate) open_time: DateTime<Utc>,
-    pub(crate) request_time: DateTime<Utc>,
-    pub(crate) close_time: Option<DateTime<Utc>>,
-    pub(crate) expire_time: Option<DateTime<Utc>>,
-    pub(crate) ttl: Option<i64>,
-    pub(crate) user: Option<Box<Value>>,
-    pub(crate) data: Option<Box<Value>>,
+    /// `user_name`, `address` and `client` one after the other; `ends` marks where each ends.
+    texts: Box<str>,
+    ends: [u32; 3],
+    flags: u8,
+    open_time: Millis,
+    pub(crate) request_time: Millis,
+    close_time: Millis,
+    expire_time: Millis,
+    ttl: i64,
+    user: Option<Box<Value>>,
+    data: Option<Box<Value>>,
     pub(crate) version: i64,
 }
 
@@ -59,33 +163,76 @@ fn payload(v: Option<Value>) -> Option<Box<Value>> {
     v.filter(|v| !v.is_null()).map(Box::new)
 }
 
-fn text(v: Option<String>) -> Option<Box<str>> {
-    v.map(String::into_boxed_str)
-}
-
 impl Record {
     /// The compact form of `s`, with its id and user id already allocated.
     pub(crate) fn new(id: Arc<str>, user_id: Arc<str>, s: SessionV1) -> Self {
+        let mut flags = 0;
+        let mut texts = String::new();
+        let mut ends = [0u32; 3];
+        for (i, t) in [&s.user_name, &s.address, &s.client].into_iter().enumerate() {
+            if let Some(t) = t {
+                flags |= TEXT << i;
+                texts.push_str(t);
+            }
+            // Texts of 4 GiB and more cannot arrive (requests are far smaller).
+            ends[i] = u32::try_from(texts.len()).unwrap_or(u32::MAX);
+        }
+        let opt = |flag: u8, v: Option<i64>| match v {
+            Some(v) => (flag, v),
+            None => (0, 0),
+        };
+        let (close_flag, close_time) = opt(HAS_CLOSE, s.close_time.map(millis));
+        let (expire_flag, expire_time) = opt(HAS_EXPIRE, s.expire_time.map(millis));
+        let (ttl_flag, ttl) = opt(HAS_TTL, s.ttl);
+        flags |= close_flag | expire_flag | ttl_flag | if s.active { ACTIVE } else { 0 };
         Self {
             id,
             user_id,
-            user_name: text(s.user_name),
-            address: text(s.address),
-            client: text(s.client),
-            active: s.active,
-            open_time: s.open_time,
-            request_time: s.request_time,
-            close_time: s.close_time,
-            expire_time: s.expire_time,
-            ttl: s.ttl,
+            texts: texts.into_boxed_str(),
+            ends,
+            flags,
+            open_time: millis(s.open_time),
+            request_time: millis(s.request_time),
+            close_time,
+            expire_time,
+            ttl,
             user: payload(s.user),
             data: payload(s.data),
             version: s.version,
         }
     }
 
+    fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    fn text(&self, i: usize) -> Option<&str> {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        self.has(TEXT << i).then(|| self.texts.get(start..self.ends[i] as usize).unwrap_or_default())
+    }
+
+    pub(crate) fn is_active(&self) -> bool {
+        self.has(ACTIVE)
+    }
+
+    /// `expire_time` in ms.
+    pub(crate) fn expire_ms(&self) -> Option<Millis> {
+        self.has(HAS_EXPIRE).then_some(self.expire_time)
+    }
+
+    /// `close_time` in ms.
+    pub(crate) fn close_ms(&self) -> Option<Millis> {
+        self.has(HAS_CLOSE).then_some(self.close_time)
+    }
+
+    /// The list-order key.
     pub(crate) fn key(&self) -> Key {
-        (self.request_time, Reverse(self.id.clone()))
+        Key::new(self.request_time, self.id.clone())
+    }
+
+    /// The expiry key, for an open session with an `expire_time`.
+    pub(crate) fn expiry_key(&self) -> Option<ExpiryKey> {
+        self.expire_ms().map(|t| ExpiryKey { t, id: self.id.clone() })
     }
 
     pub(crate) fn to_session(&self) -> SessionV1 {
@@ -99,18 +246,77 @@ impl Record {
         SessionV1 {
             id: String::from(&*self.id),
             user_id: String::from(&*self.user_id),
-            user_name: self.user_name.as_deref().map(str::to_string),
-            address: self.address.as_deref().map(str::to_string),
-            client: self.client.as_deref().map(str::to_string),
-            active: self.active,
-            open_time: self.open_time,
-            request_time: self.request_time,
-            close_time: self.close_time,
+            user_name: self.text(0).map(str::to_string),
+            address: self.text(1).map(str::to_string),
+            client: self.text(2).map(str::to_string),
+            active: self.is_active(),
+            open_time: time(self.open_time),
+            request_time: time(self.request_time),
+            close_time: self.close_ms().map(time),
             user: None,
             data: None,
             version: self.version,
-            expire_time: self.expire_time,
-            ttl: self.ttl,
+            expire_time: self.expire_ms().map(time),
+            ttl: self.has(HAS_TTL).then_some(self.ttl),
         }
+    }
+}
+
+/// A record as a list item (without `user` and `data`): what a page is encoded from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ListItem<'a>(pub(crate) &'a Record);
+
+impl SessionView for ListItem<'_> {
+    fn id(&self) -> &str {
+        &self.0.id
+    }
+    fn user_id(&self) -> &str {
+        &self.0.user_id
+    }
+    fn user_name(&self) -> Option<&str> {
+        self.0.text(0)
+    }
+    fn address(&self) -> Option<&str> {
+        self.0.text(1)
+    }
+    fn client(&self) -> Option<&str> {
+        self.0.text(2)
+    }
+    fn active(&self) -> bool {
+        self.0.is_active()
+    }
+    fn open_time(&self) -> DateTime<Utc> {
+        time(self.0.open_time)
+    }
+    fn request_time(&self) -> DateTime<Utc> {
+        time(self.0.request_time)
+    }
+    fn close_time(&self) -> Option<DateTime<Utc>> {
+        self.0.close_ms().map(time)
+    }
+    fn user(&self) -> Option<&Value> {
+        None
+    }
+    fn data(&self) -> Option<&Value> {
+        None
+    }
+    fn version(&self) -> i64 {
+        self.0.version
+    }
+    fn expire_time(&self) -> Option<DateTime<Utc>> {
+        self.0.expire_ms().map(time)
+    }
+    fn ttl(&self) -> Option<i64> {
+        self.0.has(HAS_TTL).then_some(self.0.ttl)
+    }
+}
+
+impl WriteJson for ListItem<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        write_session(self, out);
+    }
+
+    fn size_hint(&self) -> usize {
+        session_size_hint(self)
     }
 }
