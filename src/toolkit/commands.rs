@@ -11,6 +11,7 @@ use super::schema::ObjectSchema;
 use futures::future::BoxFuture;
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The parameters of one command call: the fields of the JSON object of the request body, in
@@ -106,6 +107,9 @@ impl Parameters {
 /// (which no client sends) is handed to the `Value` parser to keep its answer exactly.
 const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
 
+/// Up to this many top-level names a body's repeats are found by comparing names.
+const LINEAR_NAMES: usize = 16;
+
 /// Reads the top level of a command body: the object's fields, or `None` for any other JSON value
 /// (read through to its end, so text that is not JSON is still the parser's syntax error).
 struct TopLevel<'a> {
@@ -130,15 +134,30 @@ impl<'de> serde::de::Visitor<'de> for TopLevel<'_> {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut fields: Vec<(String, Value)> = Vec::with_capacity(8);
+        // Names are compared one by one while there are few; a body with many (a client's choice)
+        // gets a hashed index of them, so finding repeats stays linear in the body's size.
+        let mut index: Option<HashMap<String, usize>> = None;
         while let Some(key) = map.next_key::<String>()? {
             if fields.is_empty() && key == RAW_VALUE_TOKEN {
                 self.marked.set(true);
                 return Err(serde::de::Error::custom("raw value marker"));
             }
             let value: Value = map.next_value()?;
-            match fields.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, slot)) => *slot = value,
-                None => fields.push((key, value)),
+            let seen = match &index {
+                Some(index) => index.get(&key).copied(),
+                None => fields.iter().position(|(k, _)| *k == key),
+            };
+            match seen {
+                Some(i) => fields[i].1 = value,
+                None => {
+                    if let Some(index) = &mut index {
+                        index.insert(key.clone(), fields.len());
+                    }
+                    fields.push((key, value));
+                    if index.is_none() && fields.len() > LINEAR_NAMES {
+                        index = Some(fields.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect());
+                    }
+                }
             }
         }
         Ok(Some(fields))
@@ -410,6 +429,23 @@ mod tests {
             let ours = Parameters::from_json(text.as_bytes()).map_err(|e| (e.line(), e.column()));
             assert_eq!(ours, via_value(text), "{text}");
         }
+    }
+
+    #[test]
+    fn a_body_with_many_names_keeps_first_places_and_last_values() {
+        // Past the names compared one by one, repeats are found through the hashed index.
+        let mut text = String::from("{");
+        for round in 0..3 {
+            for i in 0..(LINEAR_NAMES * 4) {
+                text.push_str(&format!("\"k{}\": {},", (i * 7 + round) % (LINEAR_NAMES * 3), round * 1000 + i));
+            }
+        }
+        text.push_str("\"k0\": \"last\"}");
+        let ours = Parameters::from_json(text.as_bytes()).map_err(|e| (e.line(), e.column()));
+        assert_eq!(ours, via_value(&text));
+        let p = parsed(&text).unwrap_or_default();
+        assert_eq!(p.fields().len(), LINEAR_NAMES * 3);
+        assert_eq!(p.get_str("k0"), Some("last"));
     }
 
     #[test]
