@@ -241,8 +241,8 @@ impl Record {
         condition.holds_on(self.is_active(), self.expire_ms().map(time), time(self.request_time), self.version)
     }
 
-    /// Applies a change at `now` in place, as [`SessionChange::apply`] does to a session: a new
-    /// payload is moved in.
+    /// Applies a change at `now` in place, as [`SessionChange::apply`] does to a session (a new
+    /// payload is copied in once: the update arrives by reference).
     pub(crate) fn apply(&mut self, change: &SessionChange, now: DateTime<Utc>, policy: &ExpiryPolicy) {
         match change {
             SessionChange::StoreData(v) => self.data = payload(Some(v.clone())),
