@@ -114,9 +114,21 @@ pub struct WriteCondition {
 impl WriteCondition {
     /// Whether `s` satisfies the condition.
     pub fn holds(&self, s: &SessionV1) -> bool {
-        (!self.require_active || s.active)
-            && is_alive(s, self.alive_at, self.idle_cutoff)
-            && self.expected_version.is_none_or(|v| v == s.version)
+        self.holds_on(s.active, s.expire_time, s.request_time, s.version)
+    }
+
+    /// Whether a session in this state satisfies the condition (for stores that keep sessions
+    /// in a form of their own).
+    pub(crate) fn holds_on(
+        &self,
+        active: bool,
+        expire_time: Option<DateTime<Utc>>,
+        request_time: DateTime<Utc>,
+        version: i64,
+    ) -> bool {
+        (!self.require_active || active)
+            && alive(expire_time, request_time, self.alive_at, self.idle_cutoff)
+            && self.expected_version.is_none_or(|v| v == version)
     }
 }
 
@@ -124,9 +136,18 @@ impl WriteCondition {
 /// is alive while `request_time >= idle_cutoff`. Closed sessions are judged the same way (the
 /// caller decides whether closed ones count).
 pub fn is_alive(s: &SessionV1, now: Option<DateTime<Utc>>, idle_cutoff: Option<DateTime<Utc>>) -> bool {
-    match s.expire_time {
+    alive(s.expire_time, s.request_time, now, idle_cutoff)
+}
+
+fn alive(
+    expire_time: Option<DateTime<Utc>>,
+    request_time: DateTime<Utc>,
+    now: Option<DateTime<Utc>>,
+    idle_cutoff: Option<DateTime<Utc>>,
+) -> bool {
+    match expire_time {
         Some(t) => now.is_none_or(|now| t >= now),
-        None => idle_cutoff.is_none_or(|c| s.request_time >= c),
+        None => idle_cutoff.is_none_or(|c| request_time >= c),
     }
 }
 
@@ -143,11 +164,21 @@ pub struct ExpiryPolicy {
 impl ExpiryPolicy {
     /// The `expire_time` of `s` as it is now.
     pub fn expire_time(&self, s: &SessionV1) -> Option<DateTime<Utc>> {
+        self.expire_at(s.ttl, s.open_time, s.request_time)
+    }
+
+    /// The `expire_time` of a session with this `ttl`, `open_time` and `request_time`.
+    pub(crate) fn expire_at(
+        &self,
+        ttl: Option<i64>,
+        open_time: DateTime<Utc>,
+        request_time: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
         let after =
             |t: DateTime<Utc>, ms: i64| chrono::Duration::try_milliseconds(ms).and_then(|d| t.checked_add_signed(d));
         // A timeout too large to represent means "never" for that bound.
-        let idle = s.ttl.or(self.idle_timeout).and_then(|t| after(s.request_time, t));
-        let life = self.max_lifetime.and_then(|t| after(s.open_time, t));
+        let idle = ttl.or(self.idle_timeout).and_then(|t| after(request_time, t));
+        let life = self.max_lifetime.and_then(|t| after(open_time, t));
         match (idle, life) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -30,7 +30,7 @@ mod tests;
 pub(crate) use builder::IndexBuilder;
 use counted::CountedSet;
 pub(crate) use record::ceil_millis;
-use record::{millis, ExpiryKey, Key, ListItem, Record, RecordHasher, Slot};
+use record::{millis, ExpiryKey, Key, ListItem, Place, Record, RecordHasher, Slot};
 
 use super::{
     is_alive, limit_victims, max_sessions_reached, session_exists, session_limit, ExpiryPolicy, OpenLimits,
@@ -138,12 +138,12 @@ impl SessionsIndex {
         }
     }
 
-    fn index(&mut self, r: &Record) {
-        let k = r.key();
-        if r.is_active() {
+    fn index(&mut self, p: Place) {
+        let Place { active, user_id, key: k, expiry } = p;
+        if active {
             self.open.insert(k.clone());
-            self.open_by_user.entry(r.user_id.clone()).or_default().insert(k.clone());
-            match r.expiry_key() {
+            self.open_by_user.entry(user_id.clone()).or_default().insert(k.clone());
+            match expiry {
                 Some(e) => {
                     self.by_expiry.insert(e);
                 }
@@ -154,48 +154,47 @@ impl SessionsIndex {
         } else {
             self.closed.insert(k.clone());
         }
-        self.by_user.entry(r.user_id.clone()).or_default().insert(k);
+        self.by_user.entry(user_id).or_default().insert(k);
     }
 
-    fn unindex(&mut self, r: &Record) {
-        let k = r.key();
-        self.open.remove(&k);
-        self.closed.remove(&k);
-        self.untimed.remove(&k);
-        if let Some(e) = r.expiry_key() {
-            self.by_expiry.remove(&e);
+    fn unindex(&mut self, p: &Place) {
+        let k = &p.key;
+        self.open.remove(k);
+        self.closed.remove(k);
+        self.untimed.remove(k);
+        if let Some(e) = &p.expiry {
+            self.by_expiry.remove(e);
         }
-        if let Some(set) = self.open_by_user.get_mut(&*r.user_id) {
-            set.remove(&k);
+        if let Some(set) = self.open_by_user.get_mut(&*p.user_id) {
+            set.remove(k);
             if set.is_empty() {
-                self.open_by_user.remove(&*r.user_id);
+                self.open_by_user.remove(&*p.user_id);
             }
         }
-        if let Some(set) = self.by_user.get_mut(&*r.user_id) {
-            set.remove(&k);
+        if let Some(set) = self.by_user.get_mut(&*p.user_id) {
+            set.remove(k);
             if set.is_empty() {
-                self.by_user.remove(&*r.user_id);
+                self.by_user.remove(&*p.user_id);
             }
         }
     }
 
     /// Moves a changed record's keys: set by set, in place where its order does not change; a
     /// record that changes state or user leaves its sets and joins the others.
-    fn reindex(&mut self, old: &Record, new: &Record) {
-        let user = &new.user_id;
-        if old.is_active() != new.is_active() || old.user_id != *user {
-            self.unindex(old);
+    fn reindex(&mut self, old: Place, new: Place) {
+        if old.active != new.active || old.user_id != new.user_id {
+            self.unindex(&old);
             self.index(new);
             return;
         }
-        let (ok, nk) = (old.key(), new.key());
-        let (oe, ne) = (old.expiry_key(), new.expiry_key());
+        let Place { active, user_id: user, key: nk, expiry: ne } = new;
+        let (ok, oe) = (old.key, old.expiry);
         if ok.t == nk.t && oe.as_ref().map(|e| e.t) == ne.as_ref().map(|e| e.t) {
             return;
         }
-        if new.is_active() {
+        if active {
             self.open.replace(&ok, nk.clone());
-            if let Some(set) = self.open_by_user.get_mut(&**user) {
+            if let Some(set) = self.open_by_user.get_mut(&*user) {
                 set.replace(&ok, nk.clone());
             }
             match (oe, ne) {
@@ -215,7 +214,7 @@ impl SessionsIndex {
         } else {
             self.closed.replace(&ok, nk.clone());
         }
-        if let Some(set) = self.by_user.get_mut(&**user) {
+        if let Some(set) = self.by_user.get_mut(&*user) {
             set.replace(&ok, nk);
         }
     }
@@ -227,13 +226,13 @@ impl SessionsIndex {
                 let user_id =
                     if *slot.0.user_id == *s.user_id { slot.0.user_id.clone() } else { self.user_id(&s.user_id) };
                 let record = Record::new(slot.0.id.clone(), user_id, s);
-                self.reindex(&slot.0, &record);
+                self.reindex(slot.0.place(), record.place());
                 *slot.0 = record;
                 self.records.insert(slot);
             }
             None => {
                 let record = Record::new(Arc::from(s.id.as_str()), self.user_id(&s.user_id), s);
-                self.index(&record);
+                self.index(record.place());
                 self.records.insert(Slot(Box::new(record)));
             }
         }
@@ -242,7 +241,7 @@ impl SessionsIndex {
     /// Removes a session, returning it.
     pub(crate) fn remove(&mut self, id: &str) -> Option<SessionV1> {
         let old = self.records.take(id)?;
-        self.unindex(&old.0);
+        self.unindex(&old.0.place());
         Some(old.0.to_session())
     }
 
@@ -258,32 +257,28 @@ impl SessionsIndex {
         Ok(s)
     }
 
-    /// Computes a conditional change without applying it.
-    pub(crate) fn plan_update(&self, id: &str, update: &SessionUpdate) -> UpdateOutcome {
-        match self.get(id) {
-            None => UpdateOutcome::NotFound,
-            Some(s) if !update.condition.holds(&s) => UpdateOutcome::ConditionFailed(s),
-            Some(mut s) => {
-                update.change.apply(&mut s, update.now, &update.policy);
-                UpdateOutcome::Updated(s)
-            }
-        }
-    }
-
-    /// Applies a conditional change.
+    /// Applies a conditional change to the record in place: the condition is checked on the
+    /// record, the change applied to it and its keys moved; the session is built once, for the
+    /// answer.
     pub(crate) fn update(&mut self, id: &str, update: &SessionUpdate) -> UpdateOutcome {
-        let outcome = self.plan_update(id, update);
-        if let UpdateOutcome::Updated(s) = &outcome {
-            self.put(s.clone());
-        }
+        let Some(mut slot) = self.records.take(id) else { return UpdateOutcome::NotFound };
+        let outcome = if slot.0.satisfies(&update.condition) {
+            let old = slot.0.place();
+            slot.0.apply(&update.change, update.now, &update.policy);
+            self.reindex(old, slot.0.place());
+            UpdateOutcome::Updated(slot.0.to_session())
+        } else {
+            UpdateOutcome::ConditionFailed(slot.0.to_session())
+        };
+        self.records.insert(slot);
         outcome
     }
 
     /// Deletes a session if `condition` holds.
     pub(crate) fn delete_if(&mut self, id: &str, condition: &WriteCondition) -> UpdateOutcome {
-        match self.get(id) {
+        match self.records.get(id) {
             None => UpdateOutcome::NotFound,
-            Some(s) if !condition.holds(&s) => UpdateOutcome::ConditionFailed(s),
+            Some(r) if !r.0.satisfies(condition) => UpdateOutcome::ConditionFailed(r.0.to_session()),
             Some(_) => self.remove(id).map_or(UpdateOutcome::NotFound, UpdateOutcome::Updated),
         }
     }
@@ -445,15 +440,17 @@ impl SessionsIndex {
         if self.contains(new_id) {
             return Err(session_exists(new_id));
         }
-        let outcome = self.plan_update(id, update);
-        if let UpdateOutcome::Updated(s) = &outcome {
-            self.remove(id);
-            let mut moved = s.clone();
-            moved.id = new_id.to_string();
-            self.put(moved.clone());
-            return Ok(UpdateOutcome::Updated(moved));
+        match self.get(id) {
+            None => Ok(UpdateOutcome::NotFound),
+            Some(s) if !update.condition.holds(&s) => Ok(UpdateOutcome::ConditionFailed(s)),
+            Some(mut moved) => {
+                update.change.apply(&mut moved, update.now, &update.policy);
+                self.remove(id);
+                moved.id = new_id.to_string();
+                self.put(moved.clone());
+                Ok(UpdateOutcome::Updated(moved))
+            }
         }
-        Ok(outcome)
     }
 
     /// Deletes everything.

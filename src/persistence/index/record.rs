@@ -2,6 +2,7 @@
 //! indexes.
 
 use crate::data::version1::{session_size_hint, write_session, SessionV1, SessionView};
+use crate::persistence::{ExpiryPolicy, SessionChange, WriteCondition};
 use crate::toolkit::json::WriteJson;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -235,6 +236,47 @@ impl Record {
         self.expire_ms().map(|t| ExpiryKey { t, id: self.id.clone() })
     }
 
+    /// Whether the record satisfies a write's condition.
+    pub(crate) fn satisfies(&self, condition: &WriteCondition) -> bool {
+        condition.holds_on(self.is_active(), self.expire_ms().map(time), time(self.request_time), self.version)
+    }
+
+    /// Applies a change at `now` in place, as [`SessionChange::apply`] does to a session (a new
+    /// payload is copied in once: the update arrives by reference).
+    pub(crate) fn apply(&mut self, change: &SessionChange, now: DateTime<Utc>, policy: &ExpiryPolicy) {
+        match change {
+            SessionChange::StoreData(v) => self.data = payload(Some(v.clone())),
+            SessionChange::UpdateUser(v) => self.user = payload(Some(v.clone())),
+            SessionChange::Touch => {}
+            SessionChange::Close => {
+                self.flags = (self.flags & !ACTIVE) | HAS_CLOSE;
+                self.close_time = millis(now);
+                self.user = None;
+                self.data = None;
+            }
+        }
+        self.request_time = millis(now);
+        self.version += 1;
+        let ttl = self.has(HAS_TTL).then_some(self.ttl);
+        let expire =
+            if self.is_active() { policy.expire_at(ttl, time(self.open_time), time(self.request_time)) } else { None };
+        match expire {
+            Some(t) => {
+                self.flags |= HAS_EXPIRE;
+                self.expire_time = millis(t);
+            }
+            None => {
+                self.flags &= !HAS_EXPIRE;
+                self.expire_time = 0;
+            }
+        }
+    }
+
+    /// Where the record sits in the indexes.
+    pub(crate) fn place(&self) -> Place {
+        Place { active: self.is_active(), user_id: self.user_id.clone(), key: self.key(), expiry: self.expiry_key() }
+    }
+
     pub(crate) fn to_session(&self) -> SessionV1 {
         let mut s = self.to_list_item();
         s.user = Some(self.user.as_deref().cloned().unwrap_or(Value::Null));
@@ -260,6 +302,15 @@ impl Record {
             ttl: self.has(HAS_TTL).then_some(self.ttl),
         }
     }
+}
+
+/// Where a record sits in the indexes: its state, user and keys.
+#[derive(Debug, Clone)]
+pub(crate) struct Place {
+    pub(crate) active: bool,
+    pub(crate) user_id: Arc<str>,
+    pub(crate) key: Key,
+    pub(crate) expiry: Option<ExpiryKey>,
 }
 
 /// A record as a list item (without `user` and `data`): what a page is encoded from.
