@@ -14,8 +14,13 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 /// JSON text ready to send, produced by serde or by a [`WriteJson`] writer (never parsed again).
+///
+/// Kept as bytes: the text is sent as bytes, and both producers write valid UTF-8 (writers
+/// append only `str` data, ASCII and serde output), so checking it again on the way out would
+/// be pure cost. [`JsonText::as_str`] and [`JsonText::into_string`] check it for the callers that
+/// need a `str`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JsonText(String);
+pub struct JsonText(Vec<u8>);
 
 impl JsonText {
     /// Encodes a value with serde.
@@ -23,25 +28,34 @@ impl JsonText {
     /// # Errors
     /// When the value cannot be encoded (a map with non-string keys, a failing `Serialize`).
     pub fn encode<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<Self> {
-        serde_json::to_string(value).map(Self)
+        serde_json::to_vec(value).map(Self)
     }
 
     /// Encodes a value with its own writer.
     pub fn write<T: WriteJson + ?Sized>(value: &T) -> Self {
         let mut out = Vec::with_capacity(value.size_hint());
         value.write_json(&mut out);
-        // Writers append only `str` data and serde output, so this never falls back.
-        Self(String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+        Self(out)
     }
 
-    /// The text.
-    pub fn as_str(&self) -> &str {
+    /// The text as bytes, as it is sent.
+    pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
 
-    /// The text, owned.
-    pub fn into_string(self) -> String {
+    /// The text as bytes, owned (no copy, no check).
+    pub fn into_bytes(self) -> Vec<u8> {
         self.0
+    }
+
+    /// The text (checked: empty if it were not UTF-8, which no producer makes).
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The text, owned (checked: never lossy in practice, as no producer writes invalid UTF-8).
+    pub fn into_string(self) -> String {
+        String::from_utf8(self.0).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 }
 
@@ -107,6 +121,23 @@ pub fn write_time(out: &mut Vec<u8>, t: &DateTime<Utc>) {
             out.push(b'"');
         }
         None => write_str(out, &super::time::format_time(*t)),
+    }
+}
+
+/// Appends the time `ms` milliseconds after the Unix epoch as its wire string, formatted
+/// straight from the number (the same text as [`write_time`] of that time).
+pub fn write_time_ms(out: &mut Vec<u8>, ms: i64) {
+    match TimeText::from_millis(ms) {
+        Some(text) => {
+            out.push(b'"');
+            out.extend_from_slice(text.as_bytes());
+            out.push(b'"');
+        }
+        None => match DateTime::from_timestamp_millis(ms) {
+            Some(t) => write_str(out, &super::time::format_time(t)),
+            // Beyond chrono's range: no stored time can be there.
+            None => out.extend_from_slice(b"null"),
+        },
     }
 }
 
