@@ -114,13 +114,11 @@ pub fn write_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
 
 /// Appends a time as its wire string (`"2026-11-21T09:15:30.123Z"`).
 pub fn write_time(out: &mut Vec<u8>, t: &DateTime<Utc>) {
-    match TimeText::new(t) {
-        Some(text) => {
-            out.push(b'"');
-            out.extend_from_slice(text.as_bytes());
-            out.push(b'"');
-        }
-        None => write_str(out, &super::time::format_time(*t)),
+    if t.timestamp_subsec_nanos() < 1_000_000_000 {
+        write_time_ms(out, t.timestamp_millis());
+    } else {
+        // Inside a leap second, which only chrono writes.
+        write_str(out, &super::time::format_time(*t));
     }
 }
 
@@ -207,6 +205,27 @@ mod tests {
         let mut out = Vec::new();
         write_str(&mut out, "0123456789abcdef\"\u{1}\u{80}é");
         assert_eq!(out, serde_json::to_vec("0123456789abcdef\"\u{1}\u{80}é").unwrap());
+    }
+
+    #[test]
+    fn times_are_written_as_their_wire_strings() {
+        use chrono::TimeZone;
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31).unwrap().and_hms_milli_opt(23, 59, 59, 1_500).unwrap();
+        let times = [
+            Utc.timestamp_millis_opt(1_764_460_800_123).unwrap(),
+            Utc.timestamp_millis_opt(-1).unwrap(),
+            Utc.timestamp_millis_opt(253_402_300_800_000).unwrap(), // year 10000: chrono's text
+            leap.and_utc(),
+        ];
+        for t in times {
+            let (mut by_time, mut by_ms) = (Vec::new(), Vec::new());
+            write_time(&mut by_time, &t);
+            assert_eq!(by_time, serde_json::to_vec(&super::super::time::format_time(t)).unwrap(), "{t}");
+            if t.timestamp_subsec_nanos() < 1_000_000_000 {
+                write_time_ms(&mut by_ms, t.timestamp_millis());
+                assert_eq!(by_ms, by_time, "{t}");
+            }
+        }
     }
 
     #[test]
