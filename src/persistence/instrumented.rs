@@ -49,8 +49,9 @@ fn metrics() -> Option<&'static StoreMetrics> {
 pub struct InstrumentedPersistence {
     inner: Arc<dyn SessionsPersistence>,
     backend: &'static str,
-    /// One histogram per operation, resolved once (no label lookup per call).
-    histograms: Vec<(&'static str, Histogram)>,
+    /// One histogram per operation, in the order of [`OPERATIONS`], resolved once (no label
+    /// lookup or name search per call); empty when the metrics could not be registered.
+    histograms: Vec<Histogram>,
     /// Permits for calls in flight and their number (`options.max_in_flight`); `None` =
     /// unbounded.
     in_flight: Option<(Semaphore, usize)>,
@@ -87,6 +88,7 @@ fn overloaded(limit: usize) -> ApplicationError {
         .with_details(RETRY_AFTER_DETAIL, 1)
 }
 
+/// The operations, by their metric label; [`Op`] indexes this list.
 const OPERATIONS: &[&str] = &[
     "get_page_by_filter",
     "get_one_by_id",
@@ -104,6 +106,33 @@ const OPERATIONS: &[&str] = &[
     "clear",
     "acquire_lease",
 ];
+
+/// An operation, as an index into [`OPERATIONS`] (and into the resolved histograms).
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    GetPageByFilter,
+    GetOneById,
+    Create,
+    Update,
+    CloseExpired,
+    DeleteById,
+    DeleteIf,
+    CreateLimited,
+    CreateWithin,
+    CloseUserSessions,
+    PurgeClosed,
+    RotateId,
+    Scan,
+    Clear,
+    AcquireLease,
+}
+
+impl Op {
+    /// The operation's metric label.
+    fn name(self) -> &'static str {
+        OPERATIONS.get(self as usize).copied().unwrap_or("unknown")
+    }
+}
 
 impl InstrumentedPersistence {
     /// Wraps the store of the component `config`: `options.max_in_flight` bounds its calls in
@@ -127,7 +156,7 @@ impl InstrumentedPersistence {
     /// flight (`None` = unbounded).
     pub fn new(backend: &'static str, inner: Arc<dyn SessionsPersistence>, max_in_flight: Option<usize>) -> Self {
         let histograms = match metrics() {
-            Some(m) => OPERATIONS.iter().map(|op| (*op, m.duration.with_label_values(&[backend, op]))).collect(),
+            Some(m) => OPERATIONS.iter().map(|op| m.duration.with_label_values(&[backend, op])).collect(),
             None => Vec::new(),
         };
         Self { inner, backend, histograms, in_flight: max_in_flight.map(|n| (Semaphore::new(n), n)) }
@@ -140,7 +169,7 @@ impl InstrumentedPersistence {
 
     async fn observe<T>(
         &self,
-        operation: &str,
+        op: Op,
         call: impl Future<Output = Result<T, ApplicationError>>,
     ) -> Result<T, ApplicationError> {
         let started = Instant::now();
@@ -148,7 +177,7 @@ impl InstrumentedPersistence {
             Some((permits, limit)) => match permits.try_acquire() {
                 Ok(p) => Some(p),
                 Err(_) => {
-                    let e = overloaded(*limit);
+                    let (operation, e) = (op.name(), overloaded(*limit));
                     if let Some(m) = metrics() {
                         m.errors.with_label_values(&[self.backend, operation, e.category.as_str()]).inc();
                     }
@@ -159,10 +188,11 @@ impl InstrumentedPersistence {
         };
         let result = call.await;
         drop(permit);
-        if let Some((_, h)) = self.histograms.iter().find(|(op, _)| *op == operation) {
+        if let Some(h) = self.histograms.get(op as usize) {
             h.observe(started.elapsed().as_secs_f64());
         }
         if let (Err(e), Some(m)) = (&result, metrics()) {
+            let operation = op.name();
             m.errors.with_label_values(&[self.backend, operation, e.category.as_str()]).inc();
         }
         result
@@ -177,7 +207,7 @@ impl SessionsPersistence for InstrumentedPersistence {
         filter: &SessionsFilter,
         paging: &PagingParams,
     ) -> Result<DataPage<SessionV1>, ApplicationError> {
-        self.observe("get_page_by_filter", self.inner.get_page_by_filter(cid, filter, paging)).await
+        self.observe(Op::GetPageByFilter, self.inner.get_page_by_filter(cid, filter, paging)).await
     }
 
     async fn get_page_json(
@@ -186,15 +216,15 @@ impl SessionsPersistence for InstrumentedPersistence {
         filter: &SessionsFilter,
         paging: &PagingParams,
     ) -> Result<JsonText, ApplicationError> {
-        self.observe("get_page_by_filter", self.inner.get_page_json(cid, filter, paging)).await
+        self.observe(Op::GetPageByFilter, self.inner.get_page_json(cid, filter, paging)).await
     }
 
     async fn get_one_by_id(&self, cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
-        self.observe("get_one_by_id", self.inner.get_one_by_id(cid, id)).await
+        self.observe(Op::GetOneById, self.inner.get_one_by_id(cid, id)).await
     }
 
     async fn create(&self, cid: Option<&str>, session: SessionV1) -> Result<SessionV1, ApplicationError> {
-        self.observe("create", self.inner.create(cid, session)).await
+        self.observe(Op::Create, self.inner.create(cid, session)).await
     }
 
     async fn update(
@@ -203,7 +233,7 @@ impl SessionsPersistence for InstrumentedPersistence {
         id: &str,
         update: &SessionUpdate,
     ) -> Result<UpdateOutcome, ApplicationError> {
-        self.observe("update", self.inner.update(cid, id, update)).await
+        self.observe(Op::Update, self.inner.update(cid, id, update)).await
     }
 
     async fn close_expired(
@@ -212,11 +242,11 @@ impl SessionsPersistence for InstrumentedPersistence {
         idle_cutoff: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<u64, ApplicationError> {
-        self.observe("close_expired", self.inner.close_expired(cid, idle_cutoff, now)).await
+        self.observe(Op::CloseExpired, self.inner.close_expired(cid, idle_cutoff, now)).await
     }
 
     async fn delete_by_id(&self, cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
-        self.observe("delete_by_id", self.inner.delete_by_id(cid, id)).await
+        self.observe(Op::DeleteById, self.inner.delete_by_id(cid, id)).await
     }
 
     async fn delete_if(
@@ -225,7 +255,7 @@ impl SessionsPersistence for InstrumentedPersistence {
         id: &str,
         condition: &WriteCondition,
     ) -> Result<UpdateOutcome, ApplicationError> {
-        self.observe("delete_if", self.inner.delete_if(cid, id, condition)).await
+        self.observe(Op::DeleteIf, self.inner.delete_if(cid, id, condition)).await
     }
 
     async fn create_limited(
@@ -234,7 +264,7 @@ impl SessionsPersistence for InstrumentedPersistence {
         session: SessionV1,
         limit: &SessionLimit,
     ) -> Result<SessionV1, ApplicationError> {
-        self.observe("create_limited", self.inner.create_limited(cid, session, limit)).await
+        self.observe(Op::CreateLimited, self.inner.create_limited(cid, session, limit)).await
     }
 
     async fn create_within(
@@ -243,7 +273,7 @@ impl SessionsPersistence for InstrumentedPersistence {
         session: SessionV1,
         limits: &OpenLimits,
     ) -> Result<SessionV1, ApplicationError> {
-        self.observe("create_within", self.inner.create_within(cid, session, limits)).await
+        self.observe(Op::CreateWithin, self.inner.create_within(cid, session, limits)).await
     }
 
     async fn close_user_sessions(
@@ -253,7 +283,7 @@ impl SessionsPersistence for InstrumentedPersistence {
         except_id: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<u64, ApplicationError> {
-        self.observe("close_user_sessions", self.inner.close_user_sessions(cid, user_id, except_id, now)).await
+        self.observe(Op::CloseUserSessions, self.inner.close_user_sessions(cid, user_id, except_id, now)).await
     }
 
     async fn purge_closed(
@@ -262,7 +292,7 @@ impl SessionsPersistence for InstrumentedPersistence {
         closed_before: DateTime<Utc>,
         limit: u64,
     ) -> Result<u64, ApplicationError> {
-        self.observe("purge_closed", self.inner.purge_closed(cid, closed_before, limit)).await
+        self.observe(Op::PurgeClosed, self.inner.purge_closed(cid, closed_before, limit)).await
     }
 
     async fn rotate_id(
@@ -272,7 +302,7 @@ impl SessionsPersistence for InstrumentedPersistence {
         new_id: &str,
         update: &SessionUpdate,
     ) -> Result<UpdateOutcome, ApplicationError> {
-        self.observe("rotate_id", self.inner.rotate_id(cid, id, new_id, update)).await
+        self.observe(Op::RotateId, self.inner.rotate_id(cid, id, new_id, update)).await
     }
 
     async fn scan(
@@ -281,11 +311,11 @@ impl SessionsPersistence for InstrumentedPersistence {
         after: Option<(DateTime<Utc>, &str)>,
         limit: u64,
     ) -> Result<Vec<SessionV1>, ApplicationError> {
-        self.observe("scan", self.inner.scan(cid, after, limit)).await
+        self.observe(Op::Scan, self.inner.scan(cid, after, limit)).await
     }
 
     async fn clear(&self, cid: Option<&str>) -> Result<(), ApplicationError> {
-        self.observe("clear", self.inner.clear(cid)).await
+        self.observe(Op::Clear, self.inner.clear(cid)).await
     }
 
     async fn acquire_lease(
@@ -296,6 +326,36 @@ impl SessionsPersistence for InstrumentedPersistence {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, ApplicationError> {
-        self.observe("acquire_lease", self.inner.acquire_lease(cid, name, owner, now, until)).await
+        self.observe(Op::AcquireLease, self.inner.acquire_lease(cid, name, owner, now, until)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_has_its_own_label() {
+        let ops = [
+            (Op::GetPageByFilter, "get_page_by_filter"),
+            (Op::GetOneById, "get_one_by_id"),
+            (Op::Create, "create"),
+            (Op::Update, "update"),
+            (Op::CloseExpired, "close_expired"),
+            (Op::DeleteById, "delete_by_id"),
+            (Op::DeleteIf, "delete_if"),
+            (Op::CreateLimited, "create_limited"),
+            (Op::CreateWithin, "create_within"),
+            (Op::CloseUserSessions, "close_user_sessions"),
+            (Op::PurgeClosed, "purge_closed"),
+            (Op::RotateId, "rotate_id"),
+            (Op::Scan, "scan"),
+            (Op::Clear, "clear"),
+            (Op::AcquireLease, "acquire_lease"),
+        ];
+        assert_eq!(ops.len(), OPERATIONS.len());
+        for (op, label) in ops {
+            assert_eq!(op.name(), label);
+        }
     }
 }

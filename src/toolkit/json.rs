@@ -14,8 +14,13 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 /// JSON text ready to send, produced by serde or by a [`WriteJson`] writer (never parsed again).
+///
+/// Kept as bytes: the text is sent as bytes, and both producers write valid UTF-8 (writers
+/// append only `str` data, ASCII and serde output), so checking it again on the way out would
+/// be pure cost. [`JsonText::as_str`] and [`JsonText::into_string`] check it for the callers that
+/// need a `str`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JsonText(String);
+pub struct JsonText(Vec<u8>);
 
 impl JsonText {
     /// Encodes a value with serde.
@@ -23,25 +28,34 @@ impl JsonText {
     /// # Errors
     /// When the value cannot be encoded (a map with non-string keys, a failing `Serialize`).
     pub fn encode<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<Self> {
-        serde_json::to_string(value).map(Self)
+        serde_json::to_vec(value).map(Self)
     }
 
     /// Encodes a value with its own writer.
     pub fn write<T: WriteJson + ?Sized>(value: &T) -> Self {
         let mut out = Vec::with_capacity(value.size_hint());
         value.write_json(&mut out);
-        // Writers append only `str` data and serde output, so this never falls back.
-        Self(String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+        Self(out)
     }
 
-    /// The text.
-    pub fn as_str(&self) -> &str {
+    /// The text as bytes, as it is sent.
+    pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
 
-    /// The text, owned.
-    pub fn into_string(self) -> String {
+    /// The text as bytes, owned (no copy, no check).
+    pub fn into_bytes(self) -> Vec<u8> {
         self.0
+    }
+
+    /// The text (checked: empty if it were not UTF-8, which no producer makes).
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The text, owned (checked: never lossy in practice, as no producer writes invalid UTF-8).
+    pub fn into_string(self) -> String {
+        String::from_utf8(self.0).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
     }
 }
 
@@ -100,13 +114,28 @@ pub fn write_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
 
 /// Appends a time as its wire string (`"2026-11-21T09:15:30.123Z"`).
 pub fn write_time(out: &mut Vec<u8>, t: &DateTime<Utc>) {
-    match TimeText::new(t) {
+    if t.timestamp_subsec_nanos() < 1_000_000_000 {
+        write_time_ms(out, t.timestamp_millis());
+    } else {
+        // Inside a leap second, which only chrono writes.
+        write_str(out, &super::time::format_time(*t));
+    }
+}
+
+/// Appends the time `ms` milliseconds after the Unix epoch as its wire string, formatted
+/// straight from the number (the same text as [`write_time`] of that time).
+pub fn write_time_ms(out: &mut Vec<u8>, ms: i64) {
+    match TimeText::from_millis(ms) {
         Some(text) => {
             out.push(b'"');
             out.extend_from_slice(text.as_bytes());
             out.push(b'"');
         }
-        None => write_str(out, &super::time::format_time(*t)),
+        None => match DateTime::from_timestamp_millis(ms) {
+            Some(t) => write_str(out, &super::time::format_time(t)),
+            // Beyond chrono's range: no stored time can be there.
+            None => out.extend_from_slice(b"null"),
+        },
     }
 }
 
@@ -176,6 +205,27 @@ mod tests {
         let mut out = Vec::new();
         write_str(&mut out, "0123456789abcdef\"\u{1}\u{80}é");
         assert_eq!(out, serde_json::to_vec("0123456789abcdef\"\u{1}\u{80}é").unwrap());
+    }
+
+    #[test]
+    fn times_are_written_as_their_wire_strings() {
+        use chrono::TimeZone;
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31).unwrap().and_hms_milli_opt(23, 59, 59, 1_500).unwrap();
+        let times = [
+            Utc.timestamp_millis_opt(1_764_460_800_123).unwrap(),
+            Utc.timestamp_millis_opt(-1).unwrap(),
+            Utc.timestamp_millis_opt(253_402_300_800_000).unwrap(), // year 10000: chrono's text
+            leap.and_utc(),
+        ];
+        for t in times {
+            let (mut by_time, mut by_ms) = (Vec::new(), Vec::new());
+            write_time(&mut by_time, &t);
+            assert_eq!(by_time, serde_json::to_vec(&super::super::time::format_time(t)).unwrap(), "{t}");
+            if t.timestamp_subsec_nanos() < 1_000_000_000 {
+                write_time_ms(&mut by_ms, t.timestamp_millis());
+                assert_eq!(by_ms, by_time, "{t}");
+            }
+        }
     }
 
     #[test]

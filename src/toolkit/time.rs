@@ -6,7 +6,7 @@
 //! `pip-services:clock:manual:default:1.0` — and move time forward instead of sleeping.
 
 use crate::toolkit::component::Component;
-use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, TimeZone, Utc};
 use parking_lot::Mutex;
 use std::cell::Cell;
 
@@ -79,29 +79,42 @@ pub fn format_time(t: DateTime<Utc>) -> String {
 #[derive(Debug)]
 pub struct TimeText([u8; 24]);
 
+/// Milliseconds in a day.
+const DAY_MS: i64 = 86_400_000;
+/// The milliseconds of 0000-01-01T00:00:00Z and of 10000-01-01T00:00:00Z (the range of
+/// [`TimeText`]).
+const FIRST_MS: i64 = -62_167_219_200_000;
+const END_MS: i64 = 253_402_300_800_000;
+
 impl TimeText {
     /// The text of `t`, or `None` outside the years 0–9999 or inside a leap second.
-    ///
-    /// The time of day comes straight from chrono's stored fields (seconds from midnight and
-    /// nanoseconds); the date part is remembered per thread for the last date formatted, since
-    /// the times of a page mostly share a day, and is otherwise built from chrono's year, month
-    /// and day.
     pub fn new(t: &DateTime<Utc>) -> Option<Self> {
-        let naive = t.naive_utc();
-        let time = naive.time();
-        let nanos = time.nanosecond();
-        if nanos >= 1_000_000_000 {
+        if t.timestamp_subsec_nanos() >= 1_000_000_000 {
             return None;
         }
+        Self::from_millis(t.timestamp_millis())
+    }
+
+    /// The text of the time `ms` milliseconds after the Unix epoch (what every stored time is:
+    /// the product keeps milliseconds), or `None` outside the years 0–9999. Formatted straight
+    /// from the number, without building a chrono time: the time of day is arithmetic, and the
+    /// date part is remembered per thread for the last day formatted, since the times of a page
+    /// mostly share a day (otherwise it comes from the day number).
+    pub fn from_millis(ms: i64) -> Option<Self> {
+        if !(FIRST_MS..END_MS).contains(&ms) {
+            return None;
+        }
+        let (day, in_day) = (ms.div_euclid(DAY_MS), ms.rem_euclid(DAY_MS));
         let mut b = *b"0000-00-00T00:00:00.000Z";
-        b[..10].copy_from_slice(&date_text(naive.date())?);
-        let secs = time.num_seconds_from_midnight();
+        b[..10].copy_from_slice(&date_text(day)?);
+        // In 0..DAY_MS, so it fits.
+        let in_day = u32::try_from(in_day).unwrap_or(0);
+        let (secs, milli) = (in_day / 1000, in_day % 1000);
         two(&mut b, 11, secs / 3600);
         two(&mut b, 14, secs / 60 % 60);
         two(&mut b, 17, secs % 60);
-        let ms = nanos / 1_000_000;
-        two(&mut b, 20, ms / 10); // the first two of the three digits
-        b[22] = b'0' + u8::try_from(ms % 10).unwrap_or(0);
+        two(&mut b, 20, milli / 10); // the first two of the three digits
+        b[22] = b'0' + u8::try_from(milli % 10).unwrap_or(0);
         Some(Self(b))
     }
 
@@ -124,21 +137,23 @@ fn two(b: &mut [u8], at: usize, v: u32) {
     b[at + 1] = b'0' + v % 10;
 }
 
-/// `YYYY-MM-DD` of a date in the years 0–9999, remembering the last one per thread.
-fn date_text(date: NaiveDate) -> Option<[u8; 10]> {
+/// `YYYY-MM-DD` of the day `day` days after 1970-01-01 (in the years 0–9999), remembering the
+/// last one per thread.
+fn date_text(day: i64) -> Option<[u8; 10]> {
     thread_local! {
-        static LAST: Cell<Option<(NaiveDate, [u8; 10])>> = const { Cell::new(None) };
+        static LAST: Cell<Option<(i64, [u8; 10])>> = const { Cell::new(None) };
     }
     LAST.with(|last| match last.get() {
-        Some((d, text)) if d == date => Some(text),
+        Some((d, text)) if d == day => Some(text),
         _ => {
+            let date = NaiveDate::from_num_days_from_ce_opt(i32::try_from(day + 719_163).ok()?)?;
             let year = u32::try_from(date.year()).ok().filter(|y| *y <= 9999)?;
             let mut b = *b"0000-00-00";
             two(&mut b, 0, year / 100);
             two(&mut b, 2, year % 100);
             two(&mut b, 5, date.month());
             two(&mut b, 8, date.day());
-            last.set(Some((date, b)));
+            last.set(Some((day, b)));
             Some(b)
         }
     })
@@ -276,6 +291,21 @@ mod tests {
         }
         let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31).unwrap().and_hms_milli_opt(23, 59, 59, 1_500).unwrap();
         assert!(TimeText::new(&leap.and_utc()).is_none());
+    }
+
+    #[test]
+    fn text_from_millis_matches_chrono() {
+        let chrono_text = |ms: i64| Utc.timestamp_millis_opt(ms).unwrap().to_rfc3339_opts(SecondsFormat::Millis, true);
+        let (first, last) = (-62_167_219_200_000i64, 253_402_300_799_999i64);
+        // Every field moves from one step to the next; the edges of the range, the epoch and the
+        // milliseconds around midnight (before and after 1970) are hit exactly.
+        let steps = (first..=last).step_by(86_399_999_937).chain([first, first + 1, last - 1, last]);
+        for ms in steps.chain([-86_400_001, -86_400_000, -1, 0, 1, 86_399_999, 86_400_000, 951_782_400_000]) {
+            assert_eq!(TimeText::from_millis(ms).unwrap().as_str(), chrono_text(ms), "{ms}");
+        }
+        assert!(TimeText::from_millis(first - 1).is_none());
+        assert!(TimeText::from_millis(last + 1).is_none());
+        assert!(TimeText::from_millis(i64::MIN).is_none() && TimeText::from_millis(i64::MAX).is_none());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `SessionV1`: the session record exactly as it travels on the wire (contract §1).
 
 use crate::toolkit::errors::ApplicationError;
-use crate::toolkit::json::{write_i64, write_opt_str, write_str, write_time, write_value, WriteJson};
+use crate::toolkit::json::{write_i64, write_opt_str, write_str, write_time_ms, write_value, WriteJson};
 use crate::toolkit::time::serde_time;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -70,20 +70,21 @@ pub trait SessionView {
     fn client(&self) -> Option<&str>;
     /// `active`.
     fn active(&self) -> bool;
-    /// `open_time`.
-    fn open_time(&self) -> DateTime<Utc>;
-    /// `request_time`.
-    fn request_time(&self) -> DateTime<Utc>;
-    /// `close_time`; the key is left out when `None`.
-    fn close_time(&self) -> Option<DateTime<Utc>>;
+    /// `open_time`, in milliseconds since the Unix epoch (every stored time is whole
+    /// milliseconds; the writer formats straight from the number).
+    fn open_ms(&self) -> i64;
+    /// `request_time`, in milliseconds.
+    fn request_ms(&self) -> i64;
+    /// `close_time`, in milliseconds; the key is left out when `None`.
+    fn close_ms(&self) -> Option<i64>;
     /// `user`; the key is left out when `None` (list items).
     fn user(&self) -> Option<&Value>;
     /// `data`; the key is left out when `None` (list items).
     fn data(&self) -> Option<&Value>;
     /// `version`.
     fn version(&self) -> i64;
-    /// `expire_time`; the key is left out when `None`.
-    fn expire_time(&self) -> Option<DateTime<Utc>>;
+    /// `expire_time`, in milliseconds; the key is left out when `None`.
+    fn expire_ms(&self) -> Option<i64>;
     /// `ttl`; the key is left out when `None`.
     fn ttl(&self) -> Option<i64>;
 }
@@ -107,14 +108,14 @@ impl SessionView for SessionV1 {
     fn active(&self) -> bool {
         self.active
     }
-    fn open_time(&self) -> DateTime<Utc> {
-        self.open_time
+    fn open_ms(&self) -> i64 {
+        self.open_time.timestamp_millis()
     }
-    fn request_time(&self) -> DateTime<Utc> {
-        self.request_time
+    fn request_ms(&self) -> i64 {
+        self.request_time.timestamp_millis()
     }
-    fn close_time(&self) -> Option<DateTime<Utc>> {
-        self.close_time
+    fn close_ms(&self) -> Option<i64> {
+        self.close_time.map(|t| t.timestamp_millis())
     }
     fn user(&self) -> Option<&Value> {
         self.user.as_ref()
@@ -125,8 +126,8 @@ impl SessionView for SessionV1 {
     fn version(&self) -> i64 {
         self.version
     }
-    fn expire_time(&self) -> Option<DateTime<Utc>> {
-        self.expire_time
+    fn expire_ms(&self) -> Option<i64> {
+        self.expire_time.map(|t| t.timestamp_millis())
     }
     fn ttl(&self) -> Option<i64> {
         self.ttl
@@ -149,12 +150,12 @@ pub fn write_session<S: SessionView + ?Sized>(s: &S, out: &mut Vec<u8>) {
     write_opt_str(out, s.client());
     out.extend_from_slice(if s.active() { b",\"active\":true" } else { b",\"active\":false" });
     out.extend_from_slice(b",\"open_time\":");
-    write_time(out, &s.open_time());
+    write_time_ms(out, s.open_ms());
     out.extend_from_slice(b",\"request_time\":");
-    write_time(out, &s.request_time());
-    if let Some(t) = &s.close_time() {
+    write_time_ms(out, s.request_ms());
+    if let Some(t) = s.close_ms() {
         out.extend_from_slice(b",\"close_time\":");
-        write_time(out, t);
+        write_time_ms(out, t);
     }
     if let Some(v) = s.user() {
         out.extend_from_slice(b",\"user\":");
@@ -166,9 +167,9 @@ pub fn write_session<S: SessionView + ?Sized>(s: &S, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(b",\"version\":");
     write_i64(out, s.version());
-    if let Some(t) = &s.expire_time() {
+    if let Some(t) = s.expire_ms() {
         out.extend_from_slice(b",\"expire_time\":");
-        write_time(out, t);
+        write_time_ms(out, t);
     }
     if let Some(ttl) = s.ttl() {
         out.extend_from_slice(b",\"ttl\":");

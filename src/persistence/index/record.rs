@@ -336,14 +336,14 @@ impl SessionView for ListItem<'_> {
     fn active(&self) -> bool {
         self.0.is_active()
     }
-    fn open_time(&self) -> DateTime<Utc> {
-        time(self.0.open_time)
+    fn open_ms(&self) -> i64 {
+        self.0.open_time
     }
-    fn request_time(&self) -> DateTime<Utc> {
-        time(self.0.request_time)
+    fn request_ms(&self) -> i64 {
+        self.0.request_time
     }
-    fn close_time(&self) -> Option<DateTime<Utc>> {
-        self.0.close_ms().map(time)
+    fn close_ms(&self) -> Option<i64> {
+        self.0.close_ms()
     }
     fn user(&self) -> Option<&Value> {
         None
@@ -354,8 +354,8 @@ impl SessionView for ListItem<'_> {
     fn version(&self) -> i64 {
         self.0.version
     }
-    fn expire_time(&self) -> Option<DateTime<Utc>> {
-        self.0.expire_ms().map(time)
+    fn expire_ms(&self) -> Option<i64> {
+        self.0.expire_ms()
     }
     fn ttl(&self) -> Option<i64> {
         self.0.has(HAS_TTL).then_some(self.0.ttl)

@@ -160,7 +160,7 @@ fn json_reply<T: serde::Serialize>(status: StatusCode, value: &T) -> Reply {
 
 /// A reply with a result that writes its own JSON (a session, a page of sessions).
 fn written_reply<T: WriteJson>(status: StatusCode, value: &T) -> Reply {
-    Ok(HttpResponse::with_body(status, "application/json", Bytes::from(JsonText::write(value).into_string())))
+    Ok(HttpResponse::with_body(status, "application/json", Bytes::from(JsonText::write(value).into_bytes())))
 }
 
 fn session_reply(status: StatusCode, s: &SessionV1) -> Reply {

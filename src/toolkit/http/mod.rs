@@ -104,7 +104,7 @@ impl HttpResponse {
     /// Pip's result mapping: `None` → 204 with an empty body, `Some(json)` → 200 JSON.
     pub fn from_result(result: Result<CommandOutput, ApplicationError>, correlation_id: Option<&str>) -> Self {
         match result {
-            Ok(Some(text)) => Self::json_text(StatusCode::OK, Bytes::from(text.into_string())),
+            Ok(Some(text)) => Self::json_text(StatusCode::OK, Bytes::from(text.into_bytes())),
             Ok(None) => Self::empty(StatusCode::NO_CONTENT),
             Err(e) => error_response(&e.with_correlation_id(correlation_id)),
         }
