@@ -87,7 +87,7 @@ fn optional_text(v: Option<&str>) -> Bson {
 /// # Errors
 /// The first field that is missing or of the wrong type.
 pub fn decode_session(d: &Document, payload: bool) -> Result<Decoded, DecodeError> {
-    let raw = RawDocumentBuf::from_document(d).map_err(|_| DecodeError::new("_id", "is not valid BSON"))?;
+    let raw = RawDocumentBuf::from_document(d).map_err(|_| DecodeError::new("document", "is not valid BSON"))?;
     decode_raw(&raw, payload)
 }
 
@@ -115,7 +115,7 @@ impl<'a> Fields<'a> {
     fn of(d: &'a RawDocument) -> Result<Self, DecodeError> {
         let mut f = Fields::default();
         for element in d {
-            let (key, value) = element.map_err(|_| DecodeError::new("_id", "is not valid BSON"))?;
+            let (key, value) = element.map_err(|_| DecodeError::new("document", "is not valid BSON"))?;
             let slot = match key {
                 "_id" => &mut f.id,
                 "user_id" => &mut f.user_id,
@@ -502,6 +502,15 @@ mod tests {
         d.insert("user", "text");
         assert_eq!(decode_session(&d, true).unwrap().session.user, Some(json!("text")));
         assert_eq!(DecodeError::new("x", "y").to_error().status, 500);
+    }
+
+    #[test]
+    fn bytes_that_are_not_bson_are_a_bad_document() {
+        let mut bytes = RawDocumentBuf::from_document(&doc! { "_id": "x" }).unwrap().into_bytes();
+        // The length of the `_id` string (after the 4-byte size, the type byte and "_id\0").
+        bytes[9] = 0x7f;
+        let raw = RawDocument::from_bytes(&bytes).unwrap();
+        assert_eq!(decode_raw(raw, true).unwrap_err(), DecodeError::new("document", "is not valid BSON"));
     }
 
     #[test]
