@@ -25,7 +25,10 @@
 
 use crate::data::version1::SessionV1;
 use chrono::{DateTime, TimeZone, Utc};
-use mongodb::bson::{Bson, DateTime as BsonDateTime, Decimal128, Document};
+use mongodb::bson::raw::Error as RawError;
+use mongodb::bson::{
+    doc, Bson, DateTime as BsonDateTime, Decimal128, Document, RawBsonRef, RawDocument, RawDocumentBuf,
+};
 use serde_json::{Map, Number, Value};
 
 /// The largest magnitude below which an integral double reads back as an integer (2^63).
@@ -79,70 +82,150 @@ fn optional_text(v: Option<&str>) -> Bson {
 }
 
 /// Reads a stored document; with `payload` false (list projection) `user`/`data` stay `None`.
+/// (Converts to raw BSON first: [`decode_raw`] is the one decoder.)
 ///
 /// # Errors
 /// The first field that is missing or of the wrong type.
 pub fn decode_session(d: &Document, payload: bool) -> Result<Decoded, DecodeError> {
-    let text = |field: &'static str| match d.get(field) {
-        Some(Bson::String(s)) => Ok(s.clone()),
-        None | Some(Bson::Null) => Err(DecodeError::new(field, "missing")),
-        Some(_) => Err(DecodeError::new(field, "must be a string")),
-    };
-    let optional_text = |field: &'static str| match d.get(field) {
-        Some(Bson::String(s)) => Ok(Some(s.clone())),
-        None | Some(Bson::Null | Bson::Undefined) => Ok(None),
-        Some(_) => Err(DecodeError::new(field, "must be a string or null")),
-    };
-    let time = |field: &'static str| match d.get(field) {
-        Some(Bson::DateTime(t)) => chrono_time(*t).ok_or(DecodeError::new(field, "is out of range")),
-        None | Some(Bson::Null) => Err(DecodeError::new(field, "missing")),
-        Some(_) => Err(DecodeError::new(field, "must be a date")),
-    };
-    let optional_time = |field: &'static str| match d.get(field) {
-        Some(Bson::DateTime(t)) => chrono_time(*t).map(Some).ok_or(DecodeError::new(field, "is out of range")),
-        None | Some(Bson::Null | Bson::Undefined) => Ok(None),
-        Some(_) => Err(DecodeError::new(field, "must be a date or null")),
-    };
-    let optional_integer = |field: &'static str| match d.get(field) {
-        Some(Bson::Int64(v)) => Ok(Some(*v)),
-        Some(Bson::Int32(v)) => Ok(Some(i64::from(*v))),
-        Some(Bson::Double(v)) if v.fract() == 0.0 && v.abs() < INTEGRAL_LIMIT => {
-            #[allow(clippy::cast_possible_truncation)] // integral and within range: exact
-            Ok(Some(*v as i64))
+    let raw = RawDocumentBuf::from_document(d).map_err(|_| DecodeError::new("document", "is not valid BSON"))?;
+    decode_raw(&raw, payload)
+}
+
+/// The fields of a stored session, as found in one pass over its raw bytes.
+#[derive(Default)]
+struct Fields<'a> {
+    id: Option<RawBsonRef<'a>>,
+    user_id: Option<RawBsonRef<'a>>,
+    user_name: Option<RawBsonRef<'a>>,
+    address: Option<RawBsonRef<'a>>,
+    client: Option<RawBsonRef<'a>>,
+    active: Option<RawBsonRef<'a>>,
+    open_time: Option<RawBsonRef<'a>>,
+    request_time: Option<RawBsonRef<'a>>,
+    close_time: Option<RawBsonRef<'a>>,
+    user: Option<RawBsonRef<'a>>,
+    data: Option<RawBsonRef<'a>>,
+    version: Option<RawBsonRef<'a>>,
+    expire_time: Option<RawBsonRef<'a>>,
+    ttl: Option<RawBsonRef<'a>>,
+}
+
+impl<'a> Fields<'a> {
+    /// One pass over the elements (a repeated key: the last one counts, as in a [`Document`]).
+    fn of(d: &'a RawDocument) -> Result<Self, DecodeError> {
+        let mut f = Fields::default();
+        for element in d {
+            let (key, value) = element.map_err(|_| DecodeError::new("document", "is not valid BSON"))?;
+            let slot = match key {
+                "_id" => &mut f.id,
+                "user_id" => &mut f.user_id,
+                "user_name" => &mut f.user_name,
+                "address" => &mut f.address,
+                "client" => &mut f.client,
+                "active" => &mut f.active,
+                "open_time" => &mut f.open_time,
+                "request_time" => &mut f.request_time,
+                "close_time" => &mut f.close_time,
+                "user" => &mut f.user,
+                "data" => &mut f.data,
+                "version" => &mut f.version,
+                "expire_time" => &mut f.expire_time,
+                "ttl" => &mut f.ttl,
+                _ => continue,
+            };
+            *slot = Some(value);
         }
-        None | Some(Bson::Null | Bson::Undefined) => Ok(None),
+        Ok(f)
+    }
+}
+
+fn read_text(v: Option<RawBsonRef<'_>>, field: &'static str) -> Result<String, DecodeError> {
+    match v {
+        Some(RawBsonRef::String(s)) => Ok(s.to_string()),
+        None | Some(RawBsonRef::Null) => Err(DecodeError::new(field, "missing")),
+        Some(_) => Err(DecodeError::new(field, "must be a string")),
+    }
+}
+
+fn read_optional_text(v: Option<RawBsonRef<'_>>, field: &'static str) -> Result<Option<String>, DecodeError> {
+    match v {
+        Some(RawBsonRef::String(s)) => Ok(Some(s.to_string())),
+        None | Some(RawBsonRef::Null | RawBsonRef::Undefined) => Ok(None),
+        Some(_) => Err(DecodeError::new(field, "must be a string or null")),
+    }
+}
+
+fn read_time(v: Option<RawBsonRef<'_>>, field: &'static str) -> Result<DateTime<Utc>, DecodeError> {
+    match v {
+        Some(RawBsonRef::DateTime(t)) => chrono_time(t).ok_or(DecodeError::new(field, "is out of range")),
+        None | Some(RawBsonRef::Null) => Err(DecodeError::new(field, "missing")),
+        Some(_) => Err(DecodeError::new(field, "must be a date")),
+    }
+}
+
+fn read_optional_time(v: Option<RawBsonRef<'_>>, field: &'static str) -> Result<Option<DateTime<Utc>>, DecodeError> {
+    match v {
+        Some(RawBsonRef::DateTime(t)) => chrono_time(t).map(Some).ok_or(DecodeError::new(field, "is out of range")),
+        None | Some(RawBsonRef::Null | RawBsonRef::Undefined) => Ok(None),
+        Some(_) => Err(DecodeError::new(field, "must be a date or null")),
+    }
+}
+
+fn read_optional_integer(v: Option<RawBsonRef<'_>>, field: &'static str) -> Result<Option<i64>, DecodeError> {
+    match v {
+        Some(RawBsonRef::Int64(v)) => Ok(Some(v)),
+        Some(RawBsonRef::Int32(v)) => Ok(Some(i64::from(v))),
+        Some(RawBsonRef::Double(v)) if v.fract() == 0.0 && v.abs() < INTEGRAL_LIMIT => {
+            #[allow(clippy::cast_possible_truncation)] // integral and within range: exact
+            Ok(Some(v as i64))
+        }
+        None | Some(RawBsonRef::Null | RawBsonRef::Undefined) => Ok(None),
         Some(_) => Err(DecodeError::new(field, "must be an integer or null")),
-    };
-    let id = match d.get("_id") {
-        Some(Bson::String(s)) => s.clone(),
+    }
+}
+
+/// Reads a stored document from its raw bytes as the driver returns them, without building a
+/// [`Document`] first; with `payload` false (list projection) `user`/`data` stay `None`.
+///
+/// # Errors
+/// The first field that is missing or of the wrong type (checked in a fixed order, whatever the
+/// order of the fields in the document).
+pub fn decode_raw(d: &RawDocument, payload: bool) -> Result<Decoded, DecodeError> {
+    let f = Fields::of(d)?;
+    let id = match f.id {
+        Some(RawBsonRef::String(s)) => s.to_string(),
         None => return Err(DecodeError::new("_id", "missing")),
         Some(_) => return Err(DecodeError::new("_id", "must be a string")),
     };
-    let active = match d.get("active") {
-        Some(Bson::Boolean(b)) => *b,
-        None | Some(Bson::Null) => return Err(DecodeError::new("active", "missing")),
+    let active = match f.active {
+        Some(RawBsonRef::Boolean(b)) => b,
+        None | Some(RawBsonRef::Null) => return Err(DecodeError::new("active", "missing")),
         Some(_) => return Err(DecodeError::new("active", "must be a boolean")),
     };
-    let version = optional_integer("version")?;
+    let version = read_optional_integer(f.version, "version")?;
     if version.is_some_and(|v| v < 1) {
         return Err(DecodeError::new("version", "must be positive"));
     }
-    let payload_of = |field: &str| payload.then(|| d.get(field).map_or(Value::Null, bson_to_json));
+    let payload_of = |v: Option<RawBsonRef<'_>>, field: &'static str| {
+        payload
+            .then(|| v.map_or(Ok(Value::Null), raw_to_json).map_err(|_| DecodeError::new(field, "is not valid BSON")))
+            .transpose()
+    };
     let session = SessionV1 {
         id,
-        user_id: text("user_id")?,
-        user_name: optional_text("user_name")?,
-        address: optional_text("address")?,
-        client: optional_text("client")?,
+        user_id: read_text(f.user_id, "user_id")?,
+        user_name: read_optional_text(f.user_name, "user_name")?,
+        address: read_optional_text(f.address, "address")?,
+        client: read_optional_text(f.client, "client")?,
         active,
-        open_time: time("open_time")?,
-        request_time: time("request_time")?,
-        close_time: optional_time("close_time")?,
-        user: payload_of("user"),
-        data: payload_of("data"),
+        open_time: read_time(f.open_time, "open_time")?,
+        request_time: read_time(f.request_time, "request_time")?,
+        close_time: read_optional_time(f.close_time, "close_time")?,
+        user: payload_of(f.user, "user")?,
+        data: payload_of(f.data, "data")?,
         version: version.unwrap_or(1),
-        expire_time: optional_time("expire_time")?,
-        ttl: optional_integer("ttl")?,
+        expire_time: read_optional_time(f.expire_time, "expire_time")?,
+        ttl: read_optional_integer(f.ttl, "ttl")?,
     };
     Ok(Decoded { session, legacy_version: version.is_none() })
 }
@@ -184,28 +267,41 @@ fn number_to_bson(n: &Number) -> Bson {
 
 /// A BSON value as JSON (see the module documentation).
 pub fn bson_to_json(b: &Bson) -> Value {
-    match b {
-        Bson::Null | Bson::Undefined | Bson::MinKey | Bson::MaxKey => Value::Null,
-        Bson::Boolean(v) => Value::Bool(*v),
-        Bson::Int32(v) => Value::from(*v),
-        Bson::Int64(v) => Value::from(*v),
-        Bson::Double(v) => double_to_json(*v),
-        Bson::Decimal128(d) => decimal_to_json(d),
-        Bson::String(s) => Value::String(s.clone()),
-        Bson::Array(a) => Value::Array(a.iter().map(bson_to_json).collect()),
-        Bson::Document(d) => {
-            let mut m = Map::with_capacity(d.len());
-            for (k, v) in d {
-                m.insert(unescape_key(k), bson_to_json(v));
+    let wrapped = RawDocumentBuf::from_document(&doc! { "v": b.clone() });
+    match wrapped.as_ref().map(|d| d.get("v")) {
+        Ok(Ok(Some(v))) => raw_to_json(v).unwrap_or(Value::Null),
+        _ => Value::Null,
+    }
+}
+
+/// A raw BSON value as JSON (see the module documentation), straight from the driver's bytes.
+///
+/// # Errors
+/// Bytes that are not valid BSON.
+pub fn raw_to_json(b: RawBsonRef<'_>) -> Result<Value, RawError> {
+    Ok(match b {
+        RawBsonRef::Null | RawBsonRef::Undefined | RawBsonRef::MinKey | RawBsonRef::MaxKey => Value::Null,
+        RawBsonRef::Boolean(v) => Value::Bool(v),
+        RawBsonRef::Int32(v) => Value::from(v),
+        RawBsonRef::Int64(v) => Value::from(v),
+        RawBsonRef::Double(v) => double_to_json(v),
+        RawBsonRef::Decimal128(d) => decimal_to_json(&d),
+        RawBsonRef::String(s) => Value::String(s.to_string()),
+        RawBsonRef::Array(a) => Value::Array(a.into_iter().map(|v| v.and_then(raw_to_json)).collect::<Result<_, _>>()?),
+        RawBsonRef::Document(d) => {
+            let mut m = Map::new();
+            for element in d {
+                let (k, v) = element?;
+                m.insert(unescape_key(k), raw_to_json(v)?);
             }
             Value::Object(m)
         }
-        Bson::DateTime(t) => {
-            chrono_time(*t).map_or(Value::Null, |t| Value::String(crate::toolkit::time::format_time(t)))
+        RawBsonRef::DateTime(t) => {
+            chrono_time(t).map_or(Value::Null, |t| Value::String(crate::toolkit::time::format_time(t)))
         }
-        Bson::ObjectId(o) => Value::String(o.to_hex()),
-        other => other.clone().into_relaxed_extjson(),
-    }
+        RawBsonRef::ObjectId(o) => Value::String(o.to_hex()),
+        other => Bson::try_from(other.to_raw_bson())?.into_relaxed_extjson(),
+    })
 }
 
 fn double_to_json(v: f64) -> Value {
@@ -406,6 +502,15 @@ mod tests {
         d.insert("user", "text");
         assert_eq!(decode_session(&d, true).unwrap().session.user, Some(json!("text")));
         assert_eq!(DecodeError::new("x", "y").to_error().status, 500);
+    }
+
+    #[test]
+    fn bytes_that_are_not_bson_are_a_bad_document() {
+        let mut bytes = RawDocumentBuf::from_document(&doc! { "_id": "x" }).unwrap().into_bytes();
+        // The length of the `_id` string (after the 4-byte size, the type byte and "_id\0").
+        bytes[9] = 0x7f;
+        let raw = RawDocument::from_bytes(&bytes).unwrap();
+        assert_eq!(decode_raw(raw, true).unwrap_err(), DecodeError::new("document", "is not valid BSON"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The connection: the client and its collections, built lazily; error mapping; the call
 //! deadline; index preparation; transactions with retries; the background connector.
 
-use super::codec::{decode_session, DecodeError, Decoded};
+use super::codec::{decode_raw, DecodeError, Decoded};
 use super::queries::index_models;
 use super::settings::Settings;
 use crate::data::version1::SessionV1;
@@ -11,7 +11,7 @@ use crate::toolkit::errors::ApplicationError;
 use crate::toolkit::log::redact_id;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
-use mongodb::bson::{doc, Bson, Document};
+use mongodb::bson::{doc, Document, RawBsonRef, RawDocument, RawDocumentBuf};
 use mongodb::error::{Error as DriverError, ErrorKind, WriteFailure};
 use mongodb::event::sdam::SdamEvent;
 use mongodb::event::EventHandler;
@@ -130,6 +130,9 @@ pub(super) fn is_duplicate_key(e: &DriverError) -> bool {
 pub(super) struct Store {
     pub(super) client: Client,
     pub(super) sessions: Collection<Document>,
+    /// The same collection, its documents returned as raw BSON: every read decodes them with
+    /// [`decode_raw`] straight into sessions, without a [`Document`] tree in between.
+    pub(super) raw: Collection<RawDocumentBuf>,
     /// Per-user guard documents of `create_limited` (`<collection>_user_locks`).
     pub(super) locks: Collection<Document>,
     /// Leases of background work (`<collection>_leases`): `{_id: name, owner, until}`.
@@ -219,7 +222,8 @@ impl Shared {
         let sessions = db.collection::<Document>(&s.collection);
         let locks = db.collection::<Document>(&format!("{}{LOCKS_SUFFIX}", s.collection));
         let leases = db.collection::<Document>(&format!("{}{LEASES_SUFFIX}", s.collection));
-        Ok(Store { client, sessions, locks, leases })
+        let raw = sessions.clone_with_type::<RawDocumentBuf>();
+        Ok(Store { client, sessions, raw, locks, leases })
     }
 
     pub(super) async fn store(&self) -> Result<&Store, ApplicationError> {
@@ -255,10 +259,20 @@ impl Shared {
         self.store().await.map(|s| &s.sessions)
     }
 
+    /// The sessions collection read as raw BSON (see [`Store::raw`]).
+    pub(super) async fn raw_collection(&self) -> Result<&Collection<RawDocumentBuf>, ApplicationError> {
+        self.store().await.map(|s| &s.raw)
+    }
+
     /// Decodes a document a call asked for by id: a document that is not a session is that
     /// call's 500 (`SESSION_UNREADABLE`), logged and counted.
-    pub(super) fn decode(&self, cid: Option<&str>, d: &Document, payload: bool) -> Result<Decoded, ApplicationError> {
-        decode_session(d, payload).map_err(|e| {
+    pub(super) fn decode(
+        &self,
+        cid: Option<&str>,
+        d: &RawDocument,
+        payload: bool,
+    ) -> Result<Decoded, ApplicationError> {
+        decode_raw(d, payload).map_err(|e| {
             self.bad_document(d, &e);
             e.to_error().with_correlation_id(cid)
         })
@@ -266,9 +280,9 @@ impl Shared {
 
     /// Decodes the documents of a list, leaving out (logged and counted) those that are not
     /// sessions: one foreign document never breaks anyone else's page.
-    pub(super) fn decode_all(&self, docs: &[Document], payload: bool) -> Vec<SessionV1> {
+    pub(super) fn decode_all(&self, docs: &[RawDocumentBuf], payload: bool) -> Vec<SessionV1> {
         docs.iter()
-            .filter_map(|d| match decode_session(d, payload) {
+            .filter_map(|d| match decode_raw(d, payload) {
                 Ok(decoded) => Some(decoded.session),
                 Err(e) => {
                     self.bad_document(d, &e);
@@ -279,11 +293,11 @@ impl Shared {
     }
 
     /// Logs (with the id hashed) and counts a document that is not a session.
-    pub(super) fn bad_document(&self, d: &Document, e: &DecodeError) {
+    pub(super) fn bad_document(&self, d: &RawDocument, e: &DecodeError) {
         let id = match d.get("_id") {
-            Some(Bson::String(s)) => redact_id(s),
-            Some(other) => format!("<{:?}>", other.element_type()),
-            None => "<none>".to_string(),
+            Ok(Some(RawBsonRef::String(s))) => redact_id(s),
+            Ok(Some(other)) => format!("<{:?}>", other.element_type()),
+            Ok(None) | Err(_) => "<none>".to_string(),
         };
         tracing::warn!(store = %self.settings.target, session = %id, field = e.field, reason = e.reason,
             "A stored document is not a readable session; it is left out of lists and left as it is.");

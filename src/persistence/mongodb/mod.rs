@@ -94,10 +94,10 @@ use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::errors::ApplicationError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use codec::{bson_time, decode_session, session_document, DecodeError, Decoded};
+use codec::{bson_time, decode_raw, session_document, DecodeError, Decoded};
 use connection::{is_duplicate_key, Shared, TxError};
 use futures::TryStreamExt;
-use mongodb::bson::{doc, Bson, Document};
+use mongodb::bson::{doc, Bson, Document, RawBsonRef, RawDocumentBuf};
 use mongodb::options::ReturnDocument;
 use mongodb::Collection;
 use parking_lot::Mutex;
@@ -152,7 +152,7 @@ impl SessionsMongoDbPersistence {
 
     /// The record under `id` as read, or `None`; a document that is not a session is a 500.
     async fn read(&self, cid: Option<&str>, id: &str) -> Result<Option<Decoded>, ApplicationError> {
-        let coll = self.collection().await?;
+        let coll = self.shared.raw_collection().await?;
         let find = coll.find_one(doc! { "_id": id }).max_time(self.shared.settings.call_timeout);
         let found = self.shared.call(cid, "find_one", find).await?;
         found.map(|d| self.shared.decode(cid, &d, true)).transpose()
@@ -193,7 +193,7 @@ impl SessionsMongoDbPersistence {
     /// # Errors
     /// Store failures (`STORE_UNAVAILABLE` when the server does not answer in time).
     pub async fn read_documents(&self, cid: Option<&str>) -> Result<DocumentReader<'_>, ApplicationError> {
-        let coll = self.collection().await?;
+        let coll = self.shared.raw_collection().await?;
         let cursor = self.shared.call(cid, "find", coll.find(doc! {}).sort(doc! { "_id": 1 }).batch_size(1000)).await?;
         Ok(DocumentReader { shared: &self.shared, cursor, cid: cid.map(str::to_string) })
     }
@@ -214,7 +214,7 @@ impl SessionsMongoDbPersistence {
 /// The documents of a collection one by one (see [`SessionsMongoDbPersistence::read_documents`]).
 pub struct DocumentReader<'a> {
     shared: &'a Shared,
-    cursor: mongodb::Cursor<Document>,
+    cursor: mongodb::Cursor<RawDocumentBuf>,
     cid: Option<String>,
 }
 
@@ -234,11 +234,11 @@ impl DocumentReader<'_> {
         let next = self.shared.call(self.cid.as_deref(), "find", self.cursor.try_next()).await?;
         Ok(next.map(|d| {
             let id = match d.get("_id") {
-                Some(Bson::String(s)) => s.clone(),
-                Some(other) => format!("<{:?}>", other.element_type()),
-                None => "<none>".to_string(),
+                Ok(Some(RawBsonRef::String(s))) => s.to_string(),
+                Ok(Some(other)) => format!("<{:?}>", other.element_type()),
+                Ok(None) | Err(_) => "<none>".to_string(),
             };
-            (id, decode_session(&d, true).map(|decoded| decoded.session))
+            (id, decode_raw(&d, true).map(|decoded| decoded.session))
         }))
     }
 }
@@ -283,7 +283,7 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
         filter: &SessionsFilter,
         paging: &PagingParams,
     ) -> Result<DataPage<SessionV1>, ApplicationError> {
-        let coll = self.collection().await?;
+        let coll = self.shared.raw_collection().await?;
         let query = list_filter(filter);
         let take = i64::try_from(paging.take(self.shared.settings.max_page_size)).unwrap_or(i64::MAX);
         let find = async {
@@ -294,7 +294,7 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
                 .max_time(self.shared.settings.call_timeout)
                 .projection(doc! { "user": 0, "data": 0 })
                 .await?
-                .try_collect::<Vec<Document>>()
+                .try_collect::<Vec<RawDocumentBuf>>()
                 .await
         };
         let docs = self.shared.call(cid, "find", find).await?;
@@ -328,7 +328,7 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
         id: &str,
         update: &SessionUpdate,
     ) -> Result<UpdateOutcome, ApplicationError> {
-        let coll = self.collection().await?;
+        let coll = self.shared.raw_collection().await?;
         // The common case in one round trip: no read, the condition and the inputs of the new
         // state in the filter. A miss (not found, condition false, or a record the filter does
         // not cover) goes the read-decide-write way below, which tells them apart.
@@ -395,7 +395,7 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
         id: &str,
         condition: &WriteCondition,
     ) -> Result<UpdateOutcome, ApplicationError> {
-        let coll = self.collection().await?;
+        let coll = self.shared.raw_collection().await?;
         let shared = &self.shared;
         let write = |current: Decoded| {
             let delete = coll.find_one_and_delete(write_filter_for(id, condition, &current));
@@ -417,12 +417,12 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
         let store = self.shared.store().await?;
         let new = session_document(&session);
         let (user_id, id) = (session.user_id.clone(), session.id.clone());
-        let (sessions, locks, limit, shared) =
-            (store.sessions.clone(), store.locks.clone(), *limit, self.shared.clone());
+        let (sessions, raw, locks, limit, shared) =
+            (store.sessions.clone(), store.raw.clone(), store.locks.clone(), *limit, self.shared.clone());
         self.shared
             .transaction(cid, "create_limited", move |tx| {
-                let (sessions, locks, new, shared) = (sessions.clone(), locks.clone(), new.clone(), shared.clone());
-                let (user_id, id) = (user_id.clone(), id.clone());
+                let (sessions, raw, locks) = (sessions.clone(), raw.clone(), locks.clone());
+                let (new, shared, user_id, id) = (new.clone(), shared.clone(), user_id.clone(), id.clone());
                 Box::pin(async move {
                     // Every transaction opening a session for this user writes this document
                     // (`$inc` always changes it), so two of them cannot both commit.
@@ -435,12 +435,12 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
                     if sessions.find_one(doc! { "_id": &id }).session(&mut *tx).await?.is_some() {
                         return Err(session_exists(&id).into());
                     }
-                    let mut cursor = sessions
+                    let mut cursor = raw
                         .find(doc! { "user_id": &user_id, "active": true })
                         .projection(doc! { "user": 0, "data": 0 })
                         .session(&mut *tx)
                         .await?;
-                    let open: Vec<Document> = cursor.stream(&mut *tx).try_collect().await?;
+                    let open: Vec<RawDocumentBuf> = cursor.stream(&mut *tx).try_collect().await?;
                     let open = shared.decode_all(&open, false);
                     let to_close = limit_victims(open, &limit).ok_or_else(|| session_limit(&user_id, limit.max))?;
                     if !to_close.is_empty() {
@@ -523,14 +523,15 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
         if self.shared.call(cid, "find_one", store.sessions.find_one(doc! { "_id": new_id })).await?.is_some() {
             return Err(session_exists(new_id).with_correlation_id(cid));
         }
-        let (sessions, update, shared) = (store.sessions.clone(), update.clone(), self.shared.clone());
+        let (sessions, raw, update, shared) =
+            (store.sessions.clone(), store.raw.clone(), update.clone(), self.shared.clone());
         let (id, new_id, cid_owned) = (id.to_string(), new_id.to_string(), cid.map(str::to_string));
         self.shared
             .transaction(cid, "rotate_id", move |tx| {
-                let (sessions, update, shared) = (sessions.clone(), update.clone(), shared.clone());
+                let (sessions, raw, update, shared) = (sessions.clone(), raw.clone(), update.clone(), shared.clone());
                 let (id, new_id, cid) = (id.clone(), new_id.clone(), cid_owned.clone());
                 Box::pin(async move {
-                    let Some(current) = sessions.find_one(doc! { "_id": &id }).session(&mut *tx).await? else {
+                    let Some(current) = raw.find_one(doc! { "_id": &id }).session(&mut *tx).await? else {
                         return Ok(UpdateOutcome::NotFound);
                     };
                     let current = shared.decode(cid.as_deref(), &current, true)?;
@@ -571,7 +572,7 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let coll = self.collection().await?;
+        let coll = self.shared.raw_collection().await?;
         let query = match after {
             Some((t, id)) => doc! { "$or": [
                 { "request_time": { "$lt": bson_time(t) } },
@@ -584,7 +585,7 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
                 .sort(doc! { "request_time": -1, "_id": 1 })
                 .limit(i64::try_from(limit).unwrap_or(i64::MAX))
                 .await?
-                .try_collect::<Vec<Document>>()
+                .try_collect::<Vec<RawDocumentBuf>>()
                 .await
         };
         let docs = self.shared.call(cid, "find", find).await?;
