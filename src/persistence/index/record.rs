@@ -42,70 +42,48 @@ pub(crate) fn time(ms: Millis) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::UNIX_EPOCH)
 }
 
-/// An index key: a time and an id, ordered by time ascending, then by id **descending** — the
-/// list order (newest first, then id ascending) read backwards, so that new and refreshed
-/// sessions land at the end. 24 bytes; comparing two keys compares the times and looks at the ids
-/// only on a tie (and then not at all when both share the record's id allocation).
+/// A time and an id, ordered by time ascending, then by id ascending or, with `ID_DESCENDING`,
+/// descending. 24 bytes; comparing two keys compares the times and looks at the ids only on a tie
+/// (and then not at all when both share the record's id allocation).
 #[derive(Debug, Clone)]
-pub(crate) struct Key {
+pub(crate) struct TimedKey<const ID_DESCENDING: bool> {
     pub(crate) t: Millis,
     pub(crate) id: Arc<str>,
 }
 
-impl Key {
+/// An index key: the list order (newest first, then id ascending) read backwards, so that new
+/// and refreshed sessions land at the end.
+pub(crate) type Key = TimedKey<true>;
+
+/// An expiry key: `expire_time`, then id ascending.
+pub(crate) type ExpiryKey = TimedKey<false>;
+
+impl<const D: bool> TimedKey<D> {
     pub(crate) fn new(t: Millis, id: Arc<str>) -> Self {
         Self { t, id }
     }
 }
 
-impl PartialEq for Key {
+impl<const D: bool> PartialEq for TimedKey<D> {
     fn eq(&self, other: &Self) -> bool {
         self.t == other.t && (Arc::ptr_eq(&self.id, &other.id) || self.id == other.id)
     }
 }
-impl Eq for Key {}
-impl Ord for Key {
+impl<const D: bool> Eq for TimedKey<D> {}
+impl<const D: bool> Ord for TimedKey<D> {
     fn cmp(&self, other: &Self) -> Ordering {
         self.t.cmp(&other.t).then_with(|| {
             if Arc::ptr_eq(&self.id, &other.id) {
                 Ordering::Equal
-            } else {
+            } else if D {
                 other.id.cmp(&self.id)
-            }
-        })
-    }
-}
-impl PartialOrd for Key {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// An expiry key: `expire_time`, then id ascending.
-#[derive(Debug, Clone)]
-pub(crate) struct ExpiryKey {
-    pub(crate) t: Millis,
-    pub(crate) id: Arc<str>,
-}
-
-impl PartialEq for ExpiryKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.t == other.t && (Arc::ptr_eq(&self.id, &other.id) || self.id == other.id)
-    }
-}
-impl Eq for ExpiryKey {}
-impl Ord for ExpiryKey {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.t.cmp(&other.t).then_with(|| {
-            if Arc::ptr_eq(&self.id, &other.id) {
-                Ordering::Equal
             } else {
                 self.id.cmp(&other.id)
             }
         })
     }
 }
-impl PartialOrd for ExpiryKey {
+impl<const D: bool> PartialOrd for TimedKey<D> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
@@ -233,7 +211,7 @@ impl Record {
 
     /// The expiry key, for an open session with an `expire_time`.
     pub(crate) fn expiry_key(&self) -> Option<ExpiryKey> {
-        self.expire_ms().map(|t| ExpiryKey { t, id: self.id.clone() })
+        self.expire_ms().map(|t| ExpiryKey::new(t, self.id.clone()))
     }
 
     /// Whether the record satisfies a write's condition.

@@ -249,7 +249,7 @@ fn compact_keys_sort_as_the_time_and_id_pairs() {
             assert_eq!(ka.cmp(&kb), old, "{ta} {a:?} / {tb} {b:?}");
             assert_eq!(ka == kb, old.is_eq());
             assert_eq!(ka.cmp(&Key::new(*tb, b.clone())), old, "shared allocation");
-            let (ea, eb) = (ExpiryKey { t: *ta, id: a.clone() }, ExpiryKey { t: *tb, id: Arc::from(&**b) });
+            let (ea, eb) = (ExpiryKey::new(*ta, a.clone()), ExpiryKey::new(*tb, Arc::from(&**b)));
             assert_eq!(ea.cmp(&eb), (at(*ta), a.to_string()).cmp(&(at(*tb), b.to_string())));
         }
     }
