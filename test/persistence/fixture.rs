@@ -9,6 +9,7 @@ use service_sessions::persistence::{
     UpdateOutcome, WriteCondition,
 };
 use service_sessions::toolkit::data::PagingParams;
+use service_sessions::toolkit::json::JsonText;
 use service_sessions::toolkit::time::parse_time;
 use std::sync::Arc;
 
@@ -217,6 +218,29 @@ pub(crate) async fn list_leaves_out_payload(p: Store) {
     assert_eq!(page.data, vec![session("a1", "u1", 0).without_payload()]);
     let json = serde_json::to_value(&page.data[0]).unwrap();
     assert!(json.get("user").is_none() && json.get("data").is_none());
+}
+
+/// The page's JSON text (what `get_sessions` answers), however the backend writes it, is the
+/// encoding of the page of sessions: closed, without texts, with own `ttl`, windows, skips, totals.
+pub(crate) async fn page_text_is_the_encoded_page(p: Store) {
+    let mut bare = SessionV1::open("b0".into(), "u2".into(), at(5));
+    bare.expire_time = Some(at(50_000));
+    bare.ttl = Some(60_000);
+    let mut quoted = session("q\"0", "u\u{e9}\n", 7);
+    quoted.client = None;
+    seed(&p, vec![session("a1", "u1", 1), bare, quoted, session("a2", "u1", 9), session("a3", "u1", 9)]).await;
+    let close = update(WriteCondition::default(), SessionChange::Close, 11);
+    assert!(matches!(p.update(None, "a2", &close).await.unwrap(), UpdateOutcome::Updated(_)));
+    let u1 = SessionsFilter { user_id: Some("u1".into()), ..Default::default() };
+    let open = SessionsFilter { active: Some(true), ..Default::default() };
+    let window = SessionsFilter { from_time: Some(at(2)), to_time: Some(at(9)), ..Default::default() };
+    for filter in [SessionsFilter::default(), u1, open, window] {
+        for paging in [PagingParams::default(), PagingParams::new(1, 2, true), PagingParams::new(9, 5, true)] {
+            let page = p.get_page_by_filter(None, &filter, &paging).await.unwrap();
+            let text = p.get_page_json(None, &filter, &paging).await.unwrap();
+            assert_eq!(text.as_str(), JsonText::write(&page).as_str(), "{filter:?} {paging:?}");
+        }
+    }
 }
 
 pub(crate) async fn close_expired_respects_cutoff(p: Store) {

@@ -117,6 +117,7 @@ use crate::toolkit::component::{Component, ComponentHealth};
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::errors::ApplicationError;
+use crate::toolkit::json::JsonText;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use parking_lot::{Mutex, RwLock};
@@ -436,6 +437,16 @@ impl SessionsPersistence for SessionsFilePersistence {
     ) -> Result<DataPage<SessionV1>, ApplicationError> {
         let max = self.page.max_page_size;
         self.read(|index| index.page(filter, paging, max))
+    }
+
+    async fn get_page_json(
+        &self,
+        _cid: Option<&str>,
+        filter: &SessionsFilter,
+        paging: &PagingParams,
+    ) -> Result<JsonText, ApplicationError> {
+        let max = self.page.max_page_size;
+        self.read(|index| index.page_json(filter, paging, max))
     }
 
     async fn get_one_by_id(&self, _cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
