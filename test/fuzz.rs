@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use service_sessions::logic::{ControllerOptions, SessionsController};
 use service_sessions::persistence::memory::SessionsMemoryPersistence;
 use service_sessions::toolkit::commands::{Commandable, Parameters};
-use service_sessions::toolkit::http::commandable::parse_json_object;
+use service_sessions::toolkit::http::commandable::parse_body_parameters;
 use service_sessions::toolkit::template::render;
 use service_sessions::toolkit::time::{parse_time, ManualClock};
 use std::fmt::Debug;
@@ -77,9 +77,9 @@ const COMMANDS: &[&str] = &[
 /// Runs one command; the only acceptable failures are client errors. The command runs on this
 /// thread (`block_on`, no spawned task), so a panic in it unwinds into the runner, which reports
 /// it as a failing case (see `a_panicking_case_fails_the_target`).
-fn run(c: &SessionsController, command: &str, args: Map<String, Value>) {
+fn run(c: &SessionsController, command: &str, args: Parameters) {
     let set = c.command_set();
-    let result = RUNTIME.block_on(set.execute(Some("fuzz"), command, Parameters::new(args.clone())));
+    let result = RUNTIME.block_on(set.execute(Some("fuzz"), command, args.clone()));
     if let Err(e) = result {
         assert!(e.status < 500, "{command} {args:?} gave a server error: {e:?}");
     }
@@ -147,7 +147,7 @@ fn commands_never_fail_on_the_server_side() {
     fuzz("commands", steps, |steps| {
         let c = controller();
         for (command, args) in steps {
-            run(&c, command, args);
+            run(&c, command, Parameters::new(args));
         }
         Ok(())
     });
@@ -209,7 +209,7 @@ fn request_bodies_never_fail_on_the_server_side() {
     let bodies = (prop::collection::vec(any::<u8>(), 0..200), prop::sample::select(COMMANDS));
     fuzz("request bodies", bodies, |(body, command)| {
         let c = controller();
-        if let Ok(args) = parse_json_object(&bytes::Bytes::from(body)) {
+        if let Ok(args) = parse_body_parameters(&body) {
             run(&c, command, args);
         }
         Ok(())
@@ -246,7 +246,7 @@ fn the_corpus_runs_through_every_command() {
         files += 1;
         let c = controller();
         for command in COMMANDS {
-            if let Ok(args) = parse_json_object(&bytes::Bytes::from(body.clone())) {
+            if let Ok(args) = parse_body_parameters(&body) {
                 run(&c, command, args);
             }
         }

@@ -56,11 +56,6 @@ impl Parameters {
         &self.0
     }
 
-    /// The parameters as one JSON object (built on each call).
-    pub fn to_value(&self) -> Value {
-        Value::Object(self.0.iter().cloned().collect())
-    }
-
     /// A parameter, `None` when absent or `null`.
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.get_raw(name).filter(|v| !v.is_null())
@@ -459,7 +454,8 @@ mod tests {
         assert_eq!(p.get_raw("missing"), None);
         let data = p.get_raw("data").map(Value::to_string).unwrap_or_default();
         assert_eq!(data, r#"{"z":1,"a":2.5,"n":18446744073709551615}"#);
-        assert_eq!(p.to_value().to_string(), r#"{"b":null,"data":{"z":1,"a":2.5,"n":18446744073709551615}}"#);
+        let object = Value::Object(p.fields().iter().cloned().collect());
+        assert_eq!(object.to_string(), r#"{"b":null,"data":{"z":1,"a":2.5,"n":18446744073709551615}}"#);
     }
 
     #[test]

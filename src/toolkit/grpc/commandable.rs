@@ -20,9 +20,8 @@ use crate::toolkit::component::Component;
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::descriptor::Descriptor;
 use crate::toolkit::errors::ApplicationError;
-use crate::toolkit::http::commandable::parse_json_object;
+use crate::toolkit::http::commandable::parse_body_parameters;
 use crate::toolkit::references::References;
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -136,11 +135,8 @@ impl CommandableRpc for Invoker {
         };
         let span = tracing::info_span!("command", name = command.name(), correlation_id = cid.as_deref().unwrap_or(""));
         let result = async {
-            let args = if r.args_empty || r.args_json.is_empty() {
-                Parameters::default()
-            } else {
-                Parameters::new(parse_json_object(&Bytes::from(r.args_json))?)
-            };
+            let args =
+                if r.args_empty { Parameters::default() } else { parse_body_parameters(r.args_json.as_bytes())? };
             command.execute(cid.as_deref(), args).await
         }
         .instrument(span)

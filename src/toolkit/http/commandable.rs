@@ -141,19 +141,27 @@ impl CommandableHttpService {
 /// 415 `UNSUPPORTED_MEDIA_TYPE` for content types that cannot carry JSON.
 pub fn parse_parameters(request: &HttpRequest) -> Result<Parameters, ApplicationError> {
     check_json_content_type(request)?;
-    if is_blank(&request.body) {
+    parse_body_parameters(&request.body)
+}
+
+/// Parses a command body (HTTP or commandable gRPC) as one JSON object; empty (or blank) means
+/// no parameters. Straight into the fields: no map of the top level is built and hashed for the
+/// few names a command reads.
+///
+/// # Errors
+/// `INVALID_JSON` for text that is not JSON (never echoed), `INVALID_DATA` for non-objects.
+pub fn parse_body_parameters(body: &[u8]) -> Result<Parameters, ApplicationError> {
+    if is_blank(body) {
         return Ok(Parameters::default());
     }
-    // Straight into the fields: no map of the top level is built and hashed for the few names
-    // a command reads.
-    match Parameters::from_json(&request.body) {
+    match Parameters::from_json(body) {
         Ok(Some(parameters)) => Ok(parameters),
         Ok(None) => Err(not_an_object()),
         Err(e) => Err(invalid_json(&e)),
     }
 }
 
-fn is_blank(body: &Bytes) -> bool {
+fn is_blank(body: &[u8]) -> bool {
     body.iter().all(u8::is_ascii_whitespace)
 }
 
@@ -216,18 +224,6 @@ pub fn parse_json_value(body: &Bytes) -> Result<Option<Value>, ApplicationError>
         return Ok(None);
     }
     serde_json::from_slice::<Value>(body).map(Some).map_err(|e| invalid_json(&e))
-}
-
-/// Parses a body as one JSON object; empty (or blank) means `{}`.
-///
-/// # Errors
-/// `INVALID_JSON` or `INVALID_DATA` as in [`parse_parameters`].
-pub fn parse_json_object(body: &Bytes) -> Result<serde_json::Map<String, Value>, ApplicationError> {
-    match parse_json_value(body)? {
-        None => Ok(serde_json::Map::new()),
-        Some(Value::Object(m)) => Ok(m),
-        Some(_) => Err(not_an_object()),
-    }
 }
 
 impl Component for CommandableHttpService {
