@@ -38,8 +38,11 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// Runs `op` from `tasks` concurrent tasks for `budget`; prints ops/s and CPU µs per op.
-async fn floor<F, Fut>(name: &str, tasks: usize, budget: Duration, op: F) -> anyhow::Result<()>
+/// Runs `op` from `tasks` concurrent tasks for `budget`; prints ops/s and CPU µs per op. With a
+/// `rate` (ops/s, all tasks together), each task issues its share of it on a fixed schedule (the
+/// tasks' start times spread over one period) instead of back to back: the driver at the rate
+/// another process reached, so CPU per operation is compared at the same rate of wake-ups.
+async fn floor<F, Fut>(name: &str, tasks: usize, budget: Duration, rate: Option<f64>, op: F) -> anyhow::Result<()>
 where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = mongodb::error::Result<()>> + Send,
@@ -47,12 +50,20 @@ where
     let op = Arc::new(op);
     let done = Arc::new(AtomicU64::new(0));
     let (cpu0, start) = (cpu_seconds(), Instant::now());
+    // Each task's interval between operations when rate-limited.
+    let period = rate.filter(|r| *r > 0.0).map(|r| Duration::from_secs_f64(tasks as f64 / r));
     let mut handles = Vec::new();
     for t in 0..tasks {
         let (op, done) = (op.clone(), done.clone());
         handles.push(tokio::spawn(async move {
             let mut i = t as u64;
+            let mut next = period.map(|p| tokio::time::Instant::from_std(start) + p.mul_f64(t as f64 / tasks as f64));
             while start.elapsed() < budget {
+                if let (Some(at), Some(p)) = (next.as_mut(), period) {
+                    tokio::time::sleep_until(*at).await;
+                    // Behind schedule (the server was slow): carry on from now, no burst.
+                    *at = (*at + p).max(tokio::time::Instant::now());
+                }
                 op(i).await?;
                 done.fetch_add(1, Ordering::Relaxed);
                 i += tasks as u64;
@@ -64,8 +75,12 @@ where
         h.await??;
     }
     let (cpu, secs, n) = (cpu_seconds() - cpu0, start.elapsed().as_secs_f64(), done.load(Ordering::Relaxed));
+    let label = match rate {
+        Some(r) => format!("rate-matched {name} (target {r:.0}/s)"),
+        None => name.to_string(),
+    };
     println!(
-        "{name:<22} {:>8.0} ops/s   driver CPU {:>6.1} us/op   ({n} ops, {tasks} tasks)",
+        "{label:<48} {:>8.0} ops/s   driver CPU {:>6.1} us/op   ({n} ops, {tasks} tasks)",
         n as f64 / secs,
         cpu * 1e6 / n.max(1) as f64
     );
@@ -122,29 +137,32 @@ async fn main() -> anyhow::Result<()> {
     let client = Client::with_uri_str(&uri).await?;
     let name = format!("ops_{}", std::process::id());
     let coll: Collection<Document> = client.database("service_sessions_bench").collection(&name);
-    coll.drop().await?;
-    println!("MongoDB server, one sequential client ({seconds} s per operation):");
-    let c = &coll;
-    let now = BsonDateTime::now();
-    let inserted =
-        measure("insert_one", budget, |i| async move { c.insert_one(session(i, now)).await.map(drop) }).await?;
-    let n = inserted.max(1);
-    measure("find_one by _id", budget, |i| async move {
-        c.find_one(doc! { "_id": format!("{:032x}", i % n) }).await.map(drop)
-    })
-    .await?;
-    measure("find_one_and_update", budget, |i| async move {
-        let update = doc! {
-            "$set": { "data": format!(r#"{{"n":{i}}}"#), "request_time": BsonDateTime::now() },
-            "$inc": { "version": 1_i64 },
-        };
-        c.find_one_and_update(doc! { "_id": format!("{:032x}", i % n), "active": true }, update)
-            .return_document(ReturnDocument::After)
-            .await
-            .map(drop)
-    })
-    .await?;
-    coll.drop().await?;
+    // `SEQUENTIAL=0` skips the server's single-client rates (the HTTP script prints them once).
+    if std::env::var("SEQUENTIAL").map_or(true, |v| v != "0") {
+        coll.drop().await?;
+        println!("MongoDB server, one sequential client ({seconds} s per operation):");
+        let c = &coll;
+        let now = BsonDateTime::now();
+        let inserted =
+            measure("insert_one", budget, |i| async move { c.insert_one(session(i, now)).await.map(drop) }).await?;
+        let n = inserted.max(1);
+        measure("find_one by _id", budget, |i| async move {
+            c.find_one(doc! { "_id": format!("{:032x}", i % n) }).await.map(drop)
+        })
+        .await?;
+        measure("find_one_and_update", budget, |i| async move {
+            let update = doc! {
+                "$set": { "data": format!(r#"{{"n":{i}}}"#), "request_time": BsonDateTime::now() },
+                "$inc": { "version": 1_i64 },
+            };
+            c.find_one_and_update(doc! { "_id": format!("{:032x}", i % n), "active": true }, update)
+                .return_document(ReturnDocument::After)
+                .await
+                .map(drop)
+        })
+        .await?;
+        coll.drop().await?;
+    }
 
     // The driver's floor, on documents as the backend writes them, returned as raw BSON as the
     // backend reads them (no `Document` tree: that cost is the backend's own choice, not the
@@ -164,38 +182,49 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("Driver floor per operation of the sessions backend ({seconds} s each, {tasks} concurrent tasks):");
     let max_time = Duration::from_millis(7000);
-    let c = raw.clone();
-    floor("find_one by _id", tasks, budget, move |i| {
-        let c = c.clone();
-        async move { c.find_one(doc! { "_id": format!("{:032x}", i % sessions) }).max_time(max_time).await.map(drop) }
-    })
-    .await?;
-    let c = raw.clone();
-    floor("find_one_and_update", tasks, budget, move |i| {
-        let c = c.clone();
-        async move {
-            let now = chrono::Utc::now();
-            let filter = doc! {
-                "_id": format!("{:032x}", i % sessions), "user_id": { "$type": "string" },
-                "open_time": { "$type": "date" }, "request_time": { "$type": "date" }, "active": true,
-                "ttl": mongodb::bson::Bson::Null, "expire_time": { "$gte": bson_time(now) },
-                "version": { "$gte": 1_i64 },
-            };
-            let update = doc! {
-                "$inc": { "version": 1_i64 },
-                "$set": {
-                    "data": json_to_bson(&json!({"cart": [1, 2, 3], "n": i})), "request_time": bson_time(now),
-                    "expire_time": bson_time(now + chrono::Duration::hours(1)),
-                },
-            };
-            c.find_one_and_update(filter, update)
-                .return_document(ReturnDocument::After)
-                .max_time(max_time)
-                .await
-                .map(drop)
+    let find = |c: Collection<mongodb::bson::RawDocumentBuf>| {
+        move |i: u64| {
+            let c = c.clone();
+            async move { c.find_one(doc! { "_id": format!("{:032x}", i % sessions) }).max_time(max_time).await.map(drop) }
         }
-    })
-    .await?;
+    };
+    let update = |c: Collection<mongodb::bson::RawDocumentBuf>| {
+        move |i: u64| {
+            let c = c.clone();
+            async move {
+                let now = chrono::Utc::now();
+                let filter = doc! {
+                    "_id": format!("{:032x}", i % sessions), "user_id": { "$type": "string" },
+                    "open_time": { "$type": "date" }, "request_time": { "$type": "date" }, "active": true,
+                    "ttl": mongodb::bson::Bson::Null, "expire_time": { "$gte": bson_time(now) },
+                    "version": { "$gte": 1_i64 },
+                };
+                let update = doc! {
+                    "$inc": { "version": 1_i64 },
+                    "$set": {
+                        "data": json_to_bson(&json!({"cart": [1, 2, 3], "n": i})), "request_time": bson_time(now),
+                        "expire_time": bson_time(now + chrono::Duration::hours(1)),
+                    },
+                };
+                c.find_one_and_update(filter, update)
+                    .return_document(ReturnDocument::After)
+                    .max_time(max_time)
+                    .await
+                    .map(drop)
+            }
+        }
+    };
+    // `RATE_GET` / `RATE_STORE` (ops/s): also run each at the rate the service reached, as
+    // `benches/mongo_http.sh` passes them.
+    let rate = |var: &str| std::env::var(var).ok().and_then(|s| s.parse::<f64>().ok()).filter(|r| *r > 0.0);
+    floor("find_one by _id", tasks, budget, None, find(raw.clone())).await?;
+    if let Some(r) = rate("RATE_GET") {
+        floor("find_one by _id", tasks, budget, Some(r), find(raw.clone())).await?;
+    }
+    floor("find_one_and_update", tasks, budget, None, update(raw.clone())).await?;
+    if let Some(r) = rate("RATE_STORE") {
+        floor("find_one_and_update", tasks, budget, Some(r), update(raw.clone())).await?;
+    }
     floor_coll.drop().await?;
     // Stop the driver's background tasks before the runtime goes away.
     client.shutdown().await;
