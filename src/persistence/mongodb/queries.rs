@@ -19,9 +19,7 @@ use mongodb::IndexModel;
 /// tried again.
 pub(super) fn write_filter_for(id: &str, c: &WriteCondition, current: &Decoded) -> Document {
     let mut f = doc! { "_id": id, "active": current.session.active };
-    if let Some((with, without)) = alive_filter(c.alive_at, c.idle_cutoff) {
-        f.extend(if current.session.expire_time.is_some() { with } else { without });
-    }
+    alive_filter(&mut f, c.alive_at, c.idle_cutoff, current.session.expire_time.is_some());
     if current.legacy_version {
         f.insert("version", doc! { "$exists": false });
     } else if let Some(v) = c.expected_version {
@@ -45,8 +43,23 @@ pub(super) fn one_step_write(id: &str, u: &SessionUpdate) -> Option<(Document, D
         |t: DateTime<Utc>, ms: i64| chrono::Duration::try_milliseconds(ms).and_then(|d| t.checked_add_signed(d));
     let c = &u.condition;
     let closes = matches!(u.change, SessionChange::Close);
+    let idle = u.policy.idle_timeout.and_then(|ms| after(u.now, ms));
+    // The earliest `open_time` for which the lifetime bound comes no earlier than the idle one
+    // (open_time + life >= idle), when both apply to the new state.
+    let earliest_open = match (closes, u.policy.idle_timeout, u.policy.max_lifetime) {
+        (false, None, Some(_)) => return None,
+        (false, Some(_), Some(life)) => {
+            idle.and_then(|i| chrono::Duration::try_milliseconds(life).and_then(|d| i.checked_sub_signed(d)))
+        }
+        _ => None,
+    };
+    // Each document built once, in its final shape (a `Document` insert hashes and allocates).
+    let open_time = match earliest_open {
+        Some(t) => doc! { "$type": "date", "$gte": bson_time(t) },
+        None => doc! { "$type": "date" },
+    };
     let mut f = doc! {
-        "_id": id, "user_id": { "$type": "string" }, "open_time": { "$type": "date" },
+        "_id": id, "user_id": { "$type": "string" }, "open_time": open_time,
         "request_time": { "$type": "date" },
     };
     if c.require_active || !closes {
@@ -58,25 +71,10 @@ pub(super) fn one_step_write(id: &str, u: &SessionUpdate) -> Option<(Document, D
         None
     } else {
         f.insert("ttl", Bson::Null);
-        let idle = u.policy.idle_timeout.and_then(|ms| after(u.now, ms));
-        match (u.policy.idle_timeout, u.policy.max_lifetime) {
-            (None, Some(_)) => return None,
-            (Some(_), Some(life)) => {
-                // The lifetime bound comes no earlier than the idle one: open_time + life >= idle.
-                let earliest =
-                    idle.and_then(|i| chrono::Duration::try_milliseconds(life).and_then(|d| i.checked_sub_signed(d)));
-                if let Some(t) = earliest {
-                    f.insert("open_time", doc! { "$type": "date", "$gte": bson_time(t) });
-                }
-            }
-            _ => {}
-        }
         idle
     };
     let expiring = u.policy.idle_timeout.is_some() || u.policy.max_lifetime.is_some();
-    if let Some((with, without)) = alive_filter(c.alive_at, c.idle_cutoff) {
-        f.extend(if expiring { with } else { without });
-    }
+    alive_filter(&mut f, c.alive_at, c.idle_cutoff, expiring);
     match c.expected_version {
         Some(v) => f.insert("version", v),
         None => f.insert("version", doc! { "$gte": 1_i64 }),
@@ -84,21 +82,31 @@ pub(super) fn one_step_write(id: &str, u: &SessionUpdate) -> Option<(Document, D
     Some((f, change_update(&u.change, u.now, expire_time, None)))
 }
 
-/// The `$or` branches of [`is_alive`](crate::persistence::is_alive): a record with an `expire_time` is alive while
-/// `expire_time >= now`; one without is alive while `request_time >= idle_cutoff`.
+/// Adds to `f` the branch of [`is_alive`](crate::persistence::is_alive) that applies to a record
+/// with an `expire_time` (`with_expiry`: alive while `expire_time >= now`) or without one (alive
+/// while `request_time >= idle_cutoff`); nothing when the condition checks no liveness. Only that
+/// branch is built: a guard never carries the `$or` of both (see [`write_filter_for`]).
 pub(super) fn alive_filter(
+    f: &mut Document,
     now: Option<DateTime<Utc>>,
     idle_cutoff: Option<DateTime<Utc>>,
-) -> Option<(Document, Document)> {
-    let with = match now {
-        Some(now) => doc! { "expire_time": { "$gte": bson_time(now) } },
-        None => doc! { "expire_time": { "$exists": true } },
-    };
-    let without = match idle_cutoff {
-        Some(c) => doc! { "expire_time": { "$exists": false }, "request_time": { "$gte": bson_time(c) } },
-        None => doc! { "expire_time": { "$exists": false } },
-    };
-    (now.is_some() || idle_cutoff.is_some()).then_some((with, without))
+    with_expiry: bool,
+) {
+    if now.is_none() && idle_cutoff.is_none() {
+        return;
+    }
+    if with_expiry {
+        let expire_time = match now {
+            Some(now) => doc! { "$gte": bson_time(now) },
+            None => doc! { "$exists": true },
+        };
+        f.insert("expire_time", expire_time);
+    } else {
+        f.insert("expire_time", doc! { "$exists": false });
+        if let Some(c) = idle_cutoff {
+            f.insert("request_time", doc! { "$gte": bson_time(c) });
+        }
+    }
 }
 
 /// The query of the open sessions that are not alive at `now` (see [`is_alive`](crate::persistence::is_alive)).
