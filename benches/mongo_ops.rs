@@ -216,14 +216,20 @@ async fn main() -> anyhow::Result<()> {
     };
     // `RATE_GET` / `RATE_STORE` (ops/s): also run each at the rate the service reached, as
     // `benches/mongo_http.sh` passes them.
+    // `FLOOR_OPS=get` or `store` runs only that one (for counting instructions per operation).
     let rate = |var: &str| std::env::var(var).ok().and_then(|s| s.parse::<f64>().ok()).filter(|r| *r > 0.0);
-    floor("find_one by _id", tasks, budget, None, find(raw.clone())).await?;
-    if let Some(r) = rate("RATE_GET") {
-        floor("find_one by _id", tasks, budget, Some(r), find(raw.clone())).await?;
+    let ops = std::env::var("FLOOR_OPS").unwrap_or_else(|_| "get,store".into());
+    if ops.split(',').any(|o| o == "get") {
+        floor("find_one by _id", tasks, budget, None, find(raw.clone())).await?;
+        if let Some(r) = rate("RATE_GET") {
+            floor("find_one by _id", tasks, budget, Some(r), find(raw.clone())).await?;
+        }
     }
-    floor("find_one_and_update", tasks, budget, None, update(raw.clone())).await?;
-    if let Some(r) = rate("RATE_STORE") {
-        floor("find_one_and_update", tasks, budget, Some(r), update(raw.clone())).await?;
+    if ops.split(',').any(|o| o == "store") {
+        floor("find_one_and_update", tasks, budget, None, update(raw.clone())).await?;
+        if let Some(r) = rate("RATE_STORE") {
+            floor("find_one_and_update", tasks, budget, Some(r), update(raw.clone())).await?;
+        }
     }
     floor_coll.drop().await?;
     // Stop the driver's background tasks before the runtime goes away.
