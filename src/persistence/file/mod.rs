@@ -101,7 +101,10 @@ mod writer;
 
 pub use self::compaction::CompactionStats;
 use self::compaction::{compact, run_compactor};
-use self::format::Record;
+use self::format::{encode_frame, Record};
+
+/// About the size of one encoded session record, to size the frames of a change at once.
+const FRAME_ESTIMATE: usize = 320;
 use self::load::open_store;
 pub use self::settings::{store_dir, FileOptions, SyncMode};
 use self::settings::{store_paths, FileSettings, PageSettings};
@@ -296,7 +299,7 @@ impl SessionsFilePersistence {
         if self.shared.status.failed.load(Ordering::Acquire) {
             return Err(write_failed());
         }
-        let (out, done) = {
+        let (out, done, records) = {
             let mut state = self.shared.state.write();
             let State { index, writer } = &mut *state;
             let Some(writer) = writer else { return Err(not_opened()) };
@@ -304,10 +307,23 @@ impl SessionsFilePersistence {
             if records.is_empty() {
                 return Ok(out);
             }
+            // Encoded here, so the writer thread only copies bytes and the records are freed by
+            // the thread that made them.
+            let mut frames = Vec::with_capacity(FRAME_ESTIMATE * records.len());
+            for r in &records {
+                if let Err(e) = encode_frame(&mut frames, r) {
+                    // Applied in memory but not loggable (not expected for sessions): fail the
+                    // store as a failed write does.
+                    tracing::error!(error = %e, "Cannot encode a record for the sessions log; the store refuses writes until it can write again.");
+                    self.shared.status.failed.store(true, Ordering::Release);
+                    return Err(write_failed());
+                }
+            }
             let (ack, done) = oneshot::channel();
-            writer.send(Command::Append { records, ack }).map_err(|_| write_failed())?;
-            (out, done)
+            writer.send(Command::Append { frames, ack }).map_err(|_| write_failed())?;
+            (out, done, records)
         };
+        drop(records);
         match done.await {
             Ok(true) => Ok(out),
             _ => Err(write_failed()),

@@ -1,8 +1,8 @@
 //! The log writer: one OS thread that owns the active log file, appends records in the order
 //! they were applied, and fsyncs them (group commit).
 //!
-//! Requests hand their records over a channel while holding the state lock, so the channel order
-//! is the order of application. The thread takes everything queued, writes it with one `write`,
+//! Requests encode their records and hand the frames over a channel while holding the state lock,
+//! so the channel order is the order of application; the thread only copies them into its batch. The thread takes everything queued, writes it with one `write`,
 //! fsyncs once (`sync: always`), and only then answers every waiter: concurrent writes share one
 //! fsync, and the more there are, the larger the batch.
 //!
@@ -16,7 +16,7 @@
 //! it would acknowledge could not be kept. A failed rotation (creating the next log) is not a
 //! failure of the active log: appends continue and the compaction is tried again later.
 
-use super::format::{encode_frame, log_path, Record};
+use super::format::log_path;
 use super::load::create_log;
 use super::SyncMode;
 use crate::toolkit::errors::ApplicationError;
@@ -41,8 +41,8 @@ pub(super) const RECOVER_INTERVAL: Duration = Duration::from_millis(1000);
 pub(super) enum Command {
     /// Append records; `ack` gets `true` once they are written (and fsynced under `always`).
     Append {
-        /// The records, in order.
-        records: Vec<Record>,
+        /// The records, in order, encoded as frames.
+        frames: Vec<u8>,
         /// Answered after the write (and fsync).
         ack: oneshot::Sender<bool>,
     },
@@ -307,17 +307,12 @@ impl LogWriter {
 
     fn handle(&mut self, command: Command) {
         match command {
-            Command::Append { records, ack } => {
+            Command::Append { frames, ack } => {
                 if self.failed() {
                     let _ = ack.send(false);
                     return;
                 }
-                for r in &records {
-                    if let Err(e) = encode_frame(&mut self.buf, r) {
-                        self.fail("encode a record for", &e);
-                        break;
-                    }
-                }
+                self.buf.extend_from_slice(&frames);
                 self.waiters.push(ack);
             }
             Command::Rotate { ack } => {
@@ -454,7 +449,8 @@ pub(super) fn spawn(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::persistence::file::format::Record;
+    use crate::data::version1::SessionV1;
+    use crate::persistence::file::format::{encode_frame, Record};
     use std::sync::mpsc;
 
     /// A writer on a fresh log in `dir` whose fsyncs go through `sync_fn`.
@@ -469,7 +465,9 @@ mod tests {
 
     fn append(tx: &mpsc::Sender<Command>, id: &str) -> oneshot::Receiver<bool> {
         let (ack, done) = oneshot::channel();
-        tx.send(Command::Append { records: vec![Record::Delete(id.to_owned())], ack }).unwrap();
+        let mut frames = Vec::new();
+        encode_frame(&mut frames, &Record::<SessionV1>::Delete(id.to_owned())).unwrap();
+        tx.send(Command::Append { frames, ack }).unwrap();
         done
     }
 
