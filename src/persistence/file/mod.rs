@@ -307,27 +307,58 @@ impl SessionsFilePersistence {
             if records.is_empty() {
                 return Ok(out);
             }
-            // Encoded here, so the writer thread only copies bytes and the records are freed by
-            // the thread that made them.
-            let mut frames = Vec::with_capacity(FRAME_ESTIMATE * records.len());
-            for r in &records {
-                if let Err(e) = encode_frame(&mut frames, r) {
-                    // Applied in memory but not loggable (not expected for sessions): fail the
-                    // store as a failed write does.
-                    tracing::error!(error = %e, "Cannot encode a record for the sessions log; the store refuses writes until it can write again.");
-                    self.shared.status.failed.store(true, Ordering::Release);
-                    return Err(write_failed());
-                }
-            }
-            let (ack, done) = oneshot::channel();
-            writer.send(Command::Append { frames, ack }).map_err(|_| write_failed())?;
+            let done = self.queue(writer, &records)?;
             (out, done, records)
         };
+        // Freed outside the lock, by the thread that made them.
         drop(records);
-        match done.await {
-            Ok(true) => Ok(out),
-            _ => Err(write_failed()),
+        acknowledged(out, done).await
+    }
+
+    /// As [`Self::commit`], for a change whose only record is the new state of the session it
+    /// returns (`logged` picks it, `None` if nothing changed): encoded from that session itself,
+    /// without a copy of it.
+    async fn commit_one<T>(
+        &self,
+        change: impl FnOnce(&mut SessionsIndex) -> Result<T, ApplicationError>,
+        logged: impl FnOnce(&T) -> Option<&SessionV1>,
+    ) -> Result<T, ApplicationError> {
+        if self.shared.status.failed.load(Ordering::Acquire) {
+            return Err(write_failed());
         }
+        let (out, done) = {
+            let mut state = self.shared.state.write();
+            let State { index, writer } = &mut *state;
+            let Some(writer) = writer else { return Err(not_opened()) };
+            let out = change(index)?;
+            let Some(session) = logged(&out) else { return Ok(out) };
+            let done = self.queue(writer, &[Record::Put(session)])?;
+            (out, done)
+        };
+        acknowledged(out, done).await
+    }
+
+    /// Encodes records into frames and hands them to the writer; called under the state lock, so
+    /// the channel order is the order of application. Encoded here, so the writer thread only
+    /// copies bytes.
+    fn queue<S: std::borrow::Borrow<SessionV1>>(
+        &self,
+        writer: &mpsc::Sender<Command>,
+        records: &[Record<S>],
+    ) -> Result<oneshot::Receiver<bool>, ApplicationError> {
+        let mut frames = Vec::with_capacity(FRAME_ESTIMATE * records.len());
+        for r in records {
+            if let Err(e) = encode_frame(&mut frames, r) {
+                // Applied in memory but not loggable (not expected for sessions): fail the store
+                // as a failed write does.
+                tracing::error!(error = %e, "Cannot encode a record for the sessions log; the store refuses writes until it can write again.");
+                self.shared.status.failed.store(true, Ordering::Release);
+                return Err(write_failed());
+            }
+        }
+        let (ack, done) = oneshot::channel();
+        writer.send(Command::Append { frames, ack }).map_err(|_| write_failed())?;
+        Ok(done)
     }
 
     fn read<T>(&self, f: impl FnOnce(&SessionsIndex) -> T) -> Result<T, ApplicationError> {
@@ -336,6 +367,14 @@ impl SessionsFilePersistence {
             return Err(not_opened());
         }
         Ok(f(&state.index))
+    }
+}
+
+/// `out` once the writer acknowledges its records; `WRITE_FAILED` if it refuses them.
+async fn acknowledged<T>(out: T, done: oneshot::Receiver<bool>) -> Result<T, ApplicationError> {
+    match done.await {
+        Ok(true) => Ok(out),
+        _ => Err(write_failed()),
     }
 }
 
@@ -470,11 +509,7 @@ impl SessionsPersistence for SessionsFilePersistence {
     }
 
     async fn create(&self, _cid: Option<&str>, session: SessionV1) -> Result<SessionV1, ApplicationError> {
-        self.commit(|index| {
-            let s = index.create(session)?;
-            Ok((s.clone(), vec![Record::Put(s)]))
-        })
-        .await
+        self.commit_one(|index| index.create(session), |s: &SessionV1| Some(s)).await
     }
 
     async fn update(
@@ -483,14 +518,13 @@ impl SessionsPersistence for SessionsFilePersistence {
         id: &str,
         update: &SessionUpdate,
     ) -> Result<UpdateOutcome, ApplicationError> {
-        self.commit(|index| {
-            let outcome = index.update(id, update);
-            let records = match &outcome {
-                UpdateOutcome::Updated(s) => vec![Record::Put(s.clone())],
-                _ => Vec::new(),
-            };
-            Ok((outcome, records))
-        })
+        self.commit_one(
+            |index| Ok(index.update(id, update)),
+            |outcome| match outcome {
+                UpdateOutcome::Updated(s) => Some(s),
+                _ => None,
+            },
+        )
         .await
     }
 
