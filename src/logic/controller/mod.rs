@@ -188,7 +188,7 @@ impl SessionsController {
             WriteCondition { require_active: true, expected_version: Some(s.version), ..Default::default() };
         Ok(match self.persistence()?.update(cid, &s.id, &self.update(condition, SessionChange::Close, now)).await? {
             UpdateOutcome::Updated(s) => {
-                metrics::closed("expired", 1);
+                metrics::closed(metrics::CloseReason::Expired, 1);
                 tracing::debug!(session = %redact_id(&s.id), "Expired session closed.");
                 Some(s)
             }
@@ -330,7 +330,7 @@ impl SessionsController {
                 Err(e) if e.code == SESSION_EXISTS && attempt == 0 => attempt += 1,
                 other => {
                     if let Ok(s) = &other {
-                        metrics::event("opened", 1);
+                        metrics::event(metrics::Event::Opened, 1);
                         tracing::debug!(session = %redact_id(&s.id), "Session opened.");
                     }
                     return other;

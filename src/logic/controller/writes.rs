@@ -129,7 +129,7 @@ impl SessionsController {
         let condition = WriteCondition { require_active: true, expected_version: version, ..Default::default() };
         match self.persistence()?.update(cid, id, &self.update(condition, SessionChange::Close, now)).await? {
             UpdateOutcome::Updated(s) => {
-                metrics::closed("close", 1);
+                metrics::closed(metrics::CloseReason::Close, 1);
                 tracing::debug!(session = %redact_id(&s.id), "Session closed.");
                 Ok(Some(s))
             }
@@ -152,7 +152,7 @@ impl SessionsController {
         // An id no session can have excludes nothing.
         let except_id = except_id.filter(|id| is_session_id_shape(id));
         let n = self.persistence()?.close_user_sessions(cid, user_id, except_id, self.now()).await?;
-        metrics::closed("revoked", n);
+        metrics::closed(metrics::CloseReason::Revoked, n);
         Ok(n)
     }
 
@@ -174,7 +174,7 @@ impl SessionsController {
         let new_id = new_session_id()?;
         match self.persistence()?.rotate_id(cid, id, &new_id, &update).await? {
             UpdateOutcome::Updated(s) => {
-                metrics::event("rotated", 1);
+                metrics::event(metrics::Event::Rotated, 1);
                 tracing::debug!(from = %redact_id(id), to = %redact_id(&s.id), "Session id rotated.");
                 Ok(Some(s))
             }
@@ -199,7 +199,7 @@ impl SessionsController {
         }
         let deleted = self.delete(cid, id, version).await?;
         if deleted.is_some() {
-            metrics::event("deleted", 1);
+            metrics::event(metrics::Event::Deleted, 1);
             tracing::debug!(session = %redact_id(id), "Session deleted.");
         }
         Ok(deleted)
