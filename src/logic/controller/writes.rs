@@ -28,7 +28,9 @@ impl SessionsController {
         match self.persistence()?.update(cid, id, &update).await? {
             UpdateOutcome::Updated(s) => Ok(Some(s)),
             UpdateOutcome::NotFound => Ok(None),
-            UpdateOutcome::ConditionFailed(current) => Err(self.refused(cid, id, current, now).await?),
+            // Boxed: the common write does not carry the refusal's future (it may close an
+            // expired session: a second store call).
+            UpdateOutcome::ConditionFailed(current) => Err(Box::pin(self.refused(cid, id, current, now)).await?),
         }
     }
 
@@ -179,7 +181,9 @@ impl SessionsController {
                 Ok(Some(s))
             }
             UpdateOutcome::NotFound => Ok(None),
-            UpdateOutcome::ConditionFailed(current) => Err(self.refused(cid, id, current, now).await?),
+            // Boxed: the common write does not carry the refusal's future (it may close an
+            // expired session: a second store call).
+            UpdateOutcome::ConditionFailed(current) => Err(Box::pin(self.refused(cid, id, current, now)).await?),
         }
     }
 
