@@ -286,6 +286,19 @@ async fn slow_clients_are_cut_off() {
     let mut out = Vec::new();
     let _ = tokio::task::spawn_blocking(move || s.read_to_end(&mut out).map(|_| out)).await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(8), "connection closed by the server");
+    // The same after a request on a kept-alive connection: the next head never completes.
+    let started = Instant::now();
+    let mut s = raw(&app, b"GET /heartbeat HTTP/1.1\r\nHost: x\r\n\r\nGET /heartbeat HTTP/1.1\r\nX-Slow: ");
+    let reply = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert_eq!(reply.matches("HTTP/1.1").count(), 1, "{reply}");
+    assert!(started.elapsed() < Duration::from_secs(8), "kept-alive connection closed by the server");
     // A body that stops arriving: 408 ErrorDescription after body_read_timeout.
     let mut s = raw(&app, b"POST /v1/sessions/get_sessions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"a\":");
     let reply = tokio::task::spawn_blocking(move || {

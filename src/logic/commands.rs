@@ -38,16 +38,17 @@ where
 {
     let me = me.clone();
     let action = Arc::new(action);
+    // The action's future boxed as it is: an `async` wrapper around it would be moved into the
+    // box with the action's future inside (kilobytes per call).
     Command::new(name, description, schema, move |cid, args| -> CommandResult {
-        let me = me.upgrade();
-        let action = action.clone();
-        async move {
-            match me {
-                Some(c) => action(c, cid, args).await,
-                None => Err(ApplicationError::invalid_state("CLOSED", "The sessions controller is closed")),
-            }
+        match me.upgrade() {
+            Some(c) => action(c, cid, args).boxed(),
+            None => futures::future::ready(Err(ApplicationError::invalid_state(
+                "CLOSED",
+                "The sessions controller is closed",
+            )))
+            .boxed(),
         }
-        .boxed()
     })
 }
 

@@ -188,7 +188,7 @@ impl SessionsController {
             WriteCondition { require_active: true, expected_version: Some(s.version), ..Default::default() };
         Ok(match self.persistence()?.update(cid, &s.id, &self.update(condition, SessionChange::Close, now)).await? {
             UpdateOutcome::Updated(s) => {
-                metrics::closed("expired", 1);
+                metrics::closed(metrics::CloseReason::Expired, 1);
                 tracing::debug!(session = %redact_id(&s.id), "Expired session closed.");
                 Some(s)
             }
@@ -255,22 +255,28 @@ impl SessionsController {
         }
         let now = self.now();
         match self.persistence()?.get_one_by_id(cid, id).await? {
-            Some(s) if self.is_expired(&s, now) => self.expire(cid, s, now).await,
+            // The writes are boxed: the common read does not carry their futures.
+            Some(s) if self.is_expired(&s, now) => Box::pin(self.expire(cid, s, now)).await,
             Some(s) if self.options.touch_on_read && s.active && self.touch_due(&s, now) => {
-                let condition = self.alive_condition(now, Some(s.version));
-                Ok(
-                    match self
-                        .persistence()?
-                        .update(cid, id, &self.update(condition, SessionChange::Touch, now))
-                        .await?
-                    {
-                        UpdateOutcome::Updated(t) | UpdateOutcome::ConditionFailed(t) => Some(t),
-                        UpdateOutcome::NotFound => None,
-                    },
-                )
+                Box::pin(self.touch_on_read(cid, s, now)).await
             }
             other => Ok(other),
         }
+    }
+
+    /// `get_session_by_id`'s refresh of `request_time` (`touch_on_read`).
+    async fn touch_on_read(
+        &self,
+        cid: Option<&str>,
+        s: SessionV1,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SessionV1>, ApplicationError> {
+        let condition = self.alive_condition(now, Some(s.version));
+        let update = self.update(condition, SessionChange::Touch, now);
+        Ok(match self.persistence()?.update(cid, &s.id, &update).await? {
+            UpdateOutcome::Updated(t) | UpdateOutcome::ConditionFailed(t) => Some(t),
+            UpdateOutcome::NotFound => None,
+        })
     }
 
     fn touch_due(&self, s: &SessionV1, now: DateTime<Utc>) -> bool {
@@ -330,7 +336,7 @@ impl SessionsController {
                 Err(e) if e.code == SESSION_EXISTS && attempt == 0 => attempt += 1,
                 other => {
                     if let Ok(s) = &other {
-                        metrics::event("opened", 1);
+                        metrics::event(metrics::Event::Opened, 1);
                         tracing::debug!(session = %redact_id(&s.id), "Session opened.");
                     }
                     return other;

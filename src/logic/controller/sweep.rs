@@ -33,7 +33,7 @@ impl SessionsController {
         let now = self.now();
         let cutoff = self.idle_cutoff(now).unwrap_or(DateTime::<Utc>::MIN_UTC);
         let n = self.persistence()?.close_expired(cid, cutoff, now).await?;
-        metrics::closed("expired", n);
+        metrics::closed(metrics::CloseReason::Expired, n);
         Ok(n)
     }
 
@@ -53,7 +53,7 @@ impl SessionsController {
             let n = self.persistence()?.purge_closed(cid, before, batch).await?;
             total += n;
             if n < batch {
-                metrics::event("purged", total);
+                metrics::event(metrics::Event::Purged, total);
                 return Ok(total);
             }
             // Let other requests in between batches.

@@ -28,7 +28,9 @@ impl SessionsController {
         match self.persistence()?.update(cid, id, &update).await? {
             UpdateOutcome::Updated(s) => Ok(Some(s)),
             UpdateOutcome::NotFound => Ok(None),
-            UpdateOutcome::ConditionFailed(current) => Err(self.refused(cid, id, current, now).await?),
+            // Boxed: the common write does not carry the refusal's future (it may close an
+            // expired session: a second store call).
+            UpdateOutcome::ConditionFailed(current) => Err(Box::pin(self.refused(cid, id, current, now)).await?),
         }
     }
 
@@ -129,7 +131,7 @@ impl SessionsController {
         let condition = WriteCondition { require_active: true, expected_version: version, ..Default::default() };
         match self.persistence()?.update(cid, id, &self.update(condition, SessionChange::Close, now)).await? {
             UpdateOutcome::Updated(s) => {
-                metrics::closed("close", 1);
+                metrics::closed(metrics::CloseReason::Close, 1);
                 tracing::debug!(session = %redact_id(&s.id), "Session closed.");
                 Ok(Some(s))
             }
@@ -152,7 +154,7 @@ impl SessionsController {
         // An id no session can have excludes nothing.
         let except_id = except_id.filter(|id| is_session_id_shape(id));
         let n = self.persistence()?.close_user_sessions(cid, user_id, except_id, self.now()).await?;
-        metrics::closed("revoked", n);
+        metrics::closed(metrics::CloseReason::Revoked, n);
         Ok(n)
     }
 
@@ -174,12 +176,14 @@ impl SessionsController {
         let new_id = new_session_id()?;
         match self.persistence()?.rotate_id(cid, id, &new_id, &update).await? {
             UpdateOutcome::Updated(s) => {
-                metrics::event("rotated", 1);
+                metrics::event(metrics::Event::Rotated, 1);
                 tracing::debug!(from = %redact_id(id), to = %redact_id(&s.id), "Session id rotated.");
                 Ok(Some(s))
             }
             UpdateOutcome::NotFound => Ok(None),
-            UpdateOutcome::ConditionFailed(current) => Err(self.refused(cid, id, current, now).await?),
+            // Boxed: the common write does not carry the refusal's future (it may close an
+            // expired session: a second store call).
+            UpdateOutcome::ConditionFailed(current) => Err(Box::pin(self.refused(cid, id, current, now)).await?),
         }
     }
 
@@ -199,7 +203,7 @@ impl SessionsController {
         }
         let deleted = self.delete(cid, id, version).await?;
         if deleted.is_some() {
-            metrics::event("deleted", 1);
+            metrics::event(metrics::Event::Deleted, 1);
             tracing::debug!(session = %redact_id(id), "Session deleted.");
         }
         Ok(deleted)

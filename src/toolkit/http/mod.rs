@@ -156,14 +156,22 @@ pub trait RouteHandler: Send + Sync {
     async fn handle(&self, request: HttpRequest) -> HttpResponse;
 }
 
-#[async_trait]
+/// A closure's future boxed as it is (no `async` wrapper around it: the request would be moved
+/// into a second future and the closure's future into it).
 impl<F, Fut> RouteHandler for F
 where
     F: Fn(HttpRequest) -> Fut + Send + Sync,
-    Fut: std::future::Future<Output = HttpResponse> + Send,
+    Fut: std::future::Future<Output = HttpResponse> + Send + 'static,
 {
-    async fn handle(&self, request: HttpRequest) -> HttpResponse {
-        self(request).await
+    fn handle<'a, 'b>(
+        &'a self,
+        request: HttpRequest,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = HttpResponse> + Send + 'b>>
+    where
+        'a: 'b,
+        Self: 'b,
+    {
+        Box::pin(self(request))
     }
 }
 

@@ -8,8 +8,10 @@ use crate::toolkit::net::{self, AcceptErrors};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use hyper_util::server::graceful::GracefulConnection;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -104,51 +106,113 @@ impl Drop for RequestGuard {
     }
 }
 
-/// Serves one connection under its watchdog, timed from the accept: a connection that sends no
-/// complete request head within `timeout` (nothing at all, a byte, an HTTP/2 preface) is dropped;
-/// one idle for `timeout` after its last request is shut down gracefully (HTTP/2 gets a GOAWAY)
-/// and dropped if it has not closed `timeout` later. `stop` starts a graceful shutdown, `kill`
-/// drops the connection.
-async fn drive<C>(conn: C, activity: Arc<Activity>, timeout: Duration, stop: CancellationToken, kill: CancellationToken)
+/// A connection the watchdog can shut down gracefully (hyper's connections; a test's own).
+trait Watched: Future<Output = Result<(), Self::Failure>> {
+    type Failure: std::fmt::Display;
+
+    fn shut_down(self: std::pin::Pin<&mut Self>);
+}
+
+impl<C> Watched for C
 where
     C: GracefulConnection,
     C::Error: std::fmt::Display,
 {
-    let mut conn = std::pin::pin!(conn);
-    let mut closing = false;
-    let mut check = activity.accepted + timeout;
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "HTTP connection ended with an error.");
-                }
-                return;
-            }
-            () = kill.cancelled() => return,
-            () = stop.cancelled(), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            () = tokio::time::sleep_until(check) => {
-                if closing {
-                    return;
-                }
-                match activity.next_check(timeout) {
-                    Some(next) => check = next,
-                    None if activity.started.load(Ordering::Relaxed) == 0 => {
-                        tracing::debug!("Connection sent no complete request head in time; closed.");
-                        return;
-                    }
-                    None => {
-                        conn.as_mut().graceful_shutdown();
-                        closing = true;
-                        check = tokio::time::Instant::now() + timeout;
-                    }
-                }
-            }
+    type Failure = C::Error;
+
+    fn shut_down(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+/// Wakes a connection's task for its watchdog's side (`stop`, `kill`, the watchdog's timer) and
+/// notes that it did: the side is polled only then, not on every wake of the connection (each
+/// request wakes it a few times, and polling the two tokens takes their locks). The task's waker
+/// is kept (not taken by a wake), and replaced only when the task's waker changes.
+struct SideWaker {
+    woken: AtomicBool,
+    task: parking_lot::Mutex<Option<Waker>>,
+}
+
+impl Wake for SideWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        if let Some(task) = self.task.lock().as_ref() {
+            task.wake_by_ref();
         }
     }
+}
+
+/// Serves one connection under its watchdog, timed from the accept: a connection that sends no
+/// complete request head within `timeout` (nothing at all, a byte, an HTTP/2 preface) is dropped;
+/// one idle for `timeout` after its last request (an HTTP/1 connection whose next head has not
+/// completed by then included: the slow-client guard) is shut down gracefully (an idle HTTP/1
+/// connection closes at once, HTTP/2 gets a GOAWAY) and dropped if it has not closed `timeout`
+/// later. `stop` starts a graceful shutdown, `kill` drops the connection.
+async fn drive<C>(conn: C, activity: Arc<Activity>, timeout: Duration, stop: CancellationToken, kill: CancellationToken)
+where
+    C: Watched,
+{
+    let mut conn = std::pin::pin!(conn);
+    let mut killed = std::pin::pin!(kill.cancelled());
+    let mut stopped = std::pin::pin!(stop.cancelled());
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(activity.accepted + timeout));
+    let side = Arc::new(SideWaker { woken: AtomicBool::new(true), task: parking_lot::Mutex::new(None) });
+    let side_waker = Waker::from(side.clone());
+    let mut registered: Option<Waker> = None;
+    let mut closing = false;
+    std::future::poll_fn(move |cx| loop {
+        if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "HTTP connection ended with an error.");
+            }
+            return Poll::Ready(());
+        }
+        if !registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *side.task.lock() = Some(cx.waker().clone());
+            registered = Some(cx.waker().clone());
+        }
+        if !side.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        let mut side_cx = Context::from_waker(&side_waker);
+        if killed.as_mut().poll(&mut side_cx).is_ready() {
+            return Poll::Ready(());
+        }
+        // After each action below the connection and the side are polled again (the timer
+        // registers only when polled). A wake that comes while the side is polled sets the flag
+        // again, so it is never lost.
+        if !closing && stopped.as_mut().poll(&mut side_cx).is_ready() {
+            conn.as_mut().shut_down();
+            closing = true;
+            side.woken.store(true, Ordering::Release);
+            continue;
+        }
+        if timer.as_mut().poll(&mut side_cx).is_pending() {
+            return Poll::Pending;
+        }
+        if closing {
+            return Poll::Ready(());
+        }
+        match activity.next_check(timeout) {
+            Some(next) => timer.as_mut().reset(next),
+            None if activity.started.load(Ordering::Relaxed) == 0 => {
+                tracing::debug!("Connection sent no complete request head in time; closed.");
+                return Poll::Ready(());
+            }
+            None => {
+                conn.as_mut().shut_down();
+                closing = true;
+                timer.as_mut().reset(tokio::time::Instant::now() + timeout);
+            }
+        }
+        side.woken.store(true, Ordering::Release);
+    })
+    .await;
 }
 
 /// The accept loop: serves until cancelled, then lets in-flight requests finish within
@@ -163,7 +227,10 @@ pub(super) async fn serve(
     let timeout = Duration::from_millis(options.header_read_timeout.max(1));
     let head_limit = options.max_header_size.max(MIN_HEADER_SIZE);
     let mut builder = ConnBuilder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(timeout).max_buf_size(head_limit);
+    // No hyper timer for HTTP/1: the connection's watchdog guards against slow heads (an idle
+    // connection, whether or not part of a next head came, is shut down `timeout` after its last
+    // request), so no timer is armed and cancelled per request.
+    builder.http1().header_read_timeout(None).max_buf_size(head_limit);
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -221,5 +288,79 @@ mod tests {
                       Max open files            1024                 524288               files\n";
         assert_eq!(parse_open_files_limit(limits), Some(1024));
         assert_eq!(parse_open_files_limit("Max open files unlimited unlimited files"), None);
+    }
+
+    /// A connection that never finishes by itself; once shut down it ends at its next poll.
+    struct Idle {
+        shut: Arc<AtomicBool>,
+    }
+
+    impl Future for Idle {
+        type Output = Result<(), String>;
+
+        fn poll(self: std::pin::Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+            if self.shut.load(Ordering::Acquire) {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    impl Watched for Idle {
+        type Failure = String;
+
+        fn shut_down(self: std::pin::Pin<&mut Self>) {
+            self.shut.store(true, Ordering::Release);
+        }
+    }
+
+    /// The watchdog's timer fires again and again while a request is in flight (each time only
+    /// its own waker wakes the task), then shuts the connection down `timeout` after the request
+    /// ended. On tokio's paused clock: no waiting, no dependence on the machine's speed.
+    #[tokio::test(start_paused = true)]
+    async fn the_watchdog_closes_a_connection_idle_after_its_last_request() {
+        let timeout = Duration::from_millis(100);
+        let activity = Activity::new();
+        let shut = Arc::new(AtomicBool::new(false));
+        let request = activity.begin();
+        let started = tokio::time::Instant::now();
+        let watched = tokio::spawn(drive(
+            Idle { shut: shut.clone() },
+            activity.clone(),
+            timeout,
+            CancellationToken::new(),
+            CancellationToken::new(),
+        ));
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        assert!(!shut.load(Ordering::Acquire), "not shut down while a request is in flight");
+        drop(request);
+        assert!(watched.await.is_ok());
+        assert!(shut.load(Ordering::Acquire));
+        let idle_for = started.elapsed() - Duration::from_millis(450);
+        assert!(idle_for >= timeout && idle_for <= timeout * 2, "{idle_for:?}");
+    }
+
+    /// `stop` shuts the connection down gracefully; `kill` ends it at once.
+    #[tokio::test(start_paused = true)]
+    async fn stop_and_kill_reach_the_connection() {
+        let timeout = Duration::from_secs(60);
+        let activity = Activity::new();
+        let _request = activity.begin();
+        let (stop, kill) = (CancellationToken::new(), CancellationToken::new());
+        let shut = Arc::new(AtomicBool::new(false));
+        let watched = tokio::spawn(drive(Idle { shut: shut.clone() }, activity.clone(), timeout, stop.clone(), kill));
+        tokio::task::yield_now().await;
+        stop.cancel();
+        assert!(watched.await.is_ok());
+        assert!(shut.load(Ordering::Acquire));
+
+        let (stop, kill) = (CancellationToken::new(), CancellationToken::new());
+        let shut = Arc::new(AtomicBool::new(false));
+        let watched = tokio::spawn(drive(Idle { shut: shut.clone() }, activity, timeout, stop, kill.clone()));
+        tokio::task::yield_now().await;
+        kill.cancel();
+        assert!(watched.await.is_ok());
+        assert!(!shut.load(Ordering::Acquire), "killed, not shut down");
     }
 }

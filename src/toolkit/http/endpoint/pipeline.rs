@@ -8,6 +8,7 @@ use super::Inner;
 use crate::toolkit::errors::ApplicationError;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use std::collections::HashMap;
@@ -283,7 +284,10 @@ impl Inner {
         let method_label = method.clone();
         let cors = self.cors(&headers);
         let (response, routed) = if self.host_allowed(&parts.uri, &headers) {
-            self.route(method, path, query, headers, &mut body, cid).instrument(span.clone()).await
+            // Boxed: the routing future (the request, the body read, the handler's box) is over
+            // a kilobyte, and this one is moved several times before it runs; the box is moved
+            // instead.
+            Box::pin(self.route(method, path, query, headers, &mut body, cid)).instrument(span.clone()).await
         } else {
             let e = ApplicationError::bad_request("HOST_NOT_ALLOWED", "The Host of the request is not served here")
                 .with_status(421);
@@ -414,49 +418,83 @@ impl Inner {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let max = self.settings.options.request_max_size;
-        let too_large = || {
-            ApplicationError::bad_request("PAYLOAD_TOO_LARGE", format!("Request body exceeds the limit of {max} bytes"))
-                .with_status(413)
-                .with_details("limit", max)
-        };
         let declared =
             headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > max) {
-            return Err(too_large());
+            return Err(too_large(max));
+        }
+        let mut collected = Collected { max, first: None, buf: BytesMut::new(), length: 0 };
+        // What arrived with the head (often the whole body, or none) is taken without arming the
+        // timer; the rest is awaited under `body_read_timeout`.
+        loop {
+            if body.is_end_stream() {
+                return Ok(collected.finish());
+            }
+            match body.frame().now_or_never() {
+                Some(Some(frame)) => collected.add(frame)?,
+                Some(None) => return Ok(collected.finish()),
+                None => break,
+            }
         }
         let timeout = Duration::from_millis(self.settings.options.body_read_timeout);
         let read = async {
-            // A body that arrives in one chunk (the usual case) is passed on without a copy.
-            let mut first: Option<Bytes> = None;
-            let mut buf = BytesMut::new();
-            let mut length = 0u64;
             while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|e| {
-                    ApplicationError::bad_request("BAD_BODY", "The request body could not be read").with_cause(e)
-                })?;
-                // Trailers carry no body bytes.
-                let Ok(part) = frame.into_data() else { continue };
-                length += part.len() as u64;
-                if length > max {
-                    return Err(too_large());
-                }
-                match first.take() {
-                    None if buf.is_empty() => first = Some(part),
-                    earlier => {
-                        if let Some(earlier) = earlier {
-                            buf.extend_from_slice(&earlier);
-                        }
-                        buf.extend_from_slice(&part);
-                    }
-                }
+                collected.add(frame)?;
             }
-            Ok(first.unwrap_or_else(|| buf.freeze()))
+            Ok(collected.finish())
         };
         tokio::time::timeout(timeout, read).await.unwrap_or_else(|_| {
             Err(ApplicationError::bad_request("REQUEST_TIMEOUT", "The request body was not received in time")
                 .with_status(408))
         })
     }
+}
+
+/// A request body as its frames arrive, capped at `max` bytes.
+struct Collected {
+    max: u64,
+    /// A body that arrives in one chunk (the usual case) is passed on without a copy.
+    first: Option<Bytes>,
+    buf: BytesMut,
+    length: u64,
+}
+
+impl Collected {
+    fn add<E>(&mut self, frame: Result<http_body::Frame<Bytes>, E>) -> Result<(), ApplicationError>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let frame = frame.map_err(|e| {
+            ApplicationError::bad_request("BAD_BODY", "The request body could not be read").with_cause(e)
+        })?;
+        // Trailers carry no body bytes.
+        let Ok(part) = frame.into_data() else { return Ok(()) };
+        self.length += part.len() as u64;
+        if self.length > self.max {
+            return Err(too_large(self.max));
+        }
+        match self.first.take() {
+            None if self.buf.is_empty() => self.first = Some(part),
+            earlier => {
+                if let Some(earlier) = earlier {
+                    self.buf.extend_from_slice(&earlier);
+                }
+                self.buf.extend_from_slice(&part);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Bytes {
+        self.first.unwrap_or_else(|| self.buf.freeze())
+    }
+}
+
+/// 413 `PAYLOAD_TOO_LARGE` for a body over `max` bytes.
+fn too_large(max: u64) -> ApplicationError {
+    ApplicationError::bad_request("PAYLOAD_TOO_LARGE", format!("Request body exceeds the limit of {max} bytes"))
+        .with_status(413)
+        .with_details("limit", max)
 }
 
 #[cfg(test)]

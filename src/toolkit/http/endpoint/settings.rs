@@ -90,7 +90,9 @@ pub struct EndpointOptions {
     pub maintenance_enabled: bool,
     /// How long close waits for in-flight requests, ms (default 10 000).
     pub shutdown_timeout: u64,
-    /// How long a client may take to send the request head, ms (default 10 000).
+    /// How long a client may take to send the request head, ms (default 10 000): timed from the
+    /// accept, and on a kept-alive connection from the end of its previous request (the
+    /// connection's watchdog enforces it, so no timer is armed per request).
     pub header_read_timeout: u64,
     /// How long a client may take to send the body, ms (default 30 000).
     pub body_read_timeout: u64,
