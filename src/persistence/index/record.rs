@@ -1,5 +1,4 @@
-//! The compact record of a stored session, its slot in the id set, and the keys of the ordered
-//! indexes.
+//! The compact record of a stored session and the keys of the ordered indexes.
 
 use super::slab::{touch, SlotId};
 use crate::data::version1::{session_size_hint, write_session, SessionV1, SessionView};
