@@ -1,10 +1,11 @@
 //! [`IndexBuilder`]: loads many sessions at once (the file backend's start-up).
 
 use super::counted::CountedSet;
-use super::record::{ExpiryKey, Key, Record, RecordHasher, Slot};
+use super::record::{ExpiryKey, Key, ListKey, Record};
+use super::slab::Records;
 use super::SessionsIndex;
 use crate::data::version1::SessionV1;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -63,46 +64,34 @@ impl IndexBuilder {
     /// thread).
     pub(crate) fn build(self) -> SessionsIndex {
         let n = self.by_id.len();
-        let mut records: HashSet<Slot, RecordHasher> = HashSet::with_capacity_and_hasher(n, RecordHasher::default());
+        let mut records = Records::with_capacity(n);
         let mut users: HashMap<Arc<str>, Vec<Key>> = HashMap::new();
-        let mut open: Vec<Key> = Vec::new();
-        let mut closed: Vec<Key> = Vec::new();
+        let mut open: Vec<ListKey> = Vec::new();
+        let mut closed: Vec<ListKey> = Vec::new();
         let mut by_expiry: Vec<ExpiryKey> = Vec::new();
-        let mut open_users: HashMap<Arc<str>, Vec<Key>> = HashMap::new();
-        let mut untimed: Vec<Key> = Vec::new();
+        let mut open_users: HashMap<Arc<str>, Vec<ListKey>> = HashMap::new();
+        let mut untimed: Vec<ListKey> = Vec::new();
         for (id, s) in self.by_id {
             let user_id = match users.get_key_value(s.user_id.as_str()) {
                 Some((u, _)) => u.clone(),
                 None => Arc::from(s.user_id.as_str()),
             };
             let record = Record::new(id, user_id, s);
-            let k = record.key();
+            let Some((slot, record)) = records.insert(record).and_then(|s| Some((s, records.at(s)?))) else { continue };
+            let k = record.key(slot);
+            let lk = k.list_key();
             if record.is_active() {
-                open.push(k.clone());
-                open_users.entry(record.user_id.clone()).or_default().push(k.clone());
+                open.push(lk.clone());
+                open_users.entry(record.user_id.clone()).or_default().push(lk.clone());
                 match record.expiry_key() {
                     Some(e) => by_expiry.push(e),
-                    None => untimed.push(k.clone()),
+                    None => untimed.push(lk),
                 }
             } else {
-                closed.push(k.clone());
+                closed.push(lk);
             }
             users.entry(record.user_id.clone()).or_default().push(k);
-            records.insert(Slot(Box::new(record)));
         }
-        let by_user_of = |users: HashMap<Arc<str>, Vec<Key>>| -> HashMap<Arc<str>, CountedSet<Key>> {
-            users
-                .into_iter()
-                .map(|(u, mut ks)| {
-                    ks.sort_unstable();
-                    (u, CountedSet::from_sorted(ks))
-                })
-                .collect()
-        };
-        let sorted = |mut v: Vec<Key>| -> CountedSet<Key> {
-            v.sort_unstable();
-            CountedSet::from_sorted(v)
-        };
         let (by_user, open, closed, by_expiry) = std::thread::scope(|scope| {
             let users = scope.spawn(move || by_user_of(users));
             let open = sorted(open);
@@ -125,11 +114,22 @@ impl IndexBuilder {
             visits: AtomicU64::new(0),
         };
         if index.by_user.is_empty() && !index.records.is_empty() {
-            let keys: Vec<(Arc<str>, Key)> = index.records.iter().map(|r| (r.0.user_id.clone(), r.0.key())).collect();
+            let keys: Vec<(Arc<str>, Key)> = index.records.iter().map(|(s, r)| (r.user_id.clone(), r.key(s))).collect();
             for (u, k) in keys {
                 index.by_user.entry(u).or_default().insert(k);
             }
         }
         index
     }
+}
+
+/// Each user's keys as a set.
+fn by_user_of<K: Ord>(users: HashMap<Arc<str>, Vec<K>>) -> HashMap<Arc<str>, CountedSet<K>> {
+    users.into_iter().map(|(u, ks)| (u, sorted(ks))).collect()
+}
+
+/// The keys as a set.
+fn sorted<K: Ord>(mut keys: Vec<K>) -> CountedSet<K> {
+    keys.sort_unstable();
+    CountedSet::from_sorted(keys)
 }

@@ -12,6 +12,17 @@
 /// Most elements in one block.
 const BLOCK: usize = 256;
 
+/// Makes room in a block for one more element: a quarter more (at least 16), never past
+/// [`BLOCK`]. Growing by a quarter rather than doubling leaves at most a fifth of a block unused
+/// where doubling leaves up to half: the many small sets (one user's sessions) stay close to
+/// their size, for a copy of the block every few inserts.
+fn make_room<K>(block: &mut Vec<K>) {
+    if block.len() == block.capacity() {
+        let more = (block.len() / 4).max(16).min(BLOCK.saturating_sub(block.len()).max(1));
+        block.reserve_exact(more);
+    }
+}
+
 /// A sorted set with O(log n) rank queries.
 #[derive(Debug, Clone)]
 pub(crate) struct CountedSet<K> {
@@ -135,6 +146,7 @@ impl<K: Ord> CountedSet<K> {
             // Past the last element: append, to a new block when the last one is full.
             match self.blocks.last_mut() {
                 Some(last) if last.len() < BLOCK => {
+                    make_room(last);
                     last.push(k);
                     self.grow(block - 1);
                 }
@@ -156,6 +168,7 @@ impl<K: Ord> CountedSet<K> {
             self.blocks[block].insert(offset, k);
             self.rebuild();
         } else {
+            make_room(&mut self.blocks[block]);
             self.blocks[block].insert(offset, k);
             self.grow(block);
         }

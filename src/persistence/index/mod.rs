@@ -1,7 +1,9 @@
 //! [`SessionsIndex`]: the indexed in-memory engine shared by the memory and file backends.
 //!
-//! Compact records (one boxed record per session, its id allocated once and shared by every
-//! index, times in milliseconds) plus ordered indexes keyed by `(request_time, Reverse(id))` —
+//! Compact records (one slot of a slab per session, found by id through a table of slots; its id
+//! allocated once and shared by every index, times in milliseconds) plus ordered indexes keyed by
+//! `(request_time, Reverse(id))` (each user's keys also carry the record's slot, so a page by
+//! user reaches its records without hashing their ids) —
 //! the list order read backwards, so that new and refreshed sessions land at the end — for open sessions, closed
 //! sessions and each user, and an index of open sessions by `expire_time`. The list-order
 //! indexes are [`CountedSet`]s, which know the rank of every position: a lookup by id is O(1); a
@@ -24,13 +26,16 @@
 mod builder;
 mod counted;
 mod record;
+mod slab;
 #[cfg(test)]
 mod tests;
 
 pub(crate) use builder::IndexBuilder;
 use counted::CountedSet;
 pub(crate) use record::ceil_millis;
-use record::{millis, ExpiryKey, Key, ListItem, Place, Record, RecordHasher, Slot};
+use record::{millis, ExpiryKey, Key, ListItem, ListKey, Millis, Place, Record, TimedKey};
+use slab::Records;
+use slab::SlotId;
 
 use super::{
     is_alive, limit_victims, max_sessions_reached, session_exists, session_limit, ExpiryPolicy, OpenLimits,
@@ -41,9 +46,12 @@ use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::errors::ApplicationError;
 use crate::toolkit::json::JsonText;
 use chrono::{DateTime, Utc};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+/// Most records a page looks up at once (see [`SessionsIndex::page_records`]).
+const PAGE_BATCH: usize = 128;
 
 /// The in-memory state with its indexes; also the engine of the file backend.
 ///
@@ -55,13 +63,13 @@ use std::sync::Arc;
 /// measure).
 #[derive(Debug, Default)]
 pub(crate) struct SessionsIndex {
-    records: HashSet<Slot, RecordHasher>,
-    open: CountedSet<Key>,
-    closed: CountedSet<Key>,
+    records: Records,
+    open: CountedSet<ListKey>,
+    closed: CountedSet<ListKey>,
     by_user: HashMap<Arc<str>, CountedSet<Key>>,
-    open_by_user: HashMap<Arc<str>, CountedSet<Key>>,
+    open_by_user: HashMap<Arc<str>, CountedSet<ListKey>>,
     /// Open sessions without an `expire_time` (judged by the idle cutoff).
-    untimed: CountedSet<Key>,
+    untimed: CountedSet<ListKey>,
     /// Open sessions with an `expire_time`, by it.
     by_expiry: CountedSet<ExpiryKey>,
     visits: AtomicU64,
@@ -97,13 +105,13 @@ impl SessionsIndex {
 
     /// A session by id.
     pub(crate) fn get(&self, id: &str) -> Option<SessionV1> {
-        self.records.get(id).map(|r| r.0.to_session())
+        self.records.get(id).map(Record::to_session)
     }
 
     /// Every stored session (any order).
     #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = SessionV1> + '_ {
-        self.records.iter().map(|r| r.0.to_session())
+        self.records.iter().map(|(_, r)| r.to_session())
     }
 
     /// Up to `limit` sessions in list order, starting after the position `(request_time, id)` of
@@ -114,7 +122,7 @@ impl SessionsIndex {
     /// the walk is visited exactly once; one that changes may be visited twice or not at all.
     pub(crate) fn scan(&self, after: Option<(DateTime<Utc>, &str)>, limit: usize) -> Vec<SessionV1> {
         // The keys after `(t, id)` in list order are the ones before it in key order.
-        let end = |set: &CountedSet<Key>| match after {
+        let end = |set: &CountedSet<ListKey>| match after {
             None => set.len(),
             Some((t, id)) => {
                 // Keys before `(t, id)`; no key has `t` itself when `t` is not a whole millisecond.
@@ -126,7 +134,7 @@ impl SessionsIndex {
         let closed = self.closed.iter_back_from(end(&self.closed));
         MergeBack::new(open, closed)
             .take(limit)
-            .filter_map(|k| self.records.get(&*k.id).map(|r| r.0.to_session()))
+            .filter_map(|k| self.records.get(&k.id).map(Record::to_session))
             .collect()
     }
 
@@ -140,33 +148,34 @@ impl SessionsIndex {
 
     fn index(&mut self, p: Place) {
         let Place { active, user_id, key: k, expiry } = p;
+        let lk = k.list_key();
         if active {
-            self.open.insert(k.clone());
-            self.open_by_user.entry(user_id.clone()).or_default().insert(k.clone());
+            self.open.insert(lk.clone());
+            self.open_by_user.entry(user_id.clone()).or_default().insert(lk.clone());
             match expiry {
                 Some(e) => {
                     self.by_expiry.insert(e);
                 }
                 None => {
-                    self.untimed.insert(k.clone());
+                    self.untimed.insert(lk);
                 }
             }
         } else {
-            self.closed.insert(k.clone());
+            self.closed.insert(lk);
         }
         self.by_user.entry(user_id).or_default().insert(k);
     }
 
     fn unindex(&mut self, p: &Place) {
-        let k = &p.key;
-        self.open.remove(k);
-        self.closed.remove(k);
-        self.untimed.remove(k);
+        let (k, lk) = (&p.key, &p.key.list_key());
+        self.open.remove(lk);
+        self.closed.remove(lk);
+        self.untimed.remove(lk);
         if let Some(e) = &p.expiry {
             self.by_expiry.remove(e);
         }
         if let Some(set) = self.open_by_user.get_mut(&*p.user_id) {
-            set.remove(k);
+            set.remove(lk);
             if set.is_empty() {
                 self.open_by_user.remove(&*p.user_id);
             }
@@ -192,27 +201,28 @@ impl SessionsIndex {
         if ok.t == nk.t && oe.as_ref().map(|e| e.t) == ne.as_ref().map(|e| e.t) {
             return;
         }
+        let (olk, nlk) = (ok.list_key(), nk.list_key());
         if active {
-            self.open.replace(&ok, nk.clone());
+            self.open.replace(&olk, nlk.clone());
             if let Some(set) = self.open_by_user.get_mut(&*user) {
-                set.replace(&ok, nk.clone());
+                set.replace(&olk, nlk.clone());
             }
             match (oe, ne) {
                 (Some(a), Some(b)) => self.by_expiry.replace(&a, b),
-                (None, None) => self.untimed.replace(&ok, nk.clone()),
+                (None, None) => self.untimed.replace(&olk, nlk),
                 (a, b) => {
                     match a {
                         Some(a) => self.by_expiry.remove(&a),
-                        None => self.untimed.remove(&ok),
+                        None => self.untimed.remove(&olk),
                     };
                     match b {
                         Some(b) => self.by_expiry.insert(b),
-                        None => self.untimed.insert(nk.clone()),
+                        None => self.untimed.insert(nlk),
                     };
                 }
             }
         } else {
-            self.closed.replace(&ok, nk.clone());
+            self.closed.replace(&olk, nlk);
         }
         if let Some(set) = self.by_user.get_mut(&*user) {
             set.replace(&ok, nk);
@@ -221,28 +231,33 @@ impl SessionsIndex {
 
     /// Inserts or replaces a session (a replaced one keeps its record's allocations for ids).
     pub(crate) fn put(&mut self, s: SessionV1) {
-        match self.records.take(s.id.as_str()) {
-            Some(mut slot) => {
-                let user_id =
-                    if *slot.0.user_id == *s.user_id { slot.0.user_id.clone() } else { self.user_id(&s.user_id) };
-                let record = Record::new(slot.0.id.clone(), user_id, s);
-                self.reindex(slot.0.place(), record.place());
-                *slot.0 = record;
-                self.records.insert(slot);
+        let old = self.records.slot(&s.id).and_then(|slot| Some((slot, self.records.at(slot)?)));
+        match old {
+            Some((slot, old)) => {
+                let user_id = if *old.user_id == *s.user_id { old.user_id.clone() } else { self.user_id(&s.user_id) };
+                let record = Record::new(old.id.clone(), user_id, s);
+                let (old, new) = (old.place(slot), record.place(slot));
+                if let Some(r) = self.records.at_mut(slot) {
+                    *r = record;
+                }
+                self.reindex(old, new);
             }
             None => {
                 let record = Record::new(Arc::from(s.id.as_str()), self.user_id(&s.user_id), s);
-                self.index(record.place());
-                self.records.insert(Slot(Box::new(record)));
+                // A store of 2^32 sessions (over a terabyte of memory) takes no more.
+                let Some(slot) = self.records.insert(record) else { return };
+                if let Some(place) = self.records.at(slot).map(|r| r.place(slot)) {
+                    self.index(place);
+                }
             }
         }
     }
 
     /// Removes a session, returning it.
     pub(crate) fn remove(&mut self, id: &str) -> Option<SessionV1> {
-        let old = self.records.take(id)?;
-        self.unindex(&old.0.place());
-        Some(old.0.to_session())
+        let (slot, old) = self.records.remove(id)?;
+        self.unindex(&old.place(slot));
+        Some(old.to_session())
     }
 
     /// Inserts a new session; `SESSION_EXISTS` if the id is taken.
@@ -261,24 +276,23 @@ impl SessionsIndex {
     /// record, the change applied to it and its keys moved; the session is built once, for the
     /// answer.
     pub(crate) fn update(&mut self, id: &str, update: &SessionUpdate) -> UpdateOutcome {
-        let Some(mut slot) = self.records.take(id) else { return UpdateOutcome::NotFound };
-        let outcome = if slot.0.satisfies(&update.condition) {
-            let old = slot.0.place();
-            slot.0.apply(&update.change, update.now, &update.policy);
-            self.reindex(old, slot.0.place());
-            UpdateOutcome::Updated(slot.0.to_session())
-        } else {
-            UpdateOutcome::ConditionFailed(slot.0.to_session())
-        };
-        self.records.insert(slot);
-        outcome
+        let Some(slot) = self.records.slot(id) else { return UpdateOutcome::NotFound };
+        let Some(record) = self.records.at_mut(slot) else { return UpdateOutcome::NotFound };
+        if !record.satisfies(&update.condition) {
+            return UpdateOutcome::ConditionFailed(record.to_session());
+        }
+        let old = record.place(slot);
+        record.apply(&update.change, update.now, &update.policy);
+        let (new, session) = (record.place(slot), record.to_session());
+        self.reindex(old, new);
+        UpdateOutcome::Updated(session)
     }
 
     /// Deletes a session if `condition` holds.
     pub(crate) fn delete_if(&mut self, id: &str, condition: &WriteCondition) -> UpdateOutcome {
         match self.records.get(id) {
             None => UpdateOutcome::NotFound,
-            Some(r) if !r.0.satisfies(condition) => UpdateOutcome::ConditionFailed(r.0.to_session()),
+            Some(r) if !r.satisfies(condition) => UpdateOutcome::ConditionFailed(r.to_session()),
             Some(_) => self.remove(id).map_or(UpdateOutcome::NotFound, UpdateOutcome::Updated),
         }
     }
@@ -369,7 +383,7 @@ impl SessionsIndex {
         self.closed
             .iter()
             .take_while(|k| k.t < before)
-            .filter(|k| self.records.get(&*k.id).is_some_and(|r| r.0.close_ms().unwrap_or(r.0.request_time) < before))
+            .filter(|k| self.records.get(&k.id).is_some_and(|r| r.close_ms().unwrap_or(r.request_time) < before))
             .take(limit)
             .map(|k| k.id.to_string())
             .collect()
@@ -487,91 +501,148 @@ impl SessionsIndex {
         let take = usize::try_from(paging.take(max_page_size)).unwrap_or(usize::MAX);
         // `from_time <= request_time < to_time`, in whole milliseconds.
         let (from, to) = (filter.from_time.map(ceil_millis), filter.to_time.map(ceil_millis));
-        let item = |id: &str| {
-            self.records.get(id).map(|r| &*r.0).filter(|r| {
-                filter.id.as_deref().is_none_or(|x| x == &*r.id)
-                    && filter.user_id.as_deref().is_none_or(|u| u == &*r.user_id)
-                    && filter.active.is_none_or(|a| a == r.is_active())
-                    && from.is_none_or(|f| r.request_time >= f)
-                    && to.is_none_or(|t| r.request_time < t)
-            })
+        let matches = |r: &Record| {
+            filter.id.as_deref().is_none_or(|x| x == &*r.id)
+                && filter.user_id.as_deref().is_none_or(|u| u == &*r.user_id)
+                && filter.active.is_none_or(|a| a == r.is_active())
+                && from.is_none_or(|f| r.request_time >= f)
+                && to.is_none_or(|t| r.request_time < t)
         };
         if let Some(id) = &filter.id {
-            let found: Vec<&Record> = item(id).into_iter().collect();
+            let found: Vec<&Record> = self.records.get(id).filter(|r| matches(r)).into_iter().collect();
             let total = paging.total.then_some(found.len() as u64);
             return DataPage { total, data: found.into_iter().skip(skip).take(take).collect() };
         }
-        // The window as a range of ranks [lo, hi).
-        let window = |set: &CountedSet<Key>| -> (usize, usize) {
-            let lo = from.map_or(0, |from| set.rank(|k| k.t < from));
-            let hi = to.map_or(set.len(), |to| set.rank(|k| k.t < to));
-            (lo, hi.max(lo))
-        };
-        let empty = CountedSet::default();
+        let window = |set: &CountedSet<Key>| window_of(set, from, to);
+        let list_window = |set: &CountedSet<ListKey>| window_of(set, from, to);
+        let (empty, list_empty) = (CountedSet::default(), CountedSet::default());
         let user = |u: &str| self.by_user.get(u).unwrap_or(&empty);
-        let user_open = |u: &str| self.open_by_user.get(u).unwrap_or(&empty);
-        // The keys to walk (newest first), how many the filter matches, and how many of them the
-        // walk starts past.
-        let (keys, total, skipped): (Box<dyn Iterator<Item = &Key> + '_>, usize, usize) =
+        let user_open = |u: &str| self.open_by_user.get(u).unwrap_or(&list_empty);
+        // The records to look at (newest first), how many the filter matches, and how many of
+        // them the walk starts past.
+        let (keys, total, skipped): (Box<dyn Iterator<Item = Target<'_>> + '_>, usize, usize) =
             match (&filter.user_id, filter.active) {
                 (Some(u), Some(false)) => {
-                    let ((lo, hi), (open_lo, open_hi)) = (window(user(u)), window(user_open(u)));
-                    (Box::new(user(u).iter_back_from(hi).take(hi - lo)), (hi - lo) - (open_hi - open_lo), 0)
+                    let ((lo, hi), (open_lo, open_hi)) = (window(user(u)), list_window(user_open(u)));
+                    let keys = user(u).iter_back_from(hi).take(hi - lo).map(Target::of_key);
+                    (Box::new(keys), (hi - lo) - (open_hi - open_lo), 0)
                 }
                 (None, None) => {
-                    let ((lo, hi), (closed_lo, closed_hi)) = (window(&self.open), window(&self.closed));
+                    let ((lo, hi), (closed_lo, closed_hi)) = (list_window(&self.open), list_window(&self.closed));
                     let open = self.open.iter_back_from(hi).take(hi - lo);
                     let closed = self.closed.iter_back_from(closed_hi).take(closed_hi - closed_lo);
-                    (Box::new(MergeBack::new(open, closed)), (hi - lo) + (closed_hi - closed_lo), 0)
+                    (
+                        Box::new(MergeBack::new(open, closed).map(Target::of_list_key)),
+                        (hi - lo) + (closed_hi - closed_lo),
+                        0,
+                    )
+                }
+                (Some(u), None) => {
+                    let (lo, hi) = window(user(u));
+                    let skipped = skip.min(hi - lo);
+                    let keys = user(u).iter_back_from(hi - skipped).take(hi - lo - skipped).map(Target::of_key);
+                    (Box::new(keys), hi - lo, skipped)
                 }
                 (u, active) => {
                     let set = match (u, active) {
-                        (Some(u), Some(true)) => user_open(u),
-                        (Some(u), _) => user(u),
+                        (Some(u), _) => user_open(u),
                         (None, Some(true)) => &self.open,
                         (None, _) => &self.closed,
                     };
-                    let (lo, hi) = window(set);
+                    let (lo, hi) = list_window(set);
                     let skipped = skip.min(hi - lo);
-                    (Box::new(set.iter_back_from(hi - skipped).take(hi - lo - skipped)), hi - lo, skipped)
+                    (
+                        Box::new(set.iter_back_from(hi - skipped).take(hi - lo - skipped).map(Target::of_list_key)),
+                        hi - lo,
+                        skipped,
+                    )
                 }
             };
-        // Find the page's records first, then encode them: the lookups of one tight loop are
-        // independent, so the processor overlaps their cache misses.
+        // Find the page's records first, then encode them. The keys of a user's sessions give the
+        // records' slots: the loads of a batch of records are issued at once, and then those of
+        // the found records' ids and texts, so that their cache misses overlap instead of
+        // queueing one after another (the other sets' keys give ids, looked up one by one).
+        // A batch is never larger than what the rest of the page needs when every key matches,
+        // so the walk visits the same keys as one key at a time would.
+        let mut keys = keys;
         let mut found: Vec<&Record> = Vec::with_capacity(take.min(1024));
-        let mut seen = skipped;
-        let mut visited = 0usize;
-        for k in keys {
-            if found.len() >= take {
+        let mut batch: Vec<Target> = Vec::with_capacity(take.min(PAGE_BATCH));
+        let (mut seen, mut visited) = (skipped, 0usize);
+        while found.len() < take {
+            let want = (take - found.len()).saturating_add(skip.saturating_sub(seen)).min(PAGE_BATCH);
+            batch.clear();
+            batch.extend(keys.by_ref().take(want));
+            if batch.is_empty() {
                 break;
             }
-            visited += 1;
-            let Some(r) = item(&k.id) else { continue };
-            if seen >= skip {
-                found.push(r);
+            batch.iter().for_each(|t| t.touch(&self.records));
+            visited += batch.len();
+            for r in batch.iter().filter_map(|t| t.record(&self.records)).filter(|r| matches(r)) {
+                if seen >= skip {
+                    r.touch_list_item();
+                    found.push(r);
+                }
+                seen += 1;
             }
-            seen += 1;
         }
         self.visited(visited);
         DataPage { total: paging.total.then_some(total as u64), data: found }
     }
 }
 
+/// The window `from <= t < to` of a list-order set as a range of ranks `[lo, hi)`.
+fn window_of<S>(set: &CountedSet<TimedKey<true, S>>, from: Option<Millis>, to: Option<Millis>) -> (usize, usize) {
+    let lo = from.map_or(0, |from| set.rank(|k| k.t < from));
+    let hi = to.map_or(set.len(), |to| set.rank(|k| k.t < to));
+    (lo, hi.max(lo))
+}
+
+/// Where a page finds a record: by its slot, or by its id.
+enum Target<'a> {
+    Slot(SlotId),
+    Id(&'a str),
+}
+
+impl<'a> Target<'a> {
+    fn of_key(k: &Key) -> Self {
+        Self::Slot(k.slot)
+    }
+
+    fn of_list_key(k: &'a ListKey) -> Self {
+        Self::Id(&k.id)
+    }
+
+    /// Loads what [`Target::record`] will read (see [`Record::touch`]).
+    fn touch(&self, records: &slab::Records) {
+        match self {
+            Self::Slot(slot) => records.touch(*slot),
+            Self::Id(id) => slab::touch(id.as_bytes()),
+        }
+    }
+
+    fn record<'r>(&self, records: &'r slab::Records) -> Option<&'r Record> {
+        match self {
+            Self::Slot(slot) => records.at(*slot),
+            Self::Id(id) => records.get(id),
+        }
+    }
+}
+
 /// Merges two iterators that are each sorted descending.
-struct MergeBack<'a, A: Iterator<Item = &'a Key>, B: Iterator<Item = &'a Key>> {
+struct MergeBack<'a, A: Iterator<Item = &'a ListKey>, B: Iterator<Item = &'a ListKey>> {
     a: std::iter::Peekable<A>,
     b: std::iter::Peekable<B>,
 }
 
-impl<'a, A: Iterator<Item = &'a Key>, B: Iterator<Item = &'a Key>> MergeBack<'a, A, B> {
+impl<'a, A: Iterator<Item = &'a ListKey>, B: Iterator<Item = &'a ListKey>> MergeBack<'a, A, B> {
     fn new(a: A, b: B) -> Self {
         Self { a: a.peekable(), b: b.peekable() }
     }
 }
 
-impl<'a, A: Iterator<Item = &'a Key>, B: Iterator<Item = &'a Key>> Iterator for MergeBack<'a, A, B> {
-    type Item = &'a Key;
-    fn next(&mut self) -> Option<&'a Key> {
+impl<'a, A: Iterator<Item = &'a ListKey>, B: Iterator<Item = &'a ListKey>> Iterator for MergeBack<'a, A, B> {
+    type Item = &'a ListKey;
+    fn next(&mut self) -> Option<&'a ListKey> {
         match (self.a.peek(), self.b.peek()) {
             (Some(x), Some(y)) if y > x => self.b.next(),
             (Some(_), _) => self.a.next(),

@@ -1,14 +1,12 @@
-//! The compact record of a stored session, its slot in the id set, and the keys of the ordered
-//! indexes.
+//! The compact record of a stored session and the keys of the ordered indexes.
 
+use super::slab::{touch, SlotId};
 use crate::data::version1::{session_size_hint, write_session, SessionV1, SessionView};
 use crate::persistence::{ExpiryPolicy, SessionChange, WriteCondition};
 use crate::toolkit::json::WriteJson;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use std::borrow::Borrow;
 use std::cmp::Ordering;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// The record set's hasher: foldhash, several times cheaper than SipHash on a 32-character id.
@@ -43,34 +41,51 @@ pub(crate) fn time(ms: Millis) -> DateTime<Utc> {
 }
 
 /// A time and an id, ordered by time ascending, then by id ascending or, with `ID_DESCENDING`,
-/// descending. 24 bytes; comparing two keys compares the times and looks at the ids only on a tie
-/// (and then not at all when both share the record's id allocation).
+/// descending, with `S`: the slot of the id's record in the list-order keys (where a page finds
+/// the record without hashing its id), nothing in the expiry keys. Comparing two keys compares
+/// the times and looks at the ids only on a tie (and then not at all when both share the
+/// record's id allocation). The slot follows from the id (one record per id) and takes no part
+/// in comparisons.
 #[derive(Debug, Clone)]
-pub(crate) struct TimedKey<const ID_DESCENDING: bool> {
+pub(crate) struct TimedKey<const ID_DESCENDING: bool, S> {
     pub(crate) t: Millis,
     pub(crate) id: Arc<str>,
+    pub(crate) slot: S,
 }
 
 /// An index key: the list order (newest first, then id ascending) read backwards, so that new
-/// and refreshed sessions land at the end.
-pub(crate) type Key = TimedKey<true>;
+/// and refreshed sessions land at the end, with the record's slot; 32 bytes. The keys of each
+/// user's sessions (what a page by user walks).
+pub(crate) type Key = TimedKey<true, SlotId>;
 
-/// An expiry key: `expire_time`, then id ascending.
-pub(crate) type ExpiryKey = TimedKey<false>;
+/// A list-order key without the slot, 24 bytes: the keys of the other list-order sets, whose
+/// pages find each record by its id (the slot would cost 8 bytes a key in sets that hold every
+/// open session).
+pub(crate) type ListKey = TimedKey<true, ()>;
 
-impl<const D: bool> TimedKey<D> {
-    pub(crate) fn new(t: Millis, id: Arc<str>) -> Self {
-        Self { t, id }
+impl Key {
+    /// The same key without the slot.
+    pub(crate) fn list_key(&self) -> ListKey {
+        ListKey::new(self.t, self.id.clone(), ())
     }
 }
 
-impl<const D: bool> PartialEq for TimedKey<D> {
+/// An expiry key: `expire_time`, then id ascending; 24 bytes.
+pub(crate) type ExpiryKey = TimedKey<false, ()>;
+
+impl<const D: bool, S> TimedKey<D, S> {
+    pub(crate) fn new(t: Millis, id: Arc<str>, slot: S) -> Self {
+        Self { t, id, slot }
+    }
+}
+
+impl<const D: bool, S> PartialEq for TimedKey<D, S> {
     fn eq(&self, other: &Self) -> bool {
         self.t == other.t && (Arc::ptr_eq(&self.id, &other.id) || self.id == other.id)
     }
 }
-impl<const D: bool> Eq for TimedKey<D> {}
-impl<const D: bool> Ord for TimedKey<D> {
+impl<const D: bool, S> Eq for TimedKey<D, S> {}
+impl<const D: bool, S> Ord for TimedKey<D, S> {
     fn cmp(&self, other: &Self) -> Ordering {
         self.t.cmp(&other.t).then_with(|| {
             if Arc::ptr_eq(&self.id, &other.id) {
@@ -83,7 +98,7 @@ impl<const D: bool> Ord for TimedKey<D> {
         })
     }
 }
-impl<const D: bool> PartialOrd for TimedKey<D> {
+impl<const D: bool, S> PartialOrd for TimedKey<D, S> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
@@ -116,27 +131,6 @@ pub(crate) struct Record {
     data: Option<Box<Value>>,
     pub(crate) version: i64,
 }
-
-/// A record in the id set, found by its id.
-#[derive(Debug)]
-pub(crate) struct Slot(pub(crate) Box<Record>);
-
-impl Borrow<str> for Slot {
-    fn borrow(&self) -> &str {
-        &self.0.id
-    }
-}
-impl Hash for Slot {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.id.as_ref().hash(state);
-    }
-}
-impl PartialEq for Slot {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.id == other.0.id
-    }
-}
-impl Eq for Slot {}
 
 fn payload(v: Option<Value>) -> Option<Box<Value>> {
     v.filter(|v| !v.is_null()).map(Box::new)
@@ -190,6 +184,22 @@ impl Record {
         self.has(TEXT << i).then(|| self.texts.get(start..self.ends[i] as usize).unwrap_or_default())
     }
 
+    /// Reads the record's fields and drops them: loads that the processor issues without the code
+    /// after them waiting, so that a page's loads of many records overlap.
+    pub(crate) fn touch(&self) {
+        std::hint::black_box(
+            self.open_time ^ self.request_time ^ self.close_time ^ self.expire_time ^ self.ttl ^ self.version,
+        );
+        std::hint::black_box((self.flags, self.ends[0]));
+    }
+
+    /// Loads what writing the record as a list item reads besides the record itself: its id and
+    /// its texts (the user id is shared by a user's records). See [`Record::touch`].
+    pub(crate) fn touch_list_item(&self) {
+        touch(self.id.as_bytes());
+        touch(self.texts.as_bytes());
+    }
+
     pub(crate) fn is_active(&self) -> bool {
         self.has(ACTIVE)
     }
@@ -204,14 +214,14 @@ impl Record {
         self.has(HAS_CLOSE).then_some(self.close_time)
     }
 
-    /// The list-order key.
-    pub(crate) fn key(&self) -> Key {
-        Key::new(self.request_time, self.id.clone())
+    /// The list-order key of the record in `slot`.
+    pub(crate) fn key(&self, slot: SlotId) -> Key {
+        Key::new(self.request_time, self.id.clone(), slot)
     }
 
     /// The expiry key, for an open session with an `expire_time`.
     pub(crate) fn expiry_key(&self) -> Option<ExpiryKey> {
-        self.expire_ms().map(|t| ExpiryKey::new(t, self.id.clone()))
+        self.expire_ms().map(|t| ExpiryKey::new(t, self.id.clone(), ()))
     }
 
     /// Whether the record satisfies a write's condition.
@@ -250,9 +260,14 @@ impl Record {
         }
     }
 
-    /// Where the record sits in the indexes.
-    pub(crate) fn place(&self) -> Place {
-        Place { active: self.is_active(), user_id: self.user_id.clone(), key: self.key(), expiry: self.expiry_key() }
+    /// Where the record in `slot` sits in the indexes.
+    pub(crate) fn place(&self, slot: SlotId) -> Place {
+        Place {
+            active: self.is_active(),
+            user_id: self.user_id.clone(),
+            key: self.key(slot),
+            expiry: self.expiry_key(),
+        }
     }
 
     pub(crate) fn to_session(&self) -> SessionV1 {

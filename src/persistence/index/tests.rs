@@ -19,24 +19,29 @@ fn session(i: i64) -> SessionV1 {
 /// Everything an index holds, in a comparable form.
 type Fingerprint = (
     Vec<SessionV1>,
-    Vec<Key>,
-    Vec<Key>,
+    Vec<ListKey>,
+    Vec<ListKey>,
     Vec<(Arc<str>, Vec<Key>)>,
     Vec<ExpiryKey>,
-    Vec<(Arc<str>, Vec<Key>)>,
-    Vec<Key>,
+    Vec<(Arc<str>, Vec<ListKey>)>,
+    Vec<ListKey>,
 );
 
 fn keys<K: Ord + Clone>(set: &CountedSet<K>) -> Vec<K> {
     set.iter().cloned().collect()
 }
 
+/// The index's contents, set by set (keys compare by time and id; every slot a user's key
+/// carries is checked to hold that key's record).
 fn fingerprint(index: &SessionsIndex) -> Fingerprint {
+    for k in index.by_user.values().flat_map(CountedSet::iter) {
+        assert!(index.records.at(k.slot).is_some_and(|r| r.id == k.id), "the slot of {} holds its record", k.id);
+    }
     let mut sessions: Vec<SessionV1> = index.iter().collect();
     sessions.sort_by(|a, b| a.id.cmp(&b.id));
     let mut users: Vec<(Arc<str>, Vec<Key>)> = index.by_user.iter().map(|(u, ks)| (u.clone(), keys(ks))).collect();
     users.sort();
-    let mut open_users: Vec<(Arc<str>, Vec<Key>)> =
+    let mut open_users: Vec<(Arc<str>, Vec<ListKey>)> =
         index.open_by_user.iter().map(|(u, ks)| (u.clone(), keys(ks))).collect();
     open_users.sort();
     (sessions, keys(&index.open), keys(&index.closed), users, keys(&index.by_expiry), open_users, keys(&index.untimed))
@@ -244,12 +249,12 @@ fn compact_keys_sort_as_the_time_and_id_pairs() {
     let at = |ms: i64| DateTime::<Utc>::UNIX_EPOCH + Duration::milliseconds(ms);
     for (ta, a) in &pairs {
         for (tb, b) in &pairs {
-            let (ka, kb) = (Key::new(*ta, a.clone()), Key::new(*tb, Arc::from(&**b)));
+            let (ka, kb) = (Key::new(*ta, a.clone(), 0), Key::new(*tb, Arc::from(&**b), 1));
             let old = (at(*ta), Reverse(a.to_string())).cmp(&(at(*tb), Reverse(b.to_string())));
             assert_eq!(ka.cmp(&kb), old, "{ta} {a:?} / {tb} {b:?}");
             assert_eq!(ka == kb, old.is_eq());
-            assert_eq!(ka.cmp(&Key::new(*tb, b.clone())), old, "shared allocation");
-            let (ea, eb) = (ExpiryKey::new(*ta, a.clone()), ExpiryKey::new(*tb, Arc::from(&**b)));
+            assert_eq!(ka.cmp(&Key::new(*tb, b.clone(), 1)), old, "shared allocation");
+            let (ea, eb) = (ExpiryKey::new(*ta, a.clone(), ()), ExpiryKey::new(*tb, Arc::from(&**b), ()));
             assert_eq!(ea.cmp(&eb), (at(*ta), a.to_string()).cmp(&(at(*tb), b.to_string())));
         }
     }

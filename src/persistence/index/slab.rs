@@ -1,0 +1,203 @@
+//! [`Records`]: the index's records in a slab, found by id through a table of slots.
+//!
+//! Each record lives in a numbered slot of fixed-size chunks (a slot never moves while its record
+//! lives; a freed slot is reused by the next insert). The ordered indexes' keys carry the slot, so
+//! a page reaches each of its records by position, without hashing its id; the id table (slot
+//! numbers hashed by the ids of their records) serves lookups by id. Chunks never reallocate:
+//! growing the store costs one chunk at a time, not a copy of every record.
+
+use super::record::{Record, RecordHasher};
+use hashbrown::HashTable;
+use std::hash::BuildHasher;
+
+/// A record's position in the slab.
+pub(crate) type SlotId = u32;
+
+/// log2 of the records per chunk.
+const CHUNK_BITS: u32 = 10;
+/// Records per chunk (128 KiB of records).
+const CHUNK: usize = 1 << CHUNK_BITS;
+
+/// The records, in slots, with an id table.
+#[derive(Debug, Default)]
+pub(crate) struct Records {
+    /// Full chunks, then the last one, each allocated for [`CHUNK`] slots.
+    chunks: Vec<Vec<Option<Record>>>,
+    /// Empty slots, reused first.
+    free: Vec<SlotId>,
+    /// The occupied slots, hashed by their records' ids.
+    ids: HashTable<SlotId>,
+    hasher: RecordHasher,
+}
+
+/// The chunk and the place in it of `slot`.
+fn split(slot: SlotId) -> (usize, usize) {
+    ((slot >> CHUNK_BITS) as usize, slot as usize & (CHUNK - 1))
+}
+
+fn cell(chunks: &[Vec<Option<Record>>], slot: SlotId) -> Option<&Record> {
+    let (chunk, offset) = split(slot);
+    chunks.get(chunk)?.get(offset)?.as_ref()
+}
+
+impl Records {
+    /// A slab with room for `n` records in its id table.
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Self { ids: HashTable::with_capacity(n), ..Self::default() }
+    }
+
+    /// Number of records.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether there are none.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    fn hash(&self, id: &str) -> u64 {
+        self.hasher.hash_one(id)
+    }
+
+    /// The slot of the record with this id.
+    pub(crate) fn slot(&self, id: &str) -> Option<SlotId> {
+        let chunks = &self.chunks;
+        self.ids.find(self.hash(id), |&s| cell(chunks, s).is_some_and(|r| &*r.id == id)).copied()
+    }
+
+    /// Whether a record has this id.
+    pub(crate) fn contains(&self, id: &str) -> bool {
+        self.slot(id).is_some()
+    }
+
+    /// The record with this id.
+    pub(crate) fn get(&self, id: &str) -> Option<&Record> {
+        self.slot(id).and_then(|s| self.at(s))
+    }
+
+    /// The record in `slot`.
+    pub(crate) fn at(&self, slot: SlotId) -> Option<&Record> {
+        cell(&self.chunks, slot)
+    }
+
+    /// Loads the record in `slot` (see [`Record::touch`]).
+    pub(crate) fn touch(&self, slot: SlotId) {
+        if let Some(r) = self.at(slot) {
+            r.touch();
+        }
+    }
+
+    /// The record in `slot`, to change in place (its id must stay the same).
+    pub(crate) fn at_mut(&mut self, slot: SlotId) -> Option<&mut Record> {
+        let (chunk, offset) = split(slot);
+        self.chunks.get_mut(chunk)?.get_mut(offset)?.as_mut()
+    }
+
+    /// Stores a record whose id no record has (the caller checks), returning its slot; `None`
+    /// (nothing stored) when all 2^32 slots are taken, which takes over a terabyte of records.
+    pub(crate) fn insert(&mut self, record: Record) -> Option<SlotId> {
+        let hash = self.hash(&record.id);
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                let (chunk, offset) = split(slot);
+                *self.chunks.get_mut(chunk)?.get_mut(offset)? = Some(record);
+                slot
+            }
+            None => {
+                if self.chunks.last().is_none_or(|c| c.len() >= CHUNK) {
+                    self.chunks.push(Vec::with_capacity(CHUNK));
+                }
+                let full = (self.chunks.len() - 1) * CHUNK;
+                let last = self.chunks.last_mut()?;
+                let slot = SlotId::try_from(full + last.len()).ok()?;
+                last.push(Some(record));
+                slot
+            }
+        };
+        let (chunks, hasher) = (&self.chunks, &self.hasher);
+        self.ids.insert_unique(hash, slot, |&s| cell(chunks, s).map_or(0, |r| hasher.hash_one(&*r.id)));
+        Some(slot)
+    }
+
+    /// Removes the record with this id, returning its slot and itself; the slot is reused.
+    pub(crate) fn remove(&mut self, id: &str) -> Option<(SlotId, Record)> {
+        let hash = self.hash(id);
+        let chunks = &self.chunks;
+        let entry = self.ids.find_entry(hash, |&s| cell(chunks, s).is_some_and(|r| &*r.id == id)).ok()?;
+        let (slot, _) = entry.remove();
+        let (chunk, offset) = split(slot);
+        let record = self.chunks.get_mut(chunk)?.get_mut(offset)?.take()?;
+        self.free.push(slot);
+        Some((slot, record))
+    }
+
+    /// Every record with its slot (slot order).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (SlotId, &Record)> + '_ {
+        (0..).zip(self.chunks.iter().flatten()).filter_map(|(s, r)| r.as_ref().map(|r| (s, r)))
+    }
+}
+
+/// Loads the first byte of `bytes` (if any) and drops it: a real load that the processor issues
+/// without the code after it waiting for the result, so that a page's loads of many ids and texts
+/// overlap instead of queueing one after another.
+#[inline(always)]
+pub(crate) fn touch(bytes: &[u8]) {
+    std::hint::black_box(bytes.first().copied());
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::data::version1::SessionV1;
+    use chrono::DateTime;
+    use std::sync::Arc;
+
+    fn record(id: &str) -> Record {
+        let s = SessionV1::open(id.to_string(), "u".into(), DateTime::UNIX_EPOCH);
+        Record::new(Arc::from(id), Arc::from("u"), s)
+    }
+
+    /// Slots stay where they are while others come and go, freed slots are reused, and the id
+    /// table finds every record (across more than one chunk) and none that was removed.
+    #[test]
+    fn slots_are_stable_reused_and_found_by_id() {
+        let mut records = Records::default();
+        let n: SlotId = 2 * CHUNK as SlotId + 7;
+        let slots: Vec<SlotId> = (0..n).map(|i| records.insert(record(&format!("s{i}"))).unwrap()).collect();
+        assert_eq!(slots, (0..n).collect::<Vec<_>>());
+        assert_eq!(records.len(), n as usize);
+        // Remove every third record: the others keep their slots.
+        for i in (0..n).step_by(3) {
+            let (slot, r) = records.remove(&format!("s{i}")).unwrap();
+            assert_eq!((slot, &*r.id), (i, format!("s{i}").as_str()));
+        }
+        assert!(records.remove("s0").is_none());
+        for i in 0..n {
+            let id = format!("s{i}");
+            if i % 3 == 0 {
+                assert!(!records.contains(&id) && records.at(i).is_none());
+            } else {
+                assert_eq!(records.slot(&id), Some(i));
+                assert_eq!(&*records.get(&id).unwrap().id, id);
+                assert_eq!(&*records.at(i).unwrap().id, id);
+            }
+        }
+        let removed = n.div_ceil(3);
+        assert_eq!(records.len(), (n - removed) as usize);
+        // New records fill the freed slots before the slab grows.
+        let mut refilled: Vec<SlotId> =
+            (0..removed).map(|i| records.insert(record(&format!("t{i}"))).unwrap()).collect();
+        refilled.sort_unstable();
+        assert_eq!(refilled, (0..n).step_by(3).collect::<Vec<_>>());
+        assert_eq!(records.insert(record("next")), Some(n));
+        assert_eq!(records.len(), n as usize + 1);
+        assert_eq!(records.iter().count(), n as usize + 1);
+        assert!(records.iter().all(|(s, r)| records.slot(&r.id) == Some(s)));
+        // A record changed in place stays found by its id.
+        records.at_mut(1).unwrap().version = 7;
+        assert_eq!(records.get("s1").unwrap().version, 7);
+    }
+}
