@@ -35,6 +35,8 @@ if ! command -v wrk >/dev/null; then
 fi
 
 source test/mongo_server.sh
+# shellcheck source=common.sh
+source benches/common.sh
 if [[ -z "${MONGODB_URI:-}" ]]; then
     mongo_start MONGODB_URI
 fi
@@ -69,23 +71,10 @@ start_service() {
         "$1" -c config/config.yml >"$work/service.log" 2>&1 &
     service=$!
     base="http://127.0.0.1:$port"
-    for i in $(seq 300); do
-        [[ "$(curl -s -o /dev/null -w '%{http_code}' "$base/ready")" == 200 ]] && break
-        if ((i == 300)); then
-            echo "The service did not become ready:" >&2
-            cat "$work/service.log" >&2
-            exit 1
-        fi
-        sleep 0.1
-    done
+    bench_wait_ready "$base" "$work/service.log"
 
     ids=()
-    for i in $(seq "$SESSIONS"); do
-        body="{\"user_id\":\"u$i\",\"user_name\":\"bench\",\"data\":{\"cart\":[1,2,3]}}"
-        id="$(curl -sf -X POST -H 'content-type: application/json' -d "$body" "$base/v1/sessions/open_session" |
-            sed -n 's/.*"id":"\([0-9a-f]*\)".*/\1/p')"
-        ids+=("\"$id\"")
-    done
+    bench_open_sessions "$base" "$SESSIONS"
 }
 
 # A wrk script that posts `$2` (a Lua expression of `id` and `n`) to command `$1` round-robin.

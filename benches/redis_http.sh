@@ -28,6 +28,8 @@ if ! command -v wrk >/dev/null; then
     fi
 fi
 source test/redis_server.sh
+# shellcheck source=common.sh
+source benches/common.sh
 redis_install
 cargo build --quiet --release --bin service-sessions
 
@@ -55,7 +57,7 @@ per_request() {
 
 summary=()
 run_backend() {
-    local backend="$1" port base ids=() i body id
+    local backend="$1" port base ids=()
     port="$(_redis_free_port)"
     base="http://127.0.0.1:$port"
     if [[ "$backend" == redis ]]; then
@@ -67,21 +69,8 @@ run_backend() {
             ./target/release/service-sessions -c config/config.yml >"$work/service-$backend.log" 2>&1 &
     fi
     service=$!
-    for i in $(seq 300); do
-        [[ "$(curl -s -o /dev/null -w '%{http_code}' "$base/ready")" == 200 ]] && break
-        if ((i == 300)); then
-            echo "The service ($backend) did not become ready:" >&2
-            cat "$work/service-$backend.log" >&2
-            exit 1
-        fi
-        sleep 0.1
-    done
-    for i in $(seq "$SESSIONS"); do
-        body="{\"user_id\":\"u$i\",\"user_name\":\"bench\",\"data\":{\"cart\":[1,2,3]}}"
-        id="$(curl -sf -X POST -H 'content-type: application/json' -d "$body" "$base/v1/sessions/open_session" |
-            sed -n 's/.*"id":"\([0-9a-f]*\)".*/\1/p')"
-        ids+=("\"$id\"")
-    done
+    bench_wait_ready "$base" "$work/service-$backend.log"
+    bench_open_sessions "$base" "$SESSIONS"
     local IFS=,
     for command in get_session_by_id store_session_data; do
         local expr
