@@ -102,9 +102,6 @@ mod writer;
 pub use self::compaction::CompactionStats;
 use self::compaction::{compact, run_compactor};
 use self::format::{encode_frame, Record};
-
-/// About the size of one encoded session record, to size the frames of a change at once.
-const FRAME_ESTIMATE: usize = 320;
 use self::load::open_store;
 pub use self::settings::{store_dir, FileOptions, SyncMode};
 use self::settings::{store_paths, FileSettings, PageSettings};
@@ -296,20 +293,11 @@ impl SessionsFilePersistence {
         &self,
         change: impl FnOnce(&mut SessionsIndex) -> Result<(T, Vec<Record>), ApplicationError>,
     ) -> Result<T, ApplicationError> {
-        if self.shared.status.failed.load(Ordering::Acquire) {
-            return Err(write_failed());
-        }
-        let (out, done, records) = {
-            let mut state = self.shared.state.write();
-            let State { index, writer } = &mut *state;
-            let Some(writer) = writer else { return Err(not_opened()) };
+        let (out, done, records) = self.locked(|index, writer| {
             let (out, records) = change(index)?;
-            if records.is_empty() {
-                return Ok(out);
-            }
-            let done = self.queue(writer, &records)?;
-            (out, done, records)
-        };
+            let done = if records.is_empty() { None } else { Some(self.queue(writer, &records)?) };
+            Ok((out, done, records))
+        })?;
         // Freed outside the lock, by the thread that made them.
         drop(records);
         acknowledged(out, done).await
@@ -323,19 +311,27 @@ impl SessionsFilePersistence {
         change: impl FnOnce(&mut SessionsIndex) -> Result<T, ApplicationError>,
         logged: impl FnOnce(&T) -> Option<&SessionV1>,
     ) -> Result<T, ApplicationError> {
+        let (out, done) = self.locked(|index, writer| {
+            let out = change(index)?;
+            let done = logged(&out).map(|s| self.queue(writer, &[Record::Put(s)])).transpose()?;
+            Ok((out, done))
+        })?;
+        acknowledged(out, done).await
+    }
+
+    /// Runs `f` on the index and the writer's queue under the state lock; refused while the store
+    /// has failed or is not open.
+    fn locked<T>(
+        &self,
+        f: impl FnOnce(&mut SessionsIndex, &mpsc::Sender<Command>) -> Result<T, ApplicationError>,
+    ) -> Result<T, ApplicationError> {
         if self.shared.status.failed.load(Ordering::Acquire) {
             return Err(write_failed());
         }
-        let (out, done) = {
-            let mut state = self.shared.state.write();
-            let State { index, writer } = &mut *state;
-            let Some(writer) = writer else { return Err(not_opened()) };
-            let out = change(index)?;
-            let Some(session) = logged(&out) else { return Ok(out) };
-            let done = self.queue(writer, &[Record::Put(session)])?;
-            (out, done)
-        };
-        acknowledged(out, done).await
+        let mut state = self.shared.state.write();
+        let State { index, writer } = &mut *state;
+        let Some(writer) = writer else { return Err(not_opened()) };
+        f(index, writer)
     }
 
     /// Encodes records into frames and hands them to the writer; called under the state lock, so
@@ -346,6 +342,8 @@ impl SessionsFilePersistence {
         writer: &mpsc::Sender<Command>,
         records: &[Record<S>],
     ) -> Result<oneshot::Receiver<bool>, ApplicationError> {
+        /// About the size of one encoded session record, to size a change's frames at once.
+        const FRAME_ESTIMATE: usize = 320;
         let mut frames = Vec::with_capacity(FRAME_ESTIMATE * records.len());
         for r in records {
             if let Err(e) = encode_frame(&mut frames, r) {
@@ -370,11 +368,15 @@ impl SessionsFilePersistence {
     }
 }
 
-/// `out` once the writer acknowledges its records; `WRITE_FAILED` if it refuses them.
-async fn acknowledged<T>(out: T, done: oneshot::Receiver<bool>) -> Result<T, ApplicationError> {
-    match done.await {
-        Ok(true) => Ok(out),
-        _ => Err(write_failed()),
+/// `out` once the writer acknowledges its records (at once when there were none);
+/// `WRITE_FAILED` if it refuses them.
+async fn acknowledged<T>(out: T, done: Option<oneshot::Receiver<bool>>) -> Result<T, ApplicationError> {
+    match done {
+        None => Ok(out),
+        Some(done) => match done.await {
+            Ok(true) => Ok(out),
+            _ => Err(write_failed()),
+        },
     }
 }
 

@@ -2,9 +2,10 @@
 //! they were applied, and fsyncs them (group commit).
 //!
 //! Requests encode their records and hand the frames over a channel while holding the state lock,
-//! so the channel order is the order of application; the thread only copies them into its batch. The thread takes everything queued, writes it with one `write`,
-//! fsyncs once (`sync: always`), and only then answers every waiter: concurrent writes share one
-//! fsync, and the more there are, the larger the batch.
+//! so the channel order is the order of application; the thread only copies them into its batch.
+//! It takes everything queued, writes it with one `write`, fsyncs once (`sync: always`), and only
+//! then answers every waiter: concurrent writes share one fsync, and the more there are, the
+//! larger the batch.
 //!
 //! A failed write or fsync of the active log puts the store in the failed state: every later
 //! append is refused and every waiter is told so. The thread then probes every
