@@ -72,39 +72,121 @@ pub trait WriteJson {
 
 /// Appends a JSON string: copied as is when nothing needs escaping (the usual case), else
 /// escaped exactly as serde_json does.
+#[inline(always)]
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    if !needs_escape(s.as_bytes()) {
+    let s = s.as_bytes();
+    if needs_escape(s) {
+        write_escaped(out, s);
+    } else {
         out.reserve(s.len() + 2);
         out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
+        out.extend_from_slice(s);
         out.push(b'"');
-    } else {
-        write_value(out, &s);
     }
 }
 
-/// Whether any byte is a control character, `"` or `\\` (what JSON escapes), eight bytes at a
-/// time: a byte below `n` (for `n` <= 128) sets its high bit in `(x - n * ONES) & !x`, and a
-/// zero byte (of `x` xor the character) does so in `(y - ONES) & !y`; neither borrow makes a
-/// false hit when no byte qualifies.
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `x` set where the byte is a control character, `"` or `\`
+/// (what JSON escapes) — and possibly elsewhere too when one is: a byte below `n` (for `n` <=
+/// 128) sets its high bit in `(x - n * ONES) & !x`, and a zero byte (of `x` xor the character)
+/// does so in `(y - ONES) & !y`; neither borrow makes a false hit when no byte qualifies.
+#[inline]
+fn escape_bits(x: u64) -> u64 {
+    let (quote, backslash) = (x ^ (ONES * u64::from(b'"')), x ^ (ONES * u64::from(b'\\')));
+    ((x.wrapping_sub(ONES * 0x20) & !x)
+        | (quote.wrapping_sub(ONES) & !quote)
+        | (backslash.wrapping_sub(ONES) & !backslash))
+        & HIGH
+}
+
+/// Eight bytes from `at` as a word.
+#[inline]
+fn word(s: &[u8], at: usize) -> u64 {
+    s.get(at..at + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()).map_or(0, u64::from_le_bytes)
+}
+
+/// Four bytes from `at` as a word.
+#[inline]
+fn half_word(s: &[u8], at: usize) -> u64 {
+    s.get(at..at + 4).and_then(|w| <[u8; 4]>::try_from(w).ok()).map_or(0, |w| u64::from(u32::from_le_bytes(w)))
+}
+
+/// Whether any byte is a control character, `"` or `\`, a word at a time with no byte-wise
+/// tail: the last word overlaps the one before it (a byte seen twice changes nothing), strings
+/// of four to seven bytes are two overlapping halves, and shorter ones their first, middle and
+/// last bytes (which are all of them) padded with a byte that needs nothing.
+#[inline(always)]
 fn needs_escape(s: &[u8]) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut chunks = s.chunks_exact(8);
-    for chunk in &mut chunks {
-        let x = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).unwrap_or([0; 8]));
-        let (quote, backslash) = (x ^ (ONES * u64::from(b'"')), x ^ (ONES * u64::from(b'\\')));
-        let hit = (x.wrapping_sub(ONES * 0x20) & !x)
-            | (quote.wrapping_sub(ONES) & !quote)
-            | (backslash.wrapping_sub(ONES) & !backslash);
-        if hit & HIGH != 0 {
-            return true;
+    let n = s.len();
+    let x = if n >= 8 {
+        let mut hit = 0;
+        let mut at = 0;
+        while at + 8 < n {
+            hit |= escape_bits(word(s, at));
+            at += 8;
+        }
+        return (hit | escape_bits(word(s, n - 8))) != 0;
+    } else if n >= 4 {
+        half_word(s, 0) | (half_word(s, n - 4) << 32)
+    } else if n > 0 {
+        let (a, b, c) = (s[0], s[n / 2], s[n - 1]);
+        u64::from_le_bytes([a, b, c, b'a', b'a', b'a', b'a', b'a'])
+    } else {
+        return false;
+    };
+    escape_bits(x) != 0
+}
+
+/// What serde_json writes for each byte: 0 for the byte itself, else the letter of its escape
+/// (`u` for `\u00XX`).
+static ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+/// Appends `s` as a JSON string, escaped as serde_json escapes: the short escapes `\"`, `\\`,
+/// `\b`, `\f`, `\n`, `\r`, `\t`, any other control character as `\u00xx` (lowercase hex),
+/// everything else as is (DEL and non-ASCII too).
+#[cold]
+#[inline(never)]
+fn write_escaped(out: &mut Vec<u8>, s: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(s.len() + 8);
+    out.push(b'"');
+    let mut run = 0;
+    for (i, &b) in s.iter().enumerate() {
+        let escape = ESCAPE[usize::from(b)];
+        if escape == 0 {
+            continue;
+        }
+        out.extend_from_slice(s.get(run..i).unwrap_or_default());
+        run = i + 1;
+        if escape == b'u' {
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+        } else {
+            out.extend_from_slice(&[b'\\', escape]);
         }
     }
-    chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    out.extend_from_slice(s.get(run..).unwrap_or_default());
+    out.push(b'"');
 }
 
 /// Appends an optional string (`null` for none).
+#[inline(always)]
 pub fn write_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
         Some(s) => write_str(out, s),
@@ -123,14 +205,12 @@ pub fn write_time(out: &mut Vec<u8>, t: &DateTime<Utc>) {
 }
 
 /// Appends the time `ms` milliseconds after the Unix epoch as its wire string, formatted
-/// straight from the number (the same text as [`write_time`] of that time).
+/// straight from the number (the same text as [`write_time`] of that time), quotes included, in
+/// one copy.
+#[inline]
 pub fn write_time_ms(out: &mut Vec<u8>, ms: i64) {
     match TimeText::from_millis(ms) {
-        Some(text) => {
-            out.push(b'"');
-            out.extend_from_slice(text.as_bytes());
-            out.push(b'"');
-        }
+        Some(text) => out.extend_from_slice(text.quoted()),
         None => match DateTime::from_timestamp_millis(ms) {
             Some(t) => write_str(out, &super::time::format_time(t)),
             // Beyond chrono's range: no stored time can be there.
@@ -140,8 +220,61 @@ pub fn write_time_ms(out: &mut Vec<u8>, ms: i64) {
 }
 
 /// Appends an integer.
+#[inline]
 pub fn write_i64(out: &mut Vec<u8>, n: i64) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// Appends a JSON value exactly as `serde_json` writes it (compact; objects in their map's
+/// order; integers by `itoa` and floats by the same `Display` serde_json's own formatter uses),
+/// without serde's generic serializer.
+pub fn write_json_value(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => write_number(out, n),
+        Value::String(s) => write_str(out, s),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json_value(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            out.push(b'{');
+            for (i, (key, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(out, key);
+                out.push(b':');
+                write_json_value(out, item);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+/// Appends a number as serde_json does: an unsigned or negative integer by `itoa`, a float (a
+/// `Value` holds only finite ones) by its `Display`, which is serde_json's float formatter.
+fn write_number(out: &mut Vec<u8>, n: &serde_json::Number) {
+    if let Some(u) = n.as_u64() {
+        out.extend_from_slice(itoa::Buffer::new().format(u).as_bytes());
+    } else if let Some(i) = n.as_i64() {
+        out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+    } else {
+        use std::io::Write as _;
+        let mark = out.len();
+        if write!(out, "{n}").is_err() {
+            out.truncate(mark);
+            out.extend_from_slice(b"null");
+        }
+    }
 }
 
 /// Appends any serialisable value through serde (`null` if it cannot be encoded, which a JSON
@@ -205,6 +338,58 @@ mod tests {
         let mut out = Vec::new();
         write_str(&mut out, "0123456789abcdef\"\u{1}\u{80}é");
         assert_eq!(out, serde_json::to_vec("0123456789abcdef\"\u{1}\u{80}é").unwrap());
+    }
+
+    /// Any JSON value: every number kind (unsigned, negative, floats of any magnitude), strings
+    /// of any characters (escapes, controls, non-ASCII), nested arrays and objects.
+    fn any_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let text = prop_oneof![any::<String>(), "[\\x00-\\x7f]{0,20}", "[a-z\"\\\\]{0,9}"];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<u64>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from), // NaN and infinities become null, as in serde_json
+            (-1e6f64..1e6).prop_map(Value::from),
+            text.clone().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                proptest::collection::vec((text.clone(), inner), 0..8)
+                    .prop_map(|entries| Value::Object(entries.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn value_writer_matches_serde(v in any_value()) {
+            let mut out = Vec::new();
+            write_json_value(&mut out, &v);
+            proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&v).unwrap());
+        }
+
+        #[test]
+        fn string_writer_matches_serde(s in proptest::prelude::any::<String>(), prefix in "[ -~]{0,17}") {
+            for text in [s.clone(), format!("{prefix}{s}"), format!("{s}{prefix}")] {
+                let mut out = Vec::new();
+                write_str(&mut out, &text);
+                proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&text).unwrap());
+            }
+        }
+    }
+
+    #[test]
+    fn value_writer_edge_numbers_and_escapes() {
+        let v = json!({
+            "u": u64::MAX, "i": i64::MIN, "z": 0, "f": 0.1, "e": 1e300, "t": 5e-324, "n": -0.0, "w": 1.0,
+            "s": "\u{0}\u{8}\t\n\u{b}\u{c}\r\u{1f} \"\\ / \u{7f} \u{2028} é", "": [[], {}, [null, true, false]],
+        });
+        let mut out = Vec::new();
+        write_json_value(&mut out, &v);
+        assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&v).unwrap());
     }
 
     #[test]

@@ -6,9 +6,8 @@
 //! `pip-services:clock:manual:default:1.0` — and move time forward instead of sleeping.
 
 use crate::toolkit::component::Component;
-use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use parking_lot::Mutex;
-use std::cell::Cell;
 
 /// A source of the current time.
 pub trait Clock: Send + Sync {
@@ -75,9 +74,10 @@ pub fn format_time(t: DateTime<Utc>) -> String {
 
 /// The wire form of a time (`2026-11-21T09:15:30.123Z`) written into a stack buffer: encoding a
 /// page of sessions formats hundreds of times, and this skips chrono's formatter machinery and
-/// the allocation. Only for years 0–9999 (anything else goes through chrono).
+/// the allocation. Only for years 0–9999 (anything else goes through chrono). Kept between
+/// JSON quotes, so that a writer copies the quoted string in one piece.
 #[derive(Debug)]
-pub struct TimeText([u8; 24]);
+pub struct TimeText([u8; 26]);
 
 /// Milliseconds in a day.
 const DAY_MS: i64 = 86_400_000;
@@ -97,66 +97,91 @@ impl TimeText {
 
     /// The text of the time `ms` milliseconds after the Unix epoch (what every stored time is:
     /// the product keeps milliseconds), or `None` outside the years 0–9999. Formatted straight
-    /// from the number, without building a chrono time: the time of day is arithmetic, and the
-    /// date part is remembered per thread for the last day formatted, since the times of a page
-    /// mostly share a day (otherwise it comes from the day number).
+    /// from the number, without building a chrono time and without a per-thread cache (the times
+    /// of one session fall on different days — an `expire_time` is often tomorrow — so a cache of
+    /// the last day missed on most items of a page): the date comes from the day number by Neri
+    /// and Schneider's Euclidean affine functions (a few multiplications and shifts, 32-bit), the
+    /// time of day by division, every two digits from a table.
+    #[inline]
     pub fn from_millis(ms: i64) -> Option<Self> {
         if !(FIRST_MS..END_MS).contains(&ms) {
             return None;
         }
-        let (day, in_day) = (ms.div_euclid(DAY_MS), ms.rem_euclid(DAY_MS));
-        let mut b = *b"0000-00-00T00:00:00.000Z";
-        b[..10].copy_from_slice(&date_text(day)?);
-        // In 0..DAY_MS, so it fits.
-        let in_day = u32::try_from(in_day).unwrap_or(0);
+        // Milliseconds since 0000-01-01 (non-negative and below 10 000 years by the check above).
+        let since_first = u64::try_from(ms - FIRST_MS).ok()?;
+        let (day, in_day) = (since_first / DAY_MS as u64, (since_first % DAY_MS as u64) as u32);
+        let (year, month, day) = civil_from_days(day as u32);
         let (secs, milli) = (in_day / 1000, in_day % 1000);
-        two(&mut b, 11, secs / 3600);
-        two(&mut b, 14, secs / 60 % 60);
-        two(&mut b, 17, secs % 60);
-        two(&mut b, 20, milli / 10); // the first two of the three digits
-        b[22] = b'0' + u8::try_from(milli % 10).unwrap_or(0);
+        let mut b = *b"\"0000-00-00T00:00:00.000Z\"";
+        two(&mut b, 1, year / 100);
+        two(&mut b, 3, year % 100);
+        two(&mut b, 6, month);
+        two(&mut b, 9, day);
+        two(&mut b, 12, secs / 3600);
+        two(&mut b, 15, secs / 60 % 60);
+        two(&mut b, 18, secs % 60);
+        two(&mut b, 21, milli / 10); // the first two of the three digits
+        b[23] = b'0' + (milli % 10) as u8;
         Some(Self(b))
     }
 
     /// The text as bytes (ASCII), without `as_str`'s UTF-8 check.
-    pub fn as_bytes(&self) -> &[u8; 24] {
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.get(1..25).unwrap_or_default()
+    }
+
+    /// The text between JSON quotes (`"2026-11-21T09:15:30.123Z"`, a JSON string: nothing in it
+    /// needs escaping).
+    pub fn quoted(&self) -> &[u8; 26] {
         &self.0
     }
 
     /// The text.
     pub fn as_str(&self) -> &str {
         // Only ASCII digits and separators are ever written.
-        std::str::from_utf8(&self.0).unwrap_or_default()
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
     }
 }
+
+/// The year, month (1–12) and day (1–31) of the day `day` days after 0000-01-01 (proleptic
+/// Gregorian), for days of the years 0–9999.
+///
+/// Neri and Schneider, "Euclidean affine functions and their application to calendar
+/// algorithms" (2022): the day is counted from a 1st of March (so that the leap day ends the
+/// computational year), shifted by one 400-year era to keep it positive; the century and the
+/// day of the century come from one division, the year of the century and the day of the year
+/// from one 64-bit product, the month and day of the month from one multiplication.
+fn civil_from_days(day: u32) -> (u32, u32, u32) {
+    // Days since -0400-03-01: 0000-01-01 is 60 days before 0000-03-01 (0000 is a leap year).
+    let n = day + 146_097 - 60;
+    let n1 = 4 * n + 3;
+    let (century, n_c) = (n1 / 146_097, n1 % 146_097 / 4);
+    let p2 = 2_939_745 * u64::from(4 * n_c + 3);
+    let (year_of_century, day_of_year) = ((p2 >> 32) as u32, (p2 as u32) / 2_939_745 / 4);
+    let n3 = 2141 * day_of_year + 197_913;
+    let (month, day_of_month) = (n3 >> 16, (n3 & 0xffff) / 2141);
+    // January and February belong to the next civil year.
+    let january = u32::from(day_of_year >= 306);
+    (100 * century + year_of_century + january - 400, month - 12 * january, day_of_month + 1)
+}
+
+/// `00`, `01`, … `99`: two digits at a time.
+static DIGITS: [[u8; 2]; 100] = {
+    let mut t = [[0u8; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    t
+};
 
 /// Writes `v` (in 0..100) as two digits at `at`.
-fn two(b: &mut [u8], at: usize, v: u32) {
-    let v = u8::try_from(v).unwrap_or(0);
-    b[at] = b'0' + v / 10;
-    b[at + 1] = b'0' + v % 10;
-}
-
-/// `YYYY-MM-DD` of the day `day` days after 1970-01-01 (in the years 0–9999), remembering the
-/// last one per thread.
-fn date_text(day: i64) -> Option<[u8; 10]> {
-    thread_local! {
-        static LAST: Cell<Option<(i64, [u8; 10])>> = const { Cell::new(None) };
-    }
-    LAST.with(|last| match last.get() {
-        Some((d, text)) if d == day => Some(text),
-        _ => {
-            let date = NaiveDate::from_num_days_from_ce_opt(i32::try_from(day + 719_163).ok()?)?;
-            let year = u32::try_from(date.year()).ok().filter(|y| *y <= 9999)?;
-            let mut b = *b"0000-00-00";
-            two(&mut b, 0, year / 100);
-            two(&mut b, 2, year % 100);
-            two(&mut b, 5, date.month());
-            two(&mut b, 8, date.day());
-            last.set(Some((day, b)));
-            Some(b)
-        }
-    })
+#[inline]
+fn two(b: &mut [u8; 26], at: usize, v: u32) {
+    let [hi, lo] = DIGITS.get(v as usize).copied().unwrap_or([b'0'; 2]);
+    b[at] = hi;
+    b[at + 1] = lo;
 }
 
 /// Parses an RFC 3339 / ISO 8601 date-time (a bare date means midnight UTC), truncated to ms.
@@ -282,7 +307,7 @@ mod tests {
     }
 
     #[test]
-    fn remembered_date_follows_the_date() {
+    fn dates_follow_the_day() {
         let a = parse_time("2026-03-04T05:06:07.089Z").unwrap();
         let day = chrono::Duration::days(1);
         let ms = chrono::Duration::milliseconds(1);
@@ -306,6 +331,17 @@ mod tests {
         assert!(TimeText::from_millis(first - 1).is_none());
         assert!(TimeText::from_millis(last + 1).is_none());
         assert!(TimeText::from_millis(i64::MIN).is_none() && TimeText::from_millis(i64::MAX).is_none());
+    }
+
+    #[test]
+    fn every_day_of_the_years_0_to_9999_has_chronos_date() {
+        use chrono::Datelike;
+        let days = (END_MS - FIRST_MS) / DAY_MS;
+        for day in 0..days {
+            let date = chrono::NaiveDate::from_num_days_from_ce_opt(i32::try_from(day).unwrap() - 365).unwrap();
+            let expected = (u32::try_from(date.year()).unwrap(), date.month(), date.day());
+            assert_eq!(civil_from_days(u32::try_from(day).unwrap()), expected, "{date}");
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `SessionV1`: the session record exactly as it travels on the wire (contract §1).
 
 use crate::toolkit::errors::ApplicationError;
-use crate::toolkit::json::{write_i64, write_opt_str, write_str, write_time_ms, write_value, WriteJson};
+use crate::toolkit::json::{write_i64, write_json_value, write_opt_str, write_str, write_time_ms, WriteJson};
 use crate::toolkit::time::serde_time;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -136,7 +136,10 @@ impl SessionView for SessionV1 {
 
 /// Appends the JSON text of a session: the same text as [`SessionV1`]'s derived `Serialize`
 /// (field order, `null`s and omitted keys), written directly — sessions and pages of them are
-/// the service's hot results.
+/// the service's hot results. The fixed text between two fields is one constant copy (the key,
+/// its punctuation and the next key where nothing optional lies between), times are written in
+/// one copy each and `user`/`data` without serde. The caller reserves the room
+/// ([`session_size_hint`]; a page reserves it for all its items at once).
 pub fn write_session<S: SessionView + ?Sized>(s: &S, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"id\":");
     write_str(out, s.id());
@@ -148,8 +151,11 @@ pub fn write_session<S: SessionView + ?Sized>(s: &S, out: &mut Vec<u8>) {
     write_opt_str(out, s.address());
     out.extend_from_slice(b",\"client\":");
     write_opt_str(out, s.client());
-    out.extend_from_slice(if s.active() { b",\"active\":true" } else { b",\"active\":false" });
-    out.extend_from_slice(b",\"open_time\":");
+    out.extend_from_slice(if s.active() {
+        b",\"active\":true,\"open_time\":"
+    } else {
+        b",\"active\":false,\"open_time\":"
+    });
     write_time_ms(out, s.open_ms());
     out.extend_from_slice(b",\"request_time\":");
     write_time_ms(out, s.request_ms());
@@ -159,11 +165,11 @@ pub fn write_session<S: SessionView + ?Sized>(s: &S, out: &mut Vec<u8>) {
     }
     if let Some(v) = s.user() {
         out.extend_from_slice(b",\"user\":");
-        write_value(out, v);
+        write_json_value(out, v);
     }
     if let Some(v) = s.data() {
         out.extend_from_slice(b",\"data\":");
-        write_value(out, v);
+        write_json_value(out, v);
     }
     out.extend_from_slice(b",\"version\":");
     write_i64(out, s.version());
