@@ -207,7 +207,7 @@ pub fn write_time(out: &mut Vec<u8>, t: &DateTime<Utc>) {
 /// Appends the time `ms` milliseconds after the Unix epoch as its wire string, formatted
 /// straight from the number (the same text as [`write_time`] of that time), quotes included, in
 /// one copy.
-#[inline]
+#[inline(always)]
 pub fn write_time_ms(out: &mut Vec<u8>, ms: i64) {
     match TimeText::from_millis(ms) {
         Some(text) => out.extend_from_slice(text.quoted()),
