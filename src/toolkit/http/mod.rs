@@ -19,8 +19,9 @@ use super::errors::ApplicationError;
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::HashMap;
-use warp::http::header::{AsHeaderName, CONTENT_TYPE};
-use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use std::sync::LazyLock;
+use warp::http::header::{AsHeaderName, CACHE_CONTROL, CONTENT_TYPE, EXPIRES, PRAGMA};
+use warp::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
 pub use super::route::join_route;
 pub use endpoint::HttpEndpoint;
@@ -72,7 +73,7 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// A response with a status and no body.
     pub fn empty(status: StatusCode) -> Self {
-        Self { status, headers: response_headers(), body: Bytes::new() }
+        Self { status, headers: response_headers(None), body: Bytes::new() }
     }
 
     /// A 200 JSON response.
@@ -96,9 +97,7 @@ impl HttpResponse {
     }
 
     fn with_content_type(status: StatusCode, content_type: HeaderValue, body: Bytes) -> Self {
-        let mut headers = response_headers();
-        headers.insert(CONTENT_TYPE, content_type);
-        Self { status, headers, body }
+        Self { status, headers: response_headers(Some(content_type)), body }
     }
 
     /// Pip's result mapping: `None` → 204 with an empty body, `Some(json)` → 200 JSON.
@@ -123,10 +122,47 @@ impl HttpResponse {
 /// `application/json`, checked once at compile time.
 const JSON_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/json");
 
-/// An empty header map with room for the endpoint's no-cache and CORS headers, so adding them
-/// never regrows it.
-fn response_headers() -> HeaderMap {
-    HeaderMap::with_capacity(16)
+/// The headers the endpoint gives every response (no caching anywhere on the way), in this order.
+pub(crate) static NO_CACHE_HEADERS: [(HeaderName, HeaderValue); 3] = [
+    (CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate")),
+    (PRAGMA, HeaderValue::from_static("no-cache")),
+    (EXPIRES, HeaderValue::from_static("0")),
+];
+
+/// Whether a response's headers begin with [`NO_CACHE_HEADERS`], each with that one value (as
+/// every map [`HttpResponse`]'s constructors build does, unless a handler changed them): the
+/// endpoint then has nothing to insert.
+pub(crate) fn has_no_cache_headers(headers: &HeaderMap) -> bool {
+    let mut values = headers.iter();
+    NO_CACHE_HEADERS.iter().all(|(name, value)| values.next() == Some((name, value)))
+        && values.next().is_none_or(|(name, _)| name != EXPIRES)
+}
+
+/// A response's header map: a copy of a map built once with [`NO_CACHE_HEADERS`] (and the JSON
+/// content type, which most responses have) and room for the endpoint's CORS headers, so no
+/// header is hashed and inserted per response for these.
+fn response_headers(content_type: Option<HeaderValue>) -> HeaderMap {
+    fn template(content_type: Option<HeaderValue>) -> HeaderMap {
+        let mut headers = HeaderMap::with_capacity(16);
+        for (name, value) in NO_CACHE_HEADERS.iter().cloned() {
+            headers.insert(name, value);
+        }
+        if let Some(content_type) = content_type {
+            headers.insert(CONTENT_TYPE, content_type);
+        }
+        headers
+    }
+    static PLAIN: LazyLock<HeaderMap> = LazyLock::new(|| template(None));
+    static JSON: LazyLock<HeaderMap> = LazyLock::new(|| template(Some(JSON_CONTENT_TYPE)));
+    match content_type {
+        None => PLAIN.clone(),
+        Some(c) if c == JSON_CONTENT_TYPE => JSON.clone(),
+        Some(c) => {
+            let mut headers = PLAIN.clone();
+            headers.insert(CONTENT_TYPE, c);
+            headers
+        }
+    }
 }
 
 /// Renders any error as an ErrorDescription response: the one error renderer of the product.
@@ -190,5 +226,37 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&err.body).unwrap_or_default();
         assert_eq!(v["correlation_id"], "c9");
         assert_eq!(v["code"], "X");
+    }
+
+    #[test]
+    fn responses_carry_the_no_cache_headers_unless_a_handler_changed_them() {
+        let no_cache: Vec<_> = NO_CACHE_HEADERS.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+        for response in [
+            HttpResponse::empty(StatusCode::NO_CONTENT),
+            HttpResponse::json(&serde_json::json!({"a": 1})),
+            HttpResponse::with_body(StatusCode::OK, "text/plain", Bytes::from_static(b"x")),
+            error_response(&ApplicationError::conflict("X", "no")).with_header("retry-after", "1"),
+        ] {
+            assert!(has_no_cache_headers(&response.headers));
+            let first: Vec<_> = response.headers.iter().take(3).map(|(n, v)| (n.clone(), v.clone())).collect();
+            assert_eq!(first, no_cache);
+        }
+        let json = HttpResponse::json_text(StatusCode::OK, Bytes::new());
+        assert_eq!(json.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()), Some("application/json"));
+        let text = HttpResponse::with_body(StatusCode::OK, "text/plain", Bytes::new());
+        assert_eq!(text.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()), Some("text/plain"));
+        // A handler's own value, a second value or a removed header: the endpoint inserts them.
+        let mut changed = HttpResponse::empty(StatusCode::OK);
+        changed.headers.insert(PRAGMA, HeaderValue::from_static("other"));
+        assert!(!has_no_cache_headers(&changed.headers));
+        for name in [CACHE_CONTROL, PRAGMA, EXPIRES] {
+            let mut doubled = HttpResponse::empty(StatusCode::OK);
+            doubled.headers.append(name.clone(), HeaderValue::from_static("1"));
+            assert!(!has_no_cache_headers(&doubled.headers), "{name}");
+            let mut removed = HttpResponse::empty(StatusCode::OK);
+            removed.headers.remove(name.clone());
+            assert!(!has_no_cache_headers(&removed.headers), "{name}");
+        }
+        assert!(!has_no_cache_headers(&HeaderMap::new()));
     }
 }

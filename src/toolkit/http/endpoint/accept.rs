@@ -63,8 +63,12 @@ struct Activity {
     last_done_ms: AtomicU64,
 }
 
-/// Ends a request's part in its connection's [`Activity`].
-struct RequestGuard(Arc<Activity>);
+/// Ends a request's part in its connection's [`Activity`]: when the pipeline says it was served
+/// ([`RequestGuard::end_at`]), else when dropped (the connection went away first).
+struct RequestGuard {
+    activity: Arc<Activity>,
+    ended: bool,
+}
 
 impl Activity {
     fn new() -> Arc<Self> {
@@ -79,7 +83,14 @@ impl Activity {
     fn begin(self: &Arc<Self>) -> RequestGuard {
         self.started.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        RequestGuard(self.clone())
+        RequestGuard { activity: self.clone(), ended: false }
+    }
+
+    /// A request ended `since_accept` after the accept.
+    fn end(&self, since_accept: Duration) {
+        let ms = u64::try_from(since_accept.as_millis()).unwrap_or(u64::MAX);
+        self.last_done_ms.store(ms, Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 
     /// When to look again, or `None` when the connection has been idle too long: no complete
@@ -98,11 +109,20 @@ impl Activity {
     }
 }
 
+impl RequestGuard {
+    /// Ends the request as served at `served`: the pipeline's own reading of the clock at the
+    /// request's end, so ending it reads the clock no second time.
+    fn end_at(mut self, served: std::time::Instant) {
+        self.activity.end(served.saturating_duration_since(self.activity.accepted.into_std()));
+        self.ended = true;
+    }
+}
+
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        let ms = u64::try_from(self.0.accepted.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.0.last_done_ms.store(ms, Ordering::Relaxed);
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if !self.ended {
+            self.activity.end(self.activity.accepted.elapsed());
+        }
     }
 }
 
@@ -251,8 +271,8 @@ pub(super) async fn serve(
             let guard = watched.begin();
             let answer = state.clone().dispatch(request);
             async move {
-                let response = answer.await;
-                drop(guard);
+                let (response, served) = answer.await;
+                guard.end_at(served);
                 Ok::<_, std::convert::Infallible>(response)
             }
         });

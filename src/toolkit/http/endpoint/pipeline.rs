@@ -2,7 +2,7 @@
 //! host check, maintenance, CORS, routing, interceptors, the capped body read, the correlation
 //! id, the request log line and metrics, and the headers every response gets.
 
-use super::super::{error_response, HttpRequest, HttpResponse};
+use super::super::{error_response, has_no_cache_headers, HttpRequest, HttpResponse, NO_CACHE_HEADERS};
 use super::router::{method_label, no_route, record_unrouted, Routed};
 use super::Inner;
 use crate::toolkit::errors::ApplicationError;
@@ -13,7 +13,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::Instrument;
 use warp::http::uri::Authority;
 use warp::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
@@ -202,9 +202,12 @@ impl Inner {
         if let Some(id) = echo {
             h.insert(REQUEST_ID_HEADER, id);
         }
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
-        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-        h.insert(header::EXPIRES, HeaderValue::from_static("0"));
+        // Responses built by `HttpResponse`'s constructors carry them already.
+        if !has_no_cache_headers(h) {
+            for (name, value) in NO_CACHE_HEADERS.iter().cloned() {
+                h.insert(name, value);
+            }
+        }
         if let Some(cors) = cors {
             if cors.varies {
                 h.insert(header::VARY, HeaderValue::from_static("Origin"));
@@ -262,12 +265,13 @@ impl Inner {
     }
 
     /// Serves one request from hyper: the whole pipeline, then the headers every response gets.
-    pub(super) async fn dispatch<B>(self: Arc<Self>, request: Request<B>) -> Response<Full<Bytes>>
+    /// Also returns when it was served (the clock read that timed it).
+    pub(super) async fn dispatch<B>(self: Arc<Self>, request: Request<B>) -> (Response<Full<Bytes>>, Instant)
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let _in_flight = InFlight::enter();
         let (parts, mut body) = request.into_parts();
         let (method, headers) = (parts.method, parts.headers);
@@ -297,7 +301,8 @@ impl Inner {
             self.drain_in_background(body);
         }
         let status = response.status.as_u16();
-        let elapsed = started.elapsed();
+        let served = Instant::now();
+        let elapsed = served.saturating_duration_since(started);
         span.in_scope(|| tracing::debug!(route = %routed.label(), status, elapsed_us = elapsed.as_micros() as u64, "Request served."));
         match &routed {
             Routed::Route(r) if r.method == method_label => {
@@ -305,7 +310,7 @@ impl Inner {
             }
             other => record_unrouted(&method_label, other.label(), status, elapsed.as_secs_f64()),
         }
-        self.finish(response, cors, echo)
+        (self.finish(response, cors, echo), served)
     }
 
     async fn route<B>(
