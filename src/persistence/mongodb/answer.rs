@@ -275,6 +275,7 @@ pub(super) fn session_text(d: &RawDocument, must_act: MustAct<'_>) -> Option<Jso
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use super::super::codec::tests::json_value;
     use super::super::codec::{decode_raw, json_to_bson, session_document};
     use super::*;
     use crate::data::version1::SessionV1;
@@ -438,24 +439,6 @@ mod tests {
         };
         assert_eq!(session_text(&d, &always), None);
         assert_eq!(*seen.lock().unwrap(), Some(expected));
-    }
-
-    fn json_value() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            any::<i64>().prop_map(Value::from),
-            any::<u64>().prop_map(Value::from),
-            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
-            ".*".prop_map(Value::String),
-        ];
-        leaf.prop_recursive(4, 64, 8, |inner| {
-            prop_oneof![
-                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-                prop::collection::vec((prop_oneof![".*", "[$%.]{0,2}[a-z.%$]{0,3}"], inner), 0..6)
-                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
-            ]
-        })
     }
 
     proptest! {

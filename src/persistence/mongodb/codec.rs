@@ -389,7 +389,7 @@ pub fn unescape_key(k: &str) -> String {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::toolkit::time::parse_time;
     use mongodb::bson::{doc, oid::ObjectId};
@@ -548,7 +548,8 @@ mod tests {
         ]
     }
 
-    fn json_value() -> impl Strategy<Value = Value> {
+    /// Any JSON value, keys that need escaping included (also the raw answer's property test).
+    pub(in crate::persistence::mongodb) fn json_value() -> impl Strategy<Value = Value> {
         json_leaf().prop_recursive(4, 64, 8, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
