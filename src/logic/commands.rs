@@ -105,7 +105,7 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
         &me,
         |c, cid, args| async move {
             let id = session_id(&args)?;
-            optional(c.get_session_by_id(cid.as_deref(), &id).await?)
+            c.get_session_by_id_json(cid.as_deref(), &id).await
         },
     ));
     set.add(command(
@@ -114,8 +114,7 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
         open_session_schema(),
         &me,
         |c, cid, args| async move {
-            let s = c.open_session(cid.as_deref(), OpenSessionRequest::from_args(args)?).await?;
-            Ok(written(&s))
+            Ok(Some(c.open_session_json(cid.as_deref(), OpenSessionRequest::from_args(args)?).await?))
         },
     ));
     set.add(command(
@@ -126,7 +125,7 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
         |c, cid, mut args| async move {
             let id = session_id(&args)?;
             let data = args.take("data");
-            optional(c.store_session_data(cid.as_deref(), &id, data, args.get_i64("version")).await?)
+            c.store_session_data_json(cid.as_deref(), &id, data, args.get_i64("version")).await
         },
     ));
     set.add(command(
@@ -137,7 +136,7 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
         |c, cid, mut args| async move {
             let id = session_id(&args)?;
             let user = args.take("user");
-            optional(c.update_session_user(cid.as_deref(), &id, user, args.get_i64("version")).await?)
+            c.update_session_user_json(cid.as_deref(), &id, user, args.get_i64("version")).await
         },
     ));
     set.add(command(
@@ -147,7 +146,7 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
         &me,
         |c, cid, args| async move {
             let id = session_id(&args)?;
-            optional(c.close_session(cid.as_deref(), &id, args.get_i64("version")).await?)
+            c.close_session_json(cid.as_deref(), &id, args.get_i64("version")).await
         },
     ));
     set.add(command(
@@ -209,7 +208,7 @@ fn add_extensions(set: &mut CommandSet, me: &Weak<SessionsController>) {
         me,
         |c, cid, args| async move {
             let id = session_id(&args)?;
-            optional(c.touch_session(cid.as_deref(), &id, args.get_i64("version")).await?)
+            c.touch_session_json(cid.as_deref(), &id, args.get_i64("version")).await
         },
     ));
     set.add(command(

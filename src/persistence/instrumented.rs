@@ -6,7 +6,9 @@
 //! once with 503 `OVERLOADED` and `Retry-After: 1`, so an instance over its store's capacity sheds
 //! load instead of queueing calls that would only time out, and recovers as soon as the load drops.
 
-use super::{OpenLimits, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition};
+use super::{
+    MustAct, OpenLimits, SessionAnswer, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition,
+};
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::data::{DataPage, PagingParams};
@@ -223,8 +225,32 @@ impl SessionsPersistence for InstrumentedPersistence {
         self.observe(Op::GetOneById, self.inner.get_one_by_id(cid, id)).await
     }
 
+    async fn get_one_json(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        must_act: MustAct<'_>,
+    ) -> Result<Option<SessionAnswer>, ApplicationError> {
+        self.observe(Op::GetOneById, self.inner.get_one_json(cid, id, must_act)).await
+    }
+
     async fn create(&self, cid: Option<&str>, session: SessionV1) -> Result<SessionV1, ApplicationError> {
         self.observe(Op::Create, self.inner.create(cid, session)).await
+    }
+
+    async fn create_json(
+        &self,
+        cid: Option<&str>,
+        session: SessionV1,
+        limits: &OpenLimits,
+    ) -> Result<JsonText, ApplicationError> {
+        // Counted as the create it stands for.
+        let op = match limits {
+            OpenLimits { per_user: None, max_open: None } => Op::Create,
+            OpenLimits { per_user: Some(_), max_open: None } => Op::CreateLimited,
+            _ => Op::CreateWithin,
+        };
+        self.observe(op, self.inner.create_json(cid, session, limits)).await
     }
 
     async fn update(
@@ -234,6 +260,15 @@ impl SessionsPersistence for InstrumentedPersistence {
         update: &SessionUpdate,
     ) -> Result<UpdateOutcome, ApplicationError> {
         self.observe(Op::Update, self.inner.update(cid, id, update)).await
+    }
+
+    async fn update_json(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        update: &SessionUpdate,
+    ) -> Result<UpdateOutcome<JsonText>, ApplicationError> {
+        self.observe(Op::Update, self.inner.update_json(cid, id, update)).await
     }
 
     async fn close_expired(

@@ -6,8 +6,8 @@
 
 use super::index::SessionsIndex;
 use super::{
-    in_batches, OpenLimits, PageOptions, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome,
-    WriteCondition,
+    in_batches, MustAct, OpenLimits, PageOptions, SessionAnswer, SessionLimit, SessionUpdate, SessionsPersistence,
+    UpdateOutcome, WriteCondition,
 };
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::component::Component;
@@ -78,8 +78,29 @@ impl SessionsPersistence for SessionsMemoryPersistence {
         Ok(self.state.read().get(id))
     }
 
+    async fn get_one_json(
+        &self,
+        _cid: Option<&str>,
+        id: &str,
+        must_act: MustAct<'_>,
+    ) -> Result<Option<SessionAnswer>, ApplicationError> {
+        Ok(self.state.read().get_json(id, must_act))
+    }
+
     async fn create(&self, _cid: Option<&str>, session: SessionV1) -> Result<SessionV1, ApplicationError> {
         self.state.write().create(session)
+    }
+
+    async fn create_json(
+        &self,
+        _cid: Option<&str>,
+        session: SessionV1,
+        limits: &OpenLimits,
+    ) -> Result<JsonText, ApplicationError> {
+        // The session as it will be stored, encoded before the lock; then it moves into the store.
+        let text = JsonText::write(&session);
+        self.state.write().create_within(session, limits)?;
+        Ok(text)
     }
 
     async fn update(
@@ -89,6 +110,15 @@ impl SessionsPersistence for SessionsMemoryPersistence {
         update: &SessionUpdate,
     ) -> Result<UpdateOutcome, ApplicationError> {
         Ok(self.state.write().update(id, update))
+    }
+
+    async fn update_json(
+        &self,
+        _cid: Option<&str>,
+        id: &str,
+        update: &SessionUpdate,
+    ) -> Result<UpdateOutcome<JsonText>, ApplicationError> {
+        Ok(self.state.write().update_json(id, update))
     }
 
     async fn close_expired(

@@ -232,15 +232,80 @@ pub struct SessionUpdate {
     pub policy: ExpiryPolicy,
 }
 
-/// What a conditional write did.
+/// What a conditional write did. `T` is how the record after the write is answered: the session
+/// itself, or its JSON text ([`SessionsPersistence::update_json`]).
 #[derive(Debug, Clone, PartialEq)]
-pub enum UpdateOutcome {
+// With the session as the answer (every backend's `update`) the variants are the same size; the
+// text form's refusal is the rare outcome, and boxing it would change every backend.
+#[allow(clippy::large_enum_variant)]
+pub enum UpdateOutcome<T = SessionV1> {
     /// The write applied; the record after it (for a delete: the record as it was).
-    Updated(SessionV1),
+    Updated(T),
     /// No record has the id.
     NotFound,
     /// The condition failed; the record as it is.
     ConditionFailed(SessionV1),
+}
+
+impl UpdateOutcome {
+    /// The same outcome with the updated session as its JSON text.
+    pub fn into_json(self) -> UpdateOutcome<JsonText> {
+        match self {
+            Self::Updated(s) => UpdateOutcome::Updated(JsonText::write(&s)),
+            Self::NotFound => UpdateOutcome::NotFound,
+            Self::ConditionFailed(s) => UpdateOutcome::ConditionFailed(s),
+        }
+    }
+}
+
+/// What a read judges a stored session by before it answers it: its state, without its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionState {
+    /// Open.
+    pub active: bool,
+    /// Its `expire_time`.
+    pub expire_time: Option<DateTime<Utc>>,
+    /// Its `request_time`.
+    pub request_time: DateTime<Utc>,
+    /// Its version.
+    pub version: i64,
+}
+
+impl SessionState {
+    /// The state of `s`.
+    pub fn of(s: &SessionV1) -> Self {
+        Self { active: s.active, expire_time: s.expire_time, request_time: s.request_time, version: s.version }
+    }
+
+    /// Whether a session in this state is alive, as [`is_alive`] judges it.
+    pub fn is_alive(&self, now: Option<DateTime<Utc>>, idle_cutoff: Option<DateTime<Utc>>) -> bool {
+        alive(self.expire_time, self.request_time, now, idle_cutoff)
+    }
+}
+
+/// The caller's test of a read ([`SessionsPersistence::get_one_json`]): whether it must act on the
+/// session (close it, touch it) before answering it.
+pub type MustAct<'a> = &'a (dyn Fn(&SessionState) -> bool + Sync);
+
+/// A session as [`SessionsPersistence::get_one_json`] answers it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionAnswer {
+    /// Nothing to do: the session's JSON text, ready to send.
+    Text(JsonText),
+    /// The caller must act on it: the session (boxed: the rare answer; the text is the one
+    /// moved through every layer).
+    Session(Box<SessionV1>),
+}
+
+impl SessionAnswer {
+    /// `s` as its text, or itself when `must_act` says so.
+    pub fn judge(s: SessionV1, must_act: MustAct<'_>) -> Self {
+        if must_act(&SessionState::of(&s)) {
+            Self::Session(Box::new(s))
+        } else {
+            Self::Text(JsonText::write(&s))
+        }
+    }
 }
 
 /// What to do when a user already has the most open sessions allowed.
@@ -347,11 +412,48 @@ pub trait SessionsPersistence: Send + Sync {
         id: &str,
     ) -> Result<Option<SessionV1>, ApplicationError>;
 
+    /// A session by id as a read answers it: when `must_act` holds for its state, the session (for
+    /// the caller to act on), otherwise its JSON text — the text of
+    /// [`SessionsPersistence::get_one_by_id`]'s session. By default that session is read and
+    /// judged; a backend that holds its records in memory judges and encodes the record under its
+    /// lock, without building the session.
+    async fn get_one_json(
+        &self,
+        correlation_id: Option<&str>,
+        id: &str,
+        must_act: MustAct<'_>,
+    ) -> Result<Option<SessionAnswer>, ApplicationError> {
+        Ok(self.get_one_by_id(correlation_id, id).await?.map(|s| SessionAnswer::judge(s, must_act)))
+    }
+
     /// Stores a new session.
     ///
     /// # Errors
     /// `Conflict` / `SESSION_EXISTS` if the id is taken.
     async fn create(&self, correlation_id: Option<&str>, session: SessionV1) -> Result<SessionV1, ApplicationError>;
+
+    /// Stores a new session within `limits` (as [`SessionsPersistence::create`],
+    /// [`SessionsPersistence::create_limited`] or [`SessionsPersistence::create_within`] do, by
+    /// the limits set) and answers it as its JSON text. By default the stored session is
+    /// encoded; the memory backend encodes the new session before it stores it, without a copy.
+    ///
+    /// # Errors
+    /// As the create it stands for.
+    async fn create_json(
+        &self,
+        correlation_id: Option<&str>,
+        session: SessionV1,
+        limits: &OpenLimits,
+    ) -> Result<JsonText, ApplicationError> {
+        let created = match limits {
+            OpenLimits { per_user: None, max_open: None } => self.create(correlation_id, session).await?,
+            OpenLimits { per_user: Some(limit), max_open: None } => {
+                self.create_limited(correlation_id, session, limit).await?
+            }
+            _ => self.create_within(correlation_id, session, limits).await?,
+        };
+        Ok(JsonText::write(&created))
+    }
 
     /// Applies a conditional change atomically.
     async fn update(
@@ -360,6 +462,18 @@ pub trait SessionsPersistence: Send + Sync {
         id: &str,
         update: &SessionUpdate,
     ) -> Result<UpdateOutcome, ApplicationError>;
+
+    /// [`SessionsPersistence::update`] with the session after the write as its JSON text (what
+    /// the writes answer). By default the updated session is encoded; the memory backend encodes
+    /// the record it changed, under its lock, without building the session.
+    async fn update_json(
+        &self,
+        correlation_id: Option<&str>,
+        id: &str,
+        update: &SessionUpdate,
+    ) -> Result<UpdateOutcome<JsonText>, ApplicationError> {
+        Ok(self.update(correlation_id, id, update).await?.into_json())
+    }
 
     /// Closes every open session that is not alive at `now` (see [`is_alive`]); returns how many.
     async fn close_expired(

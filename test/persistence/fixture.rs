@@ -5,8 +5,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 use service_sessions::data::version1::{SessionV1, SessionsFilter};
 use service_sessions::persistence::{
-    ExpiryPolicy, LimitPolicy, OpenLimits, SessionChange, SessionLimit, SessionUpdate, SessionsPersistence,
-    UpdateOutcome, WriteCondition,
+    ExpiryPolicy, LimitPolicy, OpenLimits, SessionAnswer, SessionChange, SessionLimit, SessionState, SessionUpdate,
+    SessionsPersistence, UpdateOutcome, WriteCondition,
 };
 use service_sessions::toolkit::data::PagingParams;
 use service_sessions::toolkit::json::JsonText;
@@ -241,6 +241,95 @@ pub(crate) async fn page_text_is_the_encoded_page(p: Store) {
             assert_eq!(text.as_str(), JsonText::write(&page).as_str(), "{filter:?} {paging:?}");
         }
     }
+}
+
+/// The session as `get_one_by_id` answers it, encoded: what every text answer must equal.
+async fn encoded(p: &Store, id: &str) -> String {
+    JsonText::write(&p.get_one_by_id(None, id).await.unwrap().unwrap()).into_string()
+}
+
+/// The texts a read and the writes answer (`get_one_json`, `update_json`, `create_json`), however
+/// the backend writes them, are the encoding of `get_one_by_id`'s session: open, closed, expired,
+/// without texts or payload, with own `ttl`; and the read hands the session itself, unchanged, to
+/// a caller that must act on it (closing an expired one, a due `touch_on_read`), judged on its state.
+pub(crate) async fn session_text_is_the_encoded_session(p: Store) {
+    let mut bare = SessionV1::open("b0".into(), "u2".into(), at(5));
+    bare.ttl = Some(60_000);
+    bare.expire_time = Some(at(60_005));
+    let mut quoted = session("q\"0", "u\u{e9}\n", 7);
+    quoted.client = None;
+    let (open, expired) = (expiring("o1", "u1", 10, 100_000), expiring("x1", "u1", 0, 50));
+    seed(&p, vec![open, expired, bare, quoted, session("c1", "u1", 3)]).await;
+    let close = update(WriteCondition::default(), SessionChange::Close, 20);
+    assert!(matches!(p.update(None, "c1", &close).await.unwrap(), UpdateOutcome::Updated(_)));
+    let ids = ["o1", "x1", "b0", "q\"0", "c1"];
+    let never = |_: &SessionState| false;
+    for id in ids {
+        let Some(SessionAnswer::Text(text)) = p.get_one_json(None, id, &never).await.unwrap() else {
+            panic!("{id}: nothing to do is answered as text")
+        };
+        assert_eq!(text.as_str(), encoded(&p, id).await, "{id}");
+        let seen = std::sync::Mutex::new(None);
+        let always = |s: &SessionState| {
+            *seen.lock().unwrap() = Some(*s);
+            true
+        };
+        let Some(SessionAnswer::Session(s)) = p.get_one_json(None, id, &always).await.unwrap() else {
+            panic!("{id}: a session to act on is answered as itself")
+        };
+        assert_eq!(*seen.lock().unwrap(), Some(SessionState::of(&s)), "{id}: judged on its own state");
+        assert_eq!(Some(*s), p.get_one_by_id(None, id).await.unwrap(), "{id}");
+    }
+    // The controller's tests: expired at t=1000 (close it); at t=12, a touch due 5 ms after the last
+    // request (touch it).
+    let expired_at = |s: &SessionState| s.active && !s.is_alive(Some(at(1000)), None);
+    let touch_due = |s: &SessionState| s.active && at(12) - s.request_time >= Duration::milliseconds(5);
+    for (id, acts_expired, acts_touch) in
+        [("o1", false, false), ("x1", true, true), ("b0", false, true), ("q\"0", false, true), ("c1", false, false)]
+    {
+        let acted = |a: Option<SessionAnswer>| matches!(a, Some(SessionAnswer::Session(_)));
+        assert_eq!(acted(p.get_one_json(None, id, &expired_at).await.unwrap()), acts_expired, "{id} expiry");
+        assert_eq!(acted(p.get_one_json(None, id, &touch_due).await.unwrap()), acts_touch, "{id} touch");
+    }
+    assert_eq!(p.get_one_json(None, "missing", &never).await.unwrap(), None);
+
+    // Writes: the text of the session after the change.
+    let alive = WriteCondition { require_active: true, alive_at: Some(at(30)), ..Default::default() };
+    let changes = [
+        ("o1", SessionChange::StoreData(json!({"n": 1, "s": "\u{1}"}))),
+        ("o1", SessionChange::UpdateUser(json!(null))),
+        ("b0", SessionChange::Touch),
+        ("q\"0", SessionChange::Close),
+    ];
+    for (id, change) in changes {
+        let mut u = update(alive, change.clone(), 30);
+        u.policy = ExpiryPolicy { idle_timeout: Some(10_000), max_lifetime: Some(40_000) };
+        let UpdateOutcome::Updated(text) = p.update_json(None, id, &u).await.unwrap() else {
+            panic!("{id} {change:?} applies")
+        };
+        assert_eq!(text.as_str(), encoded(&p, id).await, "{id} {change:?}");
+    }
+    let refused = p.update_json(None, "c1", &update(alive, SessionChange::Touch, 40)).await.unwrap();
+    assert_eq!(refused, UpdateOutcome::ConditionFailed(p.get_one_by_id(None, "c1").await.unwrap().unwrap()));
+    let missing = p.update_json(None, "missing", &update(alive, SessionChange::Touch, 40)).await.unwrap();
+    assert_eq!(missing, UpdateOutcome::NotFound);
+
+    // Opens, with and without limits.
+    let per_user = Some(limit(5, LimitPolicy::Deny, 100));
+    for (id, limits) in [
+        ("n1", OpenLimits::default()),
+        ("n2", OpenLimits { per_user, max_open: None }),
+        ("n3", OpenLimits { per_user, max_open: Some(100) }),
+        ("n4", OpenLimits { per_user: None, max_open: Some(100) }),
+    ] {
+        let mut s = session(id, "u9", 100);
+        s.ttl = Some(5000);
+        s.expire_time = Some(at(5100));
+        let text = p.create_json(None, s, &limits).await.unwrap();
+        assert_eq!(text.as_str(), encoded(&p, id).await, "{id} {limits:?}");
+    }
+    let taken = p.create_json(None, session("n1", "u9", 200), &OpenLimits::default()).await.unwrap_err();
+    assert_eq!(taken.code, "SESSION_EXISTS");
 }
 
 pub(crate) async fn close_expired_respects_cutoff(p: Store) {

@@ -46,7 +46,7 @@ macro_rules! conformance_tests {
             create_and_get, create_rejects_taken_ids, store_data_replaces_and_bumps, update_user_replaces,
             close_clears_payload, conditions_fail_with_current_record, filter_by_each_field,
             time_window_bounds, order_is_time_desc_then_id, paging_and_totals, list_leaves_out_payload,
-            page_text_is_the_encoded_page,
+            page_text_is_the_encoded_page, session_text_is_the_encoded_session,
             close_expired_respects_cutoff, delete_returns_record, concurrent_writes_lose_nothing,
             values_round_trip_exactly, clear_empties, expire_time_decides_liveness, conditional_delete,
             per_user_limit_deny_and_close_oldest, concurrent_opens_respect_the_limit, concurrent_opens_respect_the_total_cap,

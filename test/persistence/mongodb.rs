@@ -326,6 +326,83 @@ async fn a_bad_document_never_breaks_anyone_else() {
     let _ = Bson::Null;
 }
 
+/// `get_one_json` answers every record shape the codec reads — the original's, foreign BSON
+/// types, escaped keys, numbers as other writers store them — with the text of `get_one_by_id`'s
+/// session, in one round trip; a session to act on as that session; a document that is not a
+/// session as the same 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_texts_of_every_record_shape_are_the_decoded_sessions_encoded() {
+    crate::requires!("MONGODB_URI");
+    use mongodb::bson::{doc, oid::ObjectId, Binary, Bson, Decimal128};
+    use service_sessions::persistence::{SessionAnswer, SessionState};
+    use service_sessions::toolkit::json::JsonText;
+    let name = unique_name("answer");
+    let coll = raw_collection(&name).await;
+    let now = truncate_millis(Utc::now());
+    let t = mongodb::bson::DateTime::from_millis(now.timestamp_millis());
+    let mut foreign = original_document("foreign", "u2", now, true);
+    foreign.insert(
+        "data",
+        doc! {
+            "o": ObjectId::new(), "t": t, "d": Bson::Decimal128("12.50".parse::<Decimal128>().unwrap()),
+            "b": Binary { subtype: mongodb::bson::spec::BinarySubtype::Generic, bytes: vec![1, 2] },
+            "f": [0.5, -3.0, 1e300, f64::NAN], "s": "q\"\u{1}é", "e": {}, "a": [],
+        },
+    );
+    let mut numbers = original_document("numbers", "u2", now, true);
+    numbers.insert("version", 4_i32);
+    numbers.insert("ttl", 60_000.0);
+    numbers.insert("expire_time", t);
+    numbers.insert("user_name", Bson::Undefined);
+    let mut string_user = original_document("string_user", "u2", now, true);
+    string_user.insert("user", "just text");
+    let mut bare = original_document("bare", "u2", now, true);
+    for field in ["user_name", "address", "client", "user", "data"] {
+        bare.remove(field);
+    }
+    let mut bad = original_document("bad", "u2", now, true);
+    bad.insert("user_name", 42);
+    coll.insert_many([
+        original_document("open", "u1", now, true),
+        original_document("closed", "u1", now - Ms::minutes(5), false),
+        foreign,
+        numbers,
+        string_user,
+        bare,
+        bad,
+    ])
+    .await
+    .unwrap();
+    let p = open_store(&name).await;
+    let _cleanup = DropCollection(p.clone());
+    let mut ours = SessionV1::open("ours".into(), "u3".into(), now);
+    ours.data = Some(json!({"$set": {"a.b": 9007199254740993_i64}, "%": [u64::MAX], "plain": {"n": 1}}));
+    ours.user = Some(json!({"roles": ["admin"], "x": null}));
+    ours.expire_time = Some(now + Ms::minutes(1));
+    ours.ttl = Some(60_000);
+    p.create(None, ours).await.unwrap();
+
+    let never = |_: &SessionState| false;
+    let always = |_: &SessionState| true;
+    for id in ["open", "closed", "foreign", "numbers", "string_user", "bare", "ours"] {
+        let session = p.get_one_by_id(None, id).await.unwrap().unwrap();
+        let before = p.round_trips();
+        let Some(SessionAnswer::Text(text)) = p.get_one_json(None, id, &never).await.unwrap() else {
+            panic!("{id}: answered as text")
+        };
+        assert_eq!(p.round_trips() - before, 1, "{id}: one round trip");
+        assert_eq!(text.as_str(), JsonText::write(&session).as_str(), "{id}");
+        let Some(SessionAnswer::Session(acted)) = p.get_one_json(None, id, &always).await.unwrap() else {
+            panic!("{id}: a session to act on is answered as itself")
+        };
+        assert_eq!(*acted, session, "{id}");
+    }
+    assert!(p.get_one_json(None, "foreign", &never).await.unwrap().is_some());
+    assert_eq!(p.get_one_json(None, "missing", &never).await.unwrap(), None);
+    let e = p.get_one_json(None, "bad", &never).await.unwrap_err();
+    assert_eq!((e.status, e.code.as_str()), (500, "SESSION_UNREADABLE"));
+}
+
 /// Two "service instances": two stores (two clients, two pools) on one collection, each with
 /// its own controller, sharing one clock.
 struct TwoInstances {

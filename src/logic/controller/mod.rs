@@ -14,6 +14,8 @@ mod options;
 mod sweep;
 mod writes;
 
+use writes::Answer;
+
 pub use options::ControllerOptions;
 use options::ControllerSettings;
 use sweep::instance_name;
@@ -25,8 +27,8 @@ use crate::data::version1::{
     is_session_id_shape, new_session_id, OpenSessionRequest, SessionV1, SessionValidity, SessionsFilter,
 };
 use crate::persistence::{
-    is_alive, ExpiryPolicy, OpenLimits, SessionChange, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome,
-    WriteCondition,
+    is_alive, ExpiryPolicy, OpenLimits, SessionAnswer, SessionChange, SessionLimit, SessionState, SessionUpdate,
+    SessionsPersistence, UpdateOutcome, WriteCondition,
 };
 use crate::toolkit::commands::{CommandSet, Commandable};
 use crate::toolkit::component::{Component, OwnedTask};
@@ -160,7 +162,32 @@ impl SessionsController {
     }
 
     fn is_expired(&self, s: &SessionV1, now: DateTime<Utc>) -> bool {
-        s.active && !is_alive(s, Some(now), self.idle_cutoff(now))
+        self.expired(&SessionState::of(s), now)
+    }
+
+    fn expired(&self, s: &SessionState, now: DateTime<Utc>) -> bool {
+        s.active && !s.is_alive(Some(now), self.idle_cutoff(now))
+    }
+
+    /// Whether a read must act on a session in this state before answering it: close it (it
+    /// expired) or, with `touch_on_read`, touch it (its touch is due).
+    fn must_act_on_read(&self, s: &SessionState, now: DateTime<Utc>) -> bool {
+        self.expired(s, now) || (self.options.touch_on_read && s.active && self.touch_due(s.request_time, now))
+    }
+
+    /// What a read does with a session it must act on (see [`Self::must_act_on_read`]); returns
+    /// the session as it is afterwards.
+    async fn act_on_read(
+        &self,
+        cid: Option<&str>,
+        s: SessionV1,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SessionV1>, ApplicationError> {
+        if self.is_expired(&s, now) {
+            self.expire(cid, s, now).await
+        } else {
+            self.touch_on_read(cid, s, now).await
+        }
     }
 
     /// The condition of a write to an open, unexpired session.
@@ -256,11 +283,36 @@ impl SessionsController {
         let now = self.now();
         match self.persistence()?.get_one_by_id(cid, id).await? {
             // The writes are boxed: the common read does not carry their futures.
-            Some(s) if self.is_expired(&s, now) => Box::pin(self.expire(cid, s, now)).await,
-            Some(s) if self.options.touch_on_read && s.active && self.touch_due(&s, now) => {
-                Box::pin(self.touch_on_read(cid, s, now)).await
+            Some(s) if self.must_act_on_read(&SessionState::of(&s), now) => {
+                Box::pin(self.act_on_read(cid, s, now)).await
             }
             other => Ok(other),
+        }
+    }
+
+    /// [`SessionsController::get_session_by_id`]'s session as its JSON text: the store judges the
+    /// session under its lock and, when there is nothing to do (the common read), encodes it
+    /// straight from its record; otherwise the session is closed or touched as
+    /// `get_session_by_id` does, and then encoded.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn get_session_by_id_json(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+    ) -> Result<Option<JsonText>, ApplicationError> {
+        if !is_session_id_shape(id) {
+            return Ok(None);
+        }
+        let now = self.now();
+        let must_act = |s: &SessionState| self.must_act_on_read(s, now);
+        match self.persistence()?.get_one_json(cid, id, &must_act).await? {
+            Some(SessionAnswer::Text(text)) => Ok(Some(text)),
+            Some(SessionAnswer::Session(s)) => {
+                Ok(Box::pin(self.act_on_read(cid, *s, now)).await?.map(|s| JsonText::write(&s)))
+            }
+            None => Ok(None),
         }
     }
 
@@ -279,8 +331,8 @@ impl SessionsController {
         })
     }
 
-    fn touch_due(&self, s: &SessionV1, now: DateTime<Utc>) -> bool {
-        (now - s.request_time).num_milliseconds() >= Self::ms(self.options.touch_interval).unwrap_or(0)
+    fn touch_due(&self, request_time: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        (now - request_time).num_milliseconds() >= Self::ms(self.options.touch_interval).unwrap_or(0)
     }
 
     /// Opens a session with a fresh random id (within the per-user limit, when configured).
@@ -292,6 +344,23 @@ impl SessionsController {
         cid: Option<&str>,
         request: OpenSessionRequest,
     ) -> Result<SessionV1, ApplicationError> {
+        self.open(cid, request).await
+    }
+
+    /// [`SessionsController::open_session`]'s session as its JSON text (encoded once, by the
+    /// store, without a copy of the session).
+    ///
+    /// # Errors
+    /// As [`SessionsController::open_session`].
+    pub async fn open_session_json(
+        &self,
+        cid: Option<&str>,
+        request: OpenSessionRequest,
+    ) -> Result<JsonText, ApplicationError> {
+        self.open(cid, request).await
+    }
+
+    async fn open<T: Answer>(&self, cid: Option<&str>, request: OpenSessionRequest) -> Result<T, ApplicationError> {
         if request.user_id.trim().is_empty() {
             return Err(ApplicationError::bad_request(
                 "INVALID_DATA",
@@ -326,18 +395,17 @@ impl SessionsController {
                 idle_cutoff: self.idle_cutoff(now),
             });
             let max_open = (self.options.max_sessions > 0).then_some(self.options.max_sessions);
-            let created = match (per_user, max_open) {
-                (None, None) => store.create(cid, s).await,
-                (Some(limit), None) => store.create_limited(cid, s, &limit).await,
-                (per_user, max_open) => store.create_within(cid, s, &OpenLimits { per_user, max_open }).await,
-            };
-            match created {
+            // The id for the log line, kept only when it is written.
+            let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| s.id.clone());
+            match T::created(store.as_ref(), cid, s, &OpenLimits { per_user, max_open }).await {
                 // A collision of 122 random bits is practically impossible; one retry covers it anyway.
                 Err(e) if e.code == SESSION_EXISTS && attempt == 0 => attempt += 1,
                 other => {
-                    if let Ok(s) = &other {
+                    if other.is_ok() {
                         metrics::event(metrics::Event::Opened, 1);
-                        tracing::debug!(session = %redact_id(&s.id), "Session opened.");
+                        if let Some(id) = logged {
+                            tracing::debug!(session = %redact_id(&id), "Session opened.");
+                        }
                     }
                     return other;
                 }

@@ -6,26 +6,104 @@ use crate::data::version1::errors::SESSION_VERSION_CONFLICT;
 use crate::data::version1::is_session_id_shape;
 use crate::data::version1::{new_session_id, SessionV1};
 use crate::logic::metrics;
-use crate::persistence::{SessionChange, UpdateOutcome, WriteCondition};
+use crate::persistence::{
+    OpenLimits, SessionChange, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition,
+};
 use crate::toolkit::errors::ApplicationError;
-use crate::toolkit::json::merge_patch;
+use crate::toolkit::json::{merge_patch, JsonText};
 use crate::toolkit::log::redact_id;
+use futures::future::BoxFuture;
 use serde_json::Value;
 
+/// How an operation answers the session it opens or leaves: the session itself (typed callers),
+/// or its JSON text, which the store encodes from what it holds (the commandable service).
+pub(super) trait Answer: Sized + Send {
+    /// A session the controller holds, as this answer.
+    fn of(s: SessionV1) -> Self;
+
+    /// The store's conditional write, answered this way.
+    fn updated<'a>(
+        store: &'a dyn SessionsPersistence,
+        cid: Option<&'a str>,
+        id: &'a str,
+        update: &'a SessionUpdate,
+    ) -> BoxFuture<'a, Result<UpdateOutcome<Self>, ApplicationError>>;
+
+    /// The store's insert of a new session within `limits`, answered this way.
+    fn created<'a>(
+        store: &'a dyn SessionsPersistence,
+        cid: Option<&'a str>,
+        s: SessionV1,
+        limits: &'a OpenLimits,
+    ) -> BoxFuture<'a, Result<Self, ApplicationError>>;
+}
+
+impl Answer for SessionV1 {
+    fn of(s: SessionV1) -> Self {
+        s
+    }
+
+    fn updated<'a>(
+        store: &'a dyn SessionsPersistence,
+        cid: Option<&'a str>,
+        id: &'a str,
+        update: &'a SessionUpdate,
+    ) -> BoxFuture<'a, Result<UpdateOutcome, ApplicationError>> {
+        store.update(cid, id, update)
+    }
+
+    fn created<'a>(
+        store: &'a dyn SessionsPersistence,
+        cid: Option<&'a str>,
+        s: SessionV1,
+        limits: &'a OpenLimits,
+    ) -> BoxFuture<'a, Result<Self, ApplicationError>> {
+        match limits {
+            OpenLimits { per_user: None, max_open: None } => store.create(cid, s),
+            OpenLimits { per_user: Some(limit), max_open: None } => store.create_limited(cid, s, limit),
+            _ => store.create_within(cid, s, limits),
+        }
+    }
+}
+
+impl Answer for JsonText {
+    fn of(s: SessionV1) -> Self {
+        JsonText::write(&s)
+    }
+
+    fn updated<'a>(
+        store: &'a dyn SessionsPersistence,
+        cid: Option<&'a str>,
+        id: &'a str,
+        update: &'a SessionUpdate,
+    ) -> BoxFuture<'a, Result<UpdateOutcome<Self>, ApplicationError>> {
+        store.update_json(cid, id, update)
+    }
+
+    fn created<'a>(
+        store: &'a dyn SessionsPersistence,
+        cid: Option<&'a str>,
+        s: SessionV1,
+        limits: &'a OpenLimits,
+    ) -> BoxFuture<'a, Result<Self, ApplicationError>> {
+        store.create_json(cid, s, limits)
+    }
+}
+
 impl SessionsController {
-    async fn write(
+    async fn write<T: Answer>(
         &self,
         cid: Option<&str>,
         id: &str,
         change: SessionChange,
         expected_version: Option<i64>,
-    ) -> Result<Option<SessionV1>, ApplicationError> {
+    ) -> Result<Option<T>, ApplicationError> {
         if !is_session_id_shape(id) {
             return Ok(None);
         }
         let now = self.now();
         let update = self.update(self.alive_condition(now, expected_version), change, now);
-        match self.persistence()?.update(cid, id, &update).await? {
+        match T::updated(self.persistence()?.as_ref(), cid, id, &update).await? {
             UpdateOutcome::Updated(s) => Ok(Some(s)),
             UpdateOutcome::NotFound => Ok(None),
             // Boxed: the common write does not carry the refusal's future (it may close an
@@ -47,6 +125,20 @@ impl SessionsController {
         data: Value,
         version: Option<i64>,
     ) -> Result<Option<SessionV1>, ApplicationError> {
+        self.write(cid, id, SessionChange::StoreData(data), version).await
+    }
+
+    /// [`SessionsController::store_session_data`]'s session as its JSON text (encoded by the store).
+    ///
+    /// # Errors
+    /// As [`SessionsController::store_session_data`].
+    pub async fn store_session_data_json(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        data: Value,
+        version: Option<i64>,
+    ) -> Result<Option<JsonText>, ApplicationError> {
         self.write(cid, id, SessionChange::StoreData(data), version).await
     }
 
@@ -101,6 +193,20 @@ impl SessionsController {
         self.write(cid, id, SessionChange::UpdateUser(user), version).await
     }
 
+    /// [`SessionsController::update_session_user`]'s session as its JSON text.
+    ///
+    /// # Errors
+    /// As [`SessionsController::store_session_data`].
+    pub async fn update_session_user_json(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        user: Value,
+        version: Option<i64>,
+    ) -> Result<Option<JsonText>, ApplicationError> {
+        self.write(cid, id, SessionChange::UpdateUser(user), version).await
+    }
+
     /// Refreshes `request_time` (and so `expire_time`) without changing anything else.
     ///
     /// # Errors
@@ -114,6 +220,19 @@ impl SessionsController {
         self.write(cid, id, SessionChange::Touch, version).await
     }
 
+    /// [`SessionsController::touch_session`]'s session as its JSON text.
+    ///
+    /// # Errors
+    /// As [`SessionsController::store_session_data`].
+    pub async fn touch_session_json(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<JsonText>, ApplicationError> {
+        self.write(cid, id, SessionChange::Touch, version).await
+    }
+
     /// Closes a session; closing a closed session returns it unchanged.
     ///
     /// # Errors
@@ -124,18 +243,41 @@ impl SessionsController {
         id: &str,
         version: Option<i64>,
     ) -> Result<Option<SessionV1>, ApplicationError> {
+        self.close(cid, id, version).await
+    }
+
+    /// [`SessionsController::close_session`]'s session as its JSON text.
+    ///
+    /// # Errors
+    /// As [`SessionsController::close_session`].
+    pub async fn close_session_json(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<JsonText>, ApplicationError> {
+        self.close(cid, id, version).await
+    }
+
+    async fn close<T: Answer>(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<T>, ApplicationError> {
         if !is_session_id_shape(id) {
             return Ok(None);
         }
         let now = self.now();
         let condition = WriteCondition { require_active: true, expected_version: version, ..Default::default() };
-        match self.persistence()?.update(cid, id, &self.update(condition, SessionChange::Close, now)).await? {
+        let update = self.update(condition, SessionChange::Close, now);
+        match T::updated(self.persistence()?.as_ref(), cid, id, &update).await? {
             UpdateOutcome::Updated(s) => {
                 metrics::closed(metrics::CloseReason::Close, 1);
-                tracing::debug!(session = %redact_id(&s.id), "Session closed.");
+                tracing::debug!(session = %redact_id(id), "Session closed.");
                 Ok(Some(s))
             }
-            UpdateOutcome::ConditionFailed(s) if !s.active => Ok(Some(s)),
+            UpdateOutcome::ConditionFailed(s) if !s.active => Ok(Some(T::of(s))),
             UpdateOutcome::ConditionFailed(s) => Err(version_conflict(id, s.version)),
             UpdateOutcome::NotFound => Ok(None),
         }

@@ -109,8 +109,8 @@ use self::writer::{write_failed, Command, IoStatus, LogWriter};
 use super::index::SessionsIndex;
 use super::memory::BULK_BATCH;
 use super::{
-    in_batches, OpenLimits, PageOptions, SessionLimit, SessionUpdate, SessionsPersistence, UpdateOutcome,
-    WriteCondition,
+    in_batches, MustAct, OpenLimits, PageOptions, SessionAnswer, SessionLimit, SessionUpdate, SessionsPersistence,
+    UpdateOutcome, WriteCondition,
 };
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::component::{Component, ComponentHealth};
@@ -508,6 +508,15 @@ impl SessionsPersistence for SessionsFilePersistence {
 
     async fn get_one_by_id(&self, _cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
         self.read(|index| index.get(id))
+    }
+
+    async fn get_one_json(
+        &self,
+        _cid: Option<&str>,
+        id: &str,
+        must_act: MustAct<'_>,
+    ) -> Result<Option<SessionAnswer>, ApplicationError> {
+        self.read(|index| index.get_json(id, must_act))
     }
 
     async fn create(&self, _cid: Option<&str>, session: SessionV1) -> Result<SessionV1, ApplicationError> {

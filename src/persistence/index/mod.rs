@@ -23,6 +23,7 @@
 //! keeps only a map up to date while changes are replayed, then sorts the keys once and builds
 //! each ordered index in bulk.
 
+mod answer;
 mod builder;
 mod counted;
 mod record;

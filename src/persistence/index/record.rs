@@ -127,8 +127,8 @@ pub(crate) struct Record {
     close_time: Millis,
     expire_time: Millis,
     ttl: i64,
-    user: Option<Box<Value>>,
-    data: Option<Box<Value>>,
+    pub(super) user: Option<Box<Value>>,
+    pub(super) data: Option<Box<Value>>,
     pub(crate) version: i64,
 }
 
@@ -179,7 +179,7 @@ impl Record {
         self.flags & flag != 0
     }
 
-    fn text(&self, i: usize) -> Option<&str> {
+    pub(super) fn text(&self, i: usize) -> Option<&str> {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         self.has(TEXT << i).then(|| self.texts.get(start..self.ends[i] as usize).unwrap_or_default())
     }

@@ -93,26 +93,26 @@ pub fn decode_session(d: &Document, payload: bool) -> Result<Decoded, DecodeErro
 
 /// The fields of a stored session, as found in one pass over its raw bytes.
 #[derive(Default)]
-struct Fields<'a> {
-    id: Option<RawBsonRef<'a>>,
-    user_id: Option<RawBsonRef<'a>>,
-    user_name: Option<RawBsonRef<'a>>,
-    address: Option<RawBsonRef<'a>>,
-    client: Option<RawBsonRef<'a>>,
-    active: Option<RawBsonRef<'a>>,
-    open_time: Option<RawBsonRef<'a>>,
-    request_time: Option<RawBsonRef<'a>>,
-    close_time: Option<RawBsonRef<'a>>,
-    user: Option<RawBsonRef<'a>>,
-    data: Option<RawBsonRef<'a>>,
-    version: Option<RawBsonRef<'a>>,
-    expire_time: Option<RawBsonRef<'a>>,
-    ttl: Option<RawBsonRef<'a>>,
+pub(super) struct Fields<'a> {
+    pub(super) id: Option<RawBsonRef<'a>>,
+    pub(super) user_id: Option<RawBsonRef<'a>>,
+    pub(super) user_name: Option<RawBsonRef<'a>>,
+    pub(super) address: Option<RawBsonRef<'a>>,
+    pub(super) client: Option<RawBsonRef<'a>>,
+    pub(super) active: Option<RawBsonRef<'a>>,
+    pub(super) open_time: Option<RawBsonRef<'a>>,
+    pub(super) request_time: Option<RawBsonRef<'a>>,
+    pub(super) close_time: Option<RawBsonRef<'a>>,
+    pub(super) user: Option<RawBsonRef<'a>>,
+    pub(super) data: Option<RawBsonRef<'a>>,
+    pub(super) version: Option<RawBsonRef<'a>>,
+    pub(super) expire_time: Option<RawBsonRef<'a>>,
+    pub(super) ttl: Option<RawBsonRef<'a>>,
 }
 
 impl<'a> Fields<'a> {
     /// One pass over the elements (a repeated key: the last one counts, as in a [`Document`]).
-    fn of(d: &'a RawDocument) -> Result<Self, DecodeError> {
+    pub(super) fn of(d: &'a RawDocument) -> Result<Self, DecodeError> {
         let mut f = Fields::default();
         for element in d {
             let (key, value) = element.map_err(|_| DecodeError::new("document", "is not valid BSON"))?;
@@ -155,7 +155,7 @@ fn read_optional_text(v: Option<RawBsonRef<'_>>, field: &'static str) -> Result<
     }
 }
 
-fn read_time(v: Option<RawBsonRef<'_>>, field: &'static str) -> Result<DateTime<Utc>, DecodeError> {
+pub(super) fn read_time(v: Option<RawBsonRef<'_>>, field: &'static str) -> Result<DateTime<Utc>, DecodeError> {
     match v {
         Some(RawBsonRef::DateTime(t)) => chrono_time(t).ok_or(DecodeError::new(field, "is out of range")),
         None | Some(RawBsonRef::Null) => Err(DecodeError::new(field, "missing")),
@@ -163,7 +163,10 @@ fn read_time(v: Option<RawBsonRef<'_>>, field: &'static str) -> Result<DateTime<
     }
 }
 
-fn read_optional_time(v: Option<RawBsonRef<'_>>, field: &'static str) -> Result<Option<DateTime<Utc>>, DecodeError> {
+pub(super) fn read_optional_time(
+    v: Option<RawBsonRef<'_>>,
+    field: &'static str,
+) -> Result<Option<DateTime<Utc>>, DecodeError> {
     match v {
         Some(RawBsonRef::DateTime(t)) => chrono_time(t).map(Some).ok_or(DecodeError::new(field, "is out of range")),
         None | Some(RawBsonRef::Null | RawBsonRef::Undefined) => Ok(None),
@@ -171,7 +174,10 @@ fn read_optional_time(v: Option<RawBsonRef<'_>>, field: &'static str) -> Result<
     }
 }
 
-fn read_optional_integer(v: Option<RawBsonRef<'_>>, field: &'static str) -> Result<Option<i64>, DecodeError> {
+pub(super) fn read_optional_integer(
+    v: Option<RawBsonRef<'_>>,
+    field: &'static str,
+) -> Result<Option<i64>, DecodeError> {
     match v {
         Some(RawBsonRef::Int64(v)) => Ok(Some(v)),
         Some(RawBsonRef::Int32(v)) => Ok(Some(i64::from(v))),
@@ -383,7 +389,7 @@ pub fn unescape_key(k: &str) -> String {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::toolkit::time::parse_time;
     use mongodb::bson::{doc, oid::ObjectId};
@@ -542,7 +548,8 @@ mod tests {
         ]
     }
 
-    fn json_value() -> impl Strategy<Value = Value> {
+    /// Any JSON value, keys that need escaping included (also the raw answer's property test).
+    pub(in crate::persistence::mongodb) fn json_value() -> impl Strategy<Value = Value> {
         json_leaf().prop_recursive(4, 64, 8, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),

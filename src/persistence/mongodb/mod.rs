@@ -77,14 +77,15 @@
 //! messages are redacted; server errors are reported by code only, since their text can quote
 //! document values).
 
+mod answer;
 pub mod codec;
 mod connection;
 mod queries;
 mod settings;
 
 use super::{
-    limit_victims, read_decide_write, session_exists, session_limit, SessionLimit, SessionUpdate, SessionsPersistence,
-    UpdateOutcome, WriteCondition,
+    limit_victims, read_decide_write, session_exists, session_limit, MustAct, SessionAnswer, SessionLimit,
+    SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition,
 };
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::persistence::network::Readiness;
@@ -150,12 +151,16 @@ impl SessionsMongoDbPersistence {
         self.shared.collection().await
     }
 
-    /// The record under `id` as read, or `None`; a document that is not a session is a 500.
-    async fn read(&self, cid: Option<&str>, id: &str) -> Result<Option<Decoded>, ApplicationError> {
+    /// The document under `id` as the driver returns it, or `None`.
+    async fn find_raw(&self, cid: Option<&str>, id: &str) -> Result<Option<RawDocumentBuf>, ApplicationError> {
         let coll = self.shared.raw_collection().await?;
         let find = coll.find_one(doc! { "_id": id }).max_time(self.shared.settings.call_timeout);
-        let found = self.shared.call(cid, "find_one", find).await?;
-        found.map(|d| self.shared.decode(cid, &d, true)).transpose()
+        self.shared.call(cid, "find_one", find).await
+    }
+
+    /// The record under `id` as read, or `None`; a document that is not a session is a 500.
+    async fn read(&self, cid: Option<&str>, id: &str) -> Result<Option<Decoded>, ApplicationError> {
+        self.find_raw(cid, id).await?.map(|d| self.shared.decode(cid, &d, true)).transpose()
     }
 
     /// Runs the [`close_steps`] of `filter` (in `tx` when given); returns how many closed.
@@ -309,6 +314,22 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
 
     async fn get_one_by_id(&self, cid: Option<&str>, id: &str) -> Result<Option<SessionV1>, ApplicationError> {
         Ok(self.read(cid, id).await?.map(|d| d.session))
+    }
+
+    /// One `find_one` as `get_one_by_id`, the text written straight from the raw document
+    /// (`answer`); a session to act on, or a document that path leaves to the codec, is decoded
+    /// and judged as by default.
+    async fn get_one_json(
+        &self,
+        cid: Option<&str>,
+        id: &str,
+        must_act: MustAct<'_>,
+    ) -> Result<Option<SessionAnswer>, ApplicationError> {
+        let Some(d) = self.find_raw(cid, id).await? else { return Ok(None) };
+        if let Some(text) = answer::session_text(&d, must_act) {
+            return Ok(Some(SessionAnswer::Text(text)));
+        }
+        Ok(Some(SessionAnswer::judge(self.shared.decode(cid, &d, true)?.session, must_act)))
     }
 
     async fn create(&self, cid: Option<&str>, session: SessionV1) -> Result<SessionV1, ApplicationError> {
