@@ -9,8 +9,10 @@
 //! indexes are [`CountedSet`]s, which know the rank of every position: a lookup by id is O(1); a
 //! page of one user's sessions costs O(log n + take) without touching other users, and its total
 //! O(log n) with or without a time window; the expiry sweep visits only expired sessions and the
-//! purge only the oldest closed ones. A refresh that does not change a record's place in a set
-//! (the newest session getting newer) rewrites its key in place. A page is encoded to JSON
+//! purge only the oldest closed ones. A write finds each of the record's keys once: a refresh
+//! that does not change a record's place in a set (the newest session getting newer) rewrites its
+//! key in place, one that makes it the newest moves the key to the set's end without a second
+//! search, and a set whose key keeps its time is not touched. A page is encoded to JSON
 //! straight from the records ([`SessionsIndex::page_json`]). The index is not synchronised: each
 //! backend wraps it in its own lock and makes every method one atomic step.
 //!
@@ -33,7 +35,7 @@ mod tests;
 pub(crate) use builder::IndexBuilder;
 use counted::CountedSet;
 pub(crate) use record::ceil_millis;
-use record::{millis, ExpiryKey, Key, ListItem, ListKey, Millis, Place, Record, TimedKey};
+use record::{millis, ExpiryKey, Key, ListItem, ListKey, Millis, Place, Record, Spot, TimedKey};
 use slab::Records;
 use slab::SlotId;
 
@@ -196,36 +198,53 @@ impl SessionsIndex {
             self.index(new);
             return;
         }
-        let Place { active, user_id: user, key: nk, expiry: ne } = new;
-        let (ok, oe) = (old.key, old.expiry);
-        if ok.t == nk.t && oe.as_ref().map(|e| e.t) == ne.as_ref().map(|e| e.t) {
+        let spot = |p: &Place| Spot { active: p.active, t: p.key.t, expiry: p.expiry.as_ref().map(|e| e.t) };
+        self.rekey(&new.key.id, &new.user_id, spot(&old), spot(&new));
+    }
+
+    /// Moves the keys of the record with id `id` of user `user` from `old` to `new` (the same
+    /// state): each set's key is found once and takes its new time where it now belongs (its id
+    /// allocation moves with it); a set whose key keeps its time is not touched. A refreshed
+    /// session's keys move to the end of their sets without a second search.
+    fn rekey(&mut self, id: &Arc<str>, user: &str, old: Spot, new: Spot) {
+        fn at<const D: bool, S>(t: Millis, id: &Arc<str>) -> impl Fn(&TimedKey<D, S>) -> std::cmp::Ordering + '_ {
+            move |k| k.cmp_at(t, id)
+        }
+        fn to<const D: bool, S>(t: Millis) -> impl FnOnce(&mut TimedKey<D, S>) {
+            move |k| k.t = t
+        }
+        if old.t != new.t {
+            if old.active {
+                self.open.rekey(at(old.t, id), to(new.t));
+                if let Some(set) = self.open_by_user.get_mut(user) {
+                    set.rekey(at(old.t, id), to(new.t));
+                }
+                if old.expiry.is_none() && new.expiry.is_none() {
+                    self.untimed.rekey(at(old.t, id), to(new.t));
+                }
+            } else {
+                self.closed.rekey(at(old.t, id), to(new.t));
+            }
+            if let Some(set) = self.by_user.get_mut(user) {
+                set.rekey(at(old.t, id), to(new.t));
+            }
+        }
+        if !old.active {
             return;
         }
-        let (olk, nlk) = (ok.list_key(), nk.list_key());
-        if active {
-            self.open.replace(&olk, nlk.clone());
-            if let Some(set) = self.open_by_user.get_mut(&*user) {
-                set.replace(&olk, nlk.clone());
+        match (old.expiry, new.expiry) {
+            (Some(a), Some(b)) if a != b => {
+                self.by_expiry.rekey(at(a, id), to(b));
             }
-            match (oe, ne) {
-                (Some(a), Some(b)) => self.by_expiry.replace(&a, b),
-                (None, None) => self.untimed.replace(&olk, nlk),
-                (a, b) => {
-                    match a {
-                        Some(a) => self.by_expiry.remove(&a),
-                        None => self.untimed.remove(&olk),
-                    };
-                    match b {
-                        Some(b) => self.by_expiry.insert(b),
-                        None => self.untimed.insert(nlk),
-                    };
-                }
+            (Some(a), None) => {
+                self.by_expiry.remove(&ExpiryKey::new(a, id.clone(), ()));
+                self.untimed.insert(ListKey::new(new.t, id.clone(), ()));
             }
-        } else {
-            self.closed.replace(&olk, nlk);
-        }
-        if let Some(set) = self.by_user.get_mut(&*user) {
-            set.replace(&ok, nk);
+            (None, Some(b)) => {
+                self.untimed.remove(&ListKey::new(old.t, id.clone(), ()));
+                self.by_expiry.insert(ExpiryKey::new(b, id.clone(), ()));
+            }
+            _ => {}
         }
     }
 
@@ -281,10 +300,20 @@ impl SessionsIndex {
         if !record.satisfies(&update.condition) {
             return UpdateOutcome::ConditionFailed(record.to_session());
         }
-        let old = record.place(slot);
+        let old = record.spot();
         record.apply(&update.change, update.now, &update.policy);
-        let (new, session) = (record.place(slot), record.to_session());
-        self.reindex(old, new);
+        let (new, session) = (record.spot(), record.to_session());
+        if old.active == new.active {
+            let (id, user) = (record.id.clone(), record.user_id.clone());
+            self.rekey(&id, &user, old, new);
+        } else {
+            let new = record.place(slot);
+            let key = Key::new(old.t, new.key.id.clone(), slot);
+            let expiry = old.expiry.map(|t| ExpiryKey::new(t, new.key.id.clone(), ()));
+            let old = Place { active: old.active, user_id: new.user_id.clone(), key, expiry };
+            self.unindex(&old);
+            self.index(new);
+        }
         UpdateOutcome::Updated(session)
     }
 
