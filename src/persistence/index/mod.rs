@@ -55,6 +55,13 @@ use std::sync::Arc;
 /// Most records a page looks up at once (see [`SessionsIndex::page_records`]).
 const PAGE_BATCH: usize = 128;
 
+/// A user's sessions (keys with the records' slots) and the user's open sessions.
+#[derive(Debug, Default)]
+struct UserSets {
+    all: CountedSet<Key>,
+    open: CountedSet<ListKey>,
+}
+
 /// The in-memory state with its indexes; also the engine of the file backend.
 ///
 /// Besides the list-order sets, each user's open sessions and the open sessions without an
@@ -68,8 +75,8 @@ pub(crate) struct SessionsIndex {
     records: Records,
     open: CountedSet<ListKey>,
     closed: CountedSet<ListKey>,
-    by_user: HashMap<Arc<str>, CountedSet<Key>>,
-    open_by_user: HashMap<Arc<str>, CountedSet<ListKey>>,
+    /// Each user's sets, in one map: a write hashes its user id once.
+    users: HashMap<Arc<str>, UserSets>,
     /// Open sessions without an `expire_time` (judged by the idle cutoff).
     untimed: CountedSet<ListKey>,
     /// Open sessions with an `expire_time`, by it.
@@ -142,7 +149,7 @@ impl SessionsIndex {
 
     /// The shared allocation of a user id (a new one for a user without sessions).
     fn user_id(&self, user_id: &str) -> Arc<str> {
-        match self.by_user.get_key_value(user_id) {
+        match self.users.get_key_value(user_id) {
             Some((u, _)) => u.clone(),
             None => Arc::from(user_id),
         }
@@ -151,9 +158,10 @@ impl SessionsIndex {
     fn index(&mut self, p: Place) {
         let Place { active, user_id, key: k, expiry } = p;
         let lk = k.list_key();
+        let sets = self.users.entry(user_id).or_default();
         if active {
+            sets.open.insert(lk.clone());
             self.open.insert(lk.clone());
-            self.open_by_user.entry(user_id.clone()).or_default().insert(lk.clone());
             match expiry {
                 Some(e) => {
                     self.by_expiry.insert(e);
@@ -165,7 +173,7 @@ impl SessionsIndex {
         } else {
             self.closed.insert(lk);
         }
-        self.by_user.entry(user_id).or_default().insert(k);
+        sets.all.insert(k);
     }
 
     fn unindex(&mut self, p: &Place) {
@@ -176,16 +184,11 @@ impl SessionsIndex {
         if let Some(e) = &p.expiry {
             self.by_expiry.remove(e);
         }
-        if let Some(set) = self.open_by_user.get_mut(&*p.user_id) {
-            set.remove(lk);
-            if set.is_empty() {
-                self.open_by_user.remove(&*p.user_id);
-            }
-        }
-        if let Some(set) = self.by_user.get_mut(&*p.user_id) {
-            set.remove(k);
-            if set.is_empty() {
-                self.by_user.remove(&*p.user_id);
+        if let Some(sets) = self.users.get_mut(&*p.user_id) {
+            sets.open.remove(lk);
+            sets.all.remove(k);
+            if sets.all.is_empty() {
+                self.users.remove(&*p.user_id);
             }
         }
     }
@@ -214,19 +217,20 @@ impl SessionsIndex {
             move |k| k.t = t
         }
         if old.t != new.t {
+            let sets = self.users.get_mut(user);
             if old.active {
                 self.open.rekey(at(old.t, id), to(new.t));
-                if let Some(set) = self.open_by_user.get_mut(user) {
-                    set.rekey(at(old.t, id), to(new.t));
-                }
                 if old.expiry.is_none() && new.expiry.is_none() {
                     self.untimed.rekey(at(old.t, id), to(new.t));
                 }
             } else {
                 self.closed.rekey(at(old.t, id), to(new.t));
             }
-            if let Some(set) = self.by_user.get_mut(user) {
-                set.rekey(at(old.t, id), to(new.t));
+            if let Some(sets) = sets {
+                if old.active {
+                    sets.open.rekey(at(old.t, id), to(new.t));
+                }
+                sets.all.rekey(at(old.t, id), to(new.t));
             }
         }
         if !old.active {
@@ -395,9 +399,11 @@ impl SessionsIndex {
         limit: usize,
     ) -> Vec<SessionV1> {
         let ids: Vec<Arc<str>> = self
-            .open_by_user
+            .users
             .get(user_id)
-            .map(|set| set.iter().map(|k| k.id.clone()).filter(|id| Some(&**id) != except_id).take(limit).collect())
+            .map(|sets| {
+                sets.open.iter().map(|k| k.id.clone()).filter(|id| Some(&**id) != except_id).take(limit).collect()
+            })
             .unwrap_or_default();
         self.visited(ids.len());
         let closed: Vec<SessionV1> = ids.iter().filter_map(|id| self.closed_copy(id, now)).collect();
@@ -449,9 +455,9 @@ impl SessionsIndex {
             None => Vec::new(),
             Some(limit) => {
                 let open: Vec<SessionV1> = self
-                    .open_by_user
+                    .users
                     .get(s.user_id.as_str())
-                    .map(|set| set.iter().filter_map(|k| self.get(&k.id)).collect())
+                    .map(|sets| sets.open.iter().filter_map(|k| self.get(&k.id)).collect())
                     .unwrap_or_default();
                 self.visited(open.len());
                 let to_close = limit_victims(open, limit).ok_or_else(|| session_limit(&s.user_id, limit.max))?;
@@ -545,8 +551,8 @@ impl SessionsIndex {
         let window = |set: &CountedSet<Key>| window_of(set, from, to);
         let list_window = |set: &CountedSet<ListKey>| window_of(set, from, to);
         let (empty, list_empty) = (CountedSet::default(), CountedSet::default());
-        let user = |u: &str| self.by_user.get(u).unwrap_or(&empty);
-        let user_open = |u: &str| self.open_by_user.get(u).unwrap_or(&list_empty);
+        let user = |u: &str| self.users.get(u).map_or(&empty, |sets| &sets.all);
+        let user_open = |u: &str| self.users.get(u).map_or(&list_empty, |sets| &sets.open);
         // The records to look at (newest first), how many the filter matches, and how many of
         // them the walk starts past.
         let (keys, total, skipped): (Box<dyn Iterator<Item = Target<'_>> + '_>, usize, usize) =

@@ -34,15 +34,20 @@ fn keys<K: Ord + Clone>(set: &CountedSet<K>) -> Vec<K> {
 /// The index's contents, set by set (keys compare by time and id; every slot a user's key
 /// carries is checked to hold that key's record).
 fn fingerprint(index: &SessionsIndex) -> Fingerprint {
-    for k in index.by_user.values().flat_map(CountedSet::iter) {
+    for k in index.users.values().flat_map(|sets| sets.all.iter()) {
         assert!(index.records.at(k.slot).is_some_and(|r| r.id == k.id), "the slot of {} holds its record", k.id);
     }
     let mut sessions: Vec<SessionV1> = index.iter().collect();
     sessions.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut users: Vec<(Arc<str>, Vec<Key>)> = index.by_user.iter().map(|(u, ks)| (u.clone(), keys(ks))).collect();
+    let mut users: Vec<(Arc<str>, Vec<Key>)> =
+        index.users.iter().map(|(u, sets)| (u.clone(), keys(&sets.all))).collect();
     users.sort();
-    let mut open_users: Vec<(Arc<str>, Vec<ListKey>)> =
-        index.open_by_user.iter().map(|(u, ks)| (u.clone(), keys(ks))).collect();
+    let mut open_users: Vec<(Arc<str>, Vec<ListKey>)> = index
+        .users
+        .iter()
+        .filter(|(_, sets)| !sets.open.is_empty())
+        .map(|(u, sets)| (u.clone(), keys(&sets.open)))
+        .collect();
     open_users.sort();
     (sessions, keys(&index.open), keys(&index.closed), users, keys(&index.by_expiry), open_users, keys(&index.untimed))
 }
