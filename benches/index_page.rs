@@ -6,7 +6,10 @@
 //! payload), with the service's allocator, then reads `PAGES` (default 100 000) pages of 100 by
 //! user, users in turn, each as the JSON text the service answers (`get_page_json`: encoded from
 //! the index's records). Prints the RSS growth per
-//! stored session and the time per page.
+//! stored session and the time per page. Then sends `STORES` (default 200 000) `store_session_data`
+//! updates (new data, a refreshed `request_time` and `expire_time`) to sessions of every user in
+//! turn and prints the time per store (`STORES=0` for none: the difference of two runs under
+//! callgrind is the instructions of one store).
 //!
 //! For repeatable figures on a shared machine, count instructions rather than time: the cost of
 //! a page is the difference between two runs over the number of pages,
@@ -27,7 +30,9 @@
 use chrono::{DateTime, Duration, Utc};
 use service_sessions::data::version1::{new_session_id, SessionV1, SessionsFilter};
 use service_sessions::persistence::memory::SessionsMemoryPersistence;
-use service_sessions::persistence::SessionsPersistence;
+use service_sessions::persistence::{
+    ExpiryPolicy, SessionChange, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition,
+};
 use service_sessions::toolkit::data::PagingParams;
 use std::time::Instant;
 
@@ -98,6 +103,34 @@ fn main() {
                 elapsed.as_nanos() as f64 / pages as f64,
                 (cpu_s() - cpu) * 1e9 / pages as f64,
                 bytes / pages
+            );
+        }
+        // `store_session_data` as the controller sends it: open and alive, new data, a day's idle
+        // timeout; on sessions of every user in turn, each write at a new millisecond (its keys
+        // move to the end of their sets).
+        let mut ids = Vec::new();
+        for u in 0..users.min(1_000) {
+            let filter = SessionsFilter { user_id: Some(format!("u{u}")), ..Default::default() };
+            let page = store.get_page_by_filter(None, &filter, &PagingParams::new(0, 100, false)).await.unwrap();
+            ids.extend(page.data.into_iter().map(|s| s.id));
+        }
+        let stores = if ids.is_empty() { 0 } else { env("STORES", 200_000) };
+        let policy = ExpiryPolicy { idle_timeout: Some(86_400_000), max_lifetime: None };
+        let (started, cpu) = (Instant::now(), cpu_s());
+        let later = t0 + Duration::hours(1);
+        for i in 0..stores {
+            let now = later + Duration::milliseconds(i as i64);
+            let condition = WriteCondition { require_active: true, alive_at: Some(now), ..Default::default() };
+            let change = SessionChange::StoreData(serde_json::json!({ "n": i, "cart": [1, 2, 3] }));
+            let update = SessionUpdate { condition, change, now, policy };
+            let id = &ids[(i * 7_919) % ids.len()];
+            assert!(matches!(store.update(None, id, &update).await.unwrap(), UpdateOutcome::Updated(_)));
+        }
+        if stores > 0 {
+            println!(
+                "stores={stores} wall_ns_per_store={:.0} cpu_ns_per_store={:.0}",
+                started.elapsed().as_nanos() as f64 / stores as f64,
+                (cpu_s() - cpu) * 1e9 / stores as f64
             );
         }
     });

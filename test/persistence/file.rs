@@ -490,14 +490,19 @@ async fn a_failed_append_recovers_when_writing_works_again() {
 }
 
 /// The folder removed, or the active log deleted or replaced, while the store runs: writes are
-/// refused (never acknowledged into a file nobody will read) and readiness fails, for good.
+/// refused (never acknowledged into a file nobody will read) and readiness fails, for good; also
+/// when the active log is a later generation than the one opened (after a compaction).
 #[tokio::test]
 async fn a_removed_folder_or_replaced_log_refuses_writes() {
-    for how in ["folder removed", "log deleted", "log replaced"] {
+    for how in ["folder removed", "log deleted", "log replaced", "log replaced after a compaction"] {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("store");
         let p = opened(&path, FileOptions::default()).await;
         p.create(None, session("s1", "u", 0)).await.unwrap();
+        if how.ends_with("compaction") {
+            p.compact().await.unwrap();
+            p.create(None, session("s4", "u", 0)).await.unwrap();
+        }
         let log = log_files(&path).pop().unwrap();
         match how {
             "folder removed" => std::fs::remove_dir_all(&path).unwrap(),

@@ -127,6 +127,9 @@ pub(super) struct LogWriter {
     dir: PathBuf,
     file: File,
     generation: u64,
+    /// The path of the active log (of `generation`), made once per generation: the check that
+    /// the log is still there runs once per group commit.
+    path: PathBuf,
     sync: SyncMode,
     interval: Duration,
     status: Arc<IoStatus>,
@@ -169,6 +172,7 @@ impl LogWriter {
         Self {
             len,
             identity,
+            path: log_path(&dir, generation),
             dir,
             file,
             generation,
@@ -189,7 +193,7 @@ impl LogWriter {
 
     fn fail(&mut self, what: &str, e: &dyn std::fmt::Display) {
         tracing::error!(
-            file = %log_path(&self.dir, self.generation).display(), error = %e,
+            file = %self.path.display(), error = %e,
             "Cannot {what} the sessions log; the store refuses writes until it can write again."
         );
         self.status.failed.store(true, Ordering::Release);
@@ -201,8 +205,7 @@ impl LogWriter {
         if self.status.lost.load(Ordering::Acquire) {
             return false;
         }
-        let path = log_path(&self.dir, self.generation);
-        let now = match std::fs::metadata(&path) {
+        let now = match std::fs::metadata(&self.path) {
             Ok(m) => identity(&m),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             // Cannot tell (a permission problem): the write itself will say.
@@ -215,7 +218,7 @@ impl LogWriter {
             return true;
         }
         tracing::error!(
-            file = %path.display(),
+            file = %self.path.display(),
             "The active sessions log (or its folder) was removed or replaced while open; the store \
              refuses writes and is not ready. Restore the folder from a backup or restart to start over."
         );
@@ -230,8 +233,7 @@ impl LogWriter {
         if !self.failed() || !self.still_there() {
             return;
         }
-        let path = log_path(&self.dir, self.generation);
-        let reopened = std::fs::OpenOptions::new().append(true).open(&path).and_then(|f| {
+        let reopened = std::fs::OpenOptions::new().append(true).open(&self.path).and_then(|f| {
             f.set_len(self.len)?;
             f.sync_all()?;
             Ok(f)
@@ -242,9 +244,11 @@ impl LogWriter {
                 self.buf.clear();
                 self.dirty = false;
                 self.status.failed.store(false, Ordering::Release);
-                tracing::warn!(file = %path.display(), "The sessions log can be written again; the store accepts writes.");
+                tracing::warn!(file = %self.path.display(), "The sessions log can be written again; the store accepts writes.");
             }
-            Err(e) => tracing::debug!(file = %path.display(), error = %e, "The sessions log still cannot be written."),
+            Err(e) => {
+                tracing::debug!(file = %self.path.display(), error = %e, "The sessions log still cannot be written.")
+            }
         }
     }
 
@@ -418,6 +422,7 @@ impl LogWriter {
                 self.status.log_bytes.fetch_add(super::format::LOG_MAGIC.len() as u64, Ordering::Relaxed);
                 let closed = self.generation;
                 self.generation = next;
+                self.path = path;
                 Ok(closed)
             }
             Err(e) => {

@@ -3,7 +3,7 @@
 use super::counted::CountedSet;
 use super::record::{ExpiryKey, Key, ListKey, Record};
 use super::slab::Records;
-use super::SessionsIndex;
+use super::{SessionsIndex, UserSets};
 use crate::data::version1::SessionV1;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -101,22 +101,20 @@ impl IndexBuilder {
             // The thread cannot panic; should it anyway, the user index is rebuilt below.
             (users.join().ok(), open, closed, by_expiry)
         });
-        let open_by_user = by_user_of(open_users);
+        let mut users: HashMap<Arc<str>, UserSets> = by_user
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(u, all)| (u, UserSets { all, open: CountedSet::default() }))
+            .collect();
+        for (u, open) in by_user_of(open_users) {
+            users.entry(u).or_default().open = open;
+        }
         let untimed = sorted(untimed);
-        let mut index = SessionsIndex {
-            records,
-            open,
-            closed,
-            by_user: by_user.unwrap_or_default(),
-            open_by_user,
-            untimed,
-            by_expiry,
-            visits: AtomicU64::new(0),
-        };
-        if index.by_user.is_empty() && !index.records.is_empty() {
+        let mut index = SessionsIndex { records, open, closed, users, untimed, by_expiry, visits: AtomicU64::new(0) };
+        if index.users.values().all(|sets| sets.all.is_empty()) && !index.records.is_empty() {
             let keys: Vec<(Arc<str>, Key)> = index.records.iter().map(|(s, r)| (r.user_id.clone(), r.key(s))).collect();
             for (u, k) in keys {
-                index.by_user.entry(u).or_default().insert(k);
+                index.users.entry(u).or_default().all.insert(k);
             }
         }
         index

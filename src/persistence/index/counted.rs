@@ -7,7 +7,11 @@
 //! common case: keys grow with time) appends to the last block or starts a new one; elsewhere a
 //! full block splits in two. A block that shrinks below a quarter merges with its right neighbour
 //! when both fit in one. Searching is a binary search over the blocks' last elements and then
-//! within one block; iterating walks contiguous memory.
+//! within one block; iterating walks contiguous memory. A changed key ([`CountedSet::rekey`]) is
+//! found once and stays in place, or moves to the end (a refreshed key becoming the newest) with
+//! no second search.
+
+use std::cmp::Ordering;
 
 /// Most elements in one block.
 const BLOCK: usize = 256;
@@ -143,19 +147,7 @@ impl<K: Ord> CountedSet<K> {
             return false;
         }
         if block == self.blocks.len() {
-            // Past the last element: append, to a new block when the last one is full.
-            match self.blocks.last_mut() {
-                Some(last) if last.len() < BLOCK => {
-                    make_room(last);
-                    last.push(k);
-                    self.grow(block - 1);
-                }
-                _ => {
-                    self.blocks.push(vec![k]);
-                    self.rebuild();
-                }
-            }
-            self.len += 1;
+            self.push(k);
             return true;
         }
         if self.blocks[block].len() >= BLOCK {
@@ -176,13 +168,36 @@ impl<K: Ord> CountedSet<K> {
         true
     }
 
+    /// Appends `k`, which sorts after every element: to the last block, or to a new one when
+    /// the last one is full. No search.
+    fn push(&mut self, k: K) {
+        match self.blocks.last_mut() {
+            Some(last) if last.len() < BLOCK => {
+                make_room(last);
+                last.push(k);
+                self.grow(self.blocks.len() - 1);
+            }
+            _ => {
+                self.blocks.push(vec![k]);
+                self.rebuild();
+            }
+        }
+        self.len += 1;
+    }
+
     /// Removes `k`; false if it was not there.
     pub(crate) fn remove(&mut self, k: &K) -> bool {
         let (block, offset) = self.locate(|x| x < k);
         if self.blocks.get(block).and_then(|b| b.get(offset)).is_none_or(|x| x != k) {
             return false;
         }
-        self.blocks[block].remove(offset);
+        self.remove_at(block, offset);
+        true
+    }
+
+    /// Removes and returns the element at `(block, offset)`, which exists.
+    fn remove_at(&mut self, block: usize, offset: usize) -> K {
+        let k = self.blocks[block].remove(offset);
         self.len -= 1;
         let len = self.blocks[block].len();
         if len == 0 {
@@ -195,31 +210,46 @@ impl<K: Ord> CountedSet<K> {
         } else {
             self.shrink(block);
         }
-        true
+        k
     }
 
-    /// Replaces `old` by `new`. When `new` sorts between the neighbours of `old` (a refresh that
-    /// does not change the order, as when the newest element gets newer), it takes `old`'s place:
-    /// nothing shifts and no count changes. Otherwise it is `remove(old)` then `insert(new)`.
+    /// Replaces `old` by `new` (see [`CountedSet::rekey`]).
+    #[cfg(test)]
     pub(crate) fn replace(&mut self, old: &K, new: K) {
-        let (block, offset) = self.locate(|x| x < old);
-        if let Some(b) = self.blocks.get(block) {
-            if b.get(offset).is_some_and(|x| x == old) {
-                let prev = match offset.checked_sub(1) {
-                    Some(o) => b.get(o),
-                    None => block.checked_sub(1).and_then(|p| self.blocks.get(p)).and_then(|p| p.last()),
-                };
-                let next = b.get(offset + 1).or_else(|| self.blocks.get(block + 1).and_then(|n| n.first()));
-                if prev.is_none_or(|p| *p < new) && next.is_none_or(|n| new < *n) {
-                    if let Some(slot) = self.blocks.get_mut(block).and_then(|b| b.get_mut(offset)) {
-                        *slot = new;
-                    }
-                    return;
-                }
-            }
+        self.rekey(|x| x.cmp(old), |x| *x = new);
+    }
+
+    /// Finds the element `at` points to (`at(x)` is `x.cmp(target)`), changes it with `change`
+    /// and puts it where it then belongs, in one search: in its place when it still sorts
+    /// between its neighbours (nothing shifts, no count changes), at the end without a second
+    /// search when it now sorts after every element (a refreshed key getting the newest time),
+    /// elsewhere by a remove and an insert. The element keeps what `change` leaves alone (its
+    /// shared id: no allocation, no reference count). False if no element matched.
+    pub(crate) fn rekey(&mut self, at: impl Fn(&K) -> Ordering, change: impl FnOnce(&mut K)) -> bool {
+        let (block, offset) = self.locate(|x| at(x) == Ordering::Less);
+        let Some(x) = self.blocks.get_mut(block).and_then(|b| b.get_mut(offset)) else { return false };
+        if at(x) != Ordering::Equal {
+            return false;
         }
-        self.remove(old);
-        self.insert(new);
+        change(x);
+        let b = &self.blocks[block];
+        let x = &b[offset];
+        let prev = match offset.checked_sub(1) {
+            Some(o) => b.get(o),
+            None => block.checked_sub(1).and_then(|p| self.blocks.get(p)).and_then(|p| p.last()),
+        };
+        let next = b.get(offset + 1).or_else(|| self.blocks.get(block + 1).and_then(|n| n.first()));
+        if prev.is_none_or(|p| p < x) && next.is_none_or(|n| x < n) {
+            return true;
+        }
+        let last_before = next.is_some() && self.blocks.last().and_then(|b| b.last()).is_some_and(|l| l < x);
+        let k = self.remove_at(block, offset);
+        if last_before {
+            self.push(k);
+        } else {
+            self.insert(k);
+        }
+        true
     }
 
     /// The elements from rank `from` on, in order.
@@ -328,5 +358,41 @@ mod tests {
 
         let built = CountedSet::from_sorted((0..1_000).collect());
         check(&built, &(0..1_000).collect());
+    }
+
+    /// Rekeying an element finds it once and puts it where it belongs: at the end (the common
+    /// case: a refreshed key becomes the newest), in place, forwards or backwards across
+    /// blocks, and leaves the set alone when no element matches.
+    #[test]
+    fn rekeyed_elements_land_where_they_belong() {
+        let mut set = CountedSet::from_sorted((0..2_000u64).map(|k| k * 4).collect());
+        let mut model: BTreeSet<u64> = (0..2_000u64).map(|k| k * 4).collect();
+        let mut rng = numbers(0x2545_f491_4f6c_dd1d);
+        let mut top = 8_000u64;
+        for step in 0..8_000u64 {
+            let r = rng.next().unwrap();
+            let old = *model.iter().nth(usize::try_from(r % model.len() as u64).unwrap()).unwrap();
+            let new = match step % 5 {
+                0..=2 => {
+                    top += 1 + r % 3;
+                    top
+                }
+                3 => old + 1 + r % 2,
+                _ => r % top,
+            };
+            if model.contains(&new) {
+                continue;
+            }
+            assert!(set.rekey(|x| x.cmp(&old), |x| *x = new));
+            model.remove(&old);
+            model.insert(new);
+            if step % 1_000 == 0 {
+                check(&set, &model);
+            }
+        }
+        check(&set, &model);
+        assert!(!set.rekey(|x| x.cmp(&(top + 1)), |x| *x = 0));
+        assert!(!set.rekey(|x| x.cmp(&u64::MAX), |x| *x = 0));
+        check(&set, &model);
     }
 }

@@ -9,8 +9,10 @@
 //! indexes are [`CountedSet`]s, which know the rank of every position: a lookup by id is O(1); a
 //! page of one user's sessions costs O(log n + take) without touching other users, and its total
 //! O(log n) with or without a time window; the expiry sweep visits only expired sessions and the
-//! purge only the oldest closed ones. A refresh that does not change a record's place in a set
-//! (the newest session getting newer) rewrites its key in place. A page is encoded to JSON
+//! purge only the oldest closed ones. A write finds each of the record's keys once: a refresh
+//! that does not change a record's place in a set (the newest session getting newer) rewrites its
+//! key in place, one that makes it the newest moves the key to the set's end without a second
+//! search, and a set whose key keeps its time is not touched. A page is encoded to JSON
 //! straight from the records ([`SessionsIndex::page_json`]). The index is not synchronised: each
 //! backend wraps it in its own lock and makes every method one atomic step.
 //!
@@ -34,7 +36,7 @@ mod tests;
 pub(crate) use builder::IndexBuilder;
 use counted::CountedSet;
 pub(crate) use record::ceil_millis;
-use record::{millis, ExpiryKey, Key, ListItem, ListKey, Millis, Place, Record, TimedKey};
+use record::{millis, ExpiryKey, Key, ListItem, ListKey, Millis, Place, Record, Spot, TimedKey};
 use slab::Records;
 use slab::SlotId;
 
@@ -54,6 +56,13 @@ use std::sync::Arc;
 /// Most records a page looks up at once (see [`SessionsIndex::page_records`]).
 const PAGE_BATCH: usize = 128;
 
+/// A user's sessions (keys with the records' slots) and the user's open sessions.
+#[derive(Debug, Default)]
+struct UserSets {
+    all: CountedSet<Key>,
+    open: CountedSet<ListKey>,
+}
+
 /// The in-memory state with its indexes; also the engine of the file backend.
 ///
 /// Besides the list-order sets, each user's open sessions and the open sessions without an
@@ -67,8 +76,8 @@ pub(crate) struct SessionsIndex {
     records: Records,
     open: CountedSet<ListKey>,
     closed: CountedSet<ListKey>,
-    by_user: HashMap<Arc<str>, CountedSet<Key>>,
-    open_by_user: HashMap<Arc<str>, CountedSet<ListKey>>,
+    /// Each user's sets, in one map: a write hashes its user id once.
+    users: HashMap<Arc<str>, UserSets>,
     /// Open sessions without an `expire_time` (judged by the idle cutoff).
     untimed: CountedSet<ListKey>,
     /// Open sessions with an `expire_time`, by it.
@@ -141,7 +150,7 @@ impl SessionsIndex {
 
     /// The shared allocation of a user id (a new one for a user without sessions).
     fn user_id(&self, user_id: &str) -> Arc<str> {
-        match self.by_user.get_key_value(user_id) {
+        match self.users.get_key_value(user_id) {
             Some((u, _)) => u.clone(),
             None => Arc::from(user_id),
         }
@@ -150,9 +159,10 @@ impl SessionsIndex {
     fn index(&mut self, p: Place) {
         let Place { active, user_id, key: k, expiry } = p;
         let lk = k.list_key();
+        let sets = self.users.entry(user_id).or_default();
         if active {
+            sets.open.insert(lk.clone());
             self.open.insert(lk.clone());
-            self.open_by_user.entry(user_id.clone()).or_default().insert(lk.clone());
             match expiry {
                 Some(e) => {
                     self.by_expiry.insert(e);
@@ -164,7 +174,7 @@ impl SessionsIndex {
         } else {
             self.closed.insert(lk);
         }
-        self.by_user.entry(user_id).or_default().insert(k);
+        sets.all.insert(k);
     }
 
     fn unindex(&mut self, p: &Place) {
@@ -175,16 +185,11 @@ impl SessionsIndex {
         if let Some(e) = &p.expiry {
             self.by_expiry.remove(e);
         }
-        if let Some(set) = self.open_by_user.get_mut(&*p.user_id) {
-            set.remove(lk);
-            if set.is_empty() {
-                self.open_by_user.remove(&*p.user_id);
-            }
-        }
-        if let Some(set) = self.by_user.get_mut(&*p.user_id) {
-            set.remove(k);
-            if set.is_empty() {
-                self.by_user.remove(&*p.user_id);
+        if let Some(sets) = self.users.get_mut(&*p.user_id) {
+            sets.open.remove(lk);
+            sets.all.remove(k);
+            if sets.all.is_empty() {
+                self.users.remove(&*p.user_id);
             }
         }
     }
@@ -197,36 +202,54 @@ impl SessionsIndex {
             self.index(new);
             return;
         }
-        let Place { active, user_id: user, key: nk, expiry: ne } = new;
-        let (ok, oe) = (old.key, old.expiry);
-        if ok.t == nk.t && oe.as_ref().map(|e| e.t) == ne.as_ref().map(|e| e.t) {
+        let spot = |p: &Place| Spot { active: p.active, t: p.key.t, expiry: p.expiry.as_ref().map(|e| e.t) };
+        self.rekey(&new.key.id, &new.user_id, spot(&old), spot(&new));
+    }
+
+    /// Moves the keys of the record with id `id` of user `user` from `old` to `new` (the same
+    /// state): each set's key is found once and takes its new time where it now belongs (its id
+    /// allocation moves with it); a set whose key keeps its time is not touched. A refreshed
+    /// session's keys move to the end of their sets without a second search.
+    fn rekey(&mut self, id: &Arc<str>, user: &str, old: Spot, new: Spot) {
+        fn at<const D: bool, S>(t: Millis, id: &Arc<str>) -> impl Fn(&TimedKey<D, S>) -> std::cmp::Ordering + '_ {
+            move |k| k.cmp_at(t, id)
+        }
+        fn to<const D: bool, S>(t: Millis) -> impl FnOnce(&mut TimedKey<D, S>) {
+            move |k| k.t = t
+        }
+        if old.t != new.t {
+            let sets = self.users.get_mut(user);
+            if old.active {
+                self.open.rekey(at(old.t, id), to(new.t));
+                if old.expiry.is_none() && new.expiry.is_none() {
+                    self.untimed.rekey(at(old.t, id), to(new.t));
+                }
+            } else {
+                self.closed.rekey(at(old.t, id), to(new.t));
+            }
+            if let Some(sets) = sets {
+                if old.active {
+                    sets.open.rekey(at(old.t, id), to(new.t));
+                }
+                sets.all.rekey(at(old.t, id), to(new.t));
+            }
+        }
+        if !old.active {
             return;
         }
-        let (olk, nlk) = (ok.list_key(), nk.list_key());
-        if active {
-            self.open.replace(&olk, nlk.clone());
-            if let Some(set) = self.open_by_user.get_mut(&*user) {
-                set.replace(&olk, nlk.clone());
+        match (old.expiry, new.expiry) {
+            (Some(a), Some(b)) if a != b => {
+                self.by_expiry.rekey(at(a, id), to(b));
             }
-            match (oe, ne) {
-                (Some(a), Some(b)) => self.by_expiry.replace(&a, b),
-                (None, None) => self.untimed.replace(&olk, nlk),
-                (a, b) => {
-                    match a {
-                        Some(a) => self.by_expiry.remove(&a),
-                        None => self.untimed.remove(&olk),
-                    };
-                    match b {
-                        Some(b) => self.by_expiry.insert(b),
-                        None => self.untimed.insert(nlk),
-                    };
-                }
+            (Some(a), None) => {
+                self.by_expiry.remove(&ExpiryKey::new(a, id.clone(), ()));
+                self.untimed.insert(ListKey::new(new.t, id.clone(), ()));
             }
-        } else {
-            self.closed.replace(&olk, nlk);
-        }
-        if let Some(set) = self.by_user.get_mut(&*user) {
-            set.replace(&ok, nk);
+            (None, Some(b)) => {
+                self.untimed.remove(&ListKey::new(old.t, id.clone(), ()));
+                self.by_expiry.insert(ExpiryKey::new(b, id.clone(), ()));
+            }
+            _ => {}
         }
     }
 
@@ -282,10 +305,20 @@ impl SessionsIndex {
         if !record.satisfies(&update.condition) {
             return UpdateOutcome::ConditionFailed(record.to_session());
         }
-        let old = record.place(slot);
+        let old = record.spot();
         record.apply(&update.change, update.now, &update.policy);
-        let (new, session) = (record.place(slot), record.to_session());
-        self.reindex(old, new);
+        let (new, session) = (record.spot(), record.to_session());
+        if old.active == new.active {
+            let (id, user) = (record.id.clone(), record.user_id.clone());
+            self.rekey(&id, &user, old, new);
+        } else {
+            let new = record.place(slot);
+            let key = Key::new(old.t, new.key.id.clone(), slot);
+            let expiry = old.expiry.map(|t| ExpiryKey::new(t, new.key.id.clone(), ()));
+            let old = Place { active: old.active, user_id: new.user_id.clone(), key, expiry };
+            self.unindex(&old);
+            self.index(new);
+        }
         UpdateOutcome::Updated(session)
     }
 
@@ -367,9 +400,11 @@ impl SessionsIndex {
         limit: usize,
     ) -> Vec<SessionV1> {
         let ids: Vec<Arc<str>> = self
-            .open_by_user
+            .users
             .get(user_id)
-            .map(|set| set.iter().map(|k| k.id.clone()).filter(|id| Some(&**id) != except_id).take(limit).collect())
+            .map(|sets| {
+                sets.open.iter().map(|k| k.id.clone()).filter(|id| Some(&**id) != except_id).take(limit).collect()
+            })
             .unwrap_or_default();
         self.visited(ids.len());
         let closed: Vec<SessionV1> = ids.iter().filter_map(|id| self.closed_copy(id, now)).collect();
@@ -421,9 +456,9 @@ impl SessionsIndex {
             None => Vec::new(),
             Some(limit) => {
                 let open: Vec<SessionV1> = self
-                    .open_by_user
+                    .users
                     .get(s.user_id.as_str())
-                    .map(|set| set.iter().filter_map(|k| self.get(&k.id)).collect())
+                    .map(|sets| sets.open.iter().filter_map(|k| self.get(&k.id)).collect())
                     .unwrap_or_default();
                 self.visited(open.len());
                 let to_close = limit_victims(open, limit).ok_or_else(|| session_limit(&s.user_id, limit.max))?;
@@ -517,8 +552,8 @@ impl SessionsIndex {
         let window = |set: &CountedSet<Key>| window_of(set, from, to);
         let list_window = |set: &CountedSet<ListKey>| window_of(set, from, to);
         let (empty, list_empty) = (CountedSet::default(), CountedSet::default());
-        let user = |u: &str| self.by_user.get(u).unwrap_or(&empty);
-        let user_open = |u: &str| self.open_by_user.get(u).unwrap_or(&list_empty);
+        let user = |u: &str| self.users.get(u).map_or(&empty, |sets| &sets.all);
+        let user_open = |u: &str| self.users.get(u).map_or(&list_empty, |sets| &sets.open);
         // The records to look at (newest first), how many the filter matches, and how many of
         // them the walk starts past.
         let (keys, total, skipped): (Box<dyn Iterator<Item = Target<'_>> + '_>, usize, usize) =

@@ -35,6 +35,23 @@ pub(crate) fn ceil_millis(t: DateTime<Utc>) -> Millis {
     }
 }
 
+/// The milliseconds a `DateTime` can hold.
+const TIME_RANGE: std::ops::RangeInclusive<Millis> =
+    DateTime::<Utc>::MIN_UTC.timestamp_millis()..=DateTime::<Utc>::MAX_UTC.timestamp_millis();
+
+/// [`ExpiryPolicy::expire_at`] in milliseconds (the times of records are whole milliseconds, so
+/// this is exact): `min(request_time + idle, open_time + max_lifetime)`, a bound past what a
+/// date can hold meaning "never" for that bound.
+pub(crate) fn expire_at(policy: &ExpiryPolicy, ttl: Option<i64>, open: Millis, request: Millis) -> Option<Millis> {
+    let after = |t: Millis, ms: i64| t.checked_add(ms).filter(|t| TIME_RANGE.contains(t));
+    let idle = ttl.or(policy.idle_timeout).and_then(|ms| after(request, ms));
+    let life = policy.max_lifetime.and_then(|ms| after(open, ms));
+    match (idle, life) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// The time of `ms` (always in range: every `Millis` comes from a `DateTime`).
 pub(crate) fn time(ms: Millis) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::UNIX_EPOCH)
@@ -79,6 +96,22 @@ impl<const D: bool, S> TimedKey<D, S> {
     }
 }
 
+impl<const D: bool, S> TimedKey<D, S> {
+    /// How this key compares with the key of time `t` and id `id` (without building that key):
+    /// a search for a record's key by the record's own id.
+    pub(crate) fn cmp_at(&self, t: Millis, id: &Arc<str>) -> Ordering {
+        self.t.cmp(&t).then_with(|| {
+            if Arc::ptr_eq(&self.id, id) {
+                Ordering::Equal
+            } else if D {
+                id.cmp(&self.id)
+            } else {
+                self.id.cmp(id)
+            }
+        })
+    }
+}
+
 impl<const D: bool, S> PartialEq for TimedKey<D, S> {
     fn eq(&self, other: &Self) -> bool {
         self.t == other.t && (Arc::ptr_eq(&self.id, &other.id) || self.id == other.id)
@@ -87,15 +120,7 @@ impl<const D: bool, S> PartialEq for TimedKey<D, S> {
 impl<const D: bool, S> Eq for TimedKey<D, S> {}
 impl<const D: bool, S> Ord for TimedKey<D, S> {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.t.cmp(&other.t).then_with(|| {
-            if Arc::ptr_eq(&self.id, &other.id) {
-                Ordering::Equal
-            } else if D {
-                other.id.cmp(&self.id)
-            } else {
-                self.id.cmp(&other.id)
-            }
-        })
+        self.cmp_at(other.t, &other.id)
     }
 }
 impl<const D: bool, S> PartialOrd for TimedKey<D, S> {
@@ -224,9 +249,17 @@ impl Record {
         self.expire_ms().map(|t| ExpiryKey::new(t, self.id.clone(), ()))
     }
 
-    /// Whether the record satisfies a write's condition.
+    /// Whether the record satisfies a write's condition: [`WriteCondition::holds_on`] on the
+    /// record's milliseconds (the condition's times rounded up, as [`ceil_millis`] says, instead
+    /// of the record's times made dates).
     pub(crate) fn satisfies(&self, condition: &WriteCondition) -> bool {
-        condition.holds_on(self.is_active(), self.expire_ms().map(time), time(self.request_time), self.version)
+        let alive = match self.expire_ms() {
+            Some(t) => condition.alive_at.is_none_or(|now| t >= ceil_millis(now)),
+            None => condition.idle_cutoff.is_none_or(|cutoff| self.request_time >= ceil_millis(cutoff)),
+        };
+        (!condition.require_active || self.is_active())
+            && alive
+            && condition.expected_version.is_none_or(|v| v == self.version)
     }
 
     /// Applies a change at `now` in place, as [`SessionChange::apply`] does to a session (a new
@@ -246,18 +279,22 @@ impl Record {
         self.request_time = millis(now);
         self.version += 1;
         let ttl = self.has(HAS_TTL).then_some(self.ttl);
-        let expire =
-            if self.is_active() { policy.expire_at(ttl, time(self.open_time), time(self.request_time)) } else { None };
+        let expire = if self.is_active() { expire_at(policy, ttl, self.open_time, self.request_time) } else { None };
         match expire {
             Some(t) => {
                 self.flags |= HAS_EXPIRE;
-                self.expire_time = millis(t);
+                self.expire_time = t;
             }
             None => {
                 self.flags &= !HAS_EXPIRE;
                 self.expire_time = 0;
             }
         }
+    }
+
+    /// What of the record decides its keys' times and sets (its ids aside).
+    pub(crate) fn spot(&self) -> Spot {
+        Spot { active: self.is_active(), t: self.request_time, expiry: self.expire_ms() }
     }
 
     /// Where the record in `slot` sits in the indexes.
@@ -304,6 +341,16 @@ pub(crate) struct Place {
     pub(crate) user_id: Arc<str>,
     pub(crate) key: Key,
     pub(crate) expiry: Option<ExpiryKey>,
+}
+
+/// The state and times of a record's keys: what a write that keeps its id and user changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Spot {
+    pub(crate) active: bool,
+    /// `request_time`: the list-order keys' time.
+    pub(crate) t: Millis,
+    /// `expire_time`: the expiry key's time, if the record has one.
+    pub(crate) expiry: Option<Millis>,
 }
 
 /// A record as a list item (without `user` and `data`): what a page is encoded from.

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::persistence::{LimitPolicy, SessionChange, WriteCondition};
+use crate::persistence::{ExpiryPolicy, LimitPolicy, SessionChange, SessionUpdate, UpdateOutcome, WriteCondition};
 use chrono::Duration;
 
 fn session(i: i64) -> SessionV1 {
@@ -34,15 +34,20 @@ fn keys<K: Ord + Clone>(set: &CountedSet<K>) -> Vec<K> {
 /// The index's contents, set by set (keys compare by time and id; every slot a user's key
 /// carries is checked to hold that key's record).
 fn fingerprint(index: &SessionsIndex) -> Fingerprint {
-    for k in index.by_user.values().flat_map(CountedSet::iter) {
+    for k in index.users.values().flat_map(|sets| sets.all.iter()) {
         assert!(index.records.at(k.slot).is_some_and(|r| r.id == k.id), "the slot of {} holds its record", k.id);
     }
     let mut sessions: Vec<SessionV1> = index.iter().collect();
     sessions.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut users: Vec<(Arc<str>, Vec<Key>)> = index.by_user.iter().map(|(u, ks)| (u.clone(), keys(ks))).collect();
+    let mut users: Vec<(Arc<str>, Vec<Key>)> =
+        index.users.iter().map(|(u, sets)| (u.clone(), keys(&sets.all))).collect();
     users.sort();
-    let mut open_users: Vec<(Arc<str>, Vec<ListKey>)> =
-        index.open_by_user.iter().map(|(u, ks)| (u.clone(), keys(ks))).collect();
+    let mut open_users: Vec<(Arc<str>, Vec<ListKey>)> = index
+        .users
+        .iter()
+        .filter(|(_, sets)| !sets.open.is_empty())
+        .map(|(u, sets)| (u.clone(), keys(&sets.open)))
+        .collect();
     open_users.sort();
     (sessions, keys(&index.open), keys(&index.closed), users, keys(&index.by_expiry), open_users, keys(&index.untimed))
 }
@@ -292,14 +297,104 @@ fn refreshes_keep_the_sets_equal_to_a_fresh_build() {
         }
         index.put(s);
         if step % 100 == 0 {
-            let mut fresh = SessionsIndex::new();
-            index.iter().for_each(|s| fresh.put(s));
-            assert_eq!(fingerprint(&index), fingerprint(&fresh), "step {step}");
+            assert_same_as_fresh(&index, step);
         }
     }
-    let mut fresh = IndexBuilder::new();
+    assert_same_as_fresh(&index, -1);
+}
+
+/// The index holds what inserting its sessions one by one, and building them in bulk, holds.
+fn assert_same_as_fresh(index: &SessionsIndex, step: i64) {
+    let mut fresh = SessionsIndex::new();
     index.iter().for_each(|s| fresh.put(s));
-    assert_eq!(fingerprint(&index), fingerprint(&fresh.build()));
+    assert_eq!(fingerprint(index), fingerprint(&fresh), "step {step}");
+    let mut built = IndexBuilder::new();
+    index.iter().for_each(|s| built.put(s));
+    assert_eq!(fingerprint(index), fingerprint(&built.build()), "step {step}");
+}
+
+/// Updates move a record's keys in one search per set: to the end of the sets when the record
+/// becomes the newest (most writes), in place, or backwards in time; with and without an expiry
+/// before and after, and closing. Over more sessions than one block holds, the sets stay what
+/// inserting every record afresh builds, and each answer is the record as stored.
+#[test]
+fn updates_keep_the_sets_equal_to_a_fresh_build() {
+    let mut index = SessionsIndex::new();
+    let n = 700i64;
+    (0..n).for_each(|i| index.put(session(i)));
+    let t0 = DateTime::<Utc>::UNIX_EPOCH;
+    for step in 0..3_000i64 {
+        let id = format!("s{:03}", (step * 37) % n);
+        // Mostly forwards (the newest), sometimes the same millisecond or backwards.
+        let now = match step % 7 {
+            5 => t0 + Duration::milliseconds(step % 11),
+            6 => t0 + Duration::milliseconds(10 + step / 2),
+            _ => t0 + Duration::milliseconds(100 + step),
+        };
+        let policy = match step % 4 {
+            0 => ExpiryPolicy { idle_timeout: None, max_lifetime: None },
+            1 => ExpiryPolicy { idle_timeout: Some(500), max_lifetime: None },
+            2 => ExpiryPolicy { idle_timeout: Some(500), max_lifetime: Some(1_000) },
+            _ => ExpiryPolicy { idle_timeout: Some(300 + step % 3), max_lifetime: None },
+        };
+        let change = match step % 13 {
+            0 => SessionChange::Close,
+            1 => SessionChange::Touch,
+            2 => SessionChange::UpdateUser(serde_json::json!({ "n": step })),
+            _ => SessionChange::StoreData(serde_json::json!({ "n": step })),
+        };
+        let update = SessionUpdate { condition: WriteCondition::default(), change, now, policy };
+        match index.update(&id, &update) {
+            UpdateOutcome::Updated(s) => assert_eq!(Some(s), index.get(&id), "step {step}"),
+            other => panic!("step {step}: {other:?}"),
+        }
+        if step % 500 == 0 {
+            assert_same_as_fresh(&index, step);
+        }
+    }
+    assert_same_as_fresh(&index, -1);
+}
+
+/// A record's condition check and its new `expire_time`, both worked out in milliseconds, agree
+/// with the session's ([`WriteCondition::holds`], [`ExpiryPolicy::expire_at`]), also at
+/// sub-millisecond condition times and at bounds past what a date holds.
+#[test]
+fn the_record_judges_conditions_and_expiry_as_the_session_does() {
+    let t = DateTime::<Utc>::UNIX_EPOCH + Duration::milliseconds(1_000_000);
+    let huge = [None, Some(0), Some(1), Some(-5), Some(500), Some(i64::MAX), Some(i64::MIN), Some(i64::MAX / 2)];
+    let mut checked = 0;
+    for (open_ms, request_ms) in
+        [(0, 0), (1_000_000, 1_000_250), (-7, 3), (8_200_000_000_000_000, 8_200_000_000_000_000)]
+    {
+        let (open, request) = (record::time(open_ms), record::time(request_ms));
+        for ttl in huge {
+            for idle_timeout in huge {
+                for max_lifetime in huge {
+                    let policy = ExpiryPolicy { idle_timeout, max_lifetime };
+                    let expected = policy.expire_at(ttl, open, request).map(millis);
+                    assert_eq!(record::expire_at(&policy, ttl, open_ms, request_ms), expected, "{policy:?} {ttl:?}");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 4 * 8 * 8 * 8);
+    let near = |ns: i64| Some(t + Duration::nanoseconds(ns));
+    for active in [false, true] {
+        for expire_time in [None, Some(t)] {
+            let mut s = SessionV1::open("s1".into(), "u1".into(), t);
+            (s.active, s.expire_time, s.version) = (active, expire_time, 3);
+            let record = Record::new(Arc::from("s1"), Arc::from("u1"), s.clone());
+            for alive_at in [None, near(-1), near(0), near(1), near(-1_000_000), near(1_000_000)] {
+                for idle_cutoff in [None, near(-1), near(0), near(1), near(999_999), near(-999_999)] {
+                    for (require_active, expected_version) in [(false, None), (true, Some(3)), (true, Some(4))] {
+                        let c = WriteCondition { require_active, alive_at, idle_cutoff, expected_version };
+                        assert_eq!(record.satisfies(&c), c.holds(&s), "{c:?} on {s:?}");
+                    }
+                }
+            }
+        }
+    }
 }
 
 mod page_text {
