@@ -105,15 +105,6 @@ impl SessionsIndex {
 
     /// [`SessionsIndex::update`] answering the record after the change as its text.
     pub(crate) fn update_json(&mut self, id: &str, update: &SessionUpdate) -> UpdateOutcome<JsonText> {
-        let Some(slot) = self.records.slot(id) else { return UpdateOutcome::NotFound };
-        let Some(record) = self.records.at_mut(slot) else { return UpdateOutcome::NotFound };
-        if !record.satisfies(&update.condition) {
-            return UpdateOutcome::ConditionFailed(record.to_session());
-        }
-        let old = record.place(slot);
-        record.apply(&update.change, update.now, &update.policy);
-        let (new, answer) = (record.place(slot), text(record));
-        self.reindex(old, new);
-        UpdateOutcome::Updated(answer)
+        self.update_answering(id, update, text)
     }
 }

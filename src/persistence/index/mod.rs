@@ -300,6 +300,16 @@ impl SessionsIndex {
     /// record, the change applied to it and its keys moved; the session is built once, for the
     /// answer.
     pub(crate) fn update(&mut self, id: &str, update: &SessionUpdate) -> UpdateOutcome {
+        self.update_answering(id, update, Record::to_session)
+    }
+
+    /// [`SessionsIndex::update`] answering `answer` of the record after the change.
+    pub(crate) fn update_answering<T>(
+        &mut self,
+        id: &str,
+        update: &SessionUpdate,
+        answer: impl FnOnce(&Record) -> T,
+    ) -> UpdateOutcome<T> {
         let Some(slot) = self.records.slot(id) else { return UpdateOutcome::NotFound };
         let Some(record) = self.records.at_mut(slot) else { return UpdateOutcome::NotFound };
         if !record.satisfies(&update.condition) {
@@ -307,7 +317,7 @@ impl SessionsIndex {
         }
         let old = record.spot();
         record.apply(&update.change, update.now, &update.policy);
-        let (new, session) = (record.spot(), record.to_session());
+        let (new, answered) = (record.spot(), answer(record));
         if old.active == new.active {
             let (id, user) = (record.id.clone(), record.user_id.clone());
             self.rekey(&id, &user, old, new);
@@ -319,7 +329,7 @@ impl SessionsIndex {
             self.unindex(&old);
             self.index(new);
         }
-        UpdateOutcome::Updated(session)
+        UpdateOutcome::Updated(answered)
     }
 
     /// Deletes a session if `condition` holds.
