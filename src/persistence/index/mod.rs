@@ -533,7 +533,7 @@ impl SessionsIndex {
     /// is built): the same text as the page of sessions.
     pub(crate) fn page_json(&self, filter: &SessionsFilter, paging: &PagingParams, max_page_size: u64) -> JsonText {
         let page = self.page_records(filter, paging, max_page_size);
-        JsonText::write(&DataPage { total: page.total, data: page.data.into_iter().map(ListItem).collect() })
+        JsonText::write(&DataPage { total: page.total, data: page.data.into_iter().map(ListItem::new).collect() })
     }
 
     /// The records of a page in list order.

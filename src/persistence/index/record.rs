@@ -353,11 +353,29 @@ pub(crate) struct Spot {
     pub(crate) expiry: Option<Millis>,
 }
 
-/// A record as a list item (without `user` and `data`): what a page is encoded from.
+/// A record as the session it stores: with `WHOLE`, `user` and `data` included (`null` when the
+/// record holds none: `Record::to_session`'s session, what a read or a write answers), without, a
+/// list item (what a page is encoded from).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ListItem<'a>(pub(crate) &'a Record);
+pub(crate) struct View<'a, const WHOLE: bool>(pub(crate) &'a Record);
 
-impl SessionView for ListItem<'_> {
+/// A record as a list item, without `user` and `data`.
+pub(crate) type ListItem<'a> = View<'a, false>;
+
+/// A record as a whole session.
+pub(crate) type Whole<'a> = View<'a, true>;
+
+impl<'a, const WHOLE: bool> View<'a, WHOLE> {
+    pub(crate) fn new(record: &'a Record) -> Self {
+        Self(record)
+    }
+
+    fn payload(v: &Option<Box<Value>>) -> Option<&Value> {
+        WHOLE.then(|| v.as_deref().unwrap_or(&Value::Null))
+    }
+}
+
+impl<const WHOLE: bool> SessionView for View<'_, WHOLE> {
     fn id(&self) -> &str {
         &self.0.id
     }
@@ -386,10 +404,10 @@ impl SessionView for ListItem<'_> {
         self.0.close_ms()
     }
     fn user(&self) -> Option<&Value> {
-        None
+        Self::payload(&self.0.user)
     }
     fn data(&self) -> Option<&Value> {
-        None
+        Self::payload(&self.0.data)
     }
     fn version(&self) -> i64 {
         self.0.version
@@ -402,7 +420,7 @@ impl SessionView for ListItem<'_> {
     }
 }
 
-impl WriteJson for ListItem<'_> {
+impl<const WHOLE: bool> WriteJson for View<'_, WHOLE> {
     fn write_json(&self, out: &mut Vec<u8>) {
         write_session(self, out);
     }
