@@ -22,7 +22,17 @@ PORT=${PORT:-18390}
 SCENARIOS=${SCENARIOS:-bare heartbeat get_session_by_id store_session_data open_session get_sessions_by_user}
 BIN=${BIN:-./target/release/service-sessions}
 command -v valgrind >/dev/null || { echo "valgrind is required: apt-get install -y valgrind" >&2; exit 1; }
-cargo build --release --quiet --bin service-sessions --example bare_hello
+# A server already on PORT would answer in place of the one measured here: refuse.
+if curl -s -o /dev/null "http://127.0.0.1:$PORT/"; then
+  echo "port $PORT is taken by another server: set PORT to a free one" >&2
+  exit 1
+fi
+# The service is built only when no other build is named (an edit in the tree then costs no build).
+if [ "$BIN" = ./target/release/service-sessions ]; then
+  cargo build --release --quiet --bin service-sessions --example bare_hello
+else
+  cargo build --release --quiet --example bare_hello
+fi
 WORK=$(mktemp -d)
 PID=''
 trap 'kill $PID 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
