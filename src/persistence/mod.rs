@@ -308,6 +308,22 @@ impl SessionAnswer {
     }
 }
 
+/// The create `limits` stand for: [`SessionsPersistence::create`] without limits,
+/// [`SessionsPersistence::create_limited`] with a per-user limit alone,
+/// [`SessionsPersistence::create_within`] otherwise.
+pub(crate) fn create_within_limits<'a, S: SessionsPersistence + ?Sized>(
+    store: &'a S,
+    cid: Option<&'a str>,
+    session: SessionV1,
+    limits: &'a OpenLimits,
+) -> futures::future::BoxFuture<'a, Result<SessionV1, ApplicationError>> {
+    match limits {
+        OpenLimits { per_user: None, max_open: None } => store.create(cid, session),
+        OpenLimits { per_user: Some(limit), max_open: None } => store.create_limited(cid, session, limit),
+        _ => store.create_within(cid, session, limits),
+    }
+}
+
 /// What to do when a user already has the most open sessions allowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -445,14 +461,7 @@ pub trait SessionsPersistence: Send + Sync {
         session: SessionV1,
         limits: &OpenLimits,
     ) -> Result<JsonText, ApplicationError> {
-        let created = match limits {
-            OpenLimits { per_user: None, max_open: None } => self.create(correlation_id, session).await?,
-            OpenLimits { per_user: Some(limit), max_open: None } => {
-                self.create_limited(correlation_id, session, limit).await?
-            }
-            _ => self.create_within(correlation_id, session, limits).await?,
-        };
-        Ok(JsonText::write(&created))
+        Ok(JsonText::write(&create_within_limits(self, correlation_id, session, limits).await?))
     }
 
     /// Applies a conditional change atomically.

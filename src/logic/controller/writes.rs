@@ -7,7 +7,7 @@ use crate::data::version1::is_session_id_shape;
 use crate::data::version1::{new_session_id, SessionV1};
 use crate::logic::metrics;
 use crate::persistence::{
-    OpenLimits, SessionChange, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition,
+    create_within_limits, OpenLimits, SessionChange, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition,
 };
 use crate::toolkit::errors::ApplicationError;
 use crate::toolkit::json::{merge_patch, JsonText};
@@ -58,11 +58,7 @@ impl Answer for SessionV1 {
         s: SessionV1,
         limits: &'a OpenLimits,
     ) -> BoxFuture<'a, Result<Self, ApplicationError>> {
-        match limits {
-            OpenLimits { per_user: None, max_open: None } => store.create(cid, s),
-            OpenLimits { per_user: Some(limit), max_open: None } => store.create_limited(cid, s, limit),
-            _ => store.create_within(cid, s, limits),
-        }
+        create_within_limits(store, cid, s, limits)
     }
 }
 
