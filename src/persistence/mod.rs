@@ -114,21 +114,9 @@ pub struct WriteCondition {
 impl WriteCondition {
     /// Whether `s` satisfies the condition.
     pub fn holds(&self, s: &SessionV1) -> bool {
-        self.holds_on(s.active, s.expire_time, s.request_time, s.version)
-    }
-
-    /// Whether a session in this state satisfies the condition (for stores that keep sessions
-    /// in a form of their own).
-    pub(crate) fn holds_on(
-        &self,
-        active: bool,
-        expire_time: Option<DateTime<Utc>>,
-        request_time: DateTime<Utc>,
-        version: i64,
-    ) -> bool {
-        (!self.require_active || active)
-            && alive(expire_time, request_time, self.alive_at, self.idle_cutoff)
-            && self.expected_version.is_none_or(|v| v == version)
+        (!self.require_active || s.active)
+            && is_alive(s, self.alive_at, self.idle_cutoff)
+            && self.expected_version.is_none_or(|v| v == s.version)
     }
 }
 
@@ -167,18 +155,26 @@ impl ExpiryPolicy {
         self.expire_at(s.ttl, s.open_time, s.request_time)
     }
 
-    /// The `expire_time` of a session with this `ttl`, `open_time` and `request_time`.
+    /// The `expire_time` of a session with this `ttl`, `open_time` and `request_time` (whole
+    /// milliseconds, as every time the product stores).
     pub(crate) fn expire_at(
         &self,
         ttl: Option<i64>,
         open_time: DateTime<Utc>,
         request_time: DateTime<Utc>,
     ) -> Option<DateTime<Utc>> {
-        let after =
-            |t: DateTime<Utc>, ms: i64| chrono::Duration::try_milliseconds(ms).and_then(|d| t.checked_add_signed(d));
-        // A timeout too large to represent means "never" for that bound.
-        let idle = ttl.or(self.idle_timeout).and_then(|t| after(request_time, t));
-        let life = self.max_lifetime.and_then(|t| after(open_time, t));
+        self.expire_at_ms(ttl, open_time.timestamp_millis(), request_time.timestamp_millis())
+            .and_then(DateTime::from_timestamp_millis)
+    }
+
+    /// [`ExpiryPolicy::expire_at`] in milliseconds since the Unix epoch, for stores that keep
+    /// times so. A timeout that takes a bound past what a date can hold means "never" for it.
+    pub(crate) fn expire_at_ms(&self, ttl: Option<i64>, open: i64, request: i64) -> Option<i64> {
+        const RANGE: std::ops::RangeInclusive<i64> =
+            DateTime::<Utc>::MIN_UTC.timestamp_millis()..=DateTime::<Utc>::MAX_UTC.timestamp_millis();
+        let after = |t: i64, ms: i64| t.checked_add(ms).filter(|t| RANGE.contains(t));
+        let idle = ttl.or(self.idle_timeout).and_then(|ms| after(request, ms));
+        let life = self.max_lifetime.and_then(|ms| after(open, ms));
         match (idle, life) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -35,23 +35,6 @@ pub(crate) fn ceil_millis(t: DateTime<Utc>) -> Millis {
     }
 }
 
-/// The milliseconds a `DateTime` can hold.
-const TIME_RANGE: std::ops::RangeInclusive<Millis> =
-    DateTime::<Utc>::MIN_UTC.timestamp_millis()..=DateTime::<Utc>::MAX_UTC.timestamp_millis();
-
-/// [`ExpiryPolicy::expire_at`] in milliseconds (the times of records are whole milliseconds, so
-/// this is exact): `min(request_time + idle, open_time + max_lifetime)`, a bound past what a
-/// date can hold meaning "never" for that bound.
-pub(crate) fn expire_at(policy: &ExpiryPolicy, ttl: Option<i64>, open: Millis, request: Millis) -> Option<Millis> {
-    let after = |t: Millis, ms: i64| t.checked_add(ms).filter(|t| TIME_RANGE.contains(t));
-    let idle = ttl.or(policy.idle_timeout).and_then(|ms| after(request, ms));
-    let life = policy.max_lifetime.and_then(|ms| after(open, ms));
-    match (idle, life) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
 /// The time of `ms` (always in range: every `Millis` comes from a `DateTime`).
 pub(crate) fn time(ms: Millis) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::UNIX_EPOCH)
@@ -249,7 +232,7 @@ impl Record {
         self.expire_ms().map(|t| ExpiryKey::new(t, self.id.clone(), ()))
     }
 
-    /// Whether the record satisfies a write's condition: [`WriteCondition::holds_on`] on the
+    /// Whether the record satisfies a write's condition: [`WriteCondition::holds`] on the
     /// record's milliseconds (the condition's times rounded up, as [`ceil_millis`] says, instead
     /// of the record's times made dates).
     pub(crate) fn satisfies(&self, condition: &WriteCondition) -> bool {
@@ -279,7 +262,7 @@ impl Record {
         self.request_time = millis(now);
         self.version += 1;
         let ttl = self.has(HAS_TTL).then_some(self.ttl);
-        let expire = if self.is_active() { expire_at(policy, ttl, self.open_time, self.request_time) } else { None };
+        let expire = if self.is_active() { policy.expire_at_ms(ttl, self.open_time, self.request_time) } else { None };
         match expire {
             Some(t) => {
                 self.flags |= HAS_EXPIRE;
