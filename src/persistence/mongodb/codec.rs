@@ -116,26 +116,32 @@ impl<'a> Fields<'a> {
         let mut f = Fields::default();
         for element in d {
             let (key, value) = element.map_err(|_| DecodeError::new("document", "is not valid BSON"))?;
-            let slot = match key {
-                "_id" => &mut f.id,
-                "user_id" => &mut f.user_id,
-                "user_name" => &mut f.user_name,
-                "address" => &mut f.address,
-                "client" => &mut f.client,
-                "active" => &mut f.active,
-                "open_time" => &mut f.open_time,
-                "request_time" => &mut f.request_time,
-                "close_time" => &mut f.close_time,
-                "user" => &mut f.user,
-                "data" => &mut f.data,
-                "version" => &mut f.version,
-                "expire_time" => &mut f.expire_time,
-                "ttl" => &mut f.ttl,
-                _ => continue,
-            };
-            *slot = Some(value);
+            if let Some(slot) = f.slot(key.as_bytes()) {
+                *slot = Some(value);
+            }
         }
         Ok(f)
+    }
+
+    /// Where the value of the field named `key` goes (`None`: not a field of a session).
+    pub(super) fn slot(&mut self, key: &[u8]) -> Option<&mut Option<RawBsonRef<'a>>> {
+        Some(match key {
+            b"_id" => &mut self.id,
+            b"user_id" => &mut self.user_id,
+            b"user_name" => &mut self.user_name,
+            b"address" => &mut self.address,
+            b"client" => &mut self.client,
+            b"active" => &mut self.active,
+            b"open_time" => &mut self.open_time,
+            b"request_time" => &mut self.request_time,
+            b"close_time" => &mut self.close_time,
+            b"user" => &mut self.user,
+            b"data" => &mut self.data,
+            b"version" => &mut self.version,
+            b"expire_time" => &mut self.expire_time,
+            b"ttl" => &mut self.ttl,
+            _ => return None,
+        })
     }
 }
 
