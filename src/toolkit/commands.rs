@@ -262,8 +262,18 @@ impl Command {
         correlation_id: Option<&str>,
         args: Parameters,
     ) -> Result<CommandOutput, ApplicationError> {
+        self.start(correlation_id, args)?.await.map_err(|e| e.with_correlation_id(correlation_id))
+    }
+
+    /// Validates the parameters, then starts the action: its future, which the caller awaits
+    /// (no future of this command's own wraps it). The action's error does not carry the
+    /// correlation id yet: the caller adds it, as [`Command::execute`] does.
+    ///
+    /// # Errors
+    /// `INVALID_DATA` for invalid parameters.
+    pub fn start(&self, correlation_id: Option<&str>, args: Parameters) -> Result<CommandResult, ApplicationError> {
         self.schema.validate_fields_and_throw(correlation_id, &args.0)?;
-        (self.action)(correlation_id.map(str::to_string), args).await.map_err(|e| e.with_correlation_id(correlation_id))
+        Ok((self.action)(correlation_id.map(str::to_string), args))
     }
 }
 
