@@ -67,8 +67,10 @@ fn count(n: u64) -> Result<CommandOutput, ApplicationError> {
     output(&serde_json::json!({ "count": n }))
 }
 
-fn session_id(args: &Parameters) -> Result<String, ApplicationError> {
-    Ok(args.required_str("session_id")?.to_string())
+/// The `session_id` parameter, borrowed from the parameters the action's future owns (no copy
+/// per command).
+fn session_id(args: &Parameters) -> Result<&str, ApplicationError> {
+    args.required_str("session_id")
 }
 
 fn optional(v: Option<crate::data::version1::SessionV1>) -> Result<CommandOutput, ApplicationError> {
@@ -103,10 +105,7 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
         "Gets a session by id (closed ones too); 204 for an unknown id",
         schema().with_required_property("session_id", session_id_schema()),
         &me,
-        |c, cid, args| async move {
-            let id = session_id(&args)?;
-            c.get_session_by_id_json(cid.as_deref(), &id).await
-        },
+        |c, cid, args| async move { c.get_session_by_id_json(cid.as_deref(), session_id(&args)?).await },
     ));
     set.add(command(
         "open_session",
@@ -123,9 +122,8 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
         by_id_schema().with_required_property("data", Schema::any().describe("Session data")),
         &me,
         |c, cid, mut args| async move {
-            let id = session_id(&args)?;
             let data = args.take("data");
-            c.store_session_data_json(cid.as_deref(), &id, data, args.get_i64("version")).await
+            c.store_session_data_json(cid.as_deref(), session_id(&args)?, data, args.get_i64("version")).await
         },
     ));
     set.add(command(
@@ -134,9 +132,8 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
         by_id_schema().with_required_property("user", Schema::any().describe("Cached user object")),
         &me,
         |c, cid, mut args| async move {
-            let id = session_id(&args)?;
             let user = args.take("user");
-            c.update_session_user_json(cid.as_deref(), &id, user, args.get_i64("version")).await
+            c.update_session_user_json(cid.as_deref(), session_id(&args)?, user, args.get_i64("version")).await
         },
     ));
     set.add(command(
@@ -145,8 +142,7 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
         by_id_schema(),
         &me,
         |c, cid, args| async move {
-            let id = session_id(&args)?;
-            c.close_session_json(cid.as_deref(), &id, args.get_i64("version")).await
+            c.close_session_json(cid.as_deref(), session_id(&args)?, args.get_i64("version")).await
         },
     ));
     set.add(command(
@@ -165,8 +161,7 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
         by_id_schema(),
         &me,
         |c, cid, args| async move {
-            let id = session_id(&args)?;
-            optional(c.delete_session_by_id(cid.as_deref(), &id, args.get_i64("version")).await?)
+            optional(c.delete_session_by_id(cid.as_deref(), session_id(&args)?, args.get_i64("version")).await?)
         },
     ));
     add_extensions(&mut set, &me);
@@ -207,8 +202,7 @@ fn add_extensions(set: &mut CommandSet, me: &Weak<SessionsController>) {
         by_id_schema(),
         me,
         |c, cid, args| async move {
-            let id = session_id(&args)?;
-            c.touch_session_json(cid.as_deref(), &id, args.get_i64("version")).await
+            c.touch_session_json(cid.as_deref(), session_id(&args)?, args.get_i64("version")).await
         },
     ));
     set.add(command(
@@ -216,10 +210,7 @@ fn add_extensions(set: &mut CommandSet, me: &Weak<SessionsController>) {
         "Tells whether a session is valid now, without touching it: {is_valid, expire_time, ttl}",
         schema().with_required_property("session_id", session_id_schema()),
         me,
-        |c, cid, args| async move {
-            let id = session_id(&args)?;
-            output(&c.validate_session(cid.as_deref(), &id).await?)
-        },
+        |c, cid, args| async move { output(&c.validate_session(cid.as_deref(), session_id(&args)?).await?) },
     ));
     set.add(command(
         "close_user_sessions",
@@ -229,9 +220,8 @@ fn add_extensions(set: &mut CommandSet, me: &Weak<SessionsController>) {
             .with_optional_property("except_session_id", session_id_schema()),
         me,
         |c, cid, args| async move {
-            let user_id = args.required_str("user_id")?.to_string();
-            let except = args.get_str("except_session_id").map(str::to_string);
-            count(c.close_user_sessions(cid.as_deref(), &user_id, except.as_deref()).await?)
+            let user_id = args.required_str("user_id")?;
+            count(c.close_user_sessions(cid.as_deref(), user_id, args.get_str("except_session_id")).await?)
         },
     ));
     set.add(command(
@@ -240,8 +230,7 @@ fn add_extensions(set: &mut CommandSet, me: &Weak<SessionsController>) {
         by_id_schema(),
         me,
         |c, cid, args| async move {
-            let id = session_id(&args)?;
-            optional(c.rotate_session_id(cid.as_deref(), &id, args.get_i64("version")).await?)
+            optional(c.rotate_session_id(cid.as_deref(), session_id(&args)?, args.get_i64("version")).await?)
         },
     ));
     set.add(command(

@@ -35,6 +35,11 @@ impl Parameters {
     /// The parser's error for text that is not JSON.
     pub fn from_json(text: &[u8]) -> Result<Option<Self>, serde_json::Error> {
         use serde::de::DeserializeSeed;
+        // The common body first: an object of plain strings (ids, names), read without the
+        // parser; anything else is left to it.
+        if let Some(fields) = plain_object(text) {
+            return Ok(Some(Self(fields)));
+        }
         let marked = std::cell::Cell::new(false);
         let mut deserializer = serde_json::Deserializer::from_slice(text);
         let parsed = TopLevel { marked: &marked }.deserialize(&mut deserializer).and_then(|fields| {
@@ -96,6 +101,202 @@ impl Parameters {
         self.0.iter_mut().find(|(k, _)| k == name).map_or(Value::Null, |(_, v)| v.take())
     }
 }
+
+/// The fields of a body that is one JSON object whose names are distinct plain strings (what
+/// commands are sent: `{"session_id": "…"}`, `open_session`'s names and addresses, a `data`
+/// payload), read in one pass over the bytes: plain strings, `true`, `false` and `null` by this
+/// reading, any other value (a string with escapes, a number, an array, an object) by the
+/// parser on its own. `None` for anything else — a name with an escape or a control character,
+/// invalid UTF-8, a repeated name, more than [`PLAIN_NAMES`] names, the parser's marker key,
+/// text after the object, a value nested deeper than [`NESTED_DEPTH`], any error — which the
+/// parser then reads as a whole, as before. Where it answers, its answer is the parser's: the
+/// same names in the same order and the same values.
+fn plain_object(body: &[u8]) -> Option<Vec<(String, Value)>> {
+    // Read first, made after: a body that turns out not to be plain costs no allocation and no
+    // UTF-8 check. Places are kept as `u32` (a body is far shorter), so the list is small.
+    u32::try_from(body.len()).ok()?;
+    let mut read = [(0u32, 0u32, PlainValue::Null); PLAIN_NAMES];
+    let mut count = 0;
+    let mut at = skip_json_space(body, 0);
+    if body.get(at) != Some(&b'{') {
+        return None;
+    }
+    at = skip_json_space(body, at + 1);
+    if body.get(at) != Some(&b'}') {
+        loop {
+            let (name, next) = plain_string(body, at)?;
+            let seen = read.get(..count)?;
+            let named = |(from, to, _): &(u32, u32, PlainValue)| body.get(*from as usize..*to as usize);
+            let name_text = body.get(name.0 as usize..name.1 as usize)?;
+            if count == PLAIN_NAMES
+                || name_text == RAW_VALUE_TOKEN.as_bytes()
+                || seen.iter().any(|field| named(field) == Some(name_text))
+            {
+                return None;
+            }
+            at = skip_json_space(body, next);
+            if body.get(at) != Some(&b':') {
+                return None;
+            }
+            at = skip_json_space(body, at + 1);
+            let (value, next) = match body.get(at)? {
+                b'"' => match plain_string(body, at) {
+                    Some((v, next)) => (PlainValue::String(v.0, v.1), next),
+                    None => json_value(at, string_end(body, at)?)?,
+                },
+                b't' if body.get(at..at + 4) == Some(b"true") => (PlainValue::Bool(true), at + 4),
+                b'f' if body.get(at..at + 5) == Some(b"false") => (PlainValue::Bool(false), at + 5),
+                b'n' if body.get(at..at + 4) == Some(b"null") => (PlainValue::Null, at + 4),
+                b'{' | b'[' => json_value(at, nested_end(body, at)?)?,
+                b'-' | b'0'..=b'9' => json_value(at, number_end(body, at))?,
+                _ => return None,
+            };
+            *read.get_mut(count)? = (name.0, name.1, value);
+            count += 1;
+            at = skip_json_space(body, next);
+            match body.get(at)? {
+                b',' => at = skip_json_space(body, at + 1),
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    }
+    if skip_json_space(body, at + 1) != body.len() {
+        return None;
+    }
+    // UTF-8 checked once for the whole body: its strings, cut at its quotes, are then UTF-8.
+    let text = std::str::from_utf8(body).ok()?;
+    let cut = |from: u32, to: u32| text.get(from as usize..to as usize).map(str::to_string);
+    let mut fields = Vec::with_capacity(count.max(1));
+    for (from, to, value) in read.get(..count)? {
+        let value = match *value {
+            PlainValue::String(from, to) => Value::String(cut(from, to)?),
+            PlainValue::Bool(b) => Value::Bool(b),
+            PlainValue::Null => Value::Null,
+            PlainValue::Json(from, to) => serde_json::from_slice(body.get(from as usize..to as usize)?).ok()?,
+        };
+        fields.push((cut(*from, *to)?, value));
+    }
+    Some(fields)
+}
+
+/// A value [`plain_object`] reads: a plain string by its place in the body, or the place of any
+/// other value, which the parser reads on its own.
+#[derive(Debug, Clone, Copy)]
+enum PlainValue {
+    String(u32, u32),
+    Bool(bool),
+    Null,
+    Json(u32, u32),
+}
+
+/// The value between `from` and `to`, for the parser, and the position after it.
+fn json_value(from: usize, to: usize) -> Option<(PlainValue, usize)> {
+    Some((PlainValue::Json(u32::try_from(from).ok()?, u32::try_from(to).ok()?), to))
+}
+
+/// How deep an array or object [`plain_object`] hands to the parser may nest: the parser reads a
+/// value on its own with one level more of its limit (128) than inside the body, so a value
+/// near the limit is left to the parse of the whole body, which refuses it as before.
+const NESTED_DEPTH: usize = 100;
+
+/// The position after the array or object that starts at `at`, found by its brackets (strings
+/// skipped); `None` past [`NESTED_DEPTH`] or at the end of the body. Whether it is JSON is the
+/// parser's to say.
+fn nested_end(body: &[u8], at: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut i = at;
+    loop {
+        match *body.get(i)? {
+            b'"' => {
+                i = string_end(body, i)?;
+                continue;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > NESTED_DEPTH {
+                    return None;
+                }
+            }
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+}
+
+/// The position after the string whose opening quote is at `at` (escapes skipped).
+fn string_end(body: &[u8], at: usize) -> Option<usize> {
+    let mut i = at + 1;
+    loop {
+        match *body.get(i)? {
+            b'"' => return Some(i + 1),
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
+}
+
+/// The position after the bytes a number may be made of, from `at`.
+fn number_end(body: &[u8], at: usize) -> usize {
+    let len = body.get(at..).map_or(0, |rest| {
+        rest.iter().position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')).unwrap_or(rest.len())
+    });
+    at + len
+}
+
+/// The position of the first byte at or after `at` that is not JSON whitespace.
+fn skip_json_space(text: &[u8], mut at: usize) -> usize {
+    while matches!(text.get(at), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+        at += 1;
+    }
+    at
+}
+
+/// Eight copies of a byte.
+const fn bytes8(b: u8) -> u64 {
+    u64::from_ne_bytes([b; 8])
+}
+
+/// The place (from, to) of the string that starts with the quote at `at`, when it has no escape
+/// and no control character, and the position after its closing quote. Eight bytes are looked
+/// at a time while none of them is a quote, a backslash, a control character or beyond ASCII;
+/// from there on, one at a time.
+fn plain_string(body: &[u8], at: usize) -> Option<((u32, u32), usize)> {
+    if body.get(at) != Some(&b'"') {
+        return None;
+    }
+    let start = at + 1;
+    let mut end = start;
+    while let Some(chunk) = body.get(end..end + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_ne_bytes(word);
+        let zero_in = |x: u64| x.wrapping_sub(bytes8(1)) & !x & bytes8(0x80);
+        // Set for a byte under 0x20 (and perhaps for one over 0x7f: both leave the fast way).
+        let special = zero_in(w ^ bytes8(b'"')) | zero_in(w ^ bytes8(b'\\')) | (w.wrapping_sub(bytes8(0x20)) & !w);
+        if (special | w) & bytes8(0x80) != 0 {
+            break;
+        }
+        end += 8;
+    }
+    loop {
+        match *body.get(end)? {
+            b'"' => break,
+            b'\\' | 0..=0x1f => return None,
+            _ => end += 1,
+        }
+    }
+    Some(((u32::try_from(start).ok()?, u32::try_from(end).ok()?), end + 1))
+}
+
+/// Up to this many names a body is read by [`plain_object`] (a command has a few).
+const PLAIN_NAMES: usize = 8;
 
 /// The marker key by which `serde_json` recognises its `RawValue` in a map: a `Value` parse of an
 /// object whose first key is this one yields something else than that object, so such a body
@@ -262,8 +463,18 @@ impl Command {
         correlation_id: Option<&str>,
         args: Parameters,
     ) -> Result<CommandOutput, ApplicationError> {
+        self.start(correlation_id, args)?.await.map_err(|e| e.with_correlation_id(correlation_id))
+    }
+
+    /// Validates the parameters, then starts the action: its future, which the caller awaits
+    /// (no future of this command's own wraps it). The action's error does not carry the
+    /// correlation id yet: the caller adds it, as [`Command::execute`] does.
+    ///
+    /// # Errors
+    /// `INVALID_DATA` for invalid parameters.
+    pub fn start(&self, correlation_id: Option<&str>, args: Parameters) -> Result<CommandResult, ApplicationError> {
         self.schema.validate_fields_and_throw(correlation_id, &args.0)?;
-        (self.action)(correlation_id.map(str::to_string), args).await.map_err(|e| e.with_correlation_id(correlation_id))
+        Ok((self.action)(correlation_id.map(str::to_string), args))
     }
 }
 
@@ -420,9 +631,159 @@ mod tests {
             r#"{"$serde_json::private::RawValue": "{\"session_id\": \"s\"}"}"#,
             r#"{"$serde_json::private::RawValue": 5}"#,
             r#"{"x": 1, "$serde_json::private::RawValue": "{}"}"#,
+            // Bodies of plain strings (read without the parser) and their near misses.
+            r#"{"session_id":"9f86d081884c7d659a2feaa0c55ad015"}"#,
+            " {\t\"user_id\" :\r\n\"u1\", \"user_name\": \"Ünïcødé ✓\", \"x\": null, \"t\": true, \"f\": false } \n",
+            r#"{"a": "x\"y"}"#,
+            r#"{"a": "x\u0041"}"#,
+            "{\"a\": \"tab\there\"}",
+            r#"{"a": "x", "a": "y"}"#,
+            r#"{"a": "x",}"#,
+            r#"{"a": "x"} {}"#,
+            r#"{"a": "x"}}"#,
+            r#"{"a" "x"}"#,
+            r#"{"a": tru}"#,
+            r#"{"a": nul}"#,
+            r#"{"a": "x""#,
+            r#"{"a": "x"#,
+            r#"{"a": 5, "b": "x"}"#,
+            r#"{"b": "x", "a": [1]}"#,
+            r#"{'a': "x"}"#,
+            "{\u{a0}\"a\": \"x\"}",
+            "{}  ",
+            "{ } x",
+            r#"{"$serde_json::private::RawValue": "{}"}"#,
         ] {
             let ours = Parameters::from_json(text.as_bytes()).map_err(|e| (e.line(), e.column()));
             assert_eq!(ours, via_value(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn plain_bodies_are_read_without_the_parser() {
+        let read = |text: &str| plain_object(text.as_bytes()).map(|f| f.len());
+        assert_eq!(read(r#"{"session_id": "s1"}"#), Some(1));
+        assert_eq!(read(r#" { "a" : "x" , "b":true,"c":false,"d":null } "#), Some(4));
+        assert_eq!(read("{}"), Some(0));
+        assert_eq!(read(r#"{"a": "x\"y", "b": 1, "c": {"d": [1, "]"]}}"#), Some(3));
+        for other in [r#"{"a\"": "x"}"#, r#"{"a": "x", "a": "y"}"#, r#"{"a": 01}"#, r#"{"a": [}"#, "[]", r#""a""#] {
+            assert_eq!(read(other), None, "{other}");
+        }
+        // Each kind of byte that ends the eight-at-a-time scan, at every place of strings up to
+        // forty bytes long: the parser's answer.
+        for special in ["\\\"", "\\n", "\t", "\u{1}", "é", "\u{7f}", "\"", "✓"] {
+            for len in 0..40 {
+                for place in 0..=len {
+                    let mut value: String = "a".repeat(len);
+                    value.insert_str(place, special);
+                    let text = format!(r#"{{"k{len}": "{value}", "n": null}}"#);
+                    let ours = Parameters::from_json(text.as_bytes()).map_err(|e| (e.line(), e.column()));
+                    assert_eq!(ours, via_value(&text), "{text}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn nested_values_are_read_as_the_whole_body_is_at_any_depth() {
+        for depth in [1, 99, 100, 101, 126, 127, 128, 129, 200] {
+            for (open, close) in [("[", "]"), ("{\"k\":", "}")] {
+                let inner = if open == "[" { "1" } else { "\"v\"" };
+                let text =
+                    format!(r#"{{"s": "x", "a": {}{inner}{}, "n": -0.5e1}}"#, open.repeat(depth), close.repeat(depth));
+                let ours = Parameters::from_json(text.as_bytes()).map_err(|e| (e.line(), e.column()));
+                assert_eq!(ours, via_value(&text), "{depth} {open}");
+            }
+        }
+        for text in [
+            r#"{"a": ["]", "\"]", {"}": "{"}], "b": "\\"}"#,
+            r#"{"a": [1, 2]], "b": 1}"#,
+            r#"{"a": 1.5.5}"#,
+            r#"{"a": -}"#,
+            r#"{"a": 1e999}"#,
+            r#"{"a": 18446744073709551616}"#,
+            r#"{"a": "\ud800"}"#,
+            r#"{"a": "\x"}"#,
+            r#"{"a": [1, 2"#,
+            r#"{"a": "unterminated\"}"#,
+        ] {
+            let ours = Parameters::from_json(text.as_bytes()).map_err(|e| (e.line(), e.column()));
+            assert_eq!(ours, via_value(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn bodies_that_are_not_utf_8_are_read_as_the_parser_reads_them() {
+        for text in [&b"{\"a\": \"\xff\"}"[..], b"{\"\xc3\": \"x\"}", b"{\"a\": \"\xc3\xa9\"}"] {
+            let ours = Parameters::from_json(text).map_err(|e| (e.line(), e.column()));
+            let reference = match serde_json::from_slice::<Value>(text) {
+                Ok(Value::Object(map)) => Ok(Some(Parameters::new(map))),
+                Ok(_) => Ok(None),
+                Err(e) => Err((e.line(), e.column())),
+            };
+            assert_eq!(ours, reference, "{text:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Bodies made of JSON's pieces, right and wrong: the same answer as a `Value` parse,
+        /// whether the plain-string reading or the parser answers.
+        #[test]
+        fn any_body_is_read_as_a_value_parse_would(pieces in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::strategy::Just("{".to_string()),
+                proptest::strategy::Just("}".to_string()),
+                proptest::strategy::Just(",".to_string()),
+                proptest::strategy::Just(":".to_string()),
+                proptest::strategy::Just(" ".to_string()),
+                proptest::strategy::Just("\n".to_string()),
+                proptest::strategy::Just("true".to_string()),
+                proptest::strategy::Just("null".to_string()),
+                proptest::strategy::Just("1".to_string()),
+                proptest::strategy::Just("[".to_string()),
+                proptest::strategy::Just("\"".to_string()),
+                proptest::strategy::Just("\\".to_string()),
+                "\"[a-c\\\\\"é\t]{0,3}\"",
+            ],
+            0..14,
+        )) {
+            let text: String = pieces.concat();
+            let ours = Parameters::from_json(text.as_bytes()).map_err(|e| (e.line(), e.column()));
+            proptest::prop_assert_eq!(ours, via_value(&text), "{}", text);
+            let object = format!("{{{}}}", pieces.concat());
+            let ours = Parameters::from_json(object.as_bytes()).map_err(|e| (e.line(), e.column()));
+            proptest::prop_assert_eq!(ours, via_value(&object), "{}", object);
+        }
+    }
+
+    proptest::proptest! {
+        /// Objects of a few names (repeats included) and values, plain and not, spaced at
+        /// random: the same answer as a `Value` parse.
+        #[test]
+        fn any_object_is_read_as_a_value_parse_would(fields in proptest::collection::vec(
+            (
+                "[abé]{0,2}",
+                proptest::prop_oneof![
+                    proptest::strategy::Just("\"x\""),
+                    proptest::strategy::Just("\"9f86d081884c7d659a2feaa0c55ad015\""),
+                    proptest::strategy::Just("\"a\\\"b\""),
+                    proptest::strategy::Just("\"é ✓\""),
+                    proptest::strategy::Just("\"\""),
+                    proptest::strategy::Just("true"),
+                    proptest::strategy::Just("false"),
+                    proptest::strategy::Just("null"),
+                    proptest::strategy::Just("-1.5e3"),
+                    proptest::strategy::Just("[1, \"x\"]"),
+                    proptest::strategy::Just("{\"k\": 1}"),
+                ],
+                "[ \t\r\n]{0,2}",
+            ),
+            0..20,
+        )) {
+            let body: Vec<String> = fields.iter().map(|(k, v, space)| format!("{space}\"{k}\"{space}:{space}{v}{space}")).collect();
+            let text = format!("{{{}}}", body.join(","));
+            let ours = Parameters::from_json(text.as_bytes()).map_err(|e| (e.line(), e.column()));
+            proptest::prop_assert_eq!(ours, via_value(&text), "{}", text);
         }
     }
 

@@ -21,7 +21,13 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
-        truncate_millis(Utc::now())
+        // The milliseconds since the epoch made a time once, where `Utc::now` and then the
+        // truncation made a date twice (every command reads this clock).
+        let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok();
+        match since_epoch.and_then(|d| i64::try_from(d.as_millis()).ok()).and_then(DateTime::from_timestamp_millis) {
+            Some(t) => t,
+            None => truncate_millis(Utc::now()),
+        }
     }
 }
 
@@ -290,6 +296,16 @@ pub mod serde_time {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_system_clock_reads_whole_milliseconds_of_now() {
+        let before = truncate_millis(Utc::now());
+        let now = SystemClock.now();
+        let after = Utc::now();
+        assert_eq!(now.timestamp_subsec_nanos() % 1_000_000, 0);
+        assert!(before <= now && now <= after, "{before} {now} {after}");
+        assert_eq!(truncate_millis(now), now);
+    }
 
     #[test]
     fn fast_format_matches_chrono() {

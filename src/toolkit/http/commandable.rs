@@ -8,18 +8,18 @@
 
 use super::endpoint::HttpEndpoint;
 use super::swagger::{commands_openapi, ServedDocument, ServesDocument};
-use super::{join_route, HttpRequest, HttpResponse};
-use crate::toolkit::commands::{CommandSet, Commandable, Parameters};
+use super::{join_route, CommandCall, HttpRequest, HttpResponse, RouteHandler, Started};
+use crate::toolkit::commands::{Command, CommandSet, Commandable, Parameters};
 use crate::toolkit::component::Component;
 use crate::toolkit::config::ComponentConfig;
 use crate::toolkit::descriptor::Descriptor;
 use crate::toolkit::errors::ApplicationError;
 use crate::toolkit::references::References;
+use async_trait::async_trait;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::Value;
 use std::sync::{Arc, OnceLock};
-use tracing::Instrument;
 use warp::http::Method;
 
 /// Settings of a commandable HTTP service.
@@ -233,32 +233,48 @@ impl Component for CommandableHttpService {
         let commands = controller.command_set();
         let _ = self.commands.set(commands.clone());
         for command in commands.commands() {
-            let command = command.clone();
             let route = join_route(self.base_route(), command.name());
-            endpoint.register_route(
-                Method::POST,
-                &route,
-                Arc::new(move |request: HttpRequest| {
-                    let command = command.clone();
-                    let cid = request.correlation_id.clone();
-                    let span = tracing::info_span!(
-                        "command",
-                        name = command.name(),
-                        correlation_id = cid.as_deref().unwrap_or("")
-                    );
-                    async move {
-                        let result = match parse_parameters(&request) {
-                            Ok(args) => command.execute(cid.as_deref(), args).await,
-                            Err(e) => Err(e),
-                        };
-                        HttpResponse::from_result(result, cid.as_deref())
-                    }
-                    .instrument(span)
-                }),
-            );
+            endpoint.register_route(Method::POST, &route, Arc::new(CommandRoute { command: command.clone() }));
         }
         self.document.register(&endpoint, || self.document().unwrap_or(Value::Null));
         Ok(())
+    }
+}
+
+/// The route of one command: the body parsed and validated, and the action started, when the
+/// request arrives; the endpoint then awaits the action's own future (no future of the route's
+/// wraps it) and answers its result by Pip's mapping. All of it runs in the `command` span.
+struct CommandRoute {
+    command: Arc<Command>,
+}
+
+#[async_trait]
+impl RouteHandler for CommandRoute {
+    async fn handle(&self, request: HttpRequest) -> HttpResponse {
+        match self.command_call(request) {
+            Started::Ready(response) => response,
+            Started::Command(call) => call.response().await,
+        }
+    }
+
+    fn start(&self, request: HttpRequest) -> Result<Started, HttpRequest> {
+        Ok(self.command_call(request))
+    }
+}
+
+impl CommandRoute {
+    /// Parses and validates the body and starts the action, in the `command` span; a refused
+    /// body is answered at once.
+    fn command_call(&self, mut request: HttpRequest) -> Started {
+        let cid = request.correlation_id.take();
+        let span =
+            tracing::info_span!("command", name = self.command.name(), correlation_id = cid.as_deref().unwrap_or(""));
+        let started =
+            span.in_scope(|| parse_parameters(&request).and_then(|args| self.command.start(cid.as_deref(), args)));
+        match started {
+            Ok(result) => Started::Command(CommandCall::new(result, cid, span)),
+            Err(e) => Started::Ready(span.in_scope(|| HttpResponse::from_result(Err(e), cid.as_deref()))),
+        }
     }
 }
 

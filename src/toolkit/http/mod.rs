@@ -14,12 +14,14 @@ pub mod prometheus;
 pub mod status;
 pub mod swagger;
 
-use super::commands::CommandOutput;
+use super::commands::{CommandOutput, CommandResult};
 use super::errors::ApplicationError;
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::LazyLock;
+use tracing::Instrument;
 use warp::http::header::{AsHeaderName, CACHE_CONTROL, CONTENT_TYPE, EXPIRES, PRAGMA};
 use warp::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 
@@ -190,6 +192,82 @@ pub const RETRY_AFTER_DETAIL: &str = "retry_after";
 pub trait RouteHandler: Send + Sync {
     /// Handles one routed request.
     async fn handle(&self, request: HttpRequest) -> HttpResponse;
+
+    /// Starts a request without a future of this handler's own, when the handler can: its
+    /// answer at once, or the command it started (whose action's future is boxed already). The
+    /// endpoint then needs to box nothing for the request. `Err(request)` (the default): the
+    /// endpoint awaits [`RouteHandler::handle`].
+    ///
+    /// # Errors
+    /// The request given back, when the handler has no such start.
+    fn start(&self, request: HttpRequest) -> Result<Started, HttpRequest> {
+        Err(request)
+    }
+}
+
+/// What [`RouteHandler::start`] made of a request.
+#[derive(Debug)]
+pub enum Started {
+    /// The answer.
+    Ready(HttpResponse),
+    /// A command's result to come, answered by Pip's result mapping.
+    Command(CommandCall),
+}
+
+/// A command started by a handler: its action's future, polled in the handler's span (entered
+/// while it runs, while it is dropped and while its answer is made), and the correlation id its
+/// answer carries.
+pub struct CommandCall {
+    result: tracing::instrument::Instrumented<CommandResult>,
+    correlation_id: Option<String>,
+}
+
+impl std::fmt::Debug for CommandCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandCall").field("correlation_id", &self.correlation_id).finish()
+    }
+}
+
+impl CommandCall {
+    /// A started command, answered in `span`.
+    pub fn new(result: CommandResult, correlation_id: Option<String>, span: tracing::Span) -> Self {
+        Self { result: result.instrument(span), correlation_id }
+    }
+
+    /// The answer: [`HttpResponse::from_result`] of the command's result.
+    pub async fn response(mut self) -> HttpResponse {
+        std::future::poll_fn(|cx| self.poll_response(cx)).await
+    }
+
+    /// Polls for the answer (see [`CommandCall::response`]).
+    pub fn poll_response(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<HttpResponse> {
+        let result = std::task::ready!(std::pin::Pin::new(&mut self.result).poll(cx));
+        let cid = self.correlation_id.as_deref();
+        std::task::Poll::Ready(self.result.span().in_scope(|| HttpResponse::from_result(result, cid)))
+    }
+}
+
+/// A handler that answers at once: no future is made or boxed for it.
+pub struct Immediate<F>(pub F);
+
+impl<F> std::fmt::Debug for Immediate<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Immediate")
+    }
+}
+
+#[async_trait]
+impl<F> RouteHandler for Immediate<F>
+where
+    F: Fn(HttpRequest) -> HttpResponse + Send + Sync,
+{
+    async fn handle(&self, request: HttpRequest) -> HttpResponse {
+        (self.0)(request)
+    }
+
+    fn start(&self, request: HttpRequest) -> Result<Started, HttpRequest> {
+        Ok(Started::Ready((self.0)(request)))
+    }
 }
 
 /// A closure's future boxed as it is (no `async` wrapper around it: the request would be moved

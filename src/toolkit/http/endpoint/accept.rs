@@ -2,9 +2,11 @@
 //! HTTP/1 + HTTP/2 serving through hyper-util, each request handed to the pipeline as hyper
 //! parsed it.
 
+use super::pipeline::Dispatch;
 use super::settings::MIN_HEADER_SIZE;
 use super::Inner;
 use crate::toolkit::net::{self, AcceptErrors};
+use futures::FutureExt;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use hyper_util::server::graceful::GracefulConnection;
@@ -269,12 +271,10 @@ pub(super) async fn serve(
         let state = inner.clone();
         let service = hyper::service::service_fn(move |request| {
             let guard = watched.begin();
-            let answer = state.clone().dispatch(request);
-            async move {
-                let (response, served) = answer.await;
+            Dispatch::new(state.clone(), request).map(move |(response, served)| {
                 guard.end_at(served);
                 Ok::<_, std::convert::Infallible>(response)
-            }
+            })
         });
         let builder = builder.clone();
         let acceptor = acceptor.clone();

@@ -2,8 +2,10 @@
 //! host check, maintenance, CORS, routing, interceptors, the capped body read, the correlation
 //! id, the request log line and metrics, and the headers every response gets.
 
-use super::super::{error_response, has_no_cache_headers, HttpRequest, HttpResponse, NO_CACHE_HEADERS};
-use super::router::{method_label, no_route, record_unrouted, Routed};
+use super::super::{
+    error_response, has_no_cache_headers, CommandCall, HttpRequest, HttpResponse, Started, NO_CACHE_HEADERS,
+};
+use super::router::{method_label, no_route, record_unrouted, Route, Routed};
 use super::Inner;
 use crate::toolkit::errors::ApplicationError;
 use async_trait::async_trait;
@@ -12,7 +14,10 @@ use futures::FutureExt;
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 use warp::http::uri::Authority;
@@ -63,37 +68,58 @@ const TRACEPARENT_HEADER: HeaderName = HeaderName::from_static("traceparent");
 /// Longest correlation id echoed in `X-Request-Id` or taken from it.
 const EDGE_ID_LIMIT: usize = 128;
 
+/// The first value of each header the pipeline reads, found in one pass over the request's few
+/// headers instead of a hashed lookup each (what `HeaderMap::get` returns for each).
+struct HeadFields<'a> {
+    correlation_id: Option<&'a HeaderValue>,
+    trace_id: Option<&'a HeaderValue>,
+    request_id: Option<&'a HeaderValue>,
+    traceparent: Option<&'a HeaderValue>,
+    content_length: Option<&'a HeaderValue>,
+}
+
+impl<'a> HeadFields<'a> {
+    fn of(headers: &'a HeaderMap) -> Self {
+        // A static: a local array of names would be made and dropped per request.
+        static NAMES: [HeaderName; 5] =
+            [CORRELATION_ID_HEADER, TRACE_ID_HEADER, REQUEST_ID_HEADER, TRACEPARENT_HEADER, header::CONTENT_LENGTH];
+        let mut first: [Option<&HeaderValue>; 5] = [None; 5];
+        for (name, value) in headers {
+            if let Some(i) = NAMES.iter().position(|n| n == name) {
+                if let Some(slot @ None) = first.get_mut(i) {
+                    *slot = Some(value);
+                }
+            }
+        }
+        let [correlation_id, trace_id, request_id, traceparent, content_length] = first;
+        Self { correlation_id, trace_id, request_id, traceparent, content_length }
+    }
+
+    /// The body's length as `Content-Length` declares it (`None` when absent or not a number).
+    fn content_length(&self) -> Option<u64> {
+        self.content_length.and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+    }
+}
+
 /// The correlation id of a request: query `correlation_id`, query `trace_id`, the same-named
 /// headers (Pip's own sources, as the original reads them), else the edge's `X-Request-Id`, else
 /// the trace-id of a W3C `traceparent`. The edge's values are checked ([`edge_id`],
 /// [`traceparent_trace_id`]); a bad one is ignored.
-fn correlation_id(query: &[(String, String)], headers: &HeaderMap) -> Option<String> {
+fn correlation_id(query: &[(String, String)], head: &HeadFields<'_>) -> Option<String> {
     for name in ["correlation_id", "trace_id"] {
         if let Some((_, v)) = query.iter().find(|(k, v)| k == name && !v.is_empty()) {
             return Some(v.clone());
         }
     }
-    // The first value of each of the four headers, found in one pass over the request's few
-    // headers instead of four hashed lookups (what `HeaderMap::get` returns for each).
-    let names = [CORRELATION_ID_HEADER, TRACE_ID_HEADER, REQUEST_ID_HEADER, TRACEPARENT_HEADER];
-    let mut first: [Option<&HeaderValue>; 4] = [None; 4];
-    for (name, value) in headers {
-        if let Some(i) = names.iter().position(|n| n == name) {
-            if let Some(slot @ None) = first.get_mut(i) {
-                *slot = Some(value);
-            }
-        }
-    }
-    let [correlation, trace, request, traceparent] = first;
-    for v in [correlation, trace] {
+    for v in [head.correlation_id, head.trace_id] {
         if let Some(v) = v.and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty()) {
             return Some(v.to_string());
         }
     }
-    if let Some(id) = request.and_then(|v| edge_id(v.as_bytes())) {
+    if let Some(id) = head.request_id.and_then(|v| edge_id(v.as_bytes())) {
         return Some(id.to_string());
     }
-    traceparent.and_then(|v| traceparent_trace_id(v.as_bytes())).map(str::to_string)
+    head.traceparent.and_then(|v| traceparent_trace_id(v.as_bytes())).map(str::to_string)
 }
 
 /// `id` when it may serve as (and be echoed as) a correlation id: 1 to [`EDGE_ID_LIMIT`]
@@ -123,6 +149,10 @@ fn traceparent_trace_id(value: &[u8]) -> Option<&str> {
 }
 
 fn decode_query(raw: &str) -> Vec<(String, String)> {
+    // Most requests have none: no splitting and collecting of nothing.
+    if raw.is_empty() {
+        return Vec::new();
+    }
     raw.split('&')
         .filter(|p| !p.is_empty())
         .map(|pair| {
@@ -188,6 +218,114 @@ fn request_authority(uri: &Uri, headers: &HeaderMap) -> Option<String> {
         (None, Some(Some(b))) => Some(b.as_str().to_string()),
         (Some(a), Some(Some(b))) if *a == b => Some(b.as_str().to_string()),
         _ => None,
+    }
+}
+
+/// What a request needs once it is answered: its log line, metrics and response headers.
+struct RequestEnd {
+    started: Instant,
+    _in_flight: InFlight,
+    span: tracing::Span,
+    method: Method,
+    cors: Option<Cors>,
+    echo: Option<HeaderValue>,
+}
+
+/// What routing made of a request before anything was awaited.
+enum Step<B> {
+    /// Answered, with the body (to drain what is left of it).
+    Done(HttpResponse, Routed, B),
+    /// Something to await, with the body when the waiting does not own it.
+    Wait(Wait<B>, Option<B>),
+}
+
+/// What a request awaits.
+enum Wait<B> {
+    /// A started command: its action's own future (boxed by the command).
+    Command(CommandCall, Arc<Route>),
+    /// The rest of the pipeline, boxed: interceptors, a body still arriving, a handler's own
+    /// future. It owns the body and gives it back.
+    Later(Pin<Box<dyn Future<Output = (HttpResponse, Routed, B)> + Send>>),
+}
+
+impl<B: Unpin> Future for Wait<B> {
+    type Output = (HttpResponse, Routed, Option<B>);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Wait::Command(call, route) => call.poll_response(cx).map(|r| (r, Routed::Route(route.clone()), None)),
+            Wait::Later(rest) => rest.as_mut().poll(cx).map(|(r, routed, body)| (r, routed, Some(body))),
+        }
+    }
+}
+
+/// Where a boxed rest of a request starts.
+enum Stage {
+    /// At the interceptors (then the whole body, of the declared length, the inspections and
+    /// the handler).
+    Intercept(Arc<Vec<Arc<dyn RequestInterceptor>>>, Option<u64>),
+    /// At the rest of the body (then the handler).
+    ReadRest(Collected),
+    /// At the handler's own future.
+    Handle,
+}
+
+/// The future of one request, as hyper holds it: the request until first polled, then only what
+/// it awaits and what its end needs (a few hundred bytes, where an `async` function would keep
+/// the request beside them for its whole life).
+pub(super) struct Dispatch<B> {
+    state: DispatchState<B>,
+}
+
+enum DispatchState<B> {
+    /// Not polled yet (the body arrives after the head, so routing waits for the first poll).
+    Start(Option<(Arc<Inner>, Request<B>)>),
+    /// Routed; waiting for the answer.
+    Awaiting { inner: Arc<Inner>, wait: tracing::instrument::Instrumented<Wait<B>>, body: Option<B>, end: RequestEnd },
+    /// Answered.
+    Done,
+}
+
+impl<B> Dispatch<B> {
+    /// The future that serves `request` (see [`Inner::begin`] and [`Inner::end`]).
+    pub(super) fn new(inner: Arc<Inner>, request: Request<B>) -> Self {
+        Self { state: DispatchState::Start(Some((inner, request))) }
+    }
+}
+
+impl<B> Future for Dispatch<B>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    type Output = (Response<Full<Bytes>>, Instant);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let DispatchState::Start(start) = &mut this.state {
+            if let Some((inner, request)) = start.take() {
+                let (step, end) = inner.begin(request);
+                match step {
+                    Step::Done(response, routed, body) => {
+                        this.state = DispatchState::Done;
+                        return Poll::Ready(inner.end(response, routed, Some(body), end));
+                    }
+                    Step::Wait(wait, body) => {
+                        // Polled in the request's span, as the whole request was.
+                        let wait = wait.instrument(end.span.clone());
+                        this.state = DispatchState::Awaiting { inner, wait, body, end };
+                    }
+                }
+            }
+        }
+        let DispatchState::Awaiting { wait, .. } = &mut this.state else { return Poll::Pending };
+        let (response, routed, returned) = std::task::ready!(Pin::new(wait).poll(cx));
+        match std::mem::replace(&mut this.state, DispatchState::Done) {
+            DispatchState::Awaiting { inner, body, end, .. } => {
+                Poll::Ready(inner.end(response, routed, body.or(returned), end))
+            }
+            _ => Poll::Pending,
+        }
     }
 }
 
@@ -264,20 +402,24 @@ impl Inner {
         })
     }
 
-    /// Serves one request from hyper: the whole pipeline, then the headers every response gets.
-    /// Also returns when it was served (the clock read that timed it).
-    pub(super) async fn dispatch<B>(self: Arc<Self>, request: Request<B>) -> (Response<Full<Bytes>>, Instant)
+    /// Everything a request needs before anything is awaited: the head's checks, the
+    /// correlation id, CORS, routing, the body when it came with the head, and the handler's
+    /// start when it has one ([`RouteHandler::start`]). What is left to await comes back as a
+    /// [`Step::Wait`].
+    fn begin<B>(self: &Arc<Self>, request: Request<B>) -> (Step<B>, RequestEnd)
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let started = Instant::now();
-        let _in_flight = InFlight::enter();
-        let (parts, mut body) = request.into_parts();
+        let in_flight = InFlight::enter();
+        let (parts, body) = request.into_parts();
         let (method, headers) = (parts.method, parts.headers);
         let path = parts.uri.path().to_string();
         let query = decode_query(parts.uri.query().unwrap_or(""));
-        let cid = correlation_id(&query, &headers);
+        let head = HeadFields::of(&headers);
+        let cid = correlation_id(&query, &head);
+        let declared = head.content_length();
         // The id used is echoed when it is safe in a header; an odd one from the query is not.
         let echo = cid.as_deref().and_then(|c| edge_id(c.as_bytes())).and_then(|c| HeaderValue::from_str(c).ok());
         let span = tracing::info_span!(
@@ -287,107 +429,177 @@ impl Inner {
         );
         let method_label = method.clone();
         let cors = self.cors(&headers);
-        let (response, routed) = if self.host_allowed(&parts.uri, &headers) {
-            // Boxed: the routing future (the request, the body read, the handler's box) is over
-            // a kilobyte, and this one is moved several times before it runs; the box is moved
-            // instead.
-            Box::pin(self.route(method, path, query, headers, &mut body, cid)).instrument(span.clone()).await
+        let step = if self.host_allowed(&parts.uri, &headers) {
+            let request = HttpRequest {
+                method,
+                path,
+                params: HashMap::new(),
+                query,
+                headers,
+                body: Bytes::new(),
+                correlation_id: cid,
+            };
+            span.in_scope(|| self.route(request, declared, body))
         } else {
             let e = ApplicationError::bad_request("HOST_NOT_ALLOWED", "The Host of the request is not served here")
                 .with_status(421);
-            (error_response(&e.with_correlation_id(cid.as_deref())), Routed::Other("unmatched"))
+            Step::Done(error_response(&e.with_correlation_id(cid.as_deref())), Routed::Other("unmatched"), body)
         };
-        if !body.is_end_stream() {
+        (step, RequestEnd { started, _in_flight: in_flight, span, method: method_label, cors, echo })
+    }
+
+    /// The end of a request: what is left of its body drained, its log line and metrics, and
+    /// the headers every response gets. Also returns when it was served (the clock read that
+    /// timed it).
+    fn end<B>(
+        &self,
+        response: HttpResponse,
+        routed: Routed,
+        body: Option<B>,
+        end: RequestEnd,
+    ) -> (Response<Full<Bytes>>, Instant)
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+    {
+        if let Some(body) = body.filter(|b| !b.is_end_stream()) {
             self.drain_in_background(body);
         }
+        let RequestEnd { started, _in_flight, span, method, cors, echo } = end;
         let status = response.status.as_u16();
         let served = Instant::now();
         let elapsed = served.saturating_duration_since(started);
         span.in_scope(|| tracing::debug!(route = %routed.label(), status, elapsed_us = elapsed.as_micros() as u64, "Request served."));
         match &routed {
-            Routed::Route(r) if r.method == method_label => {
-                r.metrics.record(&method_label, &r.pattern, status, elapsed.as_secs_f64());
+            Routed::Route(r) if r.method == method => {
+                r.metrics.record(&method, &r.pattern, status, elapsed.as_secs_f64());
             }
-            other => record_unrouted(&method_label, other.label(), status, elapsed.as_secs_f64()),
+            other => record_unrouted(&method, other.label(), status, elapsed.as_secs_f64()),
         }
         (self.finish(response, cors, echo), served)
     }
 
-    async fn route<B>(
-        &self,
-        method: Method,
-        path: String,
-        query: Vec<(String, String)>,
-        headers: HeaderMap,
-        body: &mut B,
-        cid: Option<String>,
-    ) -> (HttpResponse, Routed)
+    /// Routes a request and goes as far as it can without awaiting: maintenance, a CORS
+    /// preflight, 404/405, a refused body and a handler that answers at once are answered here;
+    /// a started command is awaited by the request's own future; anything else (interceptors,
+    /// a body still arriving, a handler's own future) is boxed.
+    fn route<B>(self: &Arc<Self>, mut request: HttpRequest, declared: Option<u64>, mut body: B) -> Step<B>
     where
-        B: Body<Data = Bytes> + Send + Unpin,
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let unmatched = Routed::Other("unmatched");
-        let fail = |e: ApplicationError| error_response(&e.with_correlation_id(cid.as_deref()));
+        let unmatched = || Routed::Other("unmatched");
         if self.settings.options.maintenance_enabled {
-            let r = fail(ApplicationError::no_response("MAINTENANCE", "The service is under maintenance"))
+            let e = ApplicationError::no_response("MAINTENANCE", "The service is under maintenance");
+            let r = error_response(&e.with_correlation_id(request.correlation_id.as_deref()))
                 .with_header("retry-after", "3600");
-            return (r, unmatched);
+            return Step::Done(r, unmatched(), body);
         }
-        if method == Method::OPTIONS && !self.settings.cors_origins().is_empty() {
+        if request.method == Method::OPTIONS && !self.settings.cors_origins().is_empty() {
             let mut r = HttpResponse::empty(StatusCode::NO_CONTENT);
             r.headers.insert(
                 "access-control-allow-methods",
                 HeaderValue::from_static("GET, POST, PUT, PATCH, DELETE, OPTIONS"),
             );
-            return (r, Routed::Other("preflight"));
+            return Step::Done(r, Routed::Other("preflight"), body);
         }
         let routes = self.routes.read().clone();
-        let (route, params) = match routes.exact(&method, &path) {
-            Some(route) => (route.clone(), HashMap::new()),
-            None => match routes.scan(&method, &path) {
-                Ok(found) => found,
+        let interceptors = self.interceptors.read().clone();
+        let route = match routes.exact(&request.method, &request.path) {
+            Some(route) => route.clone(),
+            None => match routes.scan(&request.method, &request.path) {
+                Ok((route, params)) => {
+                    request.params = params;
+                    route
+                }
                 Err(allowed) => {
+                    let head = request;
+                    if interceptors.is_empty() {
+                        let r = no_route(&head.method, &head.path, &allowed, head.correlation_id.as_deref());
+                        return Step::Done(r, unmatched(), body);
+                    }
                     // With authentication configured, an unauthenticated caller cannot probe
                     // which routes and methods exist: 401 comes before 404 and 405.
-                    let head = HttpRequest {
-                        method,
-                        path,
-                        params: HashMap::new(),
-                        query,
-                        headers,
-                        body: Bytes::new(),
-                        correlation_id: cid.clone(),
-                    };
-                    let interceptors = self.interceptors.read().clone();
-                    for i in interceptors.iter() {
-                        if let Some(r) = i.intercept(&head).await {
-                            return (r, unmatched);
-                        }
-                    }
-                    return (no_route(&head.method, &head.path, &allowed, cid.as_deref()), unmatched);
+                    return Step::Wait(
+                        Wait::Later(Box::pin(async move {
+                            for i in interceptors.iter() {
+                                if let Some(r) = i.intercept(&head).await {
+                                    return (r, unmatched(), body);
+                                }
+                            }
+                            let r = no_route(&head.method, &head.path, &allowed, head.correlation_id.as_deref());
+                            (r, unmatched(), body)
+                        })),
+                        None,
+                    );
                 }
             },
         };
-        // Interceptors see the head only, so a refused request is never read.
-        let mut request =
-            HttpRequest { method, path, params, query, headers, body: Bytes::new(), correlation_id: cid.clone() };
-        let interceptors = self.interceptors.read().clone();
-        for i in interceptors.iter() {
-            if let Some(r) = i.intercept(&request).await {
-                return (r, Routed::Route(route));
+        if !interceptors.is_empty() {
+            return self.later(route, request, body, Stage::Intercept(interceptors, declared));
+        }
+        match self.body_now(declared, &mut body) {
+            Ok(BodyNow::Whole(bytes)) => request.body = bytes,
+            Ok(BodyNow::Partial(collected)) => return self.later(route, request, body, Stage::ReadRest(collected)),
+            Err(e) => {
+                let r = error_response(&e.with_correlation_id(request.correlation_id.as_deref()));
+                return Step::Done(r, Routed::Route(route), body);
             }
         }
-        request.body = match self.read_body(&request.headers, body).await {
-            Ok(b) => b,
-            Err(e) => return (fail(e), Routed::Route(route)),
+        match route.handler.start(request) {
+            Ok(Started::Ready(r)) => Step::Done(r, Routed::Route(route), body),
+            Ok(Started::Command(call)) => Step::Wait(Wait::Command(call, route), Some(body)),
+            Err(request) => self.later(route, request, body, Stage::Handle),
+        }
+    }
+
+    /// The rest of a routed request, boxed: it owns the request and its body until answered.
+    fn later<B>(self: &Arc<Self>, route: Arc<Route>, request: HttpRequest, mut body: B, stage: Stage) -> Step<B>
+    where
+        B: Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let this = self.clone();
+        Step::Wait(
+            Wait::Later(Box::pin(async move {
+                let response = this.finish_route(&route, request, &mut body, stage).await;
+                (response, Routed::Route(route), body)
+            })),
+            None,
+        )
+    }
+
+    async fn finish_route<B>(&self, route: &Route, mut request: HttpRequest, body: &mut B, stage: Stage) -> HttpResponse
+    where
+        B: Body<Data = Bytes> + Send + Unpin,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let read = match stage {
+            Stage::Handle => return route.handler.handle(request).await,
+            Stage::ReadRest(collected) => (self.read_rest(collected, body).await, None),
+            Stage::Intercept(interceptors, declared) => {
+                // Interceptors see the head only, so a refused request is never read.
+                for i in interceptors.iter() {
+                    if let Some(r) = i.intercept(&request).await {
+                        return r;
+                    }
+                }
+                (self.read_body(declared, body).await, Some(interceptors))
+            }
         };
-        for i in interceptors.iter() {
+        request.body = match read.0 {
+            Ok(b) => b,
+            Err(e) => return error_response(&e.with_correlation_id(request.correlation_id.as_deref())),
+        };
+        for i in read.1.iter().flat_map(|i| i.iter()) {
             if let Some(r) = i.inspect(&request).await {
-                return (r, Routed::Route(route));
+                return r;
             }
         }
-        let response = route.handler.handle(request).await;
-        (response, Routed::Route(route))
+        match route.handler.start(request) {
+            Ok(Started::Ready(r)) => r,
+            Ok(Started::Command(call)) => call.response().await,
+            Err(request) => route.handler.handle(request).await,
+        }
     }
 
     /// Reads and drops, in a task of its own, what is left of a body the pipeline refused before
@@ -417,30 +629,49 @@ impl Inner {
         });
     }
 
-    async fn read_body<B>(&self, headers: &HeaderMap, body: &mut B) -> Result<Bytes, ApplicationError>
+    /// The whole body, `declared` long by its `Content-Length` if it says.
+    async fn read_body<B>(&self, declared: Option<u64>, body: &mut B) -> Result<Bytes, ApplicationError>
+    where
+        B: Body<Data = Bytes> + Send + Unpin,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        match self.body_now(declared, body)? {
+            BodyNow::Whole(bytes) => Ok(bytes),
+            BodyNow::Partial(collected) => self.read_rest(collected, body).await,
+        }
+    }
+
+    /// The body as far as it has arrived (often all of it, or none, with the head), taken
+    /// without arming the timer; a body over `request_max_size` is refused, by its declared
+    /// length (`Content-Length`) first.
+    fn body_now<B>(&self, declared: Option<u64>, body: &mut B) -> Result<BodyNow, ApplicationError>
     where
         B: Body<Data = Bytes> + Send + Unpin,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let max = self.settings.options.request_max_size;
-        let declared =
-            headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > max) {
             return Err(too_large(max));
         }
         let mut collected = Collected { max, first: None, buf: BytesMut::new(), length: 0 };
-        // What arrived with the head (often the whole body, or none) is taken without arming the
-        // timer; the rest is awaited under `body_read_timeout`.
         loop {
             if body.is_end_stream() {
-                return Ok(collected.finish());
+                return Ok(BodyNow::Whole(collected.finish()));
             }
             match body.frame().now_or_never() {
                 Some(Some(frame)) => collected.add(frame)?,
-                Some(None) => return Ok(collected.finish()),
-                None => break,
+                Some(None) => return Ok(BodyNow::Whole(collected.finish())),
+                None => return Ok(BodyNow::Partial(collected)),
             }
         }
+    }
+
+    /// The rest of a body, awaited under `body_read_timeout`.
+    async fn read_rest<B>(&self, mut collected: Collected, body: &mut B) -> Result<Bytes, ApplicationError>
+    where
+        B: Body<Data = Bytes> + Send + Unpin,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
         let timeout = Duration::from_millis(self.settings.options.body_read_timeout);
         let read = async {
             while let Some(frame) = body.frame().await {
@@ -453,6 +684,14 @@ impl Inner {
                 .with_status(408))
         })
     }
+}
+
+/// A body as far as it has arrived without waiting.
+enum BodyNow {
+    /// All of it.
+    Whole(Bytes),
+    /// Some of it; the rest is still to come.
+    Partial(Collected),
 }
 
 /// A request body as its frames arrive, capped at `max` bytes.
@@ -521,18 +760,25 @@ mod tests {
         );
         let mut h = HeaderMap::new();
         h.insert("correlation_id", HeaderValue::from_static("from-header"));
-        assert_eq!(correlation_id(&q, &h).as_deref(), Some("a b"));
-        assert_eq!(correlation_id(&[], &h).as_deref(), Some("from-header"));
+        assert_eq!(correlation_id(&q, &HeadFields::of(&h)).as_deref(), Some("a b"));
+        assert_eq!(correlation_id(&[], &HeadFields::of(&h)).as_deref(), Some("from-header"));
         let t = decode_query("trace_id=t1");
-        assert_eq!(correlation_id(&t, &HeaderMap::new()).as_deref(), Some("t1"));
-        assert_eq!(correlation_id(&[], &HeaderMap::new()), None);
+        assert_eq!(correlation_id(&t, &HeadFields::of(&HeaderMap::new())).as_deref(), Some("t1"));
+        assert_eq!(correlation_id(&[], &HeadFields::of(&HeaderMap::new())), None);
         // The first value of a repeated header counts, as `HeaderMap::get` reads it.
         let mut h = HeaderMap::new();
         h.append("correlation_id", HeaderValue::from_static(""));
         h.append("correlation_id", HeaderValue::from_static("second"));
         h.append("x-request-id", HeaderValue::from_static("edge-1"));
         h.append("x-request-id", HeaderValue::from_static("edge-2"));
-        assert_eq!(correlation_id(&[], &h).as_deref(), Some("edge-1"));
+        assert_eq!(correlation_id(&[], &HeadFields::of(&h)).as_deref(), Some("edge-1"));
+        // The declared length is the first `Content-Length`, as `HeaderMap::get` reads it.
+        assert_eq!(HeadFields::of(&h).content_length(), None);
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("12"));
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("7"));
+        assert_eq!(HeadFields::of(&h).content_length(), Some(12));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("x"));
+        assert_eq!(HeadFields::of(&h).content_length(), None);
     }
 
     #[test]
@@ -540,15 +786,15 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-request-id", HeaderValue::from_static("req-42"));
         h.insert("traceparent", HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
-        assert_eq!(correlation_id(&[], &h).as_deref(), Some("req-42"));
-        assert_eq!(correlation_id(&decode_query("trace_id=q"), &h).as_deref(), Some("q"));
+        assert_eq!(correlation_id(&[], &HeadFields::of(&h)).as_deref(), Some("req-42"));
+        assert_eq!(correlation_id(&decode_query("trace_id=q"), &HeadFields::of(&h)).as_deref(), Some("q"));
         h.insert("x-request-id", HeaderValue::from_static("has space"));
-        assert_eq!(correlation_id(&[], &h).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(correlation_id(&[], &HeadFields::of(&h)).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
         h.insert(
             "x-request-id",
             HeaderValue::from_str(&"a".repeat(EDGE_ID_LIMIT + 1)).unwrap_or(HeaderValue::from_static("")),
         );
-        assert_eq!(correlation_id(&[], &h).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(correlation_id(&[], &HeadFields::of(&h)).as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
         assert_eq!(edge_id("a".repeat(EDGE_ID_LIMIT).as_bytes()).map(str::len), Some(EDGE_ID_LIMIT));
         assert_eq!(edge_id("é".as_bytes()), None);
         assert_eq!(edge_id(b""), None);
