@@ -73,7 +73,7 @@ async fn write_mix(p: &SessionsFilePersistence, prefix: &str, n: usize) {
         let id = format!("{prefix}{i:04}");
         p.create(None, session(&id, &format!("u{}", i % 7), i as i64)).await.unwrap();
         if i % 2 == 0 {
-            p.update(None, &id, &store_data(json!({"n": i, "s": "ünï"}), 10_000 + i as i64)).await.unwrap();
+            p.update(None, &id, store_data(json!({"n": i, "s": "ünï"}), 10_000 + i as i64)).await.unwrap();
         }
         if i % 5 == 0 {
             let close = SessionUpdate {
@@ -82,7 +82,7 @@ async fn write_mix(p: &SessionsFilePersistence, prefix: &str, n: usize) {
                 now: at(20_000),
                 policy: ExpiryPolicy::default(),
             };
-            p.update(None, &id, &close).await.unwrap();
+            p.update(None, &id, close.clone()).await.unwrap();
         }
         if i % 11 == 3 {
             p.delete_by_id(None, &id).await.unwrap();
@@ -147,7 +147,7 @@ async fn background_compaction_loses_no_concurrent_write() {
                 let id = format!("w{w}-{i}");
                 p.create(None, session(&id, "u", i)).await.unwrap();
                 for k in 0..5 {
-                    let out = p.update(None, &id, &store_data(json!([w, i, k]), 100 + k)).await.unwrap();
+                    let out = p.update(None, &id, store_data(json!([w, i, k]), 100 + k)).await.unwrap();
                     assert!(matches!(out, UpdateOutcome::Updated(_)));
                 }
                 if i % 4 == 0 {
@@ -324,7 +324,7 @@ async fn imports_a_node_json_file_once() {
     assert_eq!(serde_json::to_value(&n1).unwrap(), expected);
     let n2 = p.get_one_by_id(None, "n2").await.unwrap().unwrap();
     assert_eq!((n2.active, n2.version, n2.user_name, n2.data), (false, 1, None, Some(json!({"cart": [1]}))));
-    p.update(None, "n1", &store_data(json!("after"), 0)).await.unwrap();
+    p.update(None, "n1", store_data(json!("after"), 0)).await.unwrap();
     p.close(None).await.unwrap();
     assert_eq!(std::fs::read_to_string(&json_path).unwrap(), node.to_string(), "the JSON file is left as it was");
 

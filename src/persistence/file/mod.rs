@@ -527,7 +527,7 @@ impl SessionsPersistence for SessionsFilePersistence {
         &self,
         _cid: Option<&str>,
         id: &str,
-        update: &SessionUpdate,
+        update: SessionUpdate,
     ) -> Result<UpdateOutcome, ApplicationError> {
         self.commit_one(
             |index| Ok(index.update(id, update)),

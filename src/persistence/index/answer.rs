@@ -37,7 +37,7 @@ impl SessionsIndex {
     }
 
     /// [`SessionsIndex::update`] answering the record after the change as its text.
-    pub(crate) fn update_json(&mut self, id: &str, update: &SessionUpdate) -> UpdateOutcome<JsonText> {
+    pub(crate) fn update_json(&mut self, id: &str, update: SessionUpdate) -> UpdateOutcome<JsonText> {
         self.update_answering(id, update, text)
     }
 }

@@ -297,9 +297,9 @@ impl SessionsIndex {
     }
 
     /// Applies a conditional change to the record in place: the condition is checked on the
-    /// record, the change applied to it and its keys moved; the session is built once, for the
-    /// answer.
-    pub(crate) fn update(&mut self, id: &str, update: &SessionUpdate) -> UpdateOutcome {
+    /// record, the change applied to it (its payload moves into the record) and its keys moved;
+    /// the session is built once, for the answer.
+    pub(crate) fn update(&mut self, id: &str, update: SessionUpdate) -> UpdateOutcome {
         self.update_answering(id, update, Record::to_session)
     }
 
@@ -307,7 +307,7 @@ impl SessionsIndex {
     pub(crate) fn update_answering<T>(
         &mut self,
         id: &str,
-        update: &SessionUpdate,
+        update: SessionUpdate,
         answer: impl FnOnce(&Record) -> T,
     ) -> UpdateOutcome<T> {
         let Some(slot) = self.records.slot(id) else { return UpdateOutcome::NotFound };
@@ -316,7 +316,7 @@ impl SessionsIndex {
             return UpdateOutcome::ConditionFailed(record.to_session());
         }
         let old = record.spot();
-        record.apply(&update.change, update.now, &update.policy);
+        record.apply(update.change, update.now, &update.policy);
         let (new, answered) = (record.spot(), answer(record));
         if old.active == new.active {
             let (id, user) = (record.id.clone(), record.user_id.clone());

@@ -245,12 +245,12 @@ impl Record {
             && condition.expected_version.is_none_or(|v| v == self.version)
     }
 
-    /// Applies a change at `now` in place, as [`SessionChange::apply`] does to a session (a new
-    /// payload is copied in once: the update arrives by reference).
-    pub(crate) fn apply(&mut self, change: &SessionChange, now: DateTime<Utc>, policy: &ExpiryPolicy) {
+    /// Applies a change at `now` in place, as [`SessionChange::apply`] does to a session; a new
+    /// payload moves into the record as it is (the change is handed over, not copied).
+    pub(crate) fn apply(&mut self, change: SessionChange, now: DateTime<Utc>, policy: &ExpiryPolicy) {
         match change {
-            SessionChange::StoreData(v) => self.data = payload(Some(v.clone())),
-            SessionChange::UpdateUser(v) => self.user = payload(Some(v.clone())),
+            SessionChange::StoreData(v) => self.data = payload(Some(v)),
+            SessionChange::UpdateUser(v) => self.user = payload(Some(v)),
             SessionChange::Touch => {}
             SessionChange::Close => {
                 self.flags = (self.flags & !ACTIVE) | HAS_CLOSE;
