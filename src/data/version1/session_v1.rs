@@ -263,7 +263,9 @@ pub fn new_session_id() -> Result<String, ApplicationError> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes)
         .map_err(|e| ApplicationError::internal("RANDOM_FAILED", "Cannot generate a session id").with_cause(e))?;
-    Ok(uuid::Builder::from_random_bytes(bytes).into_uuid().simple().to_string())
+    // Encoded straight into its buffer, without the formatting machinery of `to_string`.
+    let mut text = [0u8; uuid::fmt::Simple::LENGTH];
+    Ok(uuid::Builder::from_random_bytes(bytes).into_uuid().simple().encode_lower(&mut text).to_string())
 }
 
 #[cfg(test)]
