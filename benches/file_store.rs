@@ -95,7 +95,7 @@ async fn sequential(p: &Arc<SessionsFilePersistence>, n: usize, writes: usize) -
     let start = Instant::now();
     for k in 0..writes {
         let id = id(pick(k, n));
-        assert!(matches!(p.update(None, &id, &update(k)).await.unwrap(), UpdateOutcome::Updated(_)));
+        assert!(matches!(p.update(None, &id, update(k)).await.unwrap(), UpdateOutcome::Updated(_)));
     }
     start.elapsed().as_secs_f64() * 1e6 / writes as f64
 }
@@ -109,7 +109,7 @@ async fn concurrent(p: &Arc<SessionsFilePersistence>, n: usize, writes_each: usi
             tokio::spawn(async move {
                 for k in 0..writes_each {
                     let id = id(pick(t * writes_each + k + 7, n));
-                    p.update(None, &id, &update(k)).await.unwrap();
+                    p.update(None, &id, update(k)).await.unwrap();
                 }
             })
         })
@@ -151,7 +151,7 @@ async fn compaction(p: &Arc<SessionsFilePersistence>, n: usize) -> String {
             let mut k = 0;
             while !stop.load(Ordering::Relaxed) {
                 let start = Instant::now();
-                p.update(None, &id(pick(k, n)), &update(k)).await.unwrap();
+                p.update(None, &id(pick(k, n)), update(k)).await.unwrap();
                 lat.push(start.elapsed().as_secs_f64() * 1e3);
                 k += 1;
             }

@@ -124,7 +124,7 @@ fn main() {
             let change = SessionChange::StoreData(serde_json::json!({ "n": i, "cart": [1, 2, 3] }));
             let update = SessionUpdate { condition, change, now, policy };
             let id = &ids[(i * 7_919) % ids.len()];
-            assert!(matches!(store.update(None, id, &update).await.unwrap(), UpdateOutcome::Updated(_)));
+            assert!(matches!(store.update(None, id, update.clone()).await.unwrap(), UpdateOutcome::Updated(_)));
         }
         if stores > 0 {
             println!(

@@ -267,7 +267,7 @@ impl SessionsPersistence for InstrumentedPersistence {
         &self,
         cid: Option<&str>,
         id: &str,
-        update: &SessionUpdate,
+        update: SessionUpdate,
     ) -> Result<UpdateOutcome, ApplicationError> {
         self.observe(Op::Update, self.inner.update(cid, id, update)).await
     }
@@ -276,7 +276,7 @@ impl SessionsPersistence for InstrumentedPersistence {
         &self,
         cid: Option<&str>,
         id: &str,
-        update: &SessionUpdate,
+        update: SessionUpdate,
     ) -> Result<UpdateOutcome<JsonText>, ApplicationError> {
         self.observe(Op::Update, self.inner.update_json(cid, id, update)).await
     }

@@ -107,7 +107,7 @@ impl SessionsPersistence for SessionsMemoryPersistence {
         &self,
         _cid: Option<&str>,
         id: &str,
-        update: &SessionUpdate,
+        update: SessionUpdate,
     ) -> Result<UpdateOutcome, ApplicationError> {
         Ok(self.state.write().update(id, update))
     }
@@ -116,7 +116,7 @@ impl SessionsPersistence for SessionsMemoryPersistence {
         &self,
         _cid: Option<&str>,
         id: &str,
-        update: &SessionUpdate,
+        update: SessionUpdate,
     ) -> Result<UpdateOutcome<JsonText>, ApplicationError> {
         Ok(self.state.write().update_json(id, update))
     }

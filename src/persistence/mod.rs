@@ -460,12 +460,13 @@ pub trait SessionsPersistence: Send + Sync {
         Ok(JsonText::write(&create_within_limits(self, correlation_id, session, limits).await?))
     }
 
-    /// Applies a conditional change atomically.
+    /// Applies a conditional change atomically. The change is handed over: a backend that keeps
+    /// the record takes its payload as it is, without a copy.
     async fn update(
         &self,
         correlation_id: Option<&str>,
         id: &str,
-        update: &SessionUpdate,
+        update: SessionUpdate,
     ) -> Result<UpdateOutcome, ApplicationError>;
 
     /// [`SessionsPersistence::update`] with the session after the write as its JSON text (what
@@ -475,7 +476,7 @@ pub trait SessionsPersistence: Send + Sync {
         &self,
         correlation_id: Option<&str>,
         id: &str,
-        update: &SessionUpdate,
+        update: SessionUpdate,
     ) -> Result<UpdateOutcome<JsonText>, ApplicationError> {
         Ok(self.update(correlation_id, id, update).await?.into_json())
     }

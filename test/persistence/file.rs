@@ -10,7 +10,8 @@ use service_sessions::build::file_persistence_descriptor;
 use service_sessions::data::version1::{SessionV1, SessionsFilter};
 use service_sessions::persistence::file::{FileOptions, SessionsFilePersistence, SyncMode, FILE_LOCKED};
 use service_sessions::persistence::{
-    ExpiryPolicy, PageOptions, SessionChange, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition,
+    ExpiryPolicy, LimitPolicy, OpenLimits, PageOptions, SessionChange, SessionLimit, SessionUpdate,
+    SessionsPersistence, UpdateOutcome, WriteCondition,
 };
 use service_sessions::toolkit::component::Component;
 use service_sessions::toolkit::config::ComponentConfig;
@@ -73,7 +74,7 @@ async fn write_mix(p: &SessionsFilePersistence, prefix: &str, n: usize) {
         let id = format!("{prefix}{i:04}");
         p.create(None, session(&id, &format!("u{}", i % 7), i as i64)).await.unwrap();
         if i % 2 == 0 {
-            p.update(None, &id, &store_data(json!({"n": i, "s": "ünï"}), 10_000 + i as i64)).await.unwrap();
+            p.update(None, &id, store_data(json!({"n": i, "s": "ünï"}), 10_000 + i as i64)).await.unwrap();
         }
         if i % 5 == 0 {
             let close = SessionUpdate {
@@ -82,7 +83,7 @@ async fn write_mix(p: &SessionsFilePersistence, prefix: &str, n: usize) {
                 now: at(20_000),
                 policy: ExpiryPolicy::default(),
             };
-            p.update(None, &id, &close).await.unwrap();
+            p.update(None, &id, close.clone()).await.unwrap();
         }
         if i % 11 == 3 {
             p.delete_by_id(None, &id).await.unwrap();
@@ -147,7 +148,7 @@ async fn background_compaction_loses_no_concurrent_write() {
                 let id = format!("w{w}-{i}");
                 p.create(None, session(&id, "u", i)).await.unwrap();
                 for k in 0..5 {
-                    let out = p.update(None, &id, &store_data(json!([w, i, k]), 100 + k)).await.unwrap();
+                    let out = p.update(None, &id, store_data(json!([w, i, k]), 100 + k)).await.unwrap();
                     assert!(matches!(out, UpdateOutcome::Updated(_)));
                 }
                 if i % 4 == 0 {
@@ -324,7 +325,7 @@ async fn imports_a_node_json_file_once() {
     assert_eq!(serde_json::to_value(&n1).unwrap(), expected);
     let n2 = p.get_one_by_id(None, "n2").await.unwrap().unwrap();
     assert_eq!((n2.active, n2.version, n2.user_name, n2.data), (false, 1, None, Some(json!({"cart": [1]}))));
-    p.update(None, "n1", &store_data(json!("after"), 0)).await.unwrap();
+    p.update(None, "n1", store_data(json!("after"), 0)).await.unwrap();
     p.close(None).await.unwrap();
     assert_eq!(std::fs::read_to_string(&json_path).unwrap(), node.to_string(), "the JSON file is left as it was");
 
@@ -362,6 +363,66 @@ async fn the_lock_prevents_a_second_open() {
     first.close(None).await.unwrap();
     second.open(None).await.unwrap();
     second.close(None).await.unwrap();
+}
+
+/// A write answered as its text is logged from the changed record itself (no session is built
+/// for it): after a reopen every session reads exactly as the last answer about it — payloads,
+/// texts, the closed state, `expire_time` and `ttl`.
+#[tokio::test]
+async fn writes_answered_as_text_reopen_as_answered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("store");
+    let p = opened(&path, never()).await;
+    let mut with_ttl = session("t1", "u1", 10);
+    with_ttl.user_name = Some("ünï".into());
+    with_ttl.ttl = Some(60_000);
+    p.create(None, with_ttl).await.unwrap();
+    p.create(None, session("t2", "u2", 20)).await.unwrap();
+    let policy = ExpiryPolicy { idle_timeout: Some(30_000), max_lifetime: Some(90_000) };
+    let writes = [
+        ("t1", SessionChange::StoreData(json!({"n": 1, "s": "ü\"x"}))),
+        ("t1", SessionChange::UpdateUser(json!(["bob", null]))),
+        ("t2", SessionChange::Touch),
+        ("t2", SessionChange::StoreData(Value::Null)),
+        ("t2", SessionChange::Close),
+    ];
+    let mut answered = std::collections::BTreeMap::new();
+    for (k, (id, change)) in writes.into_iter().enumerate() {
+        let u = SessionUpdate { condition: WriteCondition::default(), change, now: at(100 + k as i64), policy };
+        let UpdateOutcome::Updated(text) = p.update_json(None, id, u).await.unwrap() else { panic!("{id}") };
+        answered.insert(id, text.into_string());
+    }
+    let texts = |p: Arc<SessionsFilePersistence>| async move {
+        let mut out = std::collections::BTreeMap::new();
+        for id in ["t1", "t2"] {
+            let s = p.get_one_by_id(None, id).await.unwrap().unwrap();
+            out.insert(id, serde_json::to_string(&s).unwrap());
+        }
+        p.close(None).await.unwrap();
+        out
+    };
+    assert_eq!(texts(p).await, answered);
+    assert_eq!(texts(opened(&path, never()).await).await, answered);
+}
+
+/// An open answered as its text logs the new session, after the sessions its per-user limit
+/// closed to make room, as they applied: after a reopen both read as before it.
+#[tokio::test]
+async fn opens_answered_as_text_log_what_they_closed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("store");
+    let p = opened(&path, never()).await;
+    p.create(None, session("old", "u1", 10)).await.unwrap();
+    let per_user = SessionLimit { max: 1, policy: LimitPolicy::CloseOldest, now: at(50), idle_cutoff: None };
+    let limits = OpenLimits { per_user: Some(per_user), max_open: None };
+    let text = p.create_json(None, session("new", "u1", 50), &limits).await.unwrap();
+    let before = dump(&p).await;
+    assert_eq!(before.iter().map(|s| (s.id.as_str(), s.active)).collect::<Vec<_>>(), [("new", true), ("old", false)]);
+    assert_eq!(serde_json::to_string(&before[0]).unwrap(), text.as_str());
+    p.close(None).await.unwrap();
+    let p = opened(&path, never()).await;
+    assert_eq!(dump(&p).await, before);
+    p.close(None).await.unwrap();
 }
 
 #[tokio::test]

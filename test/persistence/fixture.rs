@@ -71,7 +71,7 @@ pub(crate) async fn store_data_replaces_and_bumps(p: Store) {
     let s = session("a1", "u1", 0);
     seed(&p, vec![s.clone()]).await;
     let out =
-        p.update(None, "a1", &update(WriteCondition::default(), SessionChange::StoreData(json!({"x": 1})), 500)).await;
+        p.update(None, "a1", update(WriteCondition::default(), SessionChange::StoreData(json!({"x": 1})), 500)).await;
     let mut expected = s;
     expected.data = Some(json!({"x": 1}));
     expected.request_time = at(500);
@@ -83,7 +83,7 @@ pub(crate) async fn store_data_replaces_and_bumps(p: Store) {
 pub(crate) async fn update_user_replaces(p: Store) {
     seed(&p, vec![session("a1", "u1", 0)]).await;
     let out = p
-        .update(None, "a1", &update(WriteCondition::default(), SessionChange::UpdateUser(json!("bob")), 7))
+        .update(None, "a1", update(WriteCondition::default(), SessionChange::UpdateUser(json!("bob")), 7))
         .await
         .unwrap();
     let UpdateOutcome::Updated(s) = out else { panic!("not updated: {out:?}") };
@@ -95,7 +95,7 @@ pub(crate) async fn update_user_replaces(p: Store) {
 
 pub(crate) async fn close_clears_payload(p: Store) {
     seed(&p, vec![session("a1", "u1", 0)]).await;
-    let out = p.update(None, "a1", &update(WriteCondition::default(), SessionChange::Close, 9)).await.unwrap();
+    let out = p.update(None, "a1", update(WriteCondition::default(), SessionChange::Close, 9)).await.unwrap();
     let UpdateOutcome::Updated(s) = out else { panic!("not updated: {out:?}") };
     assert!(!s.active);
     assert_eq!((s.close_time, s.request_time, s.version), (Some(at(9)), at(9), 2));
@@ -112,22 +112,22 @@ pub(crate) async fn conditions_fail_with_current_record(p: Store) {
     let active = WriteCondition { require_active: true, ..Default::default() };
     let store = SessionChange::StoreData(json!(1));
     assert_eq!(
-        p.update(None, "c1", &update(active, store.clone(), 5)).await.unwrap(),
+        p.update(None, "c1", update(active, store.clone(), 5)).await.unwrap(),
         UpdateOutcome::ConditionFailed(closed)
     );
     let fresh = WriteCondition { idle_cutoff: Some(at(1001)), ..Default::default() };
-    let UpdateOutcome::ConditionFailed(cur) = p.update(None, "a1", &update(fresh, store.clone(), 5)).await.unwrap()
+    let UpdateOutcome::ConditionFailed(cur) = p.update(None, "a1", update(fresh, store.clone(), 5)).await.unwrap()
     else {
         panic!("idle cutoff must fail")
     };
     assert_eq!(cur.version, 1);
     let boundary = WriteCondition { idle_cutoff: Some(at(1000)), ..Default::default() };
     assert!(matches!(
-        p.update(None, "a1", &update(boundary, store.clone(), 5)).await.unwrap(),
+        p.update(None, "a1", update(boundary, store.clone(), 5)).await.unwrap(),
         UpdateOutcome::Updated(_)
     ));
     let stale = WriteCondition { expected_version: Some(1), ..Default::default() };
-    let UpdateOutcome::ConditionFailed(cur) = p.update(None, "a1", &update(stale, store.clone(), 6)).await.unwrap()
+    let UpdateOutcome::ConditionFailed(cur) = p.update(None, "a1", update(stale, store.clone(), 6)).await.unwrap()
     else {
         panic!("stale version must fail")
     };
@@ -135,9 +135,9 @@ pub(crate) async fn conditions_fail_with_current_record(p: Store) {
     let good =
         WriteCondition { expected_version: Some(2), require_active: true, idle_cutoff: Some(at(0)), alive_at: None };
     assert!(
-        matches!(p.update(None, "a1", &update(good, store.clone(), 7)).await.unwrap(), UpdateOutcome::Updated(s) if s.version == 3)
+        matches!(p.update(None, "a1", update(good, store.clone(), 7)).await.unwrap(), UpdateOutcome::Updated(s) if s.version == 3)
     );
-    assert_eq!(p.update(None, "zz", &update(active, store, 8)).await.unwrap(), UpdateOutcome::NotFound);
+    assert_eq!(p.update(None, "zz", update(active, store, 8)).await.unwrap(), UpdateOutcome::NotFound);
 }
 
 async fn seed_mixed(p: &Store) {
@@ -230,7 +230,7 @@ pub(crate) async fn page_text_is_the_encoded_page(p: Store) {
     quoted.client = None;
     seed(&p, vec![session("a1", "u1", 1), bare, quoted, session("a2", "u1", 9), session("a3", "u1", 9)]).await;
     let close = update(WriteCondition::default(), SessionChange::Close, 11);
-    assert!(matches!(p.update(None, "a2", &close).await.unwrap(), UpdateOutcome::Updated(_)));
+    assert!(matches!(p.update(None, "a2", close.clone()).await.unwrap(), UpdateOutcome::Updated(_)));
     let u1 = SessionsFilter { user_id: Some("u1".into()), ..Default::default() };
     let open = SessionsFilter { active: Some(true), ..Default::default() };
     let window = SessionsFilter { from_time: Some(at(2)), to_time: Some(at(9)), ..Default::default() };
@@ -261,7 +261,7 @@ pub(crate) async fn session_text_is_the_encoded_session(p: Store) {
     let (open, expired) = (expiring("o1", "u1", 10, 100_000), expiring("x1", "u1", 0, 50));
     seed(&p, vec![open, expired, bare, quoted, session("c1", "u1", 3)]).await;
     let close = update(WriteCondition::default(), SessionChange::Close, 20);
-    assert!(matches!(p.update(None, "c1", &close).await.unwrap(), UpdateOutcome::Updated(_)));
+    assert!(matches!(p.update(None, "c1", close.clone()).await.unwrap(), UpdateOutcome::Updated(_)));
     let ids = ["o1", "x1", "b0", "q\"0", "c1"];
     let never = |_: &SessionState| false;
     for id in ids {
@@ -304,14 +304,14 @@ pub(crate) async fn session_text_is_the_encoded_session(p: Store) {
     for (id, change) in changes {
         let mut u = update(alive, change.clone(), 30);
         u.policy = ExpiryPolicy { idle_timeout: Some(10_000), max_lifetime: Some(40_000) };
-        let UpdateOutcome::Updated(text) = p.update_json(None, id, &u).await.unwrap() else {
+        let UpdateOutcome::Updated(text) = p.update_json(None, id, u.clone()).await.unwrap() else {
             panic!("{id} {change:?} applies")
         };
         assert_eq!(text.as_str(), encoded(&p, id).await, "{id} {change:?}");
     }
-    let refused = p.update_json(None, "c1", &update(alive, SessionChange::Touch, 40)).await.unwrap();
+    let refused = p.update_json(None, "c1", update(alive, SessionChange::Touch, 40)).await.unwrap();
     assert_eq!(refused, UpdateOutcome::ConditionFailed(p.get_one_by_id(None, "c1").await.unwrap().unwrap()));
-    let missing = p.update_json(None, "missing", &update(alive, SessionChange::Touch, 40)).await.unwrap();
+    let missing = p.update_json(None, "missing", update(alive, SessionChange::Touch, 40)).await.unwrap();
     assert_eq!(missing, UpdateOutcome::NotFound);
 
     // Opens, with and without limits.
@@ -369,7 +369,7 @@ pub(crate) async fn concurrent_writes_lose_nothing(p: Store) {
         let p = p.clone();
         tasks.push(tokio::spawn(async move {
             let cond = WriteCondition { require_active: true, ..Default::default() };
-            p.update(None, "a1", &update(cond, SessionChange::StoreData(json!(i)), 100 + i)).await.unwrap()
+            p.update(None, "a1", update(cond, SessionChange::StoreData(json!(i)), 100 + i)).await.unwrap()
         }));
     }
     let mut versions = Vec::new();
@@ -388,7 +388,7 @@ pub(crate) async fn concurrent_writes_lose_nothing(p: Store) {
         let p = p.clone();
         tasks.push(tokio::spawn(async move {
             let cond = WriteCondition { expected_version: Some(51), ..Default::default() };
-            p.update(None, "a1", &update(cond, SessionChange::StoreData(json!(i)), 500)).await.unwrap()
+            p.update(None, "a1", update(cond, SessionChange::StoreData(json!(i)), 500)).await.unwrap()
         }));
     }
     let mut wins = 0;
@@ -422,7 +422,7 @@ pub(crate) async fn values_round_trip_exactly(p: Store) {
         p.create(None, s.clone()).await.unwrap();
         assert_eq!(p.get_one_by_id(None, &s.id).await.unwrap(), Some(s.clone()), "value {v}");
         let out = p
-            .update(None, &s.id, &update(WriteCondition::default(), SessionChange::StoreData(v.clone()), 100))
+            .update(None, &s.id, update(WriteCondition::default(), SessionChange::StoreData(v.clone()), 100))
             .await
             .unwrap();
         let UpdateOutcome::Updated(after) = out else { panic!() };
@@ -481,27 +481,29 @@ pub(crate) async fn expire_time_decides_liveness(p: Store) {
     let policy = ExpiryPolicy { idle_timeout: Some(3000), max_lifetime: Some(4500) };
     let mut u = touch(1000);
     u.policy = policy;
-    let UpdateOutcome::Updated(a) = p.update(None, "a", &u).await.unwrap() else { panic!("alive at its expire_time") };
+    let UpdateOutcome::Updated(a) = p.update(None, "a", u.clone()).await.unwrap() else {
+        panic!("alive at its expire_time")
+    };
     assert_eq!((a.request_time, a.version, a.expire_time), (at(1000), 2, Some(at(4000))), "idle 3000 from now");
     let mut u = touch(2000);
     u.policy = policy;
-    let UpdateOutcome::Updated(a) = p.update(None, "a", &u).await.unwrap() else { panic!() };
+    let UpdateOutcome::Updated(a) = p.update(None, "a", u.clone()).await.unwrap() else { panic!() };
     assert_eq!(a.expire_time, Some(at(4500)), "capped by the absolute lifetime");
     assert!(
-        matches!(p.update(None, "a", &touch(4501)).await.unwrap(), UpdateOutcome::ConditionFailed(_)),
+        matches!(p.update(None, "a", touch(4501)).await.unwrap(), UpdateOutcome::ConditionFailed(_)),
         "expired after expire_time"
     );
     assert!(
-        matches!(p.update(None, "legacy", &touch(2000)).await.unwrap(), UpdateOutcome::Updated(_)),
+        matches!(p.update(None, "legacy", touch(2000)).await.unwrap(), UpdateOutcome::Updated(_)),
         "legacy: request_time >= cutoff"
     );
-    assert!(matches!(p.update(None, "legacy", &touch(4001)).await.unwrap(), UpdateOutcome::ConditionFailed(_)));
+    assert!(matches!(p.update(None, "legacy", touch(4001)).await.unwrap(), UpdateOutcome::ConditionFailed(_)));
     let mut ttl = session("own", "u2", 0);
     ttl.ttl = Some(100);
     p.create(None, ttl).await.unwrap();
     let mut u = update(WriteCondition::default(), SessionChange::Touch, 50);
     u.policy = policy;
-    let UpdateOutcome::Updated(own) = p.update(None, "own", &u).await.unwrap() else { panic!() };
+    let UpdateOutcome::Updated(own) = p.update(None, "own", u.clone()).await.unwrap() else { panic!() };
     assert_eq!(own.expire_time, Some(at(150)), "a session's own ttl replaces the idle timeout");
     // The sweep closes exactly the sessions not alive now.
     assert_eq!(

@@ -216,17 +216,14 @@ async fn documents_the_original_wrote_are_read_written_and_closed_as_legacy_sess
         now,
         policy,
     };
-    let UpdateOutcome::Updated(after) = p.update(None, "l1", &write(Some(1), json!({"x": 1}))).await.unwrap() else {
+    let UpdateOutcome::Updated(after) = p.update(None, "l1", write(Some(1), json!({"x": 1}))).await.unwrap() else {
         panic!("a legacy record is at version 1")
     };
     assert_eq!((after.version, after.expire_time), (2, Some(now + Ms::hours(1))));
     let raw = coll.find_one(doc! {"_id": "l1"}).await.unwrap().unwrap();
     assert_eq!((raw.get("version"), raw.get("data")), (Some(&Bson::Int64(2)), Some(&Bson::Document(doc! {"x": 1}))));
-    assert!(matches!(
-        p.update(None, "l1", &write(Some(1), json!(2))).await.unwrap(),
-        UpdateOutcome::ConditionFailed(_)
-    ));
-    let UpdateOutcome::Updated(after) = p.update(None, "l2", &write(None, json!(3))).await.unwrap() else { panic!() };
+    assert!(matches!(p.update(None, "l1", write(Some(1), json!(2))).await.unwrap(), UpdateOutcome::ConditionFailed(_)));
+    let UpdateOutcome::Updated(after) = p.update(None, "l2", write(None, json!(3))).await.unwrap() else { panic!() };
     assert_eq!(after.version, 2);
 
     // The sweep closes legacy records by the idle cutoff, setting version 2.
@@ -313,7 +310,7 @@ async fn a_bad_document_never_breaks_anyone_else() {
             now,
             policy: ExpiryPolicy::default(),
         };
-        assert_eq!(p.update(None, id, &store).await.unwrap_err().code, "SESSION_UNREADABLE");
+        assert_eq!(p.update(None, id, store.clone()).await.unwrap_err().code, "SESSION_UNREADABLE");
         assert_eq!(p.delete_by_id(None, id).await.unwrap_err().code, "SESSION_UNREADABLE");
     }
     // Nothing was rewritten or deleted by any of that.
@@ -471,7 +468,7 @@ async fn racing_writers_with_one_expected_version_have_one_winner() {
             now: t.clock.now() + Ms::milliseconds(1),
             policy: ExpiryPolicy { idle_timeout: Some(3_600_000), max_lifetime: None },
         };
-        tasks.push(tokio::spawn(async move { p.update(None, &id, &update).await.unwrap() }));
+        tasks.push(tokio::spawn(async move { p.update(None, &id, update.clone()).await.unwrap() }));
     }
     let (mut wins, mut losses) = (0, 0);
     for task in tasks {

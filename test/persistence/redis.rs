@@ -273,7 +273,7 @@ async fn redis_keys_carry_native_expiry_and_dropped_sessions_leave_the_lists() {
         now,
         policy: ExpiryPolicy::default(),
     };
-    p.update(None, "live", &close).await.unwrap();
+    p.update(None, "live", close.clone()).await.unwrap();
     let at: i64 = redis::cmd("PEXPIRETIME").arg(&key).query_async(&mut c).await.unwrap();
     assert_eq!(at, (now + Ms::minutes(2)).timestamp_millis(), "close_time + retention");
     let kinds: String = c.hget(format!("{prefix}:{{0}}:s:live"), "active").await.unwrap();
@@ -358,7 +358,7 @@ async fn redis_bad_records_and_foreign_keys() {
             now,
             policy: ExpiryPolicy::default(),
         };
-        assert_eq!(p.update(None, id, &store).await.unwrap_err().code, "SESSION_UNREADABLE");
+        assert_eq!(p.update(None, id, store.clone()).await.unwrap_err().code, "SESSION_UNREADABLE");
         assert_eq!(p.delete_by_id(None, id).await.unwrap_err().code, "SESSION_UNREADABLE");
     }
     let v: String = c.hget(format!("{base}:s:bad_version"), "version").await.unwrap();
@@ -375,7 +375,7 @@ async fn redis_bad_records_and_foreign_keys() {
         policy: ExpiryPolicy::default(),
     };
     assert!(matches!(
-        p.update(None, "good", &store).await.unwrap(),
+        p.update(None, "good", store.clone()).await.unwrap(),
         service_sessions::persistence::UpdateOutcome::Updated(_)
     ));
     assert_eq!(p.get_one_by_id(None, "good").await.unwrap().unwrap().data, Some(big));
@@ -575,7 +575,7 @@ async fn redis_wait_replicas_confirms_writes_or_says_it_could_not() {
         policy: ExpiryPolicy::default(),
     };
     assert!(matches!(
-        p.update(None, "w1", &store).await.unwrap(),
+        p.update(None, "w1", store.clone()).await.unwrap(),
         service_sessions::persistence::UpdateOutcome::Updated(_)
     ));
 

@@ -213,7 +213,7 @@ impl SessionsController {
     ) -> Result<Option<SessionV1>, ApplicationError> {
         let condition =
             WriteCondition { require_active: true, expected_version: Some(s.version), ..Default::default() };
-        Ok(match self.persistence()?.update(cid, &s.id, &self.update(condition, SessionChange::Close, now)).await? {
+        Ok(match self.persistence()?.update(cid, &s.id, self.update(condition, SessionChange::Close, now)).await? {
             UpdateOutcome::Updated(s) => {
                 metrics::closed(metrics::CloseReason::Expired, 1);
                 tracing::debug!(session = %redact_id(&s.id), "Expired session closed.");
@@ -325,7 +325,7 @@ impl SessionsController {
     ) -> Result<Option<SessionV1>, ApplicationError> {
         let condition = self.alive_condition(now, Some(s.version));
         let update = self.update(condition, SessionChange::Touch, now);
-        Ok(match self.persistence()?.update(cid, &s.id, &update).await? {
+        Ok(match self.persistence()?.update(cid, &s.id, update).await? {
             UpdateOutcome::Updated(t) | UpdateOutcome::ConditionFailed(t) => Some(t),
             UpdateOutcome::NotFound => None,
         })

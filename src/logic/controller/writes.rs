@@ -21,12 +21,12 @@ pub(super) trait Answer: Sized + Send {
     /// A session the controller holds, as this answer.
     fn of(s: SessionV1) -> Self;
 
-    /// The store's conditional write, answered this way.
+    /// The store's conditional write, answered this way (the update handed over to the store).
     fn updated<'a>(
         store: &'a dyn SessionsPersistence,
         cid: Option<&'a str>,
         id: &'a str,
-        update: &'a SessionUpdate,
+        update: SessionUpdate,
     ) -> BoxFuture<'a, Result<UpdateOutcome<Self>, ApplicationError>>;
 
     /// The store's insert of a new session within `limits`, answered this way.
@@ -47,7 +47,7 @@ impl Answer for SessionV1 {
         store: &'a dyn SessionsPersistence,
         cid: Option<&'a str>,
         id: &'a str,
-        update: &'a SessionUpdate,
+        update: SessionUpdate,
     ) -> BoxFuture<'a, Result<UpdateOutcome, ApplicationError>> {
         store.update(cid, id, update)
     }
@@ -71,7 +71,7 @@ impl Answer for JsonText {
         store: &'a dyn SessionsPersistence,
         cid: Option<&'a str>,
         id: &'a str,
-        update: &'a SessionUpdate,
+        update: SessionUpdate,
     ) -> BoxFuture<'a, Result<UpdateOutcome<Self>, ApplicationError>> {
         store.update_json(cid, id, update)
     }
@@ -99,7 +99,7 @@ impl SessionsController {
         }
         let now = self.now();
         let update = self.update(self.alive_condition(now, expected_version), change, now);
-        match T::updated(self.persistence()?.as_ref(), cid, id, &update).await? {
+        match T::updated(self.persistence()?.as_ref(), cid, id, update).await? {
             UpdateOutcome::Updated(s) => Ok(Some(s)),
             UpdateOutcome::NotFound => Ok(None),
             // Boxed: the common write does not carry the refusal's future (it may close an
@@ -267,7 +267,7 @@ impl SessionsController {
         let now = self.now();
         let condition = WriteCondition { require_active: true, expected_version: version, ..Default::default() };
         let update = self.update(condition, SessionChange::Close, now);
-        match T::updated(self.persistence()?.as_ref(), cid, id, &update).await? {
+        match T::updated(self.persistence()?.as_ref(), cid, id, update).await? {
             UpdateOutcome::Updated(s) => {
                 metrics::closed(metrics::CloseReason::Close, 1);
                 tracing::debug!(session = %redact_id(id), "Session closed.");

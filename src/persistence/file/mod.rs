@@ -101,7 +101,7 @@ mod writer;
 
 pub use self::compaction::CompactionStats;
 use self::compaction::{compact, run_compactor};
-use self::format::{encode_frame, Record};
+use self::format::{encode_frame, encode_put_frame, Record};
 use self::load::open_store;
 pub use self::settings::{store_dir, FileOptions, SyncMode};
 use self::settings::{store_paths, FileSettings, PageSettings};
@@ -342,18 +342,29 @@ impl SessionsFilePersistence {
         writer: &mpsc::Sender<Command>,
         records: &[Record<S>],
     ) -> Result<oneshot::Receiver<bool>, ApplicationError> {
-        /// About the size of one encoded session record, to size a change's frames at once.
-        const FRAME_ESTIMATE: usize = 320;
         let mut frames = Vec::with_capacity(FRAME_ESTIMATE * records.len());
         for r in records {
-            if let Err(e) = encode_frame(&mut frames, r) {
-                // Applied in memory but not loggable (not expected for sessions): fail the store
-                // as a failed write does.
-                tracing::error!(error = %e, "Cannot encode a record for the sessions log; the store refuses writes until it can write again.");
-                self.shared.status.failed.store(true, Ordering::Release);
-                return Err(write_failed());
-            }
+            self.encoded(encode_frame(&mut frames, r))?;
         }
+        self.send(writer, frames)
+    }
+
+    /// The outcome of encoding a record: a record applied in memory but not loggable (not
+    /// expected for sessions) fails the store as a failed write does.
+    fn encoded(&self, result: Result<(), serde_json::Error>) -> Result<(), ApplicationError> {
+        result.map_err(|e| {
+            tracing::error!(error = %e, "Cannot encode a record for the sessions log; the store refuses writes until it can write again.");
+            self.shared.status.failed.store(true, Ordering::Release);
+            write_failed()
+        })
+    }
+
+    /// Hands encoded frames to the writer (under the state lock: see [`Self::queue`]).
+    fn send(
+        &self,
+        writer: &mpsc::Sender<Command>,
+        frames: Vec<u8>,
+    ) -> Result<oneshot::Receiver<bool>, ApplicationError> {
         let (ack, done) = oneshot::channel();
         writer.send(Command::Append { frames, ack }).map_err(|_| write_failed())?;
         Ok(done)
@@ -367,6 +378,9 @@ impl SessionsFilePersistence {
         Ok(f(&state.index))
     }
 }
+
+/// About the size of one encoded session record, to size a change's frames at once.
+const FRAME_ESTIMATE: usize = 320;
 
 /// `out` once the writer acknowledges its records (at once when there were none);
 /// `WRITE_FAILED` if it refuses them.
@@ -523,11 +537,38 @@ impl SessionsPersistence for SessionsFilePersistence {
         self.commit_one(|index| index.create(session), |s: &SessionV1| Some(s)).await
     }
 
+    /// The new session's text and log record are encoded before the lock, from the session as it
+    /// will be stored; then it moves into the index (no copy of it is kept for the log).
+    async fn create_json(
+        &self,
+        _cid: Option<&str>,
+        session: SessionV1,
+        limits: &OpenLimits,
+    ) -> Result<JsonText, ApplicationError> {
+        let text = JsonText::write(&session);
+        let mut put = Vec::with_capacity(FRAME_ESTIMATE);
+        self.encoded(encode_frame(&mut put, &Record::Put(&session)))?;
+        let done = self.locked(|index, writer| {
+            // The sessions closed to make room come first, as they apply to the index.
+            let closed = index.create_within(session, limits)?;
+            if closed.is_empty() {
+                return self.send(writer, put);
+            }
+            let mut frames = Vec::with_capacity(FRAME_ESTIMATE * closed.len() + put.len());
+            for c in &closed {
+                self.encoded(encode_frame(&mut frames, &Record::Put(c)))?;
+            }
+            frames.extend_from_slice(&put);
+            self.send(writer, frames)
+        })?;
+        acknowledged(text, Some(done)).await
+    }
+
     async fn update(
         &self,
         _cid: Option<&str>,
         id: &str,
-        update: &SessionUpdate,
+        update: SessionUpdate,
     ) -> Result<UpdateOutcome, ApplicationError> {
         self.commit_one(
             |index| Ok(index.update(id, update)),
@@ -537,6 +578,28 @@ impl SessionsPersistence for SessionsFilePersistence {
             },
         )
         .await
+    }
+
+    /// The change applied to the record in place, logged and answered from the record itself:
+    /// no session is built, its payload not copied.
+    async fn update_json(
+        &self,
+        _cid: Option<&str>,
+        id: &str,
+        update: SessionUpdate,
+    ) -> Result<UpdateOutcome<JsonText>, ApplicationError> {
+        let (out, done) = self.locked(|index, writer| {
+            let mut frames = Vec::with_capacity(FRAME_ESTIMATE);
+            Ok(match index.update_json_logged(id, update, |s| encode_put_frame(&mut frames, s)) {
+                UpdateOutcome::Updated((text, encoded)) => {
+                    self.encoded(encoded)?;
+                    (UpdateOutcome::Updated(text), Some(self.send(writer, frames)?))
+                }
+                UpdateOutcome::NotFound => (UpdateOutcome::NotFound, None),
+                UpdateOutcome::ConditionFailed(s) => (UpdateOutcome::ConditionFailed(s), None),
+            })
+        })?;
+        acknowledged(out, done).await
     }
 
     async fn close_expired(

@@ -7,6 +7,7 @@
 
 use super::record::{time, Record, Whole};
 use super::SessionsIndex;
+use crate::data::version1::SessionView;
 use crate::persistence::{MustAct, SessionAnswer, SessionState, SessionUpdate, UpdateOutcome};
 use crate::toolkit::json::JsonText;
 
@@ -37,7 +38,18 @@ impl SessionsIndex {
     }
 
     /// [`SessionsIndex::update`] answering the record after the change as its text.
-    pub(crate) fn update_json(&mut self, id: &str, update: &SessionUpdate) -> UpdateOutcome<JsonText> {
+    pub(crate) fn update_json(&mut self, id: &str, update: SessionUpdate) -> UpdateOutcome<JsonText> {
         self.update_answering(id, update, text)
+    }
+
+    /// [`SessionsIndex::update_json`] that also hands the record after the change, as a whole
+    /// session's view, to `log` (the file backend encodes its log record from it).
+    pub(crate) fn update_json_logged<L>(
+        &mut self,
+        id: &str,
+        update: SessionUpdate,
+        log: impl FnOnce(&dyn SessionView) -> L,
+    ) -> UpdateOutcome<(JsonText, L)> {
+        self.update_answering(id, update, |r| (text(r), log(&Whole::new(r))))
     }
 }

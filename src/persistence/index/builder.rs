@@ -3,7 +3,7 @@
 use super::counted::CountedSet;
 use super::record::{ExpiryKey, Key, ListKey, Record};
 use super::slab::Records;
-use super::{SessionsIndex, UserSets};
+use super::{SessionsIndex, UserMap, UserSets};
 use crate::data::version1::SessionV1;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -101,7 +101,7 @@ impl IndexBuilder {
             // The thread cannot panic; should it anyway, the user index is rebuilt below.
             (users.join().ok(), open, closed, by_expiry)
         });
-        let mut users: HashMap<Arc<str>, UserSets> = by_user
+        let mut users: UserMap = by_user
             .unwrap_or_default()
             .into_iter()
             .map(|(u, all)| (u, UserSets { all, open: CountedSet::default() }))

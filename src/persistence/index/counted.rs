@@ -140,8 +140,13 @@ impl<K: Ord> CountedSet<K> {
         (block, left)
     }
 
-    /// Inserts `k`; false if it was there.
+    /// Inserts `k`; false if it was there. A key past the last one (a new session: the newest
+    /// time) is appended after one comparison, without a search.
     pub(crate) fn insert(&mut self, k: K) -> bool {
+        if self.blocks.last().and_then(|b| b.last()).is_none_or(|l| *l < k) {
+            self.push(k);
+            return true;
+        }
         let (mut block, mut offset) = self.locate(|x| x < &k);
         if self.blocks.get(block).and_then(|b| b.get(offset)).is_some_and(|x| *x == k) {
             return false;

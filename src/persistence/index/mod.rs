@@ -49,18 +49,33 @@ use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::errors::ApplicationError;
 use crate::toolkit::json::JsonText;
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use hashbrown::hash_map::EntryRef;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Most records a page looks up at once (see [`SessionsIndex::page_records`]).
 const PAGE_BATCH: usize = 128;
 
+/// Each user's sets by user id. User ids are chosen by clients, so the map keeps the standard
+/// DoS-resistant hasher; it is hashbrown's map for its lookup by `&str` that can insert
+/// ([`SessionsIndex::insert_new`]: a new session hashes its user id once).
+type UserMap = hashbrown::HashMap<Arc<str>, UserSets, std::hash::RandomState>;
+
 /// A user's sessions (keys with the records' slots) and the user's open sessions.
 #[derive(Debug, Default)]
 struct UserSets {
     all: CountedSet<Key>,
     open: CountedSet<ListKey>,
+}
+
+impl UserSets {
+    /// Puts a record's keys in the user's sets of its state.
+    fn add(&mut self, active: bool, k: Key, lk: &ListKey) {
+        if active {
+            self.open.insert(lk.clone());
+        }
+        self.all.insert(k);
+    }
 }
 
 /// The in-memory state with its indexes; also the engine of the file backend.
@@ -77,7 +92,7 @@ pub(crate) struct SessionsIndex {
     open: CountedSet<ListKey>,
     closed: CountedSet<ListKey>,
     /// Each user's sets, in one map: a write hashes its user id once.
-    users: HashMap<Arc<str>, UserSets>,
+    users: UserMap,
     /// Open sessions without an `expire_time` (judged by the idle cutoff).
     untimed: CountedSet<ListKey>,
     /// Open sessions with an `expire_time`, by it.
@@ -159,9 +174,13 @@ impl SessionsIndex {
     fn index(&mut self, p: Place) {
         let Place { active, user_id, key: k, expiry } = p;
         let lk = k.list_key();
-        let sets = self.users.entry(user_id).or_default();
+        self.users.entry(user_id).or_default().add(active, k, &lk);
+        self.index_store(active, lk, expiry);
+    }
+
+    /// Puts a record's list key and expiry key in the store's sets of its state.
+    fn index_store(&mut self, active: bool, lk: ListKey, expiry: Option<ExpiryKey>) {
         if active {
-            sets.open.insert(lk.clone());
             self.open.insert(lk.clone());
             match expiry {
                 Some(e) => {
@@ -174,7 +193,6 @@ impl SessionsIndex {
         } else {
             self.closed.insert(lk);
         }
-        sets.all.insert(k);
     }
 
     fn unindex(&mut self, p: &Place) {
@@ -266,15 +284,34 @@ impl SessionsIndex {
                 }
                 self.reindex(old, new);
             }
-            None => {
-                let record = Record::new(Arc::from(s.id.as_str()), self.user_id(&s.user_id), s);
-                // A store of 2^32 sessions (over a terabyte of memory) takes no more.
-                let Some(slot) = self.records.insert(record) else { return };
-                if let Some(place) = self.records.at(slot).map(|r| r.place(slot)) {
-                    self.index(place);
-                }
-            }
+            None => self.insert_new(s),
         }
+    }
+
+    /// Inserts a session whose id no record has (the caller checked): no lookup of the id first,
+    /// and one of its user id, which finds both the user's shared id and sets.
+    fn insert_new(&mut self, s: SessionV1) {
+        let (user_id, sets) = match self.users.entry_ref(s.user_id.as_str()) {
+            EntryRef::Occupied(e) => (e.key().clone(), e.into_mut()),
+            EntryRef::Vacant(e) => {
+                let user_id: Arc<str> = Arc::from(s.user_id.as_str());
+                (user_id.clone(), e.insert_entry_with_key(user_id, UserSets::default()).into_mut())
+            }
+        };
+        let record = Record::new(Arc::from(s.id.as_str()), user_id, s);
+        // A store of 2^32 sessions (over a terabyte of memory) takes no more.
+        let Some((slot, record)) = self.records.insert(record).and_then(|slot| Some((slot, self.records.at(slot)?)))
+        else {
+            // Not even a new user's empty sets stay behind.
+            if sets.all.is_empty() {
+                self.users.retain(|_, sets| !sets.all.is_empty());
+            }
+            return;
+        };
+        let Place { active, key, expiry, .. } = record.place(slot);
+        let lk = key.list_key();
+        sets.add(active, key, &lk);
+        self.index_store(active, lk, expiry);
     }
 
     /// Removes a session, returning it.
@@ -292,14 +329,14 @@ impl SessionsIndex {
         if self.contains(&s.id) {
             return Err(session_exists(&s.id));
         }
-        self.put(s.clone());
+        self.insert_new(s.clone());
         Ok(s)
     }
 
     /// Applies a conditional change to the record in place: the condition is checked on the
-    /// record, the change applied to it and its keys moved; the session is built once, for the
-    /// answer.
-    pub(crate) fn update(&mut self, id: &str, update: &SessionUpdate) -> UpdateOutcome {
+    /// record, the change applied to it (its payload moves into the record) and its keys moved;
+    /// the session is built once, for the answer.
+    pub(crate) fn update(&mut self, id: &str, update: SessionUpdate) -> UpdateOutcome {
         self.update_answering(id, update, Record::to_session)
     }
 
@@ -307,7 +344,7 @@ impl SessionsIndex {
     pub(crate) fn update_answering<T>(
         &mut self,
         id: &str,
-        update: &SessionUpdate,
+        update: SessionUpdate,
         answer: impl FnOnce(&Record) -> T,
     ) -> UpdateOutcome<T> {
         let Some(slot) = self.records.slot(id) else { return UpdateOutcome::NotFound };
@@ -316,7 +353,7 @@ impl SessionsIndex {
             return UpdateOutcome::ConditionFailed(record.to_session());
         }
         let old = record.spot();
-        record.apply(&update.change, update.now, &update.policy);
+        record.apply(update.change, update.now, &update.policy);
         let (new, answered) = (record.spot(), answer(record));
         if old.active == new.active {
             let (id, user) = (record.id.clone(), record.user_id.clone());
@@ -483,7 +520,7 @@ impl SessionsIndex {
             }
         }
         closed.iter().for_each(|c| self.put(c.clone()));
-        self.put(s);
+        self.insert_new(s);
         Ok(closed)
     }
 

@@ -144,13 +144,24 @@ fn payload(v: Option<Value>) -> Option<Box<Value>> {
     v.filter(|v| !v.is_null()).map(Box::new)
 }
 
+/// Puts `v` in `slot`, in the box already there when there is one (the old payload is dropped
+/// in place: no allocation, no free of the box).
+fn replace_payload(slot: &mut Option<Box<Value>>, v: Value) {
+    match slot {
+        Some(old) if !v.is_null() => **old = v,
+        _ => *slot = payload(Some(v)),
+    }
+}
+
 impl Record {
     /// The compact form of `s`, with its id and user id already allocated.
     pub(crate) fn new(id: Arc<str>, user_id: Arc<str>, s: SessionV1) -> Self {
         let mut flags = 0;
-        let mut texts = String::new();
+        let parts = [&s.user_name, &s.address, &s.client];
+        // Allocated once at its final size, so that making it a box does not reallocate.
+        let mut texts = String::with_capacity(parts.iter().map(|t| t.as_ref().map_or(0, String::len)).sum());
         let mut ends = [0u32; 3];
-        for (i, t) in [&s.user_name, &s.address, &s.client].into_iter().enumerate() {
+        for (i, t) in parts.into_iter().enumerate() {
             if let Some(t) = t {
                 flags |= TEXT << i;
                 texts.push_str(t);
@@ -245,12 +256,12 @@ impl Record {
             && condition.expected_version.is_none_or(|v| v == self.version)
     }
 
-    /// Applies a change at `now` in place, as [`SessionChange::apply`] does to a session (a new
-    /// payload is copied in once: the update arrives by reference).
-    pub(crate) fn apply(&mut self, change: &SessionChange, now: DateTime<Utc>, policy: &ExpiryPolicy) {
+    /// Applies a change at `now` in place, as [`SessionChange::apply`] does to a session; a new
+    /// payload moves into the record as it is (the change is handed over, not copied).
+    pub(crate) fn apply(&mut self, change: SessionChange, now: DateTime<Utc>, policy: &ExpiryPolicy) {
         match change {
-            SessionChange::StoreData(v) => self.data = payload(Some(v.clone())),
-            SessionChange::UpdateUser(v) => self.user = payload(Some(v.clone())),
+            SessionChange::StoreData(v) => replace_payload(&mut self.data, v),
+            SessionChange::UpdateUser(v) => replace_payload(&mut self.user, v),
             SessionChange::Touch => {}
             SessionChange::Close => {
                 self.flags = (self.flags & !ACTIVE) | HAS_CLOSE;

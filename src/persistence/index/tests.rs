@@ -87,7 +87,7 @@ fn the_scan_walks_open_and_closed_sessions_in_list_order() {
         now: DateTime::<Utc>::UNIX_EPOCH + Duration::milliseconds(50),
         policy: ExpiryPolicy::default(),
     };
-    assert!(matches!(index.update("s004", &update), UpdateOutcome::Updated(_)));
+    assert!(matches!(index.update("s004", update), UpdateOutcome::Updated(_)));
     let mut rebuilt = IndexBuilder::new();
     index.iter().for_each(|s| rebuilt.put(s));
     assert_eq!(fingerprint(&rebuilt.build()), fingerprint(&index));
@@ -344,7 +344,7 @@ fn updates_keep_the_sets_equal_to_a_fresh_build() {
             _ => SessionChange::StoreData(serde_json::json!({ "n": step })),
         };
         let update = SessionUpdate { condition: WriteCondition::default(), change, now, policy };
-        match index.update(&id, &update) {
+        match index.update(&id, update) {
             UpdateOutcome::Updated(s) => assert_eq!(Some(s), index.get(&id), "step {step}"),
             other => panic!("step {step}: {other:?}"),
         }

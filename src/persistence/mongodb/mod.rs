@@ -347,13 +347,13 @@ impl SessionsPersistence for SessionsMongoDbPersistence {
         &self,
         cid: Option<&str>,
         id: &str,
-        update: &SessionUpdate,
+        update: SessionUpdate,
     ) -> Result<UpdateOutcome, ApplicationError> {
         let coll = self.shared.raw_collection().await?;
         // The common case in one round trip: no read, the condition and the inputs of the new
         // state in the filter. A miss (not found, condition false, or a record the filter does
         // not cover) goes the read-decide-write way below, which tells them apart.
-        if let Some((filter, change)) = one_step_write(id, update) {
+        if let Some((filter, change)) = one_step_write(id, &update) {
             let write = coll
                 .find_one_and_update(filter, change)
                 .return_document(ReturnDocument::After)

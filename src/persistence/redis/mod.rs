@@ -270,7 +270,7 @@ impl SessionsPersistence for SessionsRedisPersistence {
         &self,
         cid: Option<&str>,
         id: &str,
-        update: &SessionUpdate,
+        update: SessionUpdate,
     ) -> Result<UpdateOutcome, ApplicationError> {
         let sh = &self.shared;
         let write = |(n, current): (u32, SessionV1)| {
