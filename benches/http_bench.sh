@@ -9,7 +9,8 @@
 #
 # Needs wrk (apt-get install -y wrk). Runs the release binary on a loopback port, preloads the
 # sessions with open_session, then drives each scenario with CONNECTIONS connections from one wrk
-# thread, and prints req/s, p50/p99 latency, server CPU per request and RSS per stored session.
+# thread, and prints req/s, p50/p99 latency, server CPU per request (and the user-space part of
+# it: the rest is the kernel's socket work) and RSS per stored session.
 # The scenarios run interleaved for ROUNDS rounds (machines with neighbours drift over minutes)
 # and the summary gives each figure's median over the rounds. Every wrk script sends requests
 # built in advance, so the load generator spends the same per request in every scenario.
@@ -64,19 +65,22 @@ up "$BARE_PORT"
 [ "$NODE" = 1 ] && up "$NODE_PORT"
 TICK=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/${1:-$PID}/stat"; }
+user_cpu() { awk '{print $14}' "/proc/${1:-$PID}/stat"; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$PID/status"; }
 wanted() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
 run() { # name script [pid port]: one wrk run against the service (or the given server)
   local name=$1 script=$2 pid=${3:-$PID} port=${4:-$PORT}
-  local before after out requests
+  local before after user_before user_after out requests
   before=$(cpu "$pid")
+  user_before=$(user_cpu "$pid")
   out=$(wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" -s "benches/lua/$script" "http://127.0.0.1:$port" | grep '^RESULT')
   after=$(cpu "$pid")
+  user_after=$(user_cpu "$pid")
   requests=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$out")
-  printf '%-26s %s cpu_us_per_req=%.1f\n' "$name" "${out#RESULT }" \
-    "$(awk -v a="$after" -v b="$before" -v t="$TICK" -v r="$requests" 'BEGIN {print (a - b) / t * 1e6 / r}')" \
-    | tee -a "$WORK/results"
+  per_request() { awk -v a="$1" -v b="$2" -v t="$TICK" -v r="$requests" 'BEGIN {print (a - b) / t * 1e6 / r}'; }
+  printf '%-26s %s cpu_us_per_req=%.1f user_us_per_req=%.1f\n' "$name" "${out#RESULT }" \
+    "$(per_request "$after" "$before")" "$(per_request "$user_after" "$user_before")" | tee -a "$WORK/results"
 }
 
 # Median of each figure per scenario over the rounds; server CPU per request as a multiple of the
@@ -94,8 +98,8 @@ summary() {
       bare = ("bare" in seen) ? median("bare", "cpu_us_per_req") : 0
       print "median of " n[order[1], "rps"] " rounds:"
       for (c = 1; c <= count; c++) { s = order[c]; cpu = median(s, "cpu_us_per_req")
-        printf "  %-26s rps=%.0f p50_ms=%.3f p99_ms=%.3f cpu_us_per_req=%.1f", s, median(s, "rps"),
-          median(s, "p50_ms"), median(s, "p99_ms"), cpu
+        printf "  %-26s rps=%.0f p50_ms=%.3f p99_ms=%.3f cpu_us_per_req=%.1f user_us_per_req=%.1f", s, median(s, "rps"),
+          median(s, "p50_ms"), median(s, "p99_ms"), cpu, median(s, "user_us_per_req")
         if (bare > 0) printf " cpu_x_bare=%.2f", cpu / bare
         printf "\n" }
       if (("get_session_by_id" in seen) && ("heartbeat" in seen))
