@@ -9,10 +9,10 @@
 //! The payload is one [`Record`]: a tag byte, then for a session its fixed fields in a byte
 //! layout (strings as `u32 LE` length + UTF-8, optional values behind a `0`/`1` byte, times as
 //! `i64 LE` seconds + `u32 LE` nanoseconds — whole milliseconds, as every stored time is —
-//! `active` as a byte, `version` as `i64 LE`) and `user` and `data` as JSON text. Hand-written rather than a serde format: the fields are fixed, and
-//! decoding a million sessions at start-up is where the time goes — this layout decodes in about
-//! half the time of an all-JSON record and is about a third smaller. `user` and `data` are
-//! arbitrary JSON, so they stay JSON.
+//! `active` as a byte, `version` as `i64 LE`) and `user` and `data` as JSON text. Hand-written
+//! rather than a serde format: the fields are fixed, and decoding a million sessions at start-up
+//! is where the time goes — this layout decodes in about half the time of an all-JSON record and
+//! is about a third smaller. `user` and `data` are arbitrary JSON, so they stay JSON.
 //!
 //! Session records are versioned by their tag. Version 2 (written since sessions gained an
 //! `expire_time` and a `ttl`) appends both after `data`, each behind a `0`/`1` byte; version 1
