@@ -87,6 +87,20 @@ pub trait SessionView {
     fn expire_ms(&self) -> Option<i64>;
     /// `ttl`; the key is left out when `None`.
     fn ttl(&self) -> Option<i64>;
+
+    /// Writes `,"user":…` and `,"data":…` where [`write_session`] puts them (before `version`):
+    /// by default from [`SessionView::user`] and [`SessionView::data`], each key left out when
+    /// `None`. A view that holds the payloads in another form (raw BSON) writes them itself.
+    fn write_payloads(&self, out: &mut Vec<u8>) {
+        if let Some(v) = self.user() {
+            out.extend_from_slice(b",\"user\":");
+            write_json_value(out, v);
+        }
+        if let Some(v) = self.data() {
+            out.extend_from_slice(b",\"data\":");
+            write_json_value(out, v);
+        }
+    }
 }
 
 impl SessionView for SessionV1 {
@@ -163,14 +177,7 @@ pub fn write_session<S: SessionView + ?Sized>(s: &S, out: &mut Vec<u8>) {
         out.extend_from_slice(b",\"close_time\":");
         write_time_ms(out, t);
     }
-    if let Some(v) = s.user() {
-        out.extend_from_slice(b",\"user\":");
-        write_json_value(out, v);
-    }
-    if let Some(v) = s.data() {
-        out.extend_from_slice(b",\"data\":");
-        write_json_value(out, v);
-    }
+    s.write_payloads(out);
     out.extend_from_slice(b",\"version\":");
     write_i64(out, s.version());
     if let Some(t) = s.expire_ms() {

@@ -124,8 +124,8 @@ impl<'a> RawSession<'a> {
     }
 }
 
-/// The view without `user` and `data`: [`write_session`] leaves their keys out, and
-/// [`RawSession::write_json`] puts them in their place.
+/// The view whose `user` and `data` are raw BSON: it writes them itself
+/// ([`SessionView::write_payloads`]), as the codec converts them.
 impl SessionView for RawSession<'_> {
     fn id(&self) -> &str {
         self.id
@@ -169,34 +169,23 @@ impl SessionView for RawSession<'_> {
     fn ttl(&self) -> Option<i64> {
         self.ttl
     }
-}
 
-/// Where `"version"` starts in a session's text: `user` and `data` go right before it. The last
-/// `,"version":` is that key — a string value never holds a quote after a comma unescaped, and
-/// only numbers and times follow the key.
-fn version_key(text: &[u8]) -> Option<usize> {
-    const KEY: &[u8] = b",\"version\":";
-    text.windows(KEY.len()).rposition(|w| w == KEY)
-}
-
-impl WriteJson for RawSession<'_> {
-    fn write_json(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        write_session(self, out);
-        let Some(at) = version_key(&out[start..]).map(|i| start + i) else {
-            self.declined.set(true);
-            return;
-        };
-        let tail = out.len() - at;
+    /// Both keys always (the codec reads an absent payload as `null`); a payload of a shape left
+    /// to the codec declines the text.
+    fn write_payloads(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b",\"user\":");
         let mut written = write_payload(out, self.user);
         out.extend_from_slice(b",\"data\":");
         written = written && write_payload(out, self.data);
-        if written {
-            out[at..].rotate_left(tail);
-        } else {
+        if !written {
             self.declined.set(true);
         }
+    }
+}
+
+impl WriteJson for RawSession<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        write_session(self, out);
     }
 
     fn size_hint(&self) -> usize {
