@@ -20,7 +20,7 @@
 //! session the original wrote itself.
 
 use crate::data::version1::SessionV1;
-use crate::toolkit::json::{write_i64, write_opt_str, write_str, write_time, write_value};
+use crate::toolkit::json::{write_i64, write_json_value, write_opt_str, write_str, write_time};
 use serde_json::Value;
 
 /// Why an item of a file is not a session. Never quotes a stored value.
@@ -149,9 +149,9 @@ pub fn write_session(out: &mut Vec<u8>, s: &SessionV1) {
     out.extend_from_slice(b",\"client\":");
     write_opt_str(out, s.client.as_deref());
     out.extend_from_slice(b",\"user\":");
-    write_value(out, s.user.as_ref().unwrap_or(&Value::Null));
+    write_json_value(out, s.user.as_ref().unwrap_or(&Value::Null));
     out.extend_from_slice(b",\"data\":");
-    write_value(out, s.data.as_ref().unwrap_or(&Value::Null));
+    write_json_value(out, s.data.as_ref().unwrap_or(&Value::Null));
     if let Some(t) = &s.close_time {
         out.extend_from_slice(b",\"close_time\":");
         write_time(out, t);

@@ -277,16 +277,6 @@ fn write_number(out: &mut Vec<u8>, n: &serde_json::Number) {
     }
 }
 
-/// Appends any serialisable value through serde (`null` if it cannot be encoded, which a JSON
-/// value or a string never fails to be).
-pub fn write_value<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
-    let mark = out.len();
-    if serde_json::to_writer(&mut *out, value).is_err() {
-        out.truncate(mark);
-        out.extend_from_slice(b"null");
-    }
-}
-
 /// Applies `patch` to `target` as RFC 7396 says: an object patch merges key by key (`null`
 /// removes a key, an object value merges recursively), anything else replaces the target.
 pub fn merge_patch(target: &mut Value, patch: &Value) {

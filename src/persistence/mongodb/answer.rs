@@ -18,7 +18,7 @@ mod walk;
 use super::codec::{raw_to_json, read_optional_integer, read_optional_time, read_time, Fields};
 use crate::data::version1::{session_size_hint, write_session, SessionView};
 use crate::persistence::{MustAct, SessionState};
-use crate::toolkit::json::{write_i64, write_str, write_value, JsonText, WriteJson};
+use crate::toolkit::json::{write_i64, write_json_value, write_str, JsonText, WriteJson};
 use chrono::{DateTime, Utc};
 use mongodb::bson::{RawBsonRef, RawDocument};
 use serde_json::Value;
@@ -248,7 +248,7 @@ fn write_raw(out: &mut Vec<u8>, v: RawBsonRef<'_>) -> bool {
         }
         // Doubles, decimals, dates, ids and the foreign types: a leaf, converted by the codec.
         other => match raw_to_json(other) {
-            Ok(value) => write_value(out, &value),
+            Ok(value) => write_json_value(out, &value),
             Err(_) => return false,
         },
     }
