@@ -17,7 +17,12 @@
 #
 # The floor: every round also drives `bare` (benches/bare_hello.rs, a hyper "hello" server built
 # with the same hyper, tokio, allocator and release profile) with the heartbeat script, and the
-# summary prints each scenario's server CPU per request as a multiple of the bare server's.
+# summary prints each scenario's server CPU per request as a multiple of the bare server's
+# (cpu_x_bare). It also drives `bare_post`: the same bare server sent get_session_by_id's
+# requests, which it reads whole and answers with a fixed session's JSON text and the service's
+# headers: the same bytes as a get and its answer with no work between them. cpu_x_post is each
+# scenario's CPU as a multiple of that one's: what the service's own work costs over the shape
+# of the exchange.
 # SCENARIOS (space-separated names, default all) picks the service's scenarios to run.
 #
 # The original: when SESSIONS_NODE_DIR names an installed service-sessions-node (test/run.sh
@@ -96,11 +101,13 @@ summary() {
     }
     END {
       bare = ("bare" in seen) ? median("bare", "cpu_us_per_req") : 0
+      post = ("bare_post" in seen) ? median("bare_post", "cpu_us_per_req") : 0
       print "median of " n[order[1], "rps"] " rounds:"
       for (c = 1; c <= count; c++) { s = order[c]; cpu = median(s, "cpu_us_per_req")
         printf "  %-26s rps=%.0f p50_ms=%.3f p99_ms=%.3f cpu_us_per_req=%.1f user_us_per_req=%.1f", s, median(s, "rps"),
           median(s, "p50_ms"), median(s, "p99_ms"), cpu, median(s, "user_us_per_req")
         if (bare > 0) printf " cpu_x_bare=%.2f", cpu / bare
+        if (post > 0) printf " cpu_x_post=%.2f", cpu / post
         printf "\n" }
       if (("get_session_by_id" in seen) && ("heartbeat" in seen))
         printf "get_session_by_id / heartbeat throughput: %.0f %%\n", 100 * median("get_session_by_id", "rps") / median("heartbeat", "rps")
@@ -147,6 +154,7 @@ node_run() { # name script: the same scenario against the original
 for round in $(seq "$ROUNDS"); do
   echo "round $round (load average $(cut -d' ' -f1-3 /proc/loadavg))"
   run bare heartbeat.lua "$BPID" "$BARE_PORT"
+  run bare_post by_id.lua "$BPID" "$BARE_PORT"
   wanted heartbeat && run heartbeat heartbeat.lua
   wanted get_session_by_id && run get_session_by_id by_id.lua
   wanted store_session_data && run store_session_data store.lua
@@ -155,8 +163,9 @@ for round in $(seq "$ROUNDS"); do
   node_run heartbeat heartbeat.lua
   node_run get_session_by_id by_id.lua
   node_run store_session_data store.lua
+  # Last in the round: each run adds sessions (the next rounds then read and write a larger store).
+  wanted open_session && run open_session open.lua
 done
-wanted open_session && run open_session open.lua
 summary
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "final_rss_kb=$(rss_kb)"
