@@ -88,6 +88,12 @@ pub trait SessionView {
     /// `ttl`; the key is left out when `None`.
     fn ttl(&self) -> Option<i64>;
 
+    /// Writes the id as a JSON string where [`write_session`] puts it: by default from
+    /// [`SessionView::id`]. A view that holds the id in another form writes it from that.
+    fn write_id(&self, out: &mut Vec<u8>) {
+        write_str(out, self.id());
+    }
+
     /// Writes `,"user":…` and `,"data":…` where [`write_session`] puts them (before `version`):
     /// by default from [`SessionView::user`] and [`SessionView::data`], each key left out when
     /// `None`. A view that holds the payloads in another form (raw BSON) writes them itself.
@@ -156,7 +162,7 @@ impl SessionView for SessionV1 {
 /// ([`session_size_hint`]; a page reserves it for all its items at once).
 pub fn write_session<S: SessionView + ?Sized>(s: &S, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"id\":");
-    write_str(out, s.id());
+    s.write_id(out);
     out.extend_from_slice(b",\"user_id\":");
     write_str(out, s.user_id());
     out.extend_from_slice(b",\"user_name\":");

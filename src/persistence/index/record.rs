@@ -3,7 +3,7 @@
 use super::slab::{touch, SlotId};
 use crate::data::version1::{session_size_hint, write_session, SessionV1, SessionView};
 use crate::persistence::{ExpiryPolicy, SessionChange, WriteCondition};
-use crate::toolkit::json::WriteJson;
+use crate::toolkit::json::{write_str, WriteJson};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::cmp::Ordering;
@@ -119,12 +119,66 @@ const HAS_EXPIRE: u8 = 1 << 2;
 const HAS_TTL: u8 = 1 << 3;
 /// `user_name`, `address`, `client` present: `TEXT << i`.
 const TEXT: u8 = 1 << 4;
+/// The id is 32 lowercase hex digits, held in [`Record::hex_id`] as the 16 bytes they spell.
+const HEX_ID: u8 = 1 << 7;
+
+/// The 16 bytes that `id` spells when it is 32 lowercase hex digits (the shape of every id the
+/// service generates); `None` for any other id. Only lowercase digits count, so that two ids
+/// have the same bytes exactly when they are the same text.
+pub(crate) fn hex_id(id: &str) -> Option<[u8; 16]> {
+    /// Each byte's value as a lowercase hex digit; 16 and above for any other byte.
+    static DIGIT: [u8; 256] = {
+        let mut table = [16u8; 256];
+        let mut i = 0;
+        while i < 16 {
+            table[b"0123456789abcdef"[i] as usize] = i as u8;
+            i += 1;
+        }
+        table
+    };
+    let text: &[u8; 32] = id.as_bytes().try_into().ok()?;
+    let mut out = [0u8; 16];
+    for (o, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        let (hi, lo) = (DIGIT[usize::from(pair[0])], DIGIT[usize::from(pair[1])]);
+        if hi | lo > 15 {
+            return None;
+        }
+        *o = hi << 4 | lo;
+    }
+    Some(out)
+}
+
+/// Writes the id that `bytes` spells (see [`hex_id`]) as a JSON string.
+fn write_hex_id(out: &mut Vec<u8>, bytes: &[u8; 16]) {
+    /// Each byte's two lowercase hex digits.
+    static PAIRS: [[u8; 2]; 256] = {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut table = [[0u8; 2]; 256];
+        let mut i = 0;
+        while i < 256 {
+            table[i] = [DIGITS[i >> 4], DIGITS[i & 15]];
+            i += 1;
+        }
+        table
+    };
+    let mut text = [b'"'; 34];
+    for i in 0..16 {
+        let [hi, lo] = PAIRS[usize::from(bytes[i])];
+        text[1 + 2 * i] = hi;
+        text[2 + 2 * i] = lo;
+    }
+    out.extend_from_slice(&text);
+}
 
 /// A stored session, laid out compactly: times in 8 bytes, the three short optional texts in one
 /// allocation, payloads boxed (`null` costs nothing).
 #[derive(Debug, Clone)]
 pub(crate) struct Record {
     pub(crate) id: Arc<str>,
+    /// With [`HEX_ID`], the id's bytes: a lookup by id and an answer's id read them from the
+    /// record itself, without a load of the id's own allocation (a cache miss per lookup in a
+    /// large store).
+    hex_id: [u8; 16],
     pub(crate) user_id: Arc<str>,
     /// `user_name`, `address` and `client` one after the other; `ends` marks where each ends.
     texts: Box<str>,
@@ -177,7 +231,10 @@ impl Record {
         let (expire_flag, expire_time) = opt(HAS_EXPIRE, s.expire_time.map(millis));
         let (ttl_flag, ttl) = opt(HAS_TTL, s.ttl);
         flags |= close_flag | expire_flag | ttl_flag | if s.active { ACTIVE } else { 0 };
+        let hex = hex_id(&id);
+        flags |= if hex.is_some() { HEX_ID } else { 0 };
         Self {
+            hex_id: hex.unwrap_or_default(),
             id,
             user_id,
             texts: texts.into_boxed_str(),
@@ -198,6 +255,15 @@ impl Record {
         self.flags & flag != 0
     }
 
+    /// Whether the record's id is the one whose [`hex_id`] is `hex` (that of `id`): compared in
+    /// the record when both are hex ids; only an id of another shape reads the id's allocation.
+    pub(crate) fn has_id(&self, id: &str, hex: Option<&[u8; 16]>) -> bool {
+        match hex {
+            Some(hex) => self.has(HEX_ID) && self.hex_id == *hex,
+            None => !self.has(HEX_ID) && &*self.id == id,
+        }
+    }
+
     pub(super) fn text(&self, i: usize) -> Option<&str> {
         let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
         self.has(TEXT << i).then(|| self.texts.get(start..self.ends[i] as usize).unwrap_or_default())
@@ -212,10 +278,13 @@ impl Record {
         std::hint::black_box((self.flags, self.ends[0]));
     }
 
-    /// Loads what writing the record as a list item reads besides the record itself: its id and
-    /// its texts (the user id is shared by a user's records). See [`Record::touch`].
+    /// Loads what writing the record as a list item reads besides the record itself: its texts,
+    /// and its id when the record does not hold it (the user id is shared by a user's records).
+    /// See [`Record::touch`].
     pub(crate) fn touch_list_item(&self) {
-        touch(self.id.as_bytes());
+        if !self.has(HEX_ID) {
+            touch(self.id.as_bytes());
+        }
         touch(self.texts.as_bytes());
     }
 
@@ -351,7 +420,7 @@ pub(crate) struct Spot {
 /// record holds none: `Record::to_session`'s session, what a read or a write answers), without, a
 /// list item (what a page is encoded from).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct View<'a, const WHOLE: bool>(pub(crate) &'a Record);
+pub(crate) struct View<'a, const WHOLE: bool>(&'a Record);
 
 /// A record as a list item, without `user` and `data`.
 pub(crate) type ListItem<'a> = View<'a, false>;
@@ -372,6 +441,14 @@ impl<'a, const WHOLE: bool> View<'a, WHOLE> {
 impl<const WHOLE: bool> SessionView for View<'_, WHOLE> {
     fn id(&self) -> &str {
         &self.0.id
+    }
+    /// From the record's own bytes when it holds them (see [`Record::hex_id`]).
+    fn write_id(&self, out: &mut Vec<u8>) {
+        if self.0.has(HEX_ID) {
+            write_hex_id(out, &self.0.hex_id);
+        } else {
+            write_str(out, &self.0.id);
+        }
     }
     fn user_id(&self) -> &str {
         &self.0.user_id
@@ -421,5 +498,47 @@ impl<const WHOLE: bool> WriteJson for View<'_, WHOLE> {
 
     fn size_hint(&self) -> usize {
         session_size_hint(self)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn hex_ids_are_exactly_32_lowercase_hex_digits() {
+        let id = "0123456789abcdef0123456789abcdef";
+        let bytes = hex_id(id).unwrap();
+        assert_eq!(bytes[..3], [0x01, 0x23, 0x45]);
+        assert_eq!(uuid::Uuid::from_bytes(bytes).simple().to_string(), id);
+        let mut text = Vec::new();
+        write_hex_id(&mut text, &bytes);
+        assert_eq!(text, format!("\"{id}\"").into_bytes());
+        for other in [
+            "0123456789ABCDEF0123456789ABCDEF",
+            "0123456789abcdef0123456789abcdeg",
+            "0123456789abcdef0123456789abcde",
+            "0123456789abcdef0123456789abcdef0",
+            "0123456789abcdef-123456789abcdef",
+            "",
+        ] {
+            assert_eq!(hex_id(other), None, "{other}");
+        }
+    }
+
+    proptest! {
+        /// Two ids have the same bytes exactly when they are the same text, and the bytes write
+        /// the id back.
+        #[test]
+        fn hex_ids_spell_their_text(a in "[0-9a-fA-F]{31,33}", b in "[0-9a-f]{32}") {
+            for id in [&a, &b] {
+                if let Some(bytes) = hex_id(id) {
+                    prop_assert_eq!(uuid::Uuid::from_bytes(bytes).simple().to_string(), id.clone());
+                }
+            }
+            prop_assert_eq!(hex_id(&a).is_some() && hex_id(&a) == hex_id(&b), a == b);
+        }
     }
 }

@@ -6,17 +6,19 @@
 //! numbers hashed by the ids of their records) serves lookups by id. Chunks never reallocate:
 //! growing the store costs one chunk at a time, not a copy of every record.
 
-use super::record::{Record, RecordHasher};
+use super::record::{hex_id, Record, RecordHasher};
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
 
 /// A record's position in the slab.
 pub(crate) type SlotId = u32;
 
-/// log2 of the records per chunk.
-const CHUNK_BITS: u32 = 10;
-/// Records per chunk (128 KiB of records).
-const CHUNK: usize = 1 << CHUNK_BITS;
+/// The most bytes a chunk takes: the allocator's largest block served from its shared pages.
+/// A larger block gets pages of its own, rounded up to 64 KiB: a chunk of 1 024 records of 144
+/// bytes (144 KiB) took 192 KiB, 64 bytes more per stored session.
+const CHUNK_BYTES: usize = 128 * 1024;
+/// Records per chunk: as many as [`CHUNK_BYTES`] holds.
+const CHUNK: usize = CHUNK_BYTES / std::mem::size_of::<Option<Record>>();
 
 /// The records, in slots, with an id table.
 #[derive(Debug, Default)]
@@ -32,7 +34,7 @@ pub(crate) struct Records {
 
 /// The chunk and the place in it of `slot`.
 fn split(slot: SlotId) -> (usize, usize) {
-    ((slot >> CHUNK_BITS) as usize, slot as usize & (CHUNK - 1))
+    (slot as usize / CHUNK, slot as usize % CHUNK)
 }
 
 fn cell(chunks: &[Vec<Option<Record>>], slot: SlotId) -> Option<&Record> {
@@ -64,7 +66,8 @@ impl Records {
     /// The slot of the record with this id.
     pub(crate) fn slot(&self, id: &str) -> Option<SlotId> {
         let chunks = &self.chunks;
-        self.ids.find(self.hash(id), |&s| cell(chunks, s).is_some_and(|r| &*r.id == id)).copied()
+        let hex = hex_id(id);
+        self.ids.find(self.hash(id), |&s| cell(chunks, s).is_some_and(|r| r.has_id(id, hex.as_ref()))).copied()
     }
 
     /// Whether a record has this id.
@@ -125,7 +128,8 @@ impl Records {
     pub(crate) fn remove(&mut self, id: &str) -> Option<(SlotId, Record)> {
         let hash = self.hash(id);
         let chunks = &self.chunks;
-        let entry = self.ids.find_entry(hash, |&s| cell(chunks, s).is_some_and(|r| &*r.id == id)).ok()?;
+        let hex = hex_id(id);
+        let entry = self.ids.find_entry(hash, |&s| cell(chunks, s).is_some_and(|r| r.has_id(id, hex.as_ref()))).ok()?;
         let (slot, _) = entry.remove();
         let (chunk, offset) = split(slot);
         let record = self.chunks.get_mut(chunk)?.get_mut(offset)?.take()?;
@@ -199,5 +203,34 @@ mod tests {
         // A record changed in place stays found by its id.
         records.at_mut(1).unwrap().version = 7;
         assert_eq!(records.get("s1").unwrap().version, 7);
+    }
+
+    /// Ids of the generated shape (32 lowercase hex digits, compared as the bytes they spell in
+    /// the record) and ids of any other shape are found by exactly their own text: an id that
+    /// differs only in the case of its digits, or by a digit, is another id.
+    #[test]
+    fn hex_and_other_ids_are_found_by_their_exact_text() {
+        use crate::persistence::index::record::Whole;
+        use crate::toolkit::json::JsonText;
+        let hex = "0123456789abcdef0123456789abcdef";
+        let upper = "0123456789ABCDEF0123456789ABCDEF";
+        let mixed = "0123456789abcdef0123456789abcdeF";
+        let ids = [hex, upper, "0123456789abcdef0123456789abcdee", "s-1", "0123456789abcdef0123456789abcdef0"];
+        let mut records = Records::default();
+        for id in ids {
+            records.insert(record(id)).unwrap();
+        }
+        for id in ids {
+            let r = records.get(id).unwrap();
+            assert_eq!(&*r.id, id);
+            // A record answers its id's text, whichever way it holds it.
+            assert_eq!(JsonText::write(&Whole::new(r)), JsonText::write(&r.to_session()));
+        }
+        assert!(records.get(mixed).is_none());
+        assert!(records.get(&hex[..31]).is_none());
+        assert_eq!(records.remove(upper).map(|(_, r)| r.id), Some(Arc::from(upper)));
+        assert!(records.get(upper).is_none() && records.get(hex).is_some());
+        assert_eq!(records.remove(hex).map(|(_, r)| r.id), Some(Arc::from(hex)));
+        assert!(records.get(hex).is_none() && records.get("s-1").is_some());
     }
 }
