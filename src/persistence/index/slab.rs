@@ -4,7 +4,10 @@
 //! lives; a freed slot is reused by the next insert). The ordered indexes' keys carry the slot, so
 //! a page reaches each of its records by position, without hashing its id; the id table (slot
 //! numbers hashed by the ids of their records) serves lookups by id. Chunks never reallocate:
-//! growing the store costs one chunk at a time, not a copy of every record.
+//! growing the store costs one chunk at a time, not a copy of every record. The id table is
+//! split in [`SHARDS`] tables by bits of the id's hash, so that when one grows it rehashes a
+//! [`SHARDS`]th of the ids: one large table stalled every request for as long as rehashing
+//! every id took (reading each record and its id: about 90 ms at half a million records).
 
 use super::record::{hex_id, Record, RecordHasher};
 use hashbrown::HashTable;
@@ -20,16 +23,33 @@ const CHUNK_BYTES: usize = 128 * 1024;
 /// Records per chunk: as many as [`CHUNK_BYTES`] holds.
 const CHUNK: usize = CHUNK_BYTES / std::mem::size_of::<Option<Record>>();
 
+/// Tables the id table is split in (a power of two).
+const SHARDS: usize = 256;
+
 /// The records, in slots, with an id table.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Records {
     /// Full chunks, then the last one, each allocated for [`CHUNK`] slots.
     chunks: Vec<Vec<Option<Record>>>,
     /// Empty slots, reused first.
     free: Vec<SlotId>,
-    /// The occupied slots, hashed by their records' ids.
-    ids: HashTable<SlotId>,
+    /// The occupied slots, hashed by their records' ids, in the shard [`shard`] picks.
+    ids: Box<[HashTable<SlotId>]>,
+    /// Records stored.
+    len: usize,
     hasher: RecordHasher,
+}
+
+impl Default for Records {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
+}
+
+/// The shard of an id's hash: bits that neither the table's bucket index (the low bits) nor its
+/// control bytes (the top seven) use, so that the ids of one shard still spread over its table.
+fn shard(hash: u64) -> usize {
+    (hash >> 32) as usize & (SHARDS - 1)
 }
 
 /// The chunk and the place in it of `slot`.
@@ -45,18 +65,31 @@ fn cell(chunks: &[Vec<Option<Record>>], slot: SlotId) -> Option<&Record> {
 impl Records {
     /// A slab with room for `n` records in its id table.
     pub(crate) fn with_capacity(n: usize) -> Self {
-        Self { ids: HashTable::with_capacity(n), ..Self::default() }
+        // Each shard gets its share and a margin for the spread of the ids over the shards.
+        let each = if n == 0 { 0 } else { n / SHARDS + n / SHARDS / 8 + 8 };
+        Self {
+            chunks: Vec::new(),
+            free: Vec::new(),
+            ids: (0..SHARDS).map(|_| HashTable::with_capacity(each)).collect(),
+            len: 0,
+            hasher: RecordHasher::default(),
+        }
     }
 
     /// Number of records.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.ids.len()
+        self.len
     }
 
     /// Whether there are none.
     pub(crate) fn is_empty(&self) -> bool {
-        self.ids.is_empty()
+        self.len == 0
+    }
+
+    /// The id table of `hash`'s shard.
+    fn ids(&self, hash: u64) -> Option<&HashTable<SlotId>> {
+        self.ids.get(shard(hash))
     }
 
     fn hash(&self, id: &str) -> u64 {
@@ -65,9 +98,9 @@ impl Records {
 
     /// The slot of the record with this id.
     pub(crate) fn slot(&self, id: &str) -> Option<SlotId> {
-        let chunks = &self.chunks;
+        let (chunks, hash) = (&self.chunks, self.hash(id));
         let hex = hex_id(id);
-        self.ids.find(self.hash(id), |&s| cell(chunks, s).is_some_and(|r| r.has_id(id, hex.as_ref()))).copied()
+        self.ids(hash)?.find(hash, |&s| cell(chunks, s).is_some_and(|r| r.has_id(id, hex.as_ref()))).copied()
     }
 
     /// Whether a record has this id.
@@ -120,7 +153,9 @@ impl Records {
             }
         };
         let (chunks, hasher) = (&self.chunks, &self.hasher);
-        self.ids.insert_unique(hash, slot, |&s| cell(chunks, s).map_or(0, |r| hasher.hash_one(&*r.id)));
+        let ids = self.ids.get_mut(shard(hash))?;
+        ids.insert_unique(hash, slot, |&s| cell(chunks, s).map_or(0, |r| hasher.hash_one(&*r.id)));
+        self.len += 1;
         Some(slot)
     }
 
@@ -129,8 +164,10 @@ impl Records {
         let hash = self.hash(id);
         let chunks = &self.chunks;
         let hex = hex_id(id);
-        let entry = self.ids.find_entry(hash, |&s| cell(chunks, s).is_some_and(|r| r.has_id(id, hex.as_ref()))).ok()?;
+        let ids = self.ids.get_mut(shard(hash))?;
+        let entry = ids.find_entry(hash, |&s| cell(chunks, s).is_some_and(|r| r.has_id(id, hex.as_ref()))).ok()?;
         let (slot, _) = entry.remove();
+        self.len -= 1;
         let (chunk, offset) = split(slot);
         let record = self.chunks.get_mut(chunk)?.get_mut(offset)?.take()?;
         self.free.push(slot);
