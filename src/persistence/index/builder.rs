@@ -107,14 +107,14 @@ impl IndexBuilder {
             .map(|(u, all)| (u, UserSets { all, open: CountedSet::default() }))
             .collect();
         for (u, open) in by_user_of(open_users) {
-            users.entry(u).or_default().open = open;
+            users.get_or_default(u).open = open;
         }
         let untimed = sorted(untimed);
         let mut index = SessionsIndex { records, open, closed, users, untimed, by_expiry, visits: AtomicU64::new(0) };
         if index.users.values().all(|sets| sets.all.is_empty()) && !index.records.is_empty() {
             let keys: Vec<(Arc<str>, Key)> = index.records.iter().map(|(s, r)| (r.user_id.clone(), r.key(s))).collect();
             for (u, k) in keys {
-                index.users.entry(u).or_default().all.insert(k);
+                index.users.get_or_default(u).all.insert(k);
             }
         }
         index

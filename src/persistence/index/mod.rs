@@ -32,6 +32,7 @@ mod record;
 mod slab;
 #[cfg(test)]
 mod tests;
+mod users;
 
 pub(crate) use builder::IndexBuilder;
 use counted::CountedSet;
@@ -49,17 +50,14 @@ use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::errors::ApplicationError;
 use crate::toolkit::json::JsonText;
 use chrono::{DateTime, Utc};
-use hashbrown::hash_map::EntryRef;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Most records a page looks up at once (see [`SessionsIndex::page_records`]).
 const PAGE_BATCH: usize = 128;
 
-/// Each user's sets by user id. User ids are chosen by clients, so the map keeps the standard
-/// DoS-resistant hasher; it is hashbrown's map for its lookup by `&str` that can insert
-/// ([`SessionsIndex::insert_new`]: a new session hashes its user id once).
-type UserMap = hashbrown::HashMap<Arc<str>, UserSets, std::hash::RandomState>;
+/// Each user's sets by user id ([`users::UserMap`]: a new session hashes its user id once).
+type UserMap = users::UserMap<UserSets>;
 
 /// A user's sessions (keys with the records' slots) and the user's open sessions.
 #[derive(Debug, Default)]
@@ -165,7 +163,7 @@ impl SessionsIndex {
 
     /// The shared allocation of a user id (a new one for a user without sessions).
     fn user_id(&self, user_id: &str) -> Arc<str> {
-        match self.users.get_key_value(user_id) {
+        match self.users.key_value(user_id) {
             Some((u, _)) => u.clone(),
             None => Arc::from(user_id),
         }
@@ -174,7 +172,7 @@ impl SessionsIndex {
     fn index(&mut self, p: Place) {
         let Place { active, user_id, key: k, expiry } = p;
         let lk = k.list_key();
-        self.users.entry(user_id).or_default().add(active, k, &lk);
+        self.users.get_or_default(user_id).add(active, k, &lk);
         self.index_store(active, lk, expiry);
     }
 
@@ -203,11 +201,11 @@ impl SessionsIndex {
         if let Some(e) = &p.expiry {
             self.by_expiry.remove(e);
         }
-        if let Some(sets) = self.users.get_mut(&*p.user_id) {
+        if let Some(sets) = self.users.get_mut(&p.user_id) {
             sets.open.remove(lk);
             sets.all.remove(k);
             if sets.all.is_empty() {
-                self.users.remove(&*p.user_id);
+                self.users.remove(&p.user_id);
             }
         }
     }
@@ -291,13 +289,7 @@ impl SessionsIndex {
     /// Inserts a session whose id no record has (the caller checked): no lookup of the id first,
     /// and one of its user id, which finds both the user's shared id and sets.
     fn insert_new(&mut self, s: SessionV1) {
-        let (user_id, sets) = match self.users.entry_ref(s.user_id.as_str()) {
-            EntryRef::Occupied(e) => (e.key().clone(), e.into_mut()),
-            EntryRef::Vacant(e) => {
-                let user_id: Arc<str> = Arc::from(s.user_id.as_str());
-                (user_id.clone(), e.insert_entry_with_key(user_id, UserSets::default()).into_mut())
-            }
-        };
+        let (user_id, sets) = self.users.get_or_insert(s.user_id.as_str());
         let record = Record::new(Arc::from(s.id.as_str()), user_id, s);
         // A store of 2^32 sessions (over a terabyte of memory) takes no more.
         let Some((slot, record)) = self.records.insert(record).and_then(|slot| Some((slot, self.records.at(slot)?)))

@@ -23,8 +23,8 @@ const CHUNK_BYTES: usize = 128 * 1024;
 /// Records per chunk: as many as [`CHUNK_BYTES`] holds.
 const CHUNK: usize = CHUNK_BYTES / std::mem::size_of::<Option<Record>>();
 
-/// Tables the id table is split in (a power of two).
-const SHARDS: usize = 256;
+/// Tables the id table (and the user map) is split in (a power of two).
+pub(super) const SHARDS: usize = 256;
 
 /// The records, in slots, with an id table.
 #[derive(Debug)]
@@ -34,7 +34,7 @@ pub(crate) struct Records {
     /// Empty slots, reused first.
     free: Vec<SlotId>,
     /// The occupied slots, hashed by their records' ids, in the shard [`shard`] picks.
-    ids: Box<[HashTable<SlotId>]>,
+    ids: Box<[HashTable<SlotId>; SHARDS]>,
     /// Records stored.
     len: usize,
     hasher: RecordHasher,
@@ -46,9 +46,9 @@ impl Default for Records {
     }
 }
 
-/// The shard of an id's hash: bits that neither the table's bucket index (the low bits) nor its
-/// control bytes (the top seven) use, so that the ids of one shard still spread over its table.
-fn shard(hash: u64) -> usize {
+/// The shard of a key's hash: bits that neither a table's bucket index (the low bits) nor its
+/// control bytes (the top seven) use, so that the keys of one shard still spread over its table.
+pub(super) fn shard(hash: u64) -> usize {
     (hash >> 32) as usize & (SHARDS - 1)
 }
 
@@ -70,7 +70,7 @@ impl Records {
         Self {
             chunks: Vec::new(),
             free: Vec::new(),
-            ids: (0..SHARDS).map(|_| HashTable::with_capacity(each)).collect(),
+            ids: Box::new(std::array::from_fn(|_| HashTable::with_capacity(each))),
             len: 0,
             hasher: RecordHasher::default(),
         }
@@ -87,11 +87,6 @@ impl Records {
         self.len == 0
     }
 
-    /// The id table of `hash`'s shard.
-    fn ids(&self, hash: u64) -> Option<&HashTable<SlotId>> {
-        self.ids.get(shard(hash))
-    }
-
     fn hash(&self, id: &str) -> u64 {
         self.hasher.hash_one(id)
     }
@@ -100,7 +95,7 @@ impl Records {
     pub(crate) fn slot(&self, id: &str) -> Option<SlotId> {
         let (chunks, hash) = (&self.chunks, self.hash(id));
         let hex = hex_id(id);
-        self.ids(hash)?.find(hash, |&s| cell(chunks, s).is_some_and(|r| r.has_id(id, hex.as_ref()))).copied()
+        self.ids[shard(hash)].find(hash, |&s| cell(chunks, s).is_some_and(|r| r.has_id(id, hex.as_ref()))).copied()
     }
 
     /// Whether a record has this id.
@@ -153,8 +148,7 @@ impl Records {
             }
         };
         let (chunks, hasher) = (&self.chunks, &self.hasher);
-        let ids = self.ids.get_mut(shard(hash))?;
-        ids.insert_unique(hash, slot, |&s| cell(chunks, s).map_or(0, |r| hasher.hash_one(&*r.id)));
+        self.ids[shard(hash)].insert_unique(hash, slot, |&s| cell(chunks, s).map_or(0, |r| hasher.hash_one(&*r.id)));
         self.len += 1;
         Some(slot)
     }
@@ -164,8 +158,9 @@ impl Records {
         let hash = self.hash(id);
         let chunks = &self.chunks;
         let hex = hex_id(id);
-        let ids = self.ids.get_mut(shard(hash))?;
-        let entry = ids.find_entry(hash, |&s| cell(chunks, s).is_some_and(|r| r.has_id(id, hex.as_ref()))).ok()?;
+        let entry = self.ids[shard(hash)]
+            .find_entry(hash, |&s| cell(chunks, s).is_some_and(|r| r.has_id(id, hex.as_ref())))
+            .ok()?;
         let (slot, _) = entry.remove();
         self.len -= 1;
         let (chunk, offset) = split(slot);
