@@ -74,7 +74,13 @@ pub trait WriteJson {
 /// escaped exactly as serde_json does.
 #[inline(always)]
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    let s = s.as_bytes();
+    write_utf8(out, s.as_bytes());
+}
+
+/// [`write_str`] of a string's bytes (`s` must be UTF-8: the bytes of a `str`, or of a part of
+/// one cut at character boundaries), for text kept as bytes.
+#[inline(always)]
+pub fn write_utf8(out: &mut Vec<u8>, s: &[u8]) {
     if needs_escape(s) {
         write_escaped(out, s);
     } else {

@@ -1,7 +1,7 @@
 //! `SessionV1`: the session record exactly as it travels on the wire (contract §1).
 
 use crate::toolkit::errors::ApplicationError;
-use crate::toolkit::json::{write_i64, write_json_value, write_opt_str, write_str, write_time_ms, WriteJson};
+use crate::toolkit::json::{write_i64, write_json_value, write_str, write_time_ms, write_utf8, WriteJson};
 use crate::toolkit::time::serde_time;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -94,6 +94,15 @@ pub trait SessionView {
         write_str(out, self.id());
     }
 
+    /// Writes `,"user_name":…,"address":…,"client":…` where [`write_session`] puts them: by
+    /// default from the accessors. A view that holds them as bytes writes them from those.
+    fn write_texts(&self, out: &mut Vec<u8>) {
+        write_texts(
+            out,
+            [self.user_name().map(str::as_bytes), self.address().map(str::as_bytes), self.client().map(str::as_bytes)],
+        );
+    }
+
     /// Writes `,"user":…` and `,"data":…` where [`write_session`] puts them (before `version`):
     /// by default from [`SessionView::user`] and [`SessionView::data`], each key left out when
     /// `None`. A view that holds the payloads in another form (raw BSON) writes them itself.
@@ -154,6 +163,24 @@ impl SessionView for SessionV1 {
     }
 }
 
+/// Writes `,"user_name":…,"address":…,"client":…` from the texts' bytes (each UTF-8; `None`
+/// is `null`): see [`SessionView::write_texts`].
+pub fn write_texts(out: &mut Vec<u8>, texts: [Option<&[u8]>; 3]) {
+    fn text(out: &mut Vec<u8>, t: Option<&[u8]>) {
+        match t {
+            Some(t) => write_utf8(out, t),
+            None => out.extend_from_slice(b"null"),
+        }
+    }
+    let [user_name, address, client] = texts;
+    out.extend_from_slice(b",\"user_name\":");
+    text(out, user_name);
+    out.extend_from_slice(b",\"address\":");
+    text(out, address);
+    out.extend_from_slice(b",\"client\":");
+    text(out, client);
+}
+
 /// Appends the JSON text of a session: the same text as [`SessionV1`]'s derived `Serialize`
 /// (field order, `null`s and omitted keys), written directly — sessions and pages of them are
 /// the service's hot results. The fixed text between two fields is one constant copy (the key,
@@ -165,12 +192,7 @@ pub fn write_session<S: SessionView + ?Sized>(s: &S, out: &mut Vec<u8>) {
     s.write_id(out);
     out.extend_from_slice(b",\"user_id\":");
     write_str(out, s.user_id());
-    out.extend_from_slice(b",\"user_name\":");
-    write_opt_str(out, s.user_name());
-    out.extend_from_slice(b",\"address\":");
-    write_opt_str(out, s.address());
-    out.extend_from_slice(b",\"client\":");
-    write_opt_str(out, s.client());
+    s.write_texts(out);
     out.extend_from_slice(if s.active() {
         b",\"active\":true,\"open_time\":"
     } else {
@@ -201,10 +223,18 @@ pub fn write_session<S: SessionView + ?Sized>(s: &S, out: &mut Vec<u8>) {
 /// up to ~290 bytes; the rest is the strings themselves (an estimate too small would copy the
 /// whole page text once more when it grows).
 pub fn session_size_hint<S: SessionView + ?Sized>(s: &S) -> usize {
-    320 + s.user_id().len()
-        + s.user_name().map_or(0, str::len)
-        + s.address().map_or(0, str::len)
-        + s.client().map_or(0, str::len)
+    session_size_hint_of(
+        s.user_id().len()
+            + s.user_name().map_or(0, str::len)
+            + s.address().map_or(0, str::len)
+            + s.client().map_or(0, str::len),
+    )
+}
+
+/// [`session_size_hint`] of a session whose `user_id`, `user_name`, `address` and `client` take
+/// `text_bytes` bytes in all.
+pub fn session_size_hint_of(text_bytes: usize) -> usize {
+    320 + text_bytes
 }
 
 impl WriteJson for SessionV1 {

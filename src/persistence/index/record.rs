@@ -1,7 +1,7 @@
 //! The compact record of a stored session and the keys of the ordered indexes.
 
 use super::slab::{touch, SlotId};
-use crate::data::version1::{session_size_hint, write_session, SessionV1, SessionView};
+use crate::data::version1::{session_size_hint_of, write_session, write_texts, SessionV1, SessionView};
 use crate::persistence::{ExpiryPolicy, SessionChange, WriteCondition};
 use crate::toolkit::json::{write_str, WriteJson};
 use chrono::{DateTime, Utc};
@@ -170,8 +170,82 @@ fn write_hex_id(out: &mut Vec<u8>, bytes: &[u8; 16]) {
     out.extend_from_slice(&text);
 }
 
-/// A stored session, laid out compactly: times in 8 bytes, the three short optional texts in one
-/// allocation, payloads boxed (`null` costs nothing).
+/// Bytes of text a record holds in itself (see [`Texts`]).
+const INLINE: usize = 28;
+
+/// A record's `user_name`, `address` and `client`, one after the other, each ending where its
+/// `ends` says: in the record itself when they are short (no allocation, and no cache miss to
+/// read them), else in one allocation of their own.
+#[derive(Debug, Clone)]
+enum Texts {
+    Inline { ends: [u8; 3], bytes: [u8; INLINE] },
+    Heap { ends: [u32; 3], texts: Box<str> },
+}
+
+impl Texts {
+    /// The texts of `parts` (an absent one is empty).
+    fn new(parts: [Option<&str>; 3]) -> Self {
+        let len: usize = parts.iter().map(|t| t.map_or(0, str::len)).sum();
+        if len <= INLINE {
+            let (mut ends, mut bytes, mut end) = ([0u8; 3], [0u8; INLINE], 0);
+            for (i, t) in parts.into_iter().enumerate() {
+                let t = t.unwrap_or_default().as_bytes();
+                if let Some(to) = bytes.get_mut(end..end + t.len()) {
+                    to.copy_from_slice(t);
+                }
+                end += t.len();
+                // At most INLINE (28): fits.
+                ends[i] = u8::try_from(end).unwrap_or(u8::MAX);
+            }
+            return Texts::Inline { ends, bytes };
+        }
+        // Allocated once at its final size, so that making it a box does not reallocate.
+        let (mut texts, mut ends) = (String::with_capacity(len), [0u32; 3]);
+        for (i, t) in parts.into_iter().enumerate() {
+            texts.push_str(t.unwrap_or_default());
+            // Texts of 4 GiB and more cannot arrive (requests are far smaller).
+            ends[i] = u32::try_from(texts.len()).unwrap_or(u32::MAX);
+        }
+        Texts::Heap { ends, texts: texts.into_boxed_str() }
+    }
+
+    /// The bytes of text `i` (0: `user_name`, 1: `address`, 2: `client`): whole texts, cut where
+    /// they were joined, so always UTF-8.
+    fn bytes(&self, i: usize) -> &[u8] {
+        let bounds = |end: usize, before: usize| if i == 0 { 0..end } else { before..end };
+        match self {
+            Texts::Inline { ends, bytes } => {
+                bytes.get(bounds(usize::from(ends[i]), usize::from(ends[i.saturating_sub(1)]))).unwrap_or_default()
+            }
+            Texts::Heap { ends, texts } => {
+                texts.as_bytes().get(bounds(ends[i] as usize, ends[i.saturating_sub(1)] as usize)).unwrap_or_default()
+            }
+        }
+    }
+
+    /// Text `i` (see [`Texts::bytes`]).
+    fn get(&self, i: usize) -> &str {
+        std::str::from_utf8(self.bytes(i)).unwrap_or_default()
+    }
+
+    /// Bytes of the three texts in all.
+    fn len(&self) -> usize {
+        match self {
+            Texts::Inline { ends, .. } => usize::from(ends[2]),
+            Texts::Heap { texts, .. } => texts.len(),
+        }
+    }
+
+    /// Loads the texts' allocation, if they have one (see [`Record::touch`]).
+    fn touch(&self) {
+        if let Texts::Heap { texts, .. } = self {
+            touch(texts.as_bytes());
+        }
+    }
+}
+
+/// A stored session, laid out compactly: times in 8 bytes, the three short optional texts in the
+/// record or in one allocation, payloads boxed (`null` costs nothing).
 #[derive(Debug, Clone)]
 pub(crate) struct Record {
     pub(crate) id: Arc<str>,
@@ -180,9 +254,8 @@ pub(crate) struct Record {
     /// large store).
     hex_id: [u8; 16],
     pub(crate) user_id: Arc<str>,
-    /// `user_name`, `address` and `client` one after the other; `ends` marks where each ends.
-    texts: Box<str>,
-    ends: [u32; 3],
+    /// `user_name`, `address` and `client`.
+    texts: Texts,
     flags: u8,
     open_time: Millis,
     pub(crate) request_time: Millis,
@@ -210,19 +283,9 @@ fn replace_payload(slot: &mut Option<Box<Value>>, v: Value) {
 impl Record {
     /// The compact form of `s`, with its id and user id already allocated.
     pub(crate) fn new(id: Arc<str>, user_id: Arc<str>, s: SessionV1) -> Self {
-        let mut flags = 0;
-        let parts = [&s.user_name, &s.address, &s.client];
-        // Allocated once at its final size, so that making it a box does not reallocate.
-        let mut texts = String::with_capacity(parts.iter().map(|t| t.as_ref().map_or(0, String::len)).sum());
-        let mut ends = [0u32; 3];
-        for (i, t) in parts.into_iter().enumerate() {
-            if let Some(t) = t {
-                flags |= TEXT << i;
-                texts.push_str(t);
-            }
-            // Texts of 4 GiB and more cannot arrive (requests are far smaller).
-            ends[i] = u32::try_from(texts.len()).unwrap_or(u32::MAX);
-        }
+        let parts = [s.user_name.as_deref(), s.address.as_deref(), s.client.as_deref()];
+        let mut flags = (0..3).filter(|&i| parts[i].is_some()).fold(0, |f, i| f | TEXT << i);
+        let texts = Texts::new(parts);
         let opt = |flag: u8, v: Option<i64>| match v {
             Some(v) => (flag, v),
             None => (0, 0),
@@ -237,8 +300,7 @@ impl Record {
             hex_id: hex.unwrap_or_default(),
             id,
             user_id,
-            texts: texts.into_boxed_str(),
-            ends,
+            texts,
             flags,
             open_time: millis(s.open_time),
             request_time: millis(s.request_time),
@@ -265,8 +327,7 @@ impl Record {
     }
 
     pub(super) fn text(&self, i: usize) -> Option<&str> {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        self.has(TEXT << i).then(|| self.texts.get(start..self.ends[i] as usize).unwrap_or_default())
+        self.has(TEXT << i).then(|| self.texts.get(i))
     }
 
     /// Reads the record's fields and drops them: loads that the processor issues without the code
@@ -275,7 +336,7 @@ impl Record {
         std::hint::black_box(
             self.open_time ^ self.request_time ^ self.close_time ^ self.expire_time ^ self.ttl ^ self.version,
         );
-        std::hint::black_box((self.flags, self.ends[0]));
+        std::hint::black_box(self.flags);
     }
 
     /// Loads what writing the record as a list item reads besides the record itself: its texts,
@@ -285,7 +346,7 @@ impl Record {
         if !self.has(HEX_ID) {
             touch(self.id.as_bytes());
         }
-        touch(self.texts.as_bytes());
+        self.texts.touch();
     }
 
     pub(crate) fn is_active(&self) -> bool {
@@ -442,6 +503,11 @@ impl<const WHOLE: bool> SessionView for View<'_, WHOLE> {
     fn id(&self) -> &str {
         &self.0.id
     }
+    /// From their bytes, without making them `str`s again.
+    fn write_texts(&self, out: &mut Vec<u8>) {
+        let text = |i: usize| self.0.has(TEXT << i).then(|| self.0.texts.bytes(i));
+        write_texts(out, [text(0), text(1), text(2)]);
+    }
     /// From the record's own bytes when it holds them (see [`Record::hex_id`]).
     fn write_id(&self, out: &mut Vec<u8>) {
         if self.0.has(HEX_ID) {
@@ -497,7 +563,8 @@ impl<const WHOLE: bool> WriteJson for View<'_, WHOLE> {
     }
 
     fn size_hint(&self) -> usize {
-        session_size_hint(self)
+        // The texts' length without reading each text.
+        session_size_hint_of(self.0.user_id.len() + self.0.texts.len())
     }
 }
 
@@ -506,6 +573,7 @@ impl<const WHOLE: bool> WriteJson for View<'_, WHOLE> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::sync::Arc;
 
     #[test]
     fn hex_ids_are_exactly_32_lowercase_hex_digits() {
@@ -528,7 +596,38 @@ mod tests {
         }
     }
 
+    fn texts_of(parts: [Option<&str>; 3]) -> Record {
+        let mut s = SessionV1::open("id".into(), "u".into(), DateTime::UNIX_EPOCH);
+        [s.user_name, s.address, s.client] = parts.map(|t| t.map(str::to_string));
+        Record::new(Arc::from("id"), Arc::from("u"), s)
+    }
+
+    /// Texts up to [`INLINE`] bytes in all are held in the record, longer ones in an allocation;
+    /// either way each reads back as it was, absent ones as absent and empty ones as empty.
+    #[test]
+    fn texts_read_back_inline_or_not() {
+        let fits = "é".repeat(INLINE / 2 - 2);
+        for (parts, inline) in [
+            ([None, None, None], true),
+            ([Some(""), None, Some("")], true),
+            ([Some("Ann"), Some("10.0.0.1"), Some("web")], true),
+            ([Some(fits.as_str()), Some("ab"), Some("cd")], true),
+            ([Some(fits.as_str()), Some("ab"), Some("cde")], false),
+            ([None, Some("2001:0db8:85a3:0000:0000:8a2e:0370:7334"), Some("ios")], false),
+        ] {
+            let r = texts_of(parts);
+            assert_eq!([0, 1, 2].map(|i| r.text(i)), parts);
+            assert_eq!(matches!(r.texts, Texts::Inline { .. }), inline, "{parts:?}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn texts_read_back(parts in proptest::array::uniform3(proptest::option::of("\\PC{0,12}"))) {
+            let r = texts_of([0, 1, 2].map(|i| parts[i].as_deref()));
+            prop_assert_eq!([0, 1, 2].map(|i| r.text(i).map(str::to_string)), parts);
+        }
+
         /// Two ids have the same bytes exactly when they are the same text, and the bytes write
         /// the id back.
         #[test]
