@@ -194,8 +194,14 @@ fn write_escaped(out: &mut Vec<u8>, s: &[u8]) {
 /// Appends an optional string (`null` for none).
 #[inline(always)]
 pub fn write_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    write_opt_utf8(out, s.map(str::as_bytes));
+}
+
+/// [`write_opt_str`] of a string's bytes (see [`write_utf8`]).
+#[inline(always)]
+pub fn write_opt_utf8(out: &mut Vec<u8>, s: Option<&[u8]>) {
     match s {
-        Some(s) => write_str(out, s),
+        Some(s) => write_utf8(out, s),
         None => out.extend_from_slice(b"null"),
     }
 }

@@ -1,7 +1,7 @@
 //! `SessionV1`: the session record exactly as it travels on the wire (contract §1).
 
 use crate::toolkit::errors::ApplicationError;
-use crate::toolkit::json::{write_i64, write_json_value, write_str, write_time_ms, write_utf8, WriteJson};
+use crate::toolkit::json::{write_i64, write_json_value, write_opt_utf8, write_str, write_time_ms, WriteJson};
 use crate::toolkit::time::serde_time;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -166,19 +166,13 @@ impl SessionView for SessionV1 {
 /// Writes `,"user_name":…,"address":…,"client":…` from the texts' bytes (each UTF-8; `None`
 /// is `null`): see [`SessionView::write_texts`].
 pub fn write_texts(out: &mut Vec<u8>, texts: [Option<&[u8]>; 3]) {
-    fn text(out: &mut Vec<u8>, t: Option<&[u8]>) {
-        match t {
-            Some(t) => write_utf8(out, t),
-            None => out.extend_from_slice(b"null"),
-        }
-    }
     let [user_name, address, client] = texts;
     out.extend_from_slice(b",\"user_name\":");
-    text(out, user_name);
+    write_opt_utf8(out, user_name);
     out.extend_from_slice(b",\"address\":");
-    text(out, address);
+    write_opt_utf8(out, address);
     out.extend_from_slice(b",\"client\":");
-    text(out, client);
+    write_opt_utf8(out, client);
 }
 
 /// Appends the JSON text of a session: the same text as [`SessionV1`]'s derived `Serialize`

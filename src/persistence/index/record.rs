@@ -126,46 +126,18 @@ const HEX_ID: u8 = 1 << 7;
 /// service generates); `None` for any other id. Only lowercase digits count, so that two ids
 /// have the same bytes exactly when they are the same text.
 pub(crate) fn hex_id(id: &str) -> Option<[u8; 16]> {
-    /// Each byte's value as a lowercase hex digit; 16 and above for any other byte.
-    static DIGIT: [u8; 256] = {
-        let mut table = [16u8; 256];
-        let mut i = 0;
-        while i < 16 {
-            table[b"0123456789abcdef"[i] as usize] = i as u8;
-            i += 1;
-        }
-        table
-    };
-    let text: &[u8; 32] = id.as_bytes().try_into().ok()?;
-    let mut out = [0u8; 16];
-    for (o, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
-        let (hi, lo) = (DIGIT[usize::from(pair[0])], DIGIT[usize::from(pair[1])]);
-        if hi | lo > 15 {
-            return None;
-        }
-        *o = hi << 4 | lo;
+    // 32 characters with no uppercase letter: only the simple form parses, in lowercase.
+    if id.len() != 32 || id.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
     }
-    Some(out)
+    uuid::Uuid::try_parse_ascii(id.as_bytes()).ok().map(uuid::Uuid::into_bytes)
 }
 
 /// Writes the id that `bytes` spells (see [`hex_id`]) as a JSON string.
 fn write_hex_id(out: &mut Vec<u8>, bytes: &[u8; 16]) {
-    /// Each byte's two lowercase hex digits.
-    static PAIRS: [[u8; 2]; 256] = {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut table = [[0u8; 2]; 256];
-        let mut i = 0;
-        while i < 256 {
-            table[i] = [DIGITS[i >> 4], DIGITS[i & 15]];
-            i += 1;
-        }
-        table
-    };
     let mut text = [b'"'; 34];
-    for i in 0..16 {
-        let [hi, lo] = PAIRS[usize::from(bytes[i])];
-        text[1 + 2 * i] = hi;
-        text[2 + 2 * i] = lo;
+    if let Some(digits) = text.get_mut(1..33) {
+        uuid::Uuid::from_bytes(*bytes).simple().encode_lower(digits);
     }
     out.extend_from_slice(&text);
 }

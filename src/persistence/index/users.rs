@@ -54,19 +54,28 @@ impl<V> UserMap<V> {
         Some(entry.remove().0 .1)
     }
 
-    /// The user's shared id and value, made (with `Arc::from(user)` and the default value) when
-    /// the user has none: one hash of the id either way.
-    pub(crate) fn get_or_insert(&mut self, user: &str) -> (Arc<str>, &mut V)
+    /// The user's entry, made with `key()` as its id and the default value when the user has
+    /// none: one hash of the id either way.
+    fn entry(&mut self, user: &str, key: impl FnOnce() -> Arc<str>) -> &mut (Arc<str>, V)
     where
         V: Default,
     {
         let hash = self.hash(user);
         let hasher = &self.hasher;
-        let entry = match self.shards[shard(hash)].entry(hash, |(u, _)| &**u == user, |(u, _)| hasher.hash_one(&**u)) {
+        match self.shards[shard(hash)].entry(hash, |(u, _)| &**u == user, |(u, _)| hasher.hash_one(&**u)) {
             Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => e.insert((Arc::from(user), V::default())).into_mut(),
-        };
-        (entry.0.clone(), &mut entry.1)
+            Entry::Vacant(e) => e.insert((key(), V::default())).into_mut(),
+        }
+    }
+
+    /// The user's shared id and value, made (with `Arc::from(user)` and the default value) when
+    /// the user has none.
+    pub(crate) fn get_or_insert(&mut self, user: &str) -> (Arc<str>, &mut V)
+    where
+        V: Default,
+    {
+        let (id, value) = self.entry(user, || Arc::from(user));
+        (id.clone(), value)
     }
 
     /// The value of `user` (this allocation of the id, when the user is new), made with the
@@ -75,13 +84,8 @@ impl<V> UserMap<V> {
     where
         V: Default,
     {
-        let hash = self.hash(&user);
-        let hasher = &self.hasher;
-        let entry = match self.shards[shard(hash)].entry(hash, |(u, _)| *u == user, |(u, _)| hasher.hash_one(&**u)) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => e.insert((user, V::default())).into_mut(),
-        };
-        &mut entry.1
+        let name = Arc::clone(&user);
+        &mut self.entry(&name, move || user).1
     }
 
     /// Keeps the entries for which `keep` holds.
