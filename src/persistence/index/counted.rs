@@ -2,16 +2,19 @@
 //! between two bounds is O(log n) — what a time-window total needs — and a page can start at any
 //! rank without walking the elements before it.
 //!
-//! The elements live in sorted blocks of at most [`BLOCK`] (a sorted list of sorted vectors), with
-//! a Fenwick tree over the block lengths for prefix counts. An insert past the last element (the
-//! common case: keys grow with time) appends to the last block or starts a new one; elsewhere a
-//! full block splits in two. A block that shrinks below a quarter merges with its right neighbour
-//! when both fit in one. Searching is a binary search over the blocks' last elements and then
+//! The elements live in sorted blocks of at most [`BLOCK`] (a sorted list of sorted ring buffers),
+//! with a Fenwick tree over the block lengths for prefix counts. An insert past the last element
+//! (the common case: keys grow with time) appends to the last block or starts a new one (the tree
+//! grows by one node, no rebuild); elsewhere a full block splits in two. A removal shifts the
+//! shorter side of its block, so taking a block's first element (the oldest key of a refreshed
+//! session, in a store whose sessions are refreshed in turn) moves nothing. A block that shrinks
+//! below a quarter merges with its right neighbour when both fit in one. Searching is a binary search over the blocks' last elements and then
 //! within one block; iterating walks contiguous memory. A changed key ([`CountedSet::rekey`]) is
 //! found once and stays in place, or moves to the end (a refreshed key becoming the newest) with
 //! no second search.
 
 use std::cmp::Ordering;
+use std::collections::VecDeque;
 
 /// Most elements in one block.
 const BLOCK: usize = 256;
@@ -20,7 +23,7 @@ const BLOCK: usize = 256;
 /// [`BLOCK`]. Growing by a quarter rather than doubling leaves at most a fifth of a block unused
 /// where doubling leaves up to half: the many small sets (one user's sessions) stay close to
 /// their size, for a copy of the block every few inserts.
-fn make_room<K>(block: &mut Vec<K>) {
+fn make_room<K>(block: &mut VecDeque<K>) {
     if block.len() == block.capacity() {
         let more = (block.len() / 4).max(16).min(BLOCK.saturating_sub(block.len()).max(1));
         block.reserve_exact(more);
@@ -31,7 +34,7 @@ fn make_room<K>(block: &mut Vec<K>) {
 #[derive(Debug, Clone)]
 pub(crate) struct CountedSet<K> {
     /// Non-empty sorted blocks, each ordered after the one before.
-    blocks: Vec<Vec<K>>,
+    blocks: Vec<VecDeque<K>>,
     /// Fenwick tree over the block lengths (node `i` sums the blocks `i + 1 - lowbit(i + 1) ..= i`).
     tree: Vec<usize>,
     len: usize,
@@ -50,7 +53,7 @@ impl<K: Ord> CountedSet<K> {
         let mut blocks = Vec::with_capacity(len.div_ceil(BLOCK));
         let mut rest = sorted.into_iter().peekable();
         while rest.peek().is_some() {
-            blocks.push(rest.by_ref().take(BLOCK).collect::<Vec<K>>());
+            blocks.push(rest.by_ref().take(BLOCK).collect::<VecDeque<K>>());
         }
         let mut set = Self { blocks, tree: Vec::new(), len };
         set.rebuild();
@@ -67,10 +70,30 @@ impl<K: Ord> CountedSet<K> {
         self.len == 0
     }
 
+    /// Brings the Fenwick tree up to date after the blocks from `from` on changed in number or
+    /// length (a block split, merged, removed or appended there). A node covers only blocks at
+    /// or before its own, so the nodes before `from` stand; each later one is the sum of the
+    /// blocks it covers, from the prefix counts of the nodes before it: O(log n) a node. Near
+    /// the end (where keys arrive and, in a store used in turn, leave) that is a few nodes; far
+    /// from it, the whole tree is rebuilt in one O(n) pass instead.
+    fn renumber(&mut self, from: usize) {
+        let n = self.blocks.len();
+        if (n - from.min(n)) * 8 > n {
+            self.rebuild();
+            return;
+        }
+        self.tree.truncate(from);
+        for i in from..n {
+            let covered = (i + 1) & (i + 1).wrapping_neg();
+            let node = self.before(i) - self.before(i + 1 - covered) + self.blocks[i].len();
+            self.tree.push(node);
+        }
+    }
+
     fn rebuild(&mut self) {
         let n = self.blocks.len();
         self.tree.clear();
-        self.tree.extend(self.blocks.iter().map(Vec::len));
+        self.tree.extend(self.blocks.iter().map(VecDeque::len));
         for i in 0..n {
             let parent = i | (i + 1);
             if parent < n {
@@ -109,7 +132,7 @@ impl<K: Ord> CountedSet<K> {
     /// The position (block, offset) of the first element for which `pred` is false; `pred` must
     /// be true for a prefix of the set and false after it.
     fn locate(&self, pred: impl Fn(&K) -> bool) -> (usize, usize) {
-        let block = self.blocks.partition_point(|b| b.last().is_some_and(&pred));
+        let block = self.blocks.partition_point(|b| b.back().is_some_and(&pred));
         let offset = self.blocks.get(block).map_or(0, |b| b.partition_point(&pred));
         (block, offset)
     }
@@ -143,7 +166,7 @@ impl<K: Ord> CountedSet<K> {
     /// Inserts `k`; false if it was there. A key past the last one (a new session: the newest
     /// time) is appended after one comparison, without a search.
     pub(crate) fn insert(&mut self, k: K) -> bool {
-        if self.blocks.last().and_then(|b| b.last()).is_none_or(|l| *l < k) {
+        if self.blocks.last().and_then(VecDeque::back).is_none_or(|l| *l < k) {
             self.push(k);
             return true;
         }
@@ -156,6 +179,7 @@ impl<K: Ord> CountedSet<K> {
             return true;
         }
         if self.blocks[block].len() >= BLOCK {
+            let split = block;
             let tail = self.blocks[block].split_off(BLOCK / 2);
             self.blocks.insert(block + 1, tail);
             if offset > BLOCK / 2 {
@@ -163,7 +187,7 @@ impl<K: Ord> CountedSet<K> {
                 offset -= BLOCK / 2;
             }
             self.blocks[block].insert(offset, k);
-            self.rebuild();
+            self.renumber(split);
         } else {
             make_room(&mut self.blocks[block]);
             self.blocks[block].insert(offset, k);
@@ -179,15 +203,18 @@ impl<K: Ord> CountedSet<K> {
         match self.blocks.last_mut() {
             Some(last) if last.len() < BLOCK => {
                 make_room(last);
-                last.push(k);
+                last.push_back(k);
                 self.grow(self.blocks.len() - 1);
             }
-            _ => {
-                self.blocks.push(vec![k]);
-                self.rebuild();
-            }
+            _ => self.push_block(VecDeque::from([k])),
         }
         self.len += 1;
+    }
+
+    /// Appends a block after every other (its node joins the tree: see [`CountedSet::renumber`]).
+    fn push_block(&mut self, block: VecDeque<K>) {
+        self.blocks.push(block);
+        self.renumber(self.blocks.len() - 1);
     }
 
     /// Removes `k`; false if it was not there.
@@ -196,26 +223,26 @@ impl<K: Ord> CountedSet<K> {
         if self.blocks.get(block).and_then(|b| b.get(offset)).is_none_or(|x| x != k) {
             return false;
         }
-        self.remove_at(block, offset);
-        true
+        self.remove_at(block, offset).is_some()
     }
 
-    /// Removes and returns the element at `(block, offset)`, which exists.
-    fn remove_at(&mut self, block: usize, offset: usize) -> K {
-        let k = self.blocks[block].remove(offset);
+    /// Removes and returns the element at `(block, offset)` (`None`, changing nothing, when there
+    /// is none).
+    fn remove_at(&mut self, block: usize, offset: usize) -> Option<K> {
+        let k = self.blocks[block].remove(offset)?;
         self.len -= 1;
         let len = self.blocks[block].len();
         if len == 0 {
             self.blocks.remove(block);
-            self.rebuild();
+            self.renumber(block);
         } else if len < BLOCK / 4 && self.blocks.get(block + 1).is_some_and(|next| len + next.len() <= BLOCK) {
             let next = self.blocks.remove(block + 1);
             self.blocks[block].extend(next);
-            self.rebuild();
+            self.renumber(block);
         } else {
             self.shrink(block);
         }
-        k
+        Some(k)
     }
 
     /// Replaces `old` by `new` (see [`CountedSet::rekey`]).
@@ -241,14 +268,14 @@ impl<K: Ord> CountedSet<K> {
         let x = &b[offset];
         let prev = match offset.checked_sub(1) {
             Some(o) => b.get(o),
-            None => block.checked_sub(1).and_then(|p| self.blocks.get(p)).and_then(|p| p.last()),
+            None => block.checked_sub(1).and_then(|p| self.blocks.get(p)).and_then(VecDeque::back),
         };
-        let next = b.get(offset + 1).or_else(|| self.blocks.get(block + 1).and_then(|n| n.first()));
+        let next = b.get(offset + 1).or_else(|| self.blocks.get(block + 1).and_then(VecDeque::front));
         if prev.is_none_or(|p| p < x) && next.is_none_or(|n| x < n) {
             return true;
         }
-        let last_before = next.is_some() && self.blocks.last().and_then(|b| b.last()).is_some_and(|l| l < x);
-        let k = self.remove_at(block, offset);
+        let last_before = next.is_some() && self.blocks.last().and_then(VecDeque::back).is_some_and(|l| l < x);
+        let Some(k) = self.remove_at(block, offset) else { return false };
         if last_before {
             self.push(k);
         } else {
@@ -261,17 +288,17 @@ impl<K: Ord> CountedSet<K> {
     #[cfg(test)]
     pub(crate) fn iter_from(&self, from: usize) -> impl Iterator<Item = &K> + '_ {
         let (block, offset) = self.position(from);
-        let first = self.blocks.get(block).map_or(&[][..], |b| &b[offset..]);
+        let first = self.blocks.get(block).into_iter().flat_map(move |b| b.range(offset..));
         let rest = self.blocks.get(block + 1..).unwrap_or(&[]);
-        first.iter().chain(rest.iter().flatten())
+        first.chain(rest.iter().flatten())
     }
 
     /// The elements before rank `to`, last first.
     pub(crate) fn iter_back_from(&self, to: usize) -> impl Iterator<Item = &K> + '_ {
         let (block, offset) = self.position(to);
-        let first = self.blocks.get(block).map_or(&[][..], |b| &b[..offset]);
+        let first = self.blocks.get(block).into_iter().flat_map(move |b| b.range(..offset).rev());
         let rest = self.blocks.get(..block).unwrap_or(&[]);
-        first.iter().rev().chain(rest.iter().rev().flat_map(|b| b.iter().rev()))
+        first.chain(rest.iter().rev().flat_map(|b| b.iter().rev()))
     }
 
     /// Every element in order.
@@ -301,6 +328,10 @@ mod tests {
         assert_eq!(set.len(), model.len());
         assert!(set.iter().eq(model.iter()));
         assert!(set.blocks.iter().all(|b| !b.is_empty() && b.len() <= BLOCK));
+        // The tree kept up to date step by step is the one built from the blocks.
+        let mut rebuilt = set.clone();
+        rebuilt.rebuild();
+        assert_eq!(set.tree, rebuilt.tree);
         for probe in [0, 1, 500, 999, 1000, 5000, u64::MAX] {
             let rank = model.range(..probe).count();
             assert_eq!(set.rank(|x| *x < probe), rank, "rank of {probe}");
@@ -398,6 +429,26 @@ mod tests {
         check(&set, &model);
         assert!(!set.rekey(|x| x.cmp(&(top + 1)), |x| *x = 0));
         assert!(!set.rekey(|x| x.cmp(&u64::MAX), |x| *x = 0));
+        check(&set, &model);
+    }
+
+    /// Keys refreshed in turn (the oldest becomes the newest, again and again: what a store whose
+    /// sessions are all in use does) keep the set, its counts and its tree equal to the model,
+    /// through blocks that drain from their front, merge, and new blocks at the end.
+    #[test]
+    fn keys_refreshed_in_turn_keep_the_set_whole() {
+        let mut set = CountedSet::from_sorted((0..3_000u64).collect());
+        let mut model: BTreeSet<u64> = (0..3_000u64).collect();
+        // Every other key first (removals inside blocks), then all of them in turn.
+        for (step, top) in (0..12_000u64).zip(3_000u64..) {
+            let old = if step < 1_500 { step * 2 } else { *model.iter().next().unwrap() };
+            assert!(set.rekey(|x| x.cmp(&old), |x| *x = top));
+            model.remove(&old);
+            model.insert(top);
+            if step % 997 == 0 {
+                check(&set, &model);
+            }
+        }
         check(&set, &model);
     }
 }
