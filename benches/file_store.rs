@@ -58,7 +58,7 @@ fn update(n: usize) -> SessionUpdate {
             idle_cutoff: Some(now - chrono::Duration::hours(24)),
             expected_version: None,
         },
-        change: SessionChange::StoreData(json!({"cart": [1, 2, 3, n % 100], "theme": "dark", "visits": n})),
+        change: SessionChange::StoreData(json!({"cart": [1, 2, 3, n % 100], "theme": "dark", "visits": n}).into()),
         now,
         policy: ExpiryPolicy { idle_timeout: Some(24 * 3_600_000), max_lifetime: None },
     }

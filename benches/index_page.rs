@@ -121,7 +121,7 @@ fn main() {
         for i in 0..stores {
             let now = later + Duration::milliseconds(i as i64);
             let condition = WriteCondition { require_active: true, alive_at: Some(now), ..Default::default() };
-            let change = SessionChange::StoreData(serde_json::json!({ "n": i, "cart": [1, 2, 3] }));
+            let change = SessionChange::StoreData(serde_json::json!({ "n": i, "cart": [1, 2, 3] }).into());
             let update = SessionUpdate { condition, change, now, policy };
             let id = &ids[(i * 7_919) % ids.len()];
             assert!(matches!(store.update(None, id, update.clone()).await.unwrap(), UpdateOutcome::Updated(_)));

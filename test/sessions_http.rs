@@ -65,6 +65,38 @@ async fn falsy_values_are_stored_as_given() {
     app.stop().await;
 }
 
+/// A `data` payload answers, reads back and pages exactly as its parsed value writes, whether the
+/// body spelled it in compact canonical form (kept as text) or any other way (spaces, escapes,
+/// floats, big or negative-zero numbers, repeated keys, deep nesting): the answer's bytes are the
+/// same either way.
+#[tokio::test]
+async fn stored_data_answers_as_its_value_however_it_was_spelled() {
+    let app = app().await;
+    let id = app.open("u1").await["id"].as_str().unwrap().to_string();
+    let deep = format!("{}{}", "[".repeat(70), "]".repeat(70));
+    let payloads = [
+        r#"{"n":1,"cart":[1,2,3]}"#.to_string(),
+        r#"{"n": 1, "cart": [1, 2, 3]}"#.to_string(),
+        r#"{"s":"a\"b\\c\u0041\n","e":"é"}"#.to_string(),
+        r#"{"f":1.50,"g":1e2,"z":-0,"big":123456789012345678901234}"#.to_string(),
+        r#"{"k":1,"k":2,"j":[{"k":3}]}"#.to_string(),
+        r#"[{"a":{}},[],null,true,false,-7]"#.to_string(),
+        deep,
+    ];
+    for text in payloads {
+        let body = format!(r#"{{"session_id":"{id}","data":{text}}}"#);
+        let a = app.post_raw("/v1/sessions/store_session_data", body, Some("application/json")).await;
+        assert_eq!(a.status, 200, "{text}: {}", a.body);
+        let value: Value = serde_json::from_str(&text).unwrap();
+        let written = serde_json::to_string(&value).unwrap();
+        assert!(a.body.contains(&format!(r#""data":{written},"version""#)), "{text}: {}", a.body);
+        assert_eq!(a.json()["data"], value, "{text}");
+        let got = app.command("get_session_by_id", json!({"session_id": id})).await;
+        assert!(got.body.contains(&format!(r#""data":{written},"version""#)), "{text}: {}", got.body);
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn open_session_validates_parameters() {
     let app = app().await;

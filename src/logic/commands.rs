@@ -122,7 +122,7 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
         by_id_schema().with_required_property("data", Schema::any().describe("Session data")),
         &me,
         |c, cid, mut args| async move {
-            let data = args.take("data");
+            let data = args.take_json("data");
             c.store_session_data_json(cid.as_deref(), session_id(&args)?, data, args.get_i64("version")).await
         },
     ));

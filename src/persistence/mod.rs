@@ -28,7 +28,7 @@ use crate::data::version1::errors::{MAX_SESSIONS, SESSION_EXISTS, SESSION_LIMIT,
 use crate::data::version1::{SessionV1, SessionsFilter};
 use crate::toolkit::data::{DataPage, PagingParams};
 use crate::toolkit::errors::ApplicationError;
-use crate::toolkit::json::JsonText;
+use crate::toolkit::json::{Json, JsonText};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -185,8 +185,8 @@ impl ExpiryPolicy {
 /// The change a write makes. Every change refreshes `request_time` and increments `version`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionChange {
-    /// Replace `data`.
-    StoreData(Value),
+    /// Replace `data` (kept as its canonical text when it came as one).
+    StoreData(Json),
     /// Replace `user`.
     UpdateUser(Value),
     /// Only refresh `request_time` (and so `expire_time`).
@@ -199,7 +199,7 @@ impl SessionChange {
     /// Applies the change to a record at time `now`, recomputing `expire_time` with `policy`.
     pub fn apply(&self, s: &mut SessionV1, now: DateTime<Utc>, policy: &ExpiryPolicy) {
         match self {
-            Self::StoreData(v) => s.data = Some(v.clone()),
+            Self::StoreData(v) => s.data = Some(v.value().into_owned()),
             Self::UpdateUser(v) => s.user = Some(v.clone()),
             Self::Touch => {}
             Self::Close => {

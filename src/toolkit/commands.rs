@@ -6,30 +6,77 @@
 //! parameters they declared without re-checking types.
 
 use super::errors::ApplicationError;
-use super::json::{JsonText, WriteJson};
+use super::json::{CanonicalJson, Json, JsonText, WriteJson, RAW_VALUE_MARKER};
 use super::schema::ObjectSchema;
 use futures::future::BoxFuture;
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The parameters of one command call: the fields of the JSON object of the request body, in
 /// order, each name once (a repeated name keeps its first place and its last value, as a JSON
 /// object parsed into a map does). A command reads a few names, so they are found by comparing
-/// names instead of hashing them into a map.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Parameters(Vec<(String, Value)>);
+/// names instead of hashing them into a map. An array or object written in canonical form (see
+/// [`CanonicalJson::new`]) is kept as its text and parsed only when something reads it: a
+/// payload the command passes on as it is ([`Parameters::take_json`]) is never parsed.
+#[derive(Debug, Clone, Default)]
+pub struct Parameters(Vec<(String, Param)>);
+
+/// One parameter's value: parsed, or kept as its canonical text and parsed on first read.
+#[derive(Debug, Clone, Default)]
+struct Param {
+    value: OnceLock<Value>,
+    text: Option<CanonicalJson>,
+}
+
+impl Param {
+    fn parsed(value: Value) -> Self {
+        Self { value: OnceLock::from(value), text: None }
+    }
+
+    fn text(text: CanonicalJson) -> Self {
+        Self { value: OnceLock::new(), text: Some(text) }
+    }
+
+    /// The value (the text parsed, once).
+    fn value(&self) -> &Value {
+        self.value.get_or_init(|| self.text.as_ref().map_or(Value::Null, CanonicalJson::to_value))
+    }
+
+    /// The value as its text while nothing has read it, else as the value; leaves `null`.
+    fn take(&mut self) -> Json {
+        match (self.value.take(), self.text.take()) {
+            (Some(v), _) => Json::Value(v),
+            (None, Some(t)) => Json::Text(t),
+            (None, None) => Json::Value(Value::Null),
+        }
+    }
+}
+
+/// Two parameter lists are equal when they have the same names in the same order with equal
+/// values, whichever form each value is held in.
+impl PartialEq for Parameters {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self.0.iter().zip(&other.0).all(|((a, x), (b, y))| a == b && x.value() == y.value())
+    }
+}
+
+/// What a value read in the body stands in for while it is kept as text, when validation only
+/// asks whether it is `null` (a text never is).
+static NOT_NULL: Value = Value::Bool(true);
 
 impl Parameters {
     /// Wraps a JSON object.
     pub fn new(map: Map<String, Value>) -> Self {
-        Self(map.into_iter().collect())
+        Self(map.into_iter().map(|(k, v)| (k, Param::parsed(v))).collect())
     }
 
     /// Parses a JSON text whose top level is an object straight into its fields (the values are
-    /// parsed as [`Value`]s, so nested objects keep their key order and exact numbers); `None`
-    /// when the text is valid JSON but not an object.
+    /// parsed as [`Value`]s, so nested objects keep their key order and exact numbers; a
+    /// canonical array or object is kept as its text until read); `None` when the text is valid
+    /// JSON but not an object.
     ///
     /// # Errors
     /// The parser's error for text that is not JSON.
@@ -46,19 +93,42 @@ impl Parameters {
             deserializer.end()?;
             Ok(fields)
         });
+        let wrap =
+            |fields: Vec<(String, Value)>| Self(fields.into_iter().map(|(k, v)| (k, Param::parsed(v))).collect());
         match parsed {
-            // The parser's own marker key (see `RAW_VALUE_TOKEN`): parsed exactly as a `Value` is.
+            // The parser's own marker key (see `RAW_VALUE_MARKER`): parsed exactly as a `Value` is.
             Err(_) if marked.get() => Ok(match serde_json::from_slice::<Value>(text)? {
                 Value::Object(map) => Some(Self::new(map)),
                 _ => None,
             }),
-            parsed => parsed.map(|fields| fields.map(Self)),
+            parsed => parsed.map(|fields| fields.map(wrap)),
         }
     }
 
-    /// The fields in order.
-    pub fn fields(&self) -> &[(String, Value)] {
-        &self.0
+    /// The fields in order (each value parsed, if it was kept as text).
+    pub fn fields(&self) -> impl ExactSizeIterator<Item = (&str, &Value)> + '_ {
+        self.0.iter().map(|(k, p)| (k.as_str(), p.value()))
+    }
+
+    /// Validates the fields against `schema`, as [`ObjectSchema::validate_fields_and_throw`]
+    /// does; a value kept as text is parsed only when its property's schema reads into it.
+    ///
+    /// # Errors
+    /// `INVALID_DATA` with the Error results.
+    #[allow(clippy::result_large_err)] // the project-wide error type, returned by value everywhere
+    pub fn validate(&self, schema: &ObjectSchema, correlation_id: Option<&str>) -> Result<(), ApplicationError> {
+        let get = |name: &str| {
+            self.find(name).map(|p| match p.value.get() {
+                Some(v) => v,
+                None if schema.reads_into(name) => p.value(),
+                None => &NOT_NULL,
+            })
+        };
+        schema.validate_fields_and_throw(correlation_id, get, self.0.iter().map(|(k, _)| k.as_str()))
+    }
+
+    fn find(&self, name: &str) -> Option<&Param> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, p)| p)
     }
 
     /// A parameter, `None` when absent or `null`.
@@ -93,12 +163,19 @@ impl Parameters {
 
     /// A parameter's value as given (JSON `null` included), `None` only when the key is absent.
     pub fn get_raw(&self, name: &str) -> Option<&Value> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+        self.find(name).map(Param::value)
     }
 
     /// Moves a parameter's value out (leaving `null`), without copying it; `null` when absent.
     pub fn take(&mut self, name: &str) -> Value {
-        self.0.iter_mut().find(|(k, _)| k == name).map_or(Value::Null, |(_, v)| v.take())
+        self.take_json(name).into_value()
+    }
+
+    /// Moves a parameter's value out (leaving `null`) in the form it is held: its canonical text
+    /// when nothing has read it, so a payload passed on as it is is never parsed; `null` when
+    /// absent.
+    pub fn take_json(&mut self, name: &str) -> Json {
+        self.0.iter_mut().find(|(k, _)| k == name).map_or(Json::Value(Value::Null), |(_, p)| p.take())
     }
 }
 
@@ -111,7 +188,7 @@ impl Parameters {
 /// text after the object, a value nested deeper than [`NESTED_DEPTH`], any error — which the
 /// parser then reads as a whole, as before. Where it answers, its answer is the parser's: the
 /// same names in the same order and the same values.
-fn plain_object(body: &[u8]) -> Option<Vec<(String, Value)>> {
+fn plain_object(body: &[u8]) -> Option<Vec<(String, Param)>> {
     // Read first, made after: a body that turns out not to be plain costs no allocation and no
     // UTF-8 check. Places are kept as `u32` (a body is far shorter), so the list is small.
     u32::try_from(body.len()).ok()?;
@@ -129,7 +206,7 @@ fn plain_object(body: &[u8]) -> Option<Vec<(String, Value)>> {
             let named = |(from, to, _): &(u32, u32, PlainValue)| body.get(*from as usize..*to as usize);
             let name_text = body.get(name.0 as usize..name.1 as usize)?;
             if count == PLAIN_NAMES
-                || name_text == RAW_VALUE_TOKEN.as_bytes()
+                || name_text == RAW_VALUE_MARKER.as_bytes()
                 || seen.iter().any(|field| named(field) == Some(name_text))
             {
                 return None;
@@ -170,10 +247,17 @@ fn plain_object(body: &[u8]) -> Option<Vec<(String, Value)>> {
     let mut fields = Vec::with_capacity(count.max(1));
     for (from, to, value) in read.get(..count)? {
         let value = match *value {
-            PlainValue::String(from, to) => Value::String(cut(from, to)?),
-            PlainValue::Bool(b) => Value::Bool(b),
-            PlainValue::Null => Value::Null,
-            PlainValue::Json(from, to) => serde_json::from_slice(body.get(from as usize..to as usize)?).ok()?,
+            PlainValue::String(from, to) => Param::parsed(Value::String(cut(from, to)?)),
+            PlainValue::Bool(b) => Param::parsed(Value::Bool(b)),
+            PlainValue::Null => Param::parsed(Value::Null),
+            // An array or object in canonical form stays text until something reads it.
+            PlainValue::Json(from, to) => {
+                let json = text.get(from as usize..to as usize)?;
+                match CanonicalJson::new(json) {
+                    Some(canonical) => Param::text(canonical),
+                    None => Param::parsed(serde_json::from_str(json).ok()?),
+                }
+            }
         };
         fields.push((cut(*from, *to)?, value));
     }
@@ -298,18 +382,13 @@ fn plain_string(body: &[u8], at: usize) -> Option<((u32, u32), usize)> {
 /// Up to this many names a body is read by [`plain_object`] (a command has a few).
 const PLAIN_NAMES: usize = 8;
 
-/// The marker key by which `serde_json` recognises its `RawValue` in a map: a `Value` parse of an
-/// object whose first key is this one yields something else than that object, so such a body
-/// (which no client sends) is handed to the `Value` parser to keep its answer exactly.
-const RAW_VALUE_TOKEN: &str = "$serde_json::private::RawValue";
-
 /// Up to this many top-level names a body's repeats are found by comparing names.
 const LINEAR_NAMES: usize = 16;
 
 /// Reads the top level of a command body: the object's fields, or `None` for any other JSON value
 /// (read through to its end, so text that is not JSON is still the parser's syntax error).
 struct TopLevel<'a> {
-    /// Set when the object's first key is [`RAW_VALUE_TOKEN`] (the read then stops).
+    /// Set when the object's first key is [`RAW_VALUE_MARKER`] (the read then stops).
     marked: &'a std::cell::Cell<bool>,
 }
 
@@ -334,7 +413,7 @@ impl<'de> serde::de::Visitor<'de> for TopLevel<'_> {
         // gets a hashed index of them, so finding repeats stays linear in the body's size.
         let mut index: Option<HashMap<String, usize>> = None;
         while let Some(key) = map.next_key::<String>()? {
-            if fields.is_empty() && key == RAW_VALUE_TOKEN {
+            if fields.is_empty() && key == RAW_VALUE_MARKER {
                 self.marked.set(true);
                 return Err(serde::de::Error::custom("raw value marker"));
             }
@@ -473,7 +552,7 @@ impl Command {
     /// # Errors
     /// `INVALID_DATA` for invalid parameters.
     pub fn start(&self, correlation_id: Option<&str>, args: Parameters) -> Result<CommandResult, ApplicationError> {
-        self.schema.validate_fields_and_throw(correlation_id, &args.0)?;
+        args.validate(&self.schema, correlation_id)?;
         Ok((self.action)(correlation_id.map(str::to_string), args))
     }
 }
@@ -808,14 +887,14 @@ mod tests {
     fn keeps_order_exact_values_and_the_last_of_repeated_names() {
         let p = parsed(r#"{"b": 1, "data": {"z": 1, "a": 2.50, "n": 18446744073709551615}, "b": null}"#)
             .unwrap_or_default();
-        let names: Vec<&str> = p.fields().iter().map(|(k, _)| k.as_str()).collect();
+        let names: Vec<&str> = p.fields().map(|(k, _)| k).collect();
         assert_eq!(names, ["b", "data"]);
         assert_eq!(p.get_raw("b"), Some(&Value::Null));
         assert_eq!(p.get("b"), None);
         assert_eq!(p.get_raw("missing"), None);
         let data = p.get_raw("data").map(Value::to_string).unwrap_or_default();
         assert_eq!(data, r#"{"z":1,"a":2.5,"n":18446744073709551615}"#);
-        let object = Value::Object(p.fields().iter().cloned().collect());
+        let object = Value::Object(p.fields().map(|(k, v)| (k.to_string(), v.clone())).collect());
         assert_eq!(object.to_string(), r#"{"b":null,"data":{"z":1,"a":2.5,"n":18446744073709551615}}"#);
     }
 

@@ -289,6 +289,294 @@ fn write_number(out: &mut Vec<u8>, n: &serde_json::Number) {
     }
 }
 
+/// A JSON value kept as its text, exactly as [`write_json_value`] writes the value the text
+/// parses to: a payload that a service only stores and sends back (a session's `data`) is kept,
+/// stored and written as this text, and parsed only where something looks into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanonicalJson(Box<str>);
+
+impl CanonicalJson {
+    /// The text [`write_json_value`] writes for the array or object `text` spells, read without
+    /// parsing it into a value: `text` itself, or without its whitespace between tokens. `None`
+    /// (which says nothing of validity: such a text goes to the parser) for anything whose
+    /// value would be written otherwise or that the reader does not vouch for: a string with an
+    /// escape or a control character, a number with a fraction or an exponent, with more than
+    /// [`CANONICAL_DIGITS`] digits, a leading zero or `-0`, a repeated key (or more than
+    /// [`CANONICAL_KEYS`] in one object), the parser's raw-value marker as a key, nesting
+    /// deeper than [`CANONICAL_DEPTH`].
+    pub fn new(text: &str) -> Option<Self> {
+        let mut reader = Canonical { text: text.as_bytes(), at: 0, depth: 0, spaced: false };
+        let whole = matches!(reader.peek(), Some(b'{' | b'[')) && reader.value() && reader.peek().is_none();
+        if !whole {
+            return None;
+        }
+        if !reader.spaced {
+            return Some(Self(text.into()));
+        }
+        // Strings hold no escape, so a quote always opens or closes one; the runs between the
+        // whitespace outside them are copied whole (cut at ASCII bytes: character boundaries).
+        let mut compact = String::with_capacity(text.len());
+        let (mut inside, mut run) = (false, 0);
+        for (i, b) in text.bytes().enumerate() {
+            inside ^= b == b'"';
+            if !inside && matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+                compact.push_str(text.get(run..i).unwrap_or_default());
+                run = i + 1;
+            }
+        }
+        compact.push_str(text.get(run..).unwrap_or_default());
+        Some(Self(compact.into_boxed_str()))
+    }
+
+    /// The text of a value (canonical by construction).
+    pub fn of(value: &Value) -> Self {
+        let mut out = Vec::new();
+        write_json_value(&mut out, value);
+        Self(String::from_utf8(out).unwrap_or_default().into_boxed_str())
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The value the text stands for.
+    pub fn to_value(&self) -> Value {
+        serde_json::from_str(&self.0).unwrap_or_default()
+    }
+}
+
+/// A JSON value as a service passes it on: parsed, or as its canonical text, which it stores
+/// and writes as it is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Json {
+    /// A parsed value.
+    Value(Value),
+    /// The canonical text of an array or object.
+    Text(CanonicalJson),
+}
+
+impl Json {
+    /// The value (the text parsed).
+    pub fn into_value(self) -> Value {
+        match self {
+            Self::Value(v) => v,
+            Self::Text(t) => t.to_value(),
+        }
+    }
+
+    /// The value, borrowed when it is one.
+    pub fn value(&self) -> std::borrow::Cow<'_, Value> {
+        match self {
+            Self::Value(v) => std::borrow::Cow::Borrowed(v),
+            Self::Text(t) => std::borrow::Cow::Owned(t.to_value()),
+        }
+    }
+
+    /// Whether it is `null` (a text never is).
+    pub fn is_null(&self) -> bool {
+        matches!(self, Self::Value(Value::Null))
+    }
+
+    /// Appends the JSON text (the same for either form of the same value).
+    pub fn write(&self, out: &mut Vec<u8>) {
+        self.as_ref().write(out);
+    }
+
+    /// The JSON text.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write(&mut out);
+        out
+    }
+
+    /// A borrowed view of either form.
+    pub fn as_ref(&self) -> JsonRef<'_> {
+        match self {
+            Self::Value(v) => JsonRef::Value(v),
+            Self::Text(t) => JsonRef::Text(t.as_str().as_bytes()),
+        }
+    }
+}
+
+impl From<Value> for Json {
+    fn from(v: Value) -> Self {
+        Self::Value(v)
+    }
+}
+
+/// A borrowed [`Json`]: a parsed value, or a canonical JSON text (UTF-8, kept as bytes).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum JsonRef<'a> {
+    /// A parsed value.
+    Value(&'a Value),
+    /// The bytes of a canonical JSON text (see [`CanonicalJson`]).
+    Text(&'a [u8]),
+}
+
+impl JsonRef<'_> {
+    /// Appends the JSON text: a text as it is, a value by [`write_json_value`].
+    pub fn write(self, out: &mut Vec<u8>) {
+        match self {
+            Self::Value(v) => write_json_value(out, v),
+            Self::Text(t) => out.extend_from_slice(t),
+        }
+    }
+
+    /// The value (a text parsed).
+    pub fn to_value(self) -> Value {
+        match self {
+            Self::Value(v) => v.clone(),
+            Self::Text(t) => serde_json::from_slice(t).unwrap_or_default(),
+        }
+    }
+}
+
+/// Deepest nesting [`CanonicalJson::new`] vouches for (the parser's own limit is 128).
+const CANONICAL_DEPTH: usize = 64;
+/// Most keys of one object whose distinctness [`CanonicalJson::new`] checks (by comparing them).
+const CANONICAL_KEYS: usize = 32;
+/// Most digits of an integer [`CanonicalJson::new`] vouches for: every such integer fits both
+/// `i64` and `u64`, so the parser keeps it as the integer it reads and writes the same digits.
+const CANONICAL_DIGITS: usize = 18;
+
+/// The reader of [`CanonicalJson::new`].
+struct Canonical<'a> {
+    text: &'a [u8],
+    at: usize,
+    depth: usize,
+    /// Whether whitespace stood between tokens.
+    spaced: bool,
+}
+
+impl Canonical<'_> {
+    /// The next byte that is not whitespace (skipped).
+    fn peek(&mut self) -> Option<u8> {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.text.get(self.at) {
+            self.at += 1;
+            self.spaced = true;
+        }
+        self.text.get(self.at).copied()
+    }
+
+    fn value(&mut self) -> bool {
+        match self.peek() {
+            Some(b'{') => self.object(),
+            Some(b'[') => self.array(),
+            Some(b'"') => self.string().is_some(),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.integer(),
+            _ => false,
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> bool {
+        let found = self.text.get(self.at..self.at + word.len()) == Some(word);
+        self.at += word.len();
+        found
+    }
+
+    /// The place of the string's content, from its opening quote on.
+    fn string(&mut self) -> Option<(usize, usize)> {
+        (self.peek() == Some(b'"')).then_some(())?;
+        let start = self.at + 1;
+        let len = self.text.get(start..)?.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        let end = start + len;
+        (self.text.get(end) == Some(&b'"')).then_some(())?;
+        self.at = end + 1;
+        Some((start, end))
+    }
+
+    fn integer(&mut self) -> bool {
+        let negative = self.peek() == Some(b'-');
+        let start = self.at + usize::from(negative);
+        let digits = self.text.get(start..).map_or(0, |rest| rest.iter().take_while(|b| b.is_ascii_digit()).count());
+        self.at = start + digits;
+        let first = self.text.get(start).copied();
+        let leading_zero = first == Some(b'0') && (digits > 1 || negative);
+        (1..=CANONICAL_DIGITS).contains(&digits) && !leading_zero && !matches!(self.peek(), Some(b'.' | b'e' | b'E'))
+    }
+
+    fn enter(&mut self) -> bool {
+        self.depth += 1;
+        self.at += 1;
+        self.depth <= CANONICAL_DEPTH
+    }
+
+    fn array(&mut self) -> bool {
+        if !self.enter() {
+            return false;
+        }
+        if self.peek() == Some(b']') {
+            self.at += 1;
+            self.depth -= 1;
+            return true;
+        }
+        loop {
+            if !self.value() {
+                return false;
+            }
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b']') => break,
+                _ => return false,
+            }
+        }
+        self.at += 1;
+        self.depth -= 1;
+        true
+    }
+
+    fn object(&mut self) -> bool {
+        if !self.enter() {
+            return false;
+        }
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            self.depth -= 1;
+            return true;
+        }
+        let mut keys = [(0usize, 0usize); CANONICAL_KEYS];
+        let mut count = 0;
+        loop {
+            let Some((from, to)) = self.string() else { return false };
+            let key = self.text.get(from..to).unwrap_or_default();
+            let seen = |&(a, b): &(usize, usize)| self.text.get(a..b) == Some(key);
+            if count == CANONICAL_KEYS
+                || key == RAW_VALUE_MARKER.as_bytes()
+                || keys.get(..count).is_some_and(|k| k.iter().any(seen))
+            {
+                return false;
+            }
+            if let Some(k) = keys.get_mut(count) {
+                *k = (from, to);
+            }
+            count += 1;
+            if self.peek() != Some(b':') {
+                return false;
+            }
+            self.at += 1;
+            if !self.value() {
+                return false;
+            }
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b'}') => break,
+                _ => return false,
+            }
+        }
+        self.at += 1;
+        self.depth -= 1;
+        true
+    }
+}
+
+/// The key by which serde_json's parser recognises its `RawValue` in an object: an object with it
+/// parses to something else than itself, so [`CanonicalJson::new`] leaves it to the parser.
+pub const RAW_VALUE_MARKER: &str = "$serde_json::private::RawValue";
+
 /// Applies `patch` to `target` as RFC 7396 says: an object patch merges key by key (`null`
 /// removes a key, an object value merges recursively), anything else replaces the target.
 pub fn merge_patch(target: &mut Value, patch: &Value) {
@@ -438,6 +726,90 @@ mod tests {
             let mut t = target.clone();
             merge_patch(&mut t, &patch);
             assert_eq!(t, expected, "{target} + {patch}");
+        }
+    }
+    /// What the canonical reader vouches for is what the writer writes for the value the text
+    /// parses to; the usual payload shapes (integers, plain strings, distinct keys, any spacing)
+    /// are vouched for.
+    #[test]
+    fn canonical_texts_are_what_the_writer_writes() {
+        let canonical = |text: &str| CanonicalJson::new(text).map(|c| c.as_str().to_string());
+        let written = |text: &str| {
+            let mut out = Vec::new();
+            write_json_value(&mut out, &serde_json::from_str(text).unwrap());
+            String::from_utf8(out).unwrap()
+        };
+        let yes = [
+            r#"{"n":1,"cart":[1,2,3]}"#,
+            r#" { "n" : 1 ,	"cart":[ 1,2 ,3 ]
+ } "#,
+            "[]",
+            "[ ]",
+            "{}",
+            "[null,true,false,0,-1,123456789012345678,-123456789012345678,\"é \u{7f} /\"]",
+            r#"{"a":{"b":[{"c":{}}]},"b":"x y"}"#,
+        ];
+        for text in yes {
+            assert_eq!(canonical(text), Some(written(text)), "{text}");
+            assert_eq!(CanonicalJson::new(text).unwrap().to_value(), serde_json::from_str::<Value>(text).unwrap());
+        }
+        let deep = format!("{}{}", "[".repeat(CANONICAL_DEPTH + 1), "]".repeat(CANONICAL_DEPTH + 1));
+        let keys = |n: usize| (0..n).map(|i| format!("\"k{i}\":{i}")).collect::<Vec<_>>().join(",");
+        let many = format!("{{{}}}", keys(CANONICAL_KEYS + 1));
+        let no = [
+            r#"{"a":1.0}"#,
+            r#"{"a":1e3}"#,
+            r#"{"a":-0}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1234567890123456789}"#,
+            r#"{"a":"\n"}"#,
+            r#"{"a":"\u0041"}"#,
+            "{\"a\":\"\u{1}\"}",
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":1, "a":2}"#,
+            r#"{"$serde_json::private::RawValue":"1"}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":1,}"#,
+            "[1,]",
+            r#"{"a"}"#,
+            "[1",
+            "[1]]",
+            "[1 2]",
+            r#""a""#,
+            "1",
+            "",
+            " ",
+            &deep,
+            &many,
+        ];
+        for text in no {
+            assert_eq!(canonical(text), None, "{text}");
+        }
+        let within = format!("{}{}", "[".repeat(CANONICAL_DEPTH), "]".repeat(CANONICAL_DEPTH));
+        assert_eq!(canonical(&within), Some(within.clone()));
+        let most = format!("{{{}}}", keys(CANONICAL_KEYS));
+        assert_eq!(canonical(&most), Some(most.clone()));
+    }
+
+    proptest::proptest! {
+        /// A text the reader vouches for stands for the value it parses to: its canonical text
+        /// is what the writer writes for that value (the written text of any value, with spaces
+        /// put in, or cut short).
+        #[test]
+        fn canonical_texts_round_trip(v in any_value(), cut in 0usize..64) {
+            let mut out = Vec::new();
+            write_json_value(&mut out, &v);
+            let text = String::from_utf8(out).unwrap();
+            let short = text.char_indices().map(|(i, _)| i).take_while(|&i| i <= cut).last().unwrap_or(0);
+            for t in [text.clone(), text.replacen(',', " ,
+    ", 2), text[..short].to_string()] {
+                if let Some(canonical) = CanonicalJson::new(&t) {
+                    let parsed: Value = serde_json::from_str(&t).unwrap();
+                    let mut again = Vec::new();
+                    write_json_value(&mut again, &parsed);
+                    proptest::prop_assert_eq!(String::from_utf8(again).unwrap(), canonical.as_str());
+                }
+            }
         }
     }
 }

@@ -45,7 +45,7 @@ crate::conformance_tests!(file_conformance, crate::persistence::file::subject);
 fn store_data(value: Value, ms: i64) -> SessionUpdate {
     SessionUpdate {
         condition: WriteCondition::default(),
-        change: SessionChange::StoreData(value),
+        change: SessionChange::StoreData(value.into()),
         now: at(ms),
         policy: ExpiryPolicy::default(),
     }
@@ -380,10 +380,10 @@ async fn writes_answered_as_text_reopen_as_answered() {
     p.create(None, session("t2", "u2", 20)).await.unwrap();
     let policy = ExpiryPolicy { idle_timeout: Some(30_000), max_lifetime: Some(90_000) };
     let writes = [
-        ("t1", SessionChange::StoreData(json!({"n": 1, "s": "ü\"x"}))),
+        ("t1", SessionChange::StoreData(json!({"n": 1, "s": "ü\"x"}).into())),
         ("t1", SessionChange::UpdateUser(json!(["bob", null]))),
         ("t2", SessionChange::Touch),
-        ("t2", SessionChange::StoreData(Value::Null)),
+        ("t2", SessionChange::StoreData(Value::Null.into())),
         ("t2", SessionChange::Close),
     ];
     let mut answered = std::collections::BTreeMap::new();

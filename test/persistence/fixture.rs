@@ -9,7 +9,7 @@ use service_sessions::persistence::{
     SessionsPersistence, UpdateOutcome, WriteCondition,
 };
 use service_sessions::toolkit::data::PagingParams;
-use service_sessions::toolkit::json::JsonText;
+use service_sessions::toolkit::json::{CanonicalJson, Json, JsonText};
 use service_sessions::toolkit::time::parse_time;
 use std::sync::Arc;
 
@@ -70,14 +70,29 @@ pub(crate) async fn create_rejects_taken_ids(p: Store) {
 pub(crate) async fn store_data_replaces_and_bumps(p: Store) {
     let s = session("a1", "u1", 0);
     seed(&p, vec![s.clone()]).await;
-    let out =
-        p.update(None, "a1", update(WriteCondition::default(), SessionChange::StoreData(json!({"x": 1})), 500)).await;
+    let out = p
+        .update(None, "a1", update(WriteCondition::default(), SessionChange::StoreData(json!({"x": 1}).into()), 500))
+        .await;
     let mut expected = s;
     expected.data = Some(json!({"x": 1}));
     expected.request_time = at(500);
     expected.version = 2;
     assert_eq!(out.unwrap(), UpdateOutcome::Updated(expected.clone()));
-    assert_eq!(p.get_one_by_id(None, "a1").await.unwrap(), Some(expected));
+    assert_eq!(p.get_one_by_id(None, "a1").await.unwrap(), Some(expected.clone()));
+    // A payload handed over as its canonical text (what a command body's `data` is kept as)
+    // reads back as the value it stands for, and answers as that text, the JSON answer too.
+    let text = r#"{"cart":[1,-2,{"é":null}],"s":"a b","t":true}"#;
+    let data = Json::Text(CanonicalJson::new(text).unwrap());
+    let answer =
+        p.update_json(None, "a1", update(WriteCondition::default(), SessionChange::StoreData(data), 600)).await;
+    expected.data = Some(serde_json::from_str(text).unwrap());
+    expected.request_time = at(600);
+    expected.version = 3;
+    let UpdateOutcome::Updated(answer) = answer.unwrap() else { panic!("not updated") };
+    assert_eq!(answer.as_str(), JsonText::write(&expected).as_str());
+    assert!(answer.as_str().contains(text), "{}", answer.as_str());
+    assert_eq!(p.get_one_by_id(None, "a1").await.unwrap(), Some(expected.clone()));
+    assert_eq!(encoded(&p, "a1").await, JsonText::write(&expected).into_string());
 }
 
 pub(crate) async fn update_user_replaces(p: Store) {
@@ -110,7 +125,7 @@ pub(crate) async fn conditions_fail_with_current_record(p: Store) {
     closed.close_time = Some(at(1));
     seed(&p, vec![session("a1", "u1", 1000), closed.clone()]).await;
     let active = WriteCondition { require_active: true, ..Default::default() };
-    let store = SessionChange::StoreData(json!(1));
+    let store = SessionChange::StoreData(json!(1).into());
     assert_eq!(
         p.update(None, "c1", update(active, store.clone(), 5)).await.unwrap(),
         UpdateOutcome::ConditionFailed(closed)
@@ -296,7 +311,7 @@ pub(crate) async fn session_text_is_the_encoded_session(p: Store) {
     // Writes: the text of the session after the change.
     let alive = WriteCondition { require_active: true, alive_at: Some(at(30)), ..Default::default() };
     let changes = [
-        ("o1", SessionChange::StoreData(json!({"n": 1, "s": "\u{1}"}))),
+        ("o1", SessionChange::StoreData(json!({"n": 1, "s": "\u{1}"}).into())),
         ("o1", SessionChange::UpdateUser(json!(null))),
         ("b0", SessionChange::Touch),
         ("q\"0", SessionChange::Close),
@@ -369,7 +384,7 @@ pub(crate) async fn concurrent_writes_lose_nothing(p: Store) {
         let p = p.clone();
         tasks.push(tokio::spawn(async move {
             let cond = WriteCondition { require_active: true, ..Default::default() };
-            p.update(None, "a1", update(cond, SessionChange::StoreData(json!(i)), 100 + i)).await.unwrap()
+            p.update(None, "a1", update(cond, SessionChange::StoreData(json!(i).into()), 100 + i)).await.unwrap()
         }));
     }
     let mut versions = Vec::new();
@@ -388,7 +403,7 @@ pub(crate) async fn concurrent_writes_lose_nothing(p: Store) {
         let p = p.clone();
         tasks.push(tokio::spawn(async move {
             let cond = WriteCondition { expected_version: Some(51), ..Default::default() };
-            p.update(None, "a1", update(cond, SessionChange::StoreData(json!(i)), 500)).await.unwrap()
+            p.update(None, "a1", update(cond, SessionChange::StoreData(json!(i).into()), 500)).await.unwrap()
         }));
     }
     let mut wins = 0;
@@ -422,7 +437,7 @@ pub(crate) async fn values_round_trip_exactly(p: Store) {
         p.create(None, s.clone()).await.unwrap();
         assert_eq!(p.get_one_by_id(None, &s.id).await.unwrap(), Some(s.clone()), "value {v}");
         let out = p
-            .update(None, &s.id, update(WriteCondition::default(), SessionChange::StoreData(v.clone()), 100))
+            .update(None, &s.id, update(WriteCondition::default(), SessionChange::StoreData(v.clone().into()), 100))
             .await
             .unwrap();
         let UpdateOutcome::Updated(after) = out else { panic!() };

@@ -212,7 +212,7 @@ async fn documents_the_original_wrote_are_read_written_and_closed_as_legacy_sess
     let policy = ExpiryPolicy { idle_timeout: Some(3_600_000), max_lifetime: None };
     let write = |v: Option<i64>, data: Value| SessionUpdate {
         condition: WriteCondition { require_active: true, expected_version: v, ..Default::default() },
-        change: SessionChange::StoreData(data),
+        change: SessionChange::StoreData(data.into()),
         now,
         policy,
     };
@@ -306,7 +306,7 @@ async fn a_bad_document_never_breaks_anyone_else() {
         assert_eq!((e.status, e.code.as_str()), (500, "SESSION_UNREADABLE"), "{id}");
         let store = SessionUpdate {
             condition: WriteCondition::default(),
-            change: SessionChange::StoreData(json!(1)),
+            change: SessionChange::StoreData(json!(1).into()),
             now,
             policy: ExpiryPolicy::default(),
         };
@@ -464,7 +464,7 @@ async fn racing_writers_with_one_expected_version_have_one_winner() {
                 idle_cutoff: None,
                 expected_version: Some(s.version),
             },
-            change: SessionChange::StoreData(json!(i)),
+            change: SessionChange::StoreData(json!(i).into()),
             now: t.clock.now() + Ms::milliseconds(1),
             policy: ExpiryPolicy { idle_timeout: Some(3_600_000), max_lifetime: None },
         };

@@ -354,7 +354,7 @@ async fn redis_bad_records_and_foreign_keys() {
         assert_eq!((e.status, e.code.as_str()), (500, "SESSION_UNREADABLE"), "{id}");
         let store = SessionUpdate {
             condition: WriteCondition::default(),
-            change: SessionChange::StoreData(json!(1)),
+            change: SessionChange::StoreData(json!(1).into()),
             now,
             policy: ExpiryPolicy::default(),
         };
@@ -370,7 +370,7 @@ async fn redis_bad_records_and_foreign_keys() {
     let big = json!({"blob": "x".repeat(1 << 20)});
     let store = SessionUpdate {
         condition: WriteCondition { require_active: true, ..Default::default() },
-        change: SessionChange::StoreData(big.clone()),
+        change: SessionChange::StoreData(big.clone().into()),
         now,
         policy: ExpiryPolicy::default(),
     };
@@ -570,7 +570,7 @@ async fn redis_wait_replicas_confirms_writes_or_says_it_could_not() {
     p.create(None, SessionV1::open("w1".into(), "u1".into(), now)).await.unwrap();
     let store = SessionUpdate {
         condition: WriteCondition::default(),
-        change: SessionChange::StoreData(json!({"a": 1})),
+        change: SessionChange::StoreData(json!({"a": 1}).into()),
         now,
         policy: ExpiryPolicy::default(),
     };

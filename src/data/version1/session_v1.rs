@@ -1,7 +1,7 @@
 //! `SessionV1`: the session record exactly as it travels on the wire (contract §1).
 
 use crate::toolkit::errors::ApplicationError;
-use crate::toolkit::json::{write_i64, write_json_value, write_opt_utf8, write_str, write_time_ms, WriteJson};
+use crate::toolkit::json::{write_i64, write_json_value, write_opt_utf8, write_str, write_time_ms, JsonRef, WriteJson};
 use crate::toolkit::time::serde_time;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -79,8 +79,8 @@ pub trait SessionView {
     fn close_ms(&self) -> Option<i64>;
     /// `user`; the key is left out when `None` (list items).
     fn user(&self) -> Option<&Value>;
-    /// `data`; the key is left out when `None` (list items).
-    fn data(&self) -> Option<&Value>;
+    /// `data`, as a value or as its canonical text; the key is left out when `None` (list items).
+    fn data(&self) -> Option<JsonRef<'_>>;
     /// `version`.
     fn version(&self) -> i64;
     /// `expire_time`, in milliseconds; the key is left out when `None`.
@@ -113,7 +113,7 @@ pub trait SessionView {
         }
         if let Some(v) = self.data() {
             out.extend_from_slice(b",\"data\":");
-            write_json_value(out, v);
+            v.write(out);
         }
     }
 }
@@ -149,8 +149,8 @@ impl SessionView for SessionV1 {
     fn user(&self) -> Option<&Value> {
         self.user.as_ref()
     }
-    fn data(&self) -> Option<&Value> {
-        self.data.as_ref()
+    fn data(&self) -> Option<JsonRef<'_>> {
+        self.data.as_ref().map(JsonRef::Value)
     }
     fn version(&self) -> i64 {
         self.version

@@ -10,7 +10,7 @@ use crate::persistence::{
     create_within_limits, OpenLimits, SessionChange, SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition,
 };
 use crate::toolkit::errors::ApplicationError;
-use crate::toolkit::json::{merge_patch, JsonText};
+use crate::toolkit::json::{merge_patch, Json, JsonText};
 use crate::toolkit::log::redact_id;
 use futures::future::BoxFuture;
 use serde_json::Value;
@@ -121,10 +121,11 @@ impl SessionsController {
         data: Value,
         version: Option<i64>,
     ) -> Result<Option<SessionV1>, ApplicationError> {
-        self.write(cid, id, SessionChange::StoreData(data), version).await
+        self.write(cid, id, SessionChange::StoreData(data.into()), version).await
     }
 
-    /// [`SessionsController::store_session_data`]'s session as its JSON text (encoded by the store).
+    /// [`SessionsController::store_session_data`]'s session as its JSON text (encoded by the
+    /// store); `data` as the command read it (its canonical text is stored as it is).
     ///
     /// # Errors
     /// As [`SessionsController::store_session_data`].
@@ -132,7 +133,7 @@ impl SessionsController {
         &self,
         cid: Option<&str>,
         id: &str,
-        data: Value,
+        data: Json,
         version: Option<i64>,
     ) -> Result<Option<JsonText>, ApplicationError> {
         self.write(cid, id, SessionChange::StoreData(data), version).await
@@ -166,7 +167,7 @@ impl SessionsController {
             let mut data = current.data.unwrap_or(Value::Null);
             merge_patch(&mut data, patch);
             let expected = version.unwrap_or(current.version);
-            match self.write(cid, id, SessionChange::StoreData(data), Some(expected)).await {
+            match self.write(cid, id, SessionChange::StoreData(data.into()), Some(expected)).await {
                 Err(e) if version.is_none() && e.code == SESSION_VERSION_CONFLICT && attempt < MERGE_ATTEMPTS => {
                     attempt += 1;
                 }

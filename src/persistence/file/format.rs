@@ -19,6 +19,7 @@
 //! records (stores written before) still load, with neither set. A store may mix both.
 
 use crate::data::version1::{SessionV1, SessionView};
+use crate::toolkit::json::JsonRef;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::borrow::Borrow;
@@ -108,14 +109,17 @@ fn put_time(buf: &mut Vec<u8>, ms: i64) {
     buf.extend_from_slice(&nanos.to_le_bytes());
 }
 
-fn put_json(buf: &mut Vec<u8>, v: Option<&Value>) -> Result<(), serde_json::Error> {
+fn put_json(buf: &mut Vec<u8>, v: Option<JsonRef<'_>>) -> Result<(), serde_json::Error> {
     match v {
         None => buf.push(0),
         Some(v) => {
             buf.push(1);
             let at = buf.len();
             buf.extend_from_slice(&[0; 4]);
-            serde_json::to_writer(&mut *buf, v)?;
+            match v {
+                JsonRef::Value(v) => serde_json::to_writer(&mut *buf, v)?,
+                JsonRef::Text(t) => buf.extend_from_slice(t),
+            }
             let len = u32::try_from(buf.len() - at - 4).map_err(serde::ser::Error::custom)?;
             buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
         }
@@ -135,7 +139,7 @@ fn put_session<S: SessionView + ?Sized>(buf: &mut Vec<u8>, s: &S) -> Result<(), 
     put_time(buf, s.request_ms());
     put_opt_time(buf, s.close_ms());
     buf.extend_from_slice(&s.version().to_le_bytes());
-    put_json(buf, s.user())?;
+    put_json(buf, s.user().map(JsonRef::Value))?;
     put_json(buf, s.data())?;
     put_opt_time(buf, s.expire_ms());
     match s.ttl() {

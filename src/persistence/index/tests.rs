@@ -341,7 +341,7 @@ fn updates_keep_the_sets_equal_to_a_fresh_build() {
             0 => SessionChange::Close,
             1 => SessionChange::Touch,
             2 => SessionChange::UpdateUser(serde_json::json!({ "n": step })),
-            _ => SessionChange::StoreData(serde_json::json!({ "n": step })),
+            _ => SessionChange::StoreData(serde_json::json!({ "n": step }).into()),
         };
         let update = SessionUpdate { condition: WriteCondition::default(), change, now, policy };
         match index.update(&id, update) {

@@ -18,7 +18,7 @@ mod walk;
 use super::codec::{raw_to_json, read_optional_integer, read_optional_time, read_time, Fields};
 use crate::data::version1::{session_size_hint, write_session, SessionView};
 use crate::persistence::{MustAct, SessionState};
-use crate::toolkit::json::{write_i64, write_json_value, write_str, JsonText, WriteJson};
+use crate::toolkit::json::{write_i64, write_json_value, write_str, JsonRef, JsonText, WriteJson};
 use chrono::{DateTime, Utc};
 use mongodb::bson::{RawBsonRef, RawDocument};
 use serde_json::Value;
@@ -157,7 +157,7 @@ impl SessionView for RawSession<'_> {
     fn user(&self) -> Option<&Value> {
         None
     }
-    fn data(&self) -> Option<&Value> {
+    fn data(&self) -> Option<JsonRef<'_>> {
         None
     }
     fn version(&self) -> i64 {

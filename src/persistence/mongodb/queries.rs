@@ -132,7 +132,7 @@ pub(super) fn change_update(
 ) -> Document {
     let now = bson_time(now);
     let mut set = match change {
-        SessionChange::StoreData(v) => doc! { "data": json_to_bson(v), "request_time": now },
+        SessionChange::StoreData(v) => doc! { "data": json_to_bson(&v.value()), "request_time": now },
         SessionChange::UpdateUser(v) => doc! { "user": json_to_bson(v), "request_time": now },
         SessionChange::Touch => doc! { "request_time": now },
         SessionChange::Close => close_set(now),
@@ -256,7 +256,7 @@ mod tests {
         );
         assert_eq!(write_filter_for("x", &WriteCondition::default(), &current), doc! { "_id": "x", "active": true });
         assert_eq!(
-            change_update(&SessionChange::StoreData(json!({"a": 1, "$b": [2]})), t, Some(t1), None),
+            change_update(&SessionChange::StoreData(json!({"a": 1, "$b": [2]}).into()), t, Some(t1), None),
             doc! {
                 "$inc": { "version": 1_i64 },
                 "$set": { "data": { "a": 1, "%%24b": [2] }, "request_time": bson_time(t), "expire_time": bson_time(t1) },

@@ -283,7 +283,7 @@ impl Rest {
     async fn create(self: Arc<Self>, request: HttpRequest) -> Reply {
         let cid = request.correlation_id.as_deref();
         let args = parse_parameters(&request)?;
-        self.open_schema.validate_fields_and_throw(cid, args.fields())?;
+        args.validate(&self.open_schema, cid)?;
         let s = self.controller.open_session(cid, OpenSessionRequest::from_args(args)?).await?;
         Ok(session_reply(StatusCode::CREATED, &s)?.with_header("location", &join_route(&self.base_route, &s.id)))
     }

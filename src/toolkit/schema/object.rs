@@ -105,22 +105,29 @@ impl ObjectSchema {
         self.validate_fields(path, |name| map.get(name), map.keys().map(String::as_str), out);
     }
 
-    /// Validates an object given as its fields (each name once, in order), as
+    /// Validates an object given as its fields (each name once, in order: `get` finds one, `names`
+    /// lists them), as
     /// [`ObjectSchema::validate_and_throw`] validates the same object as a JSON value: a caller
     /// that parsed the object into pairs checks it without building a map.
     ///
     /// # Errors
     /// `INVALID_DATA` with the Error results, as [`ObjectSchema::validate_and_throw`].
     #[allow(clippy::result_large_err)] // the project-wide error type, returned by value everywhere
-    pub fn validate_fields_and_throw(
+    pub fn validate_fields_and_throw<'v>(
         &self,
         correlation_id: Option<&str>,
-        fields: &[(String, Value)],
+        get: impl Fn(&str) -> Option<&'v Value>,
+        names: impl Iterator<Item = &'v str>,
     ) -> Result<(), ApplicationError> {
         let mut out = Vec::new();
-        let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
-        self.validate_fields("", get, fields.iter().map(|(k, _)| k.as_str()), &mut out);
+        self.validate_fields("", get, names, &mut out);
         failure(correlation_id, &out).map_or(Ok(()), Err)
+    }
+
+    /// Whether validating property `name` reads into its value: not for an undeclared name (only
+    /// its name is reported) nor for a property of any type (which only must not be null).
+    pub fn reads_into(&self, name: &str) -> bool {
+        self.properties.iter().find(|p| p.name == name).is_some_and(|p| !p.schema.is_any())
     }
 
     fn validate_fields<'v>(

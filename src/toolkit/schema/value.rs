@@ -81,6 +81,10 @@ impl Schema {
     pub fn any() -> Self {
         TypeCode::Any.into()
     }
+    /// Whether this is a scalar schema of any type (which looks at a value only for `null`).
+    pub fn is_any(&self) -> bool {
+        matches!(self, Self::Scalar(s, _) if s.type_code == TypeCode::Any)
+    }
     /// A map (JSON object with string keys) whose values follow `values`.
     pub fn map(values: impl Into<Schema>) -> Self {
         Self::Map(Box::new(values.into()), None)
