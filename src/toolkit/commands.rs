@@ -883,6 +883,32 @@ mod tests {
         assert_eq!(p.get_str("k0"), Some("last"));
     }
 
+    /// An array or object written as its value writes (spaces aside) is kept as that text: taken
+    /// as text while nothing has read it, validated against a schema of any type without being
+    /// parsed, parsed once when a schema or a reader looks into it; any other spelling is parsed
+    /// at once. Every way, the parameter reads as the parser's value.
+    #[test]
+    fn canonical_payloads_stay_text_until_read() {
+        let body = r#"{"id": "s1", "data": {"n": 1, "cart": [1, 2]}, "user": {"a": 1.5}}"#;
+        let any = ObjectSchema::new().with_required_property("data", Schema::any());
+        let p = parsed(body).unwrap();
+        p.validate(&any, None).unwrap();
+        let mut taken = p.clone();
+        assert_eq!(taken.take_json("data"), Json::Text(CanonicalJson::new(r#"{"n":1,"cart":[1,2]}"#).unwrap()));
+        assert_eq!(taken.get_raw("data"), Some(&Value::Null));
+        assert_eq!(taken.clone().take_json("user"), Json::Value(json!({"a": 1.5})));
+        assert_eq!(taken.take_json("missing"), Json::Value(Value::Null));
+        // Read first (by a getter, or by a schema that looks into it), it is taken as the value.
+        let mut read = p.clone();
+        assert_eq!(read.get_raw("data"), Some(&json!({"n": 1, "cart": [1, 2]})));
+        assert_eq!(read.take_json("data"), Json::Value(json!({"n": 1, "cart": [1, 2]})));
+        let map = ObjectSchema::new().with_required_property("data", Schema::map(TypeCode::String));
+        let e = p.validate(&map, None).unwrap_err();
+        assert_eq!(e.code, "INVALID_DATA");
+        assert_eq!(p.clone().take_json("data"), Json::Value(json!({"n": 1, "cart": [1, 2]})));
+        assert_eq!(p, Parameters::new(serde_json::from_str::<Value>(body).unwrap().as_object().unwrap().clone()));
+    }
+
     #[test]
     fn keeps_order_exact_values_and_the_last_of_repeated_names() {
         let p = parsed(r#"{"b": 1, "data": {"z": 1, "a": 2.50, "n": 18446744073709551615}, "b": null}"#)

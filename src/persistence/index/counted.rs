@@ -8,10 +8,10 @@
 //! grows by one node, no rebuild); elsewhere a full block splits in two. A removal shifts the
 //! shorter side of its block, so taking a block's first element (the oldest key of a refreshed
 //! session, in a store whose sessions are refreshed in turn) moves nothing. A block that shrinks
-//! below a quarter merges with its right neighbour when both fit in one. Searching is a binary search over the blocks' last elements and then
-//! within one block; iterating walks contiguous memory. A changed key ([`CountedSet::rekey`]) is
-//! found once and stays in place, or moves to the end (a refreshed key becoming the newest) with
-//! no second search.
+//! below a quarter merges with its right neighbour when both fit in one. Searching is a binary
+//! search over the blocks' last elements and then within one block; iterating walks contiguous
+//! memory. A changed key ([`CountedSet::rekey`]) is found once and stays in place, or moves to the
+//! end (a refreshed key becoming the newest) with no second search.
 
 use std::cmp::Ordering;
 use std::collections::VecDeque;
@@ -206,15 +206,12 @@ impl<K: Ord> CountedSet<K> {
                 last.push_back(k);
                 self.grow(self.blocks.len() - 1);
             }
-            _ => self.push_block(VecDeque::from([k])),
+            _ => {
+                self.blocks.push(VecDeque::from([k]));
+                self.renumber(self.blocks.len() - 1);
+            }
         }
         self.len += 1;
-    }
-
-    /// Appends a block after every other (its node joins the tree: see [`CountedSet::renumber`]).
-    fn push_block(&mut self, block: VecDeque<K>) {
-        self.blocks.push(block);
-        self.renumber(self.blocks.len() - 1);
     }
 
     /// Removes `k`; false if it was not there.

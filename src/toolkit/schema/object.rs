@@ -105,10 +105,9 @@ impl ObjectSchema {
         self.validate_fields(path, |name| map.get(name), map.keys().map(String::as_str), out);
     }
 
-    /// Validates an object given as its fields (each name once, in order: `get` finds one, `names`
-    /// lists them), as
-    /// [`ObjectSchema::validate_and_throw`] validates the same object as a JSON value: a caller
-    /// that parsed the object into pairs checks it without building a map.
+    /// Validates an object given as its fields (each name once, in order: `get` finds one,
+    /// `names` lists them), as [`ObjectSchema::validate_and_throw`] validates the same object as
+    /// a JSON value: a caller that parsed the object into pairs checks it without building a map.
     ///
     /// # Errors
     /// `INVALID_DATA` with the Error results, as [`ObjectSchema::validate_and_throw`].
