@@ -499,29 +499,24 @@ impl Canonical<'_> {
         (1..=CANONICAL_DIGITS).contains(&digits) && !leading_zero && !matches!(self.peek(), Some(b'.' | b'e' | b'E'))
     }
 
-    fn enter(&mut self) -> bool {
+    /// The items of the array or object that starts here, each read by `item`, up to `close`;
+    /// nesting past [`CANONICAL_DEPTH`] is refused.
+    fn items(&mut self, close: u8, mut item: impl FnMut(&mut Self) -> bool) -> bool {
         self.depth += 1;
         self.at += 1;
-        self.depth <= CANONICAL_DEPTH
-    }
-
-    fn array(&mut self) -> bool {
-        if !self.enter() {
+        if self.depth > CANONICAL_DEPTH {
             return false;
         }
-        if self.peek() == Some(b']') {
-            self.at += 1;
-            self.depth -= 1;
-            return true;
-        }
-        loop {
-            if !self.value() {
-                return false;
-            }
-            match self.peek() {
-                Some(b',') => self.at += 1,
-                Some(b']') => break,
-                _ => return false,
+        if self.peek() != Some(close) {
+            loop {
+                if !item(self) {
+                    return false;
+                }
+                match self.peek() {
+                    Some(b',') => self.at += 1,
+                    Some(b) if b == close => break,
+                    _ => return false,
+                }
             }
         }
         self.at += 1;
@@ -529,21 +524,19 @@ impl Canonical<'_> {
         true
     }
 
+    fn array(&mut self) -> bool {
+        self.items(b']', Self::value)
+    }
+
+    /// An object whose keys are distinct (compared while there are at most [`CANONICAL_KEYS`])
+    /// and none the parser's marker.
     fn object(&mut self) -> bool {
-        if !self.enter() {
-            return false;
-        }
-        if self.peek() == Some(b'}') {
-            self.at += 1;
-            self.depth -= 1;
-            return true;
-        }
         let mut keys = [(0usize, 0usize); CANONICAL_KEYS];
         let mut count = 0;
-        loop {
-            let Some((from, to)) = self.string() else { return false };
-            let key = self.text.get(from..to).unwrap_or_default();
-            let seen = |&(a, b): &(usize, usize)| self.text.get(a..b) == Some(key);
+        self.items(b'}', |r| {
+            let Some((from, to)) = r.string() else { return false };
+            let key = r.text.get(from..to).unwrap_or_default();
+            let seen = |&(a, b): &(usize, usize)| r.text.get(a..b) == Some(key);
             if count == CANONICAL_KEYS
                 || key == RAW_VALUE_MARKER.as_bytes()
                 || keys.get(..count).is_some_and(|k| k.iter().any(seen))
@@ -554,22 +547,12 @@ impl Canonical<'_> {
                 *k = (from, to);
             }
             count += 1;
-            if self.peek() != Some(b':') {
+            if r.peek() != Some(b':') {
                 return false;
             }
-            self.at += 1;
-            if !self.value() {
-                return false;
-            }
-            match self.peek() {
-                Some(b',') => self.at += 1,
-                Some(b'}') => break,
-                _ => return false,
-            }
-        }
-        self.at += 1;
-        self.depth -= 1;
-        true
+            r.at += 1;
+            r.value()
+        })
     }
 }
 

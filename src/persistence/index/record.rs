@@ -236,8 +236,8 @@ pub(crate) struct Record {
     expire_time: Millis,
     ttl: i64,
     pub(super) user: Option<Box<Value>>,
-    /// `data` as its canonical JSON text (see [`crate::toolkit::json::CanonicalJson`]): stored, written and replaced as
-    /// bytes, parsed only where a [`SessionV1`] is made of the record.
+    /// `data` as its canonical JSON text (see [`crate::toolkit::json::CanonicalJson`]): stored,
+    /// written and replaced as bytes, parsed only where a [`SessionV1`] is made of the record.
     pub(super) data: Option<ThinVec<u8>>,
     pub(crate) version: i64,
 }
