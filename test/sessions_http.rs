@@ -65,12 +65,12 @@ async fn falsy_values_are_stored_as_given() {
     app.stop().await;
 }
 
-/// A `data` payload answers, reads back and pages exactly as its parsed value writes, whether the
-/// body spelled it in compact canonical form (kept as text) or any other way (spaces, escapes,
+/// A `data` or `user` payload answers and reads back exactly as its parsed value writes, whether
+/// the body spelled it in compact canonical form (kept as text) or any other way (spaces, escapes,
 /// floats, big or negative-zero numbers, repeated keys, deep nesting): the answer's bytes are the
 /// same either way.
 #[tokio::test]
-async fn stored_data_answers_as_its_value_however_it_was_spelled() {
+async fn stored_payloads_answer_as_their_value_however_they_were_spelled() {
     let app = app().await;
     let id = app.open("u1").await["id"].as_str().unwrap().to_string();
     let deep = format!("{}{}", "[".repeat(70), "]".repeat(70));
@@ -93,6 +93,11 @@ async fn stored_data_answers_as_its_value_however_it_was_spelled() {
         assert_eq!(a.json()["data"], value, "{text}");
         let got = app.command("get_session_by_id", json!({"session_id": id})).await;
         assert!(got.body.contains(&format!(r#""data":{written},"version""#)), "{text}: {}", got.body);
+        let body = format!(r#"{{"session_id":"{id}","user":{text}}}"#);
+        let a = app.post_raw("/v1/sessions/update_session_user", body, Some("application/json")).await;
+        assert_eq!(a.status, 200, "{text}: {}", a.body);
+        assert!(a.body.contains(&format!(r#""user":{written},"data""#)), "{text}: {}", a.body);
+        assert_eq!(a.json()["user"], value, "{text}");
     }
     app.stop().await;
 }

@@ -132,7 +132,7 @@ pub fn sessions_command_set(me: Weak<SessionsController>) -> CommandSet {
         by_id_schema().with_required_property("user", Schema::any().describe("Cached user object")),
         &me,
         |c, cid, mut args| async move {
-            let user = args.take("user");
+            let user = args.take_json("user");
             c.update_session_user_json(cid.as_deref(), session_id(&args)?, user, args.get_i64("version")).await
         },
     ));

@@ -187,8 +187,8 @@ impl ExpiryPolicy {
 pub enum SessionChange {
     /// Replace `data` (kept as its canonical text when it came as one).
     StoreData(Json),
-    /// Replace `user`.
-    UpdateUser(Value),
+    /// Replace `user` (kept as its canonical text when it came as one).
+    UpdateUser(Json),
     /// Only refresh `request_time` (and so `expire_time`).
     Touch,
     /// Close: `active=false`, `close_time=now`, `user`/`data` null, no `expire_time`.
@@ -200,7 +200,7 @@ impl SessionChange {
     pub fn apply(&self, s: &mut SessionV1, now: DateTime<Utc>, policy: &ExpiryPolicy) {
         match self {
             Self::StoreData(v) => s.data = Some(v.value().into_owned()),
-            Self::UpdateUser(v) => s.user = Some(v.clone()),
+            Self::UpdateUser(v) => s.user = Some(v.value().into_owned()),
             Self::Touch => {}
             Self::Close => {
                 s.active = false;

@@ -381,7 +381,7 @@ async fn writes_answered_as_text_reopen_as_answered() {
     let policy = ExpiryPolicy { idle_timeout: Some(30_000), max_lifetime: Some(90_000) };
     let writes = [
         ("t1", SessionChange::StoreData(json!({"n": 1, "s": "ü\"x"}).into())),
-        ("t1", SessionChange::UpdateUser(json!(["bob", null]))),
+        ("t1", SessionChange::UpdateUser(json!(["bob", null]).into())),
         ("t2", SessionChange::Touch),
         ("t2", SessionChange::StoreData(Value::Null.into())),
         ("t2", SessionChange::Close),

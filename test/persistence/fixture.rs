@@ -98,7 +98,7 @@ pub(crate) async fn store_data_replaces_and_bumps(p: Store) {
 pub(crate) async fn update_user_replaces(p: Store) {
     seed(&p, vec![session("a1", "u1", 0)]).await;
     let out = p
-        .update(None, "a1", update(WriteCondition::default(), SessionChange::UpdateUser(json!("bob")), 7))
+        .update(None, "a1", update(WriteCondition::default(), SessionChange::UpdateUser(json!("bob").into()), 7))
         .await
         .unwrap();
     let UpdateOutcome::Updated(s) = out else { panic!("not updated: {out:?}") };
@@ -106,6 +106,15 @@ pub(crate) async fn update_user_replaces(p: Store) {
         (s.user, s.data, s.version, s.request_time),
         (Some(json!("bob")), Some(json!({"cart": [1, 2, 3]})), 2, at(7))
     );
+    // A user handed over as its canonical text reads back as its value and answers as the text.
+    let text = r#"[{"id":"u1","roles":["a"]},-3,null]"#;
+    let user = Json::Text(CanonicalJson::new(text).unwrap());
+    let out = p.update_json(None, "a1", update(WriteCondition::default(), SessionChange::UpdateUser(user), 8)).await;
+    let UpdateOutcome::Updated(answer) = out.unwrap() else { panic!("not updated") };
+    assert!(answer.as_str().contains(&format!(r#""user":{text},"#)), "{}", answer.as_str());
+    let read = p.get_one_by_id(None, "a1").await.unwrap().unwrap();
+    assert_eq!((read.user, read.version), (Some(serde_json::from_str(text).unwrap()), 3));
+    assert_eq!(encoded(&p, "a1").await, answer.into_string());
 }
 
 pub(crate) async fn close_clears_payload(p: Store) {
@@ -312,7 +321,7 @@ pub(crate) async fn session_text_is_the_encoded_session(p: Store) {
     let alive = WriteCondition { require_active: true, alive_at: Some(at(30)), ..Default::default() };
     let changes = [
         ("o1", SessionChange::StoreData(json!({"n": 1, "s": "\u{1}"}).into())),
-        ("o1", SessionChange::UpdateUser(json!(null))),
+        ("o1", SessionChange::UpdateUser(json!(null).into())),
         ("b0", SessionChange::Touch),
         ("q\"0", SessionChange::Close),
     ];

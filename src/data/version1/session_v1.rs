@@ -1,7 +1,7 @@
 //! `SessionV1`: the session record exactly as it travels on the wire (contract §1).
 
 use crate::toolkit::errors::ApplicationError;
-use crate::toolkit::json::{write_i64, write_json_value, write_opt_utf8, write_str, write_time_ms, JsonRef, WriteJson};
+use crate::toolkit::json::{write_i64, write_opt_utf8, write_str, write_time_ms, JsonRef, WriteJson};
 use crate::toolkit::time::serde_time;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -77,8 +77,8 @@ pub trait SessionView {
     fn request_ms(&self) -> i64;
     /// `close_time`, in milliseconds; the key is left out when `None`.
     fn close_ms(&self) -> Option<i64>;
-    /// `user`; the key is left out when `None` (list items).
-    fn user(&self) -> Option<&Value>;
+    /// `user`, as a value or as its canonical text; the key is left out when `None` (list items).
+    fn user(&self) -> Option<JsonRef<'_>>;
     /// `data`, as a value or as its canonical text; the key is left out when `None` (list items).
     fn data(&self) -> Option<JsonRef<'_>>;
     /// `version`.
@@ -109,7 +109,7 @@ pub trait SessionView {
     fn write_payloads(&self, out: &mut Vec<u8>) {
         if let Some(v) = self.user() {
             out.extend_from_slice(b",\"user\":");
-            write_json_value(out, v);
+            v.write(out);
         }
         if let Some(v) = self.data() {
             out.extend_from_slice(b",\"data\":");
@@ -146,8 +146,8 @@ impl SessionView for SessionV1 {
     fn close_ms(&self) -> Option<i64> {
         self.close_time.map(|t| t.timestamp_millis())
     }
-    fn user(&self) -> Option<&Value> {
-        self.user.as_ref()
+    fn user(&self) -> Option<JsonRef<'_>> {
+        self.user.as_ref().map(JsonRef::Value)
     }
     fn data(&self) -> Option<JsonRef<'_>> {
         self.data.as_ref().map(JsonRef::Value)

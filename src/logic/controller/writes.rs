@@ -187,10 +187,11 @@ impl SessionsController {
         user: Value,
         version: Option<i64>,
     ) -> Result<Option<SessionV1>, ApplicationError> {
-        self.write(cid, id, SessionChange::UpdateUser(user), version).await
+        self.write(cid, id, SessionChange::UpdateUser(user.into()), version).await
     }
 
-    /// [`SessionsController::update_session_user`]'s session as its JSON text.
+    /// [`SessionsController::update_session_user`]'s session as its JSON text; `user` as the
+    /// command read it (its canonical text is stored as it is).
     ///
     /// # Errors
     /// As [`SessionsController::store_session_data`].
@@ -198,7 +199,7 @@ impl SessionsController {
         &self,
         cid: Option<&str>,
         id: &str,
-        user: Value,
+        user: Json,
         version: Option<i64>,
     ) -> Result<Option<JsonText>, ApplicationError> {
         self.write(cid, id, SessionChange::UpdateUser(user), version).await

@@ -139,7 +139,7 @@ fn put_session<S: SessionView + ?Sized>(buf: &mut Vec<u8>, s: &S) -> Result<(), 
     put_time(buf, s.request_ms());
     put_opt_time(buf, s.close_ms());
     buf.extend_from_slice(&s.version().to_le_bytes());
-    put_json(buf, s.user().map(JsonRef::Value))?;
+    put_json(buf, s.user())?;
     put_json(buf, s.data())?;
     put_opt_time(buf, s.expire_ms());
     match s.ttl() {

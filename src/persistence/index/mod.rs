@@ -326,7 +326,7 @@ impl SessionsIndex {
     }
 
     /// Applies a conditional change to the record in place: the condition is checked on the
-    /// record, the change applied to it (its payload moves into the record) and its keys moved;
+    /// record, the change applied to it (its payload's text copied into the record) and its keys moved;
     /// the session is built once, for the answer.
     pub(crate) fn update(&mut self, id: &str, update: SessionUpdate) -> UpdateOutcome {
         self.update_answering(id, update, Record::to_session)

@@ -218,7 +218,8 @@ impl Texts {
 }
 
 /// A stored session, laid out compactly: times in 8 bytes, the three short optional texts in the
-/// record or in one allocation, payloads boxed (`null` costs nothing).
+/// record or in one allocation, payloads as their JSON text in one allocation each (`null` costs
+/// nothing).
 #[derive(Debug, Clone)]
 pub(crate) struct Record {
     pub(crate) id: Arc<str>,
@@ -235,28 +236,16 @@ pub(crate) struct Record {
     close_time: Millis,
     expire_time: Millis,
     ttl: i64,
-    pub(super) user: Option<Box<Value>>,
-    /// `data` as its canonical JSON text (see [`crate::toolkit::json::CanonicalJson`]): stored,
-    /// written and replaced as bytes, parsed only where a [`SessionV1`] is made of the record.
+    /// `user` and `data`, each as its canonical JSON text (see
+    /// [`crate::toolkit::json::CanonicalJson`]): stored, written and replaced as bytes, parsed only
+    /// where a [`SessionV1`] is made of the record.
+    pub(super) user: Option<ThinVec<u8>>,
     pub(super) data: Option<ThinVec<u8>>,
     pub(crate) version: i64,
 }
 
-fn payload(v: Option<Value>) -> Option<Box<Value>> {
-    v.filter(|v| !v.is_null()).map(Box::new)
-}
-
-/// Puts `v` in `slot`, in the box already there when there is one (the old payload is dropped
-/// in place: no allocation, no free of the box).
-fn replace_payload(slot: &mut Option<Box<Value>>, v: Value) {
-    match slot {
-        Some(old) if !v.is_null() => **old = v,
-        _ => *slot = payload(Some(v)),
-    }
-}
-
-/// The text of a `data` payload (`None` for none or `null`).
-fn data_text(v: Option<&Value>) -> Option<ThinVec<u8>> {
+/// The text of a payload (`None` for none or `null`).
+fn payload_text(v: Option<&Value>) -> Option<ThinVec<u8>> {
     let v = v.filter(|v| !v.is_null())?;
     let mut out = Vec::new();
     write_json_value(&mut out, v);
@@ -265,7 +254,7 @@ fn data_text(v: Option<&Value>) -> Option<ThinVec<u8>> {
 
 /// Puts the text of `v` in `slot`, in the buffer already there when it has room and is not far
 /// larger (no allocation, no free); `null` empties the slot.
-fn replace_data(slot: &mut Option<ThinVec<u8>>, v: Json) {
+fn replace_payload(slot: &mut Option<ThinVec<u8>>, v: Json) {
     let written;
     let bytes = match &v {
         Json::Value(Value::Null) => {
@@ -274,7 +263,7 @@ fn replace_data(slot: &mut Option<ThinVec<u8>>, v: Json) {
         }
         Json::Text(t) => t.as_str().as_bytes(),
         Json::Value(v) => {
-            written = data_text(Some(v));
+            written = payload_text(Some(v));
             written.as_deref().unwrap_or_default()
         }
     };
@@ -314,8 +303,8 @@ impl Record {
             close_time,
             expire_time,
             ttl,
-            user: payload(s.user),
-            data: data_text(s.data.as_ref()),
+            user: payload_text(s.user.as_ref()),
+            data: payload_text(s.data.as_ref()),
             version: s.version,
         }
     }
@@ -394,10 +383,10 @@ impl Record {
     }
 
     /// Applies a change at `now` in place, as [`SessionChange::apply`] does to a session; a new
-    /// payload moves into the record as it is (the change is handed over, not copied).
+    /// payload's text is copied into the record's buffer for it (a value is written as its text).
     pub(crate) fn apply(&mut self, change: SessionChange, now: DateTime<Utc>, policy: &ExpiryPolicy) {
         match change {
-            SessionChange::StoreData(v) => replace_data(&mut self.data, v),
+            SessionChange::StoreData(v) => replace_payload(&mut self.data, v),
             SessionChange::UpdateUser(v) => replace_payload(&mut self.user, v),
             SessionChange::Touch => {}
             SessionChange::Close => {
@@ -440,8 +429,9 @@ impl Record {
 
     pub(crate) fn to_session(&self) -> SessionV1 {
         let mut s = self.to_list_item();
-        s.user = Some(self.user.as_deref().cloned().unwrap_or(Value::Null));
-        s.data = Some(self.data.as_deref().map_or(Value::Null, |t| serde_json::from_slice(t).unwrap_or_default()));
+        let value = |t: &Option<ThinVec<u8>>| t.as_deref().map_or(Value::Null, |t| JsonRef::Text(t).to_value());
+        s.user = Some(value(&self.user));
+        s.data = Some(value(&self.data));
         s
     }
 
@@ -501,8 +491,9 @@ impl<'a, const WHOLE: bool> View<'a, WHOLE> {
         Self(record)
     }
 
-    fn payload(v: &Option<Box<Value>>) -> Option<&Value> {
-        WHOLE.then(|| v.as_deref().unwrap_or(&Value::Null))
+    /// A payload of a whole session (`null` when there is none); none in a list item.
+    fn payload(v: &Option<ThinVec<u8>>) -> Option<JsonRef<'_>> {
+        WHOLE.then(|| v.as_deref().map_or(JsonRef::Value(&Value::Null), JsonRef::Text))
     }
 }
 
@@ -547,11 +538,11 @@ impl<const WHOLE: bool> SessionView for View<'_, WHOLE> {
     fn close_ms(&self) -> Option<i64> {
         self.0.close_ms()
     }
-    fn user(&self) -> Option<&Value> {
+    fn user(&self) -> Option<JsonRef<'_>> {
         Self::payload(&self.0.user)
     }
     fn data(&self) -> Option<JsonRef<'_>> {
-        WHOLE.then(|| self.0.data.as_deref().map_or(JsonRef::Value(&Value::Null), JsonRef::Text))
+        Self::payload(&self.0.data)
     }
     fn version(&self) -> i64 {
         self.0.version

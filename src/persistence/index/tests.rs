@@ -340,7 +340,7 @@ fn updates_keep_the_sets_equal_to_a_fresh_build() {
         let change = match step % 13 {
             0 => SessionChange::Close,
             1 => SessionChange::Touch,
-            2 => SessionChange::UpdateUser(serde_json::json!({ "n": step })),
+            2 => SessionChange::UpdateUser(serde_json::json!({ "n": step }).into()),
             _ => SessionChange::StoreData(serde_json::json!({ "n": step }).into()),
         };
         let update = SessionUpdate { condition: WriteCondition::default(), change, now, policy };

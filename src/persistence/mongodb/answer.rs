@@ -21,7 +21,6 @@ use crate::persistence::{MustAct, SessionState};
 use crate::toolkit::json::{write_i64, write_json_value, write_str, JsonRef, JsonText, WriteJson};
 use chrono::{DateTime, Utc};
 use mongodb::bson::{RawBsonRef, RawDocument};
-use serde_json::Value;
 use std::cell::Cell;
 
 /// `user` or `data` as one of the two readers found it.
@@ -154,7 +153,7 @@ impl SessionView for RawSession<'_> {
     fn close_ms(&self) -> Option<i64> {
         self.close_time.map(|t| t.timestamp_millis())
     }
-    fn user(&self) -> Option<&Value> {
+    fn user(&self) -> Option<JsonRef<'_>> {
         None
     }
     fn data(&self) -> Option<JsonRef<'_>> {

@@ -133,7 +133,7 @@ pub(super) fn change_update(
     let now = bson_time(now);
     let mut set = match change {
         SessionChange::StoreData(v) => doc! { "data": json_to_bson(&v.value()), "request_time": now },
-        SessionChange::UpdateUser(v) => doc! { "user": json_to_bson(v), "request_time": now },
+        SessionChange::UpdateUser(v) => doc! { "user": json_to_bson(&v.value()), "request_time": now },
         SessionChange::Touch => doc! { "request_time": now },
         SessionChange::Close => close_set(now),
     };

@@ -278,7 +278,7 @@ impl SessionsPersistence for SessionsRedisPersistence {
             update.change.apply(&mut next, update.now, &update.policy);
             let (kind, payload) = match &update.change {
                 SessionChange::StoreData(v) => ("data", v.to_bytes()),
-                SessionChange::UpdateUser(v) => ("user", serde_json::to_vec(v).unwrap_or_default()),
+                SessionChange::UpdateUser(v) => ("user", v.to_bytes()),
                 SessionChange::Touch => ("touch", Vec::new()),
                 SessionChange::Close => ("close", Vec::new()),
             };
