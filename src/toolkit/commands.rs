@@ -23,33 +23,36 @@ use std::sync::{Arc, OnceLock};
 #[derive(Debug, Clone, Default)]
 pub struct Parameters(Vec<(String, Param)>);
 
-/// One parameter's value: parsed, or kept as its canonical text and parsed on first read.
-#[derive(Debug, Clone, Default)]
-struct Param {
-    value: OnceLock<Value>,
-    text: Option<CanonicalJson>,
+/// One parameter's value: parsed, or kept as its canonical text and parsed on first read (only
+/// that form pays for the lazy cell).
+#[derive(Debug, Clone)]
+enum Param {
+    Parsed(Value),
+    Text(CanonicalJson, OnceLock<Value>),
 }
 
 impl Param {
-    fn parsed(value: Value) -> Self {
-        Self { value: OnceLock::from(value), text: None }
-    }
-
-    fn text(text: CanonicalJson) -> Self {
-        Self { value: OnceLock::new(), text: Some(text) }
-    }
-
-    /// The value (the text parsed, once).
+    /// The value (a text parsed, once).
     fn value(&self) -> &Value {
-        self.value.get_or_init(|| self.text.as_ref().map_or(Value::Null, CanonicalJson::to_value))
+        match self {
+            Self::Parsed(v) => v,
+            Self::Text(t, v) => v.get_or_init(|| t.to_value()),
+        }
+    }
+
+    /// The value if it is parsed (a text that something has read is).
+    fn parsed(&self) -> Option<&Value> {
+        match self {
+            Self::Parsed(v) => Some(v),
+            Self::Text(_, v) => v.get(),
+        }
     }
 
     /// The value as its text while nothing has read it, else as the value; leaves `null`.
     fn take(&mut self) -> Json {
-        match (self.value.take(), self.text.take()) {
-            (Some(v), _) => Json::Value(v),
-            (None, Some(t)) => Json::Text(t),
-            (None, None) => Json::Value(Value::Null),
+        match std::mem::replace(self, Self::Parsed(Value::Null)) {
+            Self::Parsed(v) => Json::Value(v),
+            Self::Text(t, v) => v.into_inner().map_or(Json::Text(t), Json::Value),
         }
     }
 }
@@ -70,7 +73,7 @@ static NOT_NULL: Value = Value::Bool(true);
 impl Parameters {
     /// Wraps a JSON object.
     pub fn new(map: Map<String, Value>) -> Self {
-        Self(map.into_iter().map(|(k, v)| (k, Param::parsed(v))).collect())
+        Self(map.into_iter().map(|(k, v)| (k, Param::Parsed(v))).collect())
     }
 
     /// Parses a JSON text whose top level is an object straight into its fields (the values are
@@ -94,7 +97,7 @@ impl Parameters {
             Ok(fields)
         });
         let wrap =
-            |fields: Vec<(String, Value)>| Self(fields.into_iter().map(|(k, v)| (k, Param::parsed(v))).collect());
+            |fields: Vec<(String, Value)>| Self(fields.into_iter().map(|(k, v)| (k, Param::Parsed(v))).collect());
         match parsed {
             // The parser's own marker key (see `RAW_VALUE_MARKER`): parsed exactly as a `Value` is.
             Err(_) if marked.get() => Ok(match serde_json::from_slice::<Value>(text)? {
@@ -118,7 +121,7 @@ impl Parameters {
     #[allow(clippy::result_large_err)] // the project-wide error type, returned by value everywhere
     pub fn validate(&self, schema: &ObjectSchema, correlation_id: Option<&str>) -> Result<(), ApplicationError> {
         let get = |name: &str| {
-            self.find(name).map(|p| match p.value.get() {
+            self.find(name).map(|p| match p.parsed() {
                 Some(v) => v,
                 None if schema.reads_into(name) => p.value(),
                 None => &NOT_NULL,
@@ -247,15 +250,15 @@ fn plain_object(body: &[u8]) -> Option<Vec<(String, Param)>> {
     let mut fields = Vec::with_capacity(count.max(1));
     for (from, to, value) in read.get(..count)? {
         let value = match *value {
-            PlainValue::String(from, to) => Param::parsed(Value::String(cut(from, to)?)),
-            PlainValue::Bool(b) => Param::parsed(Value::Bool(b)),
-            PlainValue::Null => Param::parsed(Value::Null),
+            PlainValue::String(from, to) => Param::Parsed(Value::String(cut(from, to)?)),
+            PlainValue::Bool(b) => Param::Parsed(Value::Bool(b)),
+            PlainValue::Null => Param::Parsed(Value::Null),
             // An array or object in canonical form stays text until something reads it.
             PlainValue::Json(from, to) => {
                 let json = text.get(from as usize..to as usize)?;
                 match CanonicalJson::new(json) {
-                    Some(canonical) => Param::text(canonical),
-                    None => Param::parsed(serde_json::from_str(json).ok()?),
+                    Some(canonical) => Param::Text(canonical, OnceLock::new()),
+                    None => Param::Parsed(serde_json::from_str(json).ok()?),
                 }
             }
         };
