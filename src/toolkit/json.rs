@@ -328,13 +328,6 @@ impl CanonicalJson {
         Some(Self(compact.into_boxed_str()))
     }
 
-    /// The text of a value (canonical by construction).
-    pub fn of(value: &Value) -> Self {
-        let mut out = Vec::new();
-        write_json_value(&mut out, value);
-        Self(String::from_utf8(out).unwrap_or_default().into_boxed_str())
-    }
-
     /// The text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -371,11 +364,6 @@ impl Json {
             Self::Value(v) => std::borrow::Cow::Borrowed(v),
             Self::Text(t) => std::borrow::Cow::Owned(t.to_value()),
         }
-    }
-
-    /// Whether it is `null` (a text never is).
-    pub fn is_null(&self) -> bool {
-        matches!(self, Self::Value(Value::Null))
     }
 
     /// Appends the JSON text (the same for either form of the same value).
