@@ -73,7 +73,7 @@ static NOT_NULL: Value = Value::Bool(true);
 impl Parameters {
     /// Wraps a JSON object.
     pub fn new(map: Map<String, Value>) -> Self {
-        Self(map.into_iter().map(|(k, v)| (k, Param::Parsed(v))).collect())
+        Self::parsed(map)
     }
 
     /// Parses a JSON text whose top level is an object straight into its fields (the values are
@@ -96,16 +96,19 @@ impl Parameters {
             deserializer.end()?;
             Ok(fields)
         });
-        let wrap =
-            |fields: Vec<(String, Value)>| Self(fields.into_iter().map(|(k, v)| (k, Param::Parsed(v))).collect());
         match parsed {
             // The parser's own marker key (see `RAW_VALUE_MARKER`): parsed exactly as a `Value` is.
             Err(_) if marked.get() => Ok(match serde_json::from_slice::<Value>(text)? {
                 Value::Object(map) => Some(Self::new(map)),
                 _ => None,
             }),
-            parsed => parsed.map(|fields| fields.map(wrap)),
+            parsed => parsed.map(|fields| fields.map(Self::parsed)),
         }
+    }
+
+    /// Parameters of parsed values.
+    fn parsed(fields: impl IntoIterator<Item = (String, Value)>) -> Self {
+        Self(fields.into_iter().map(|(k, v)| (k, Param::Parsed(v))).collect())
     }
 
     /// The fields in order (each value parsed, if it was kept as text).
