@@ -6,7 +6,7 @@
 //! parameters they declared without re-checking types.
 
 use super::errors::ApplicationError;
-use super::json::{CanonicalJson, Json, JsonText, WriteJson, RAW_VALUE_MARKER};
+use super::json::{plain_string, skip_json_space, CanonicalJson, Json, JsonText, WriteJson, RAW_VALUE_MARKER};
 use super::schema::ObjectSchema;
 use futures::future::BoxFuture;
 use indexmap::IndexMap;
@@ -338,51 +338,6 @@ fn number_end(body: &[u8], at: usize) -> usize {
         rest.iter().position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')).unwrap_or(rest.len())
     });
     at + len
-}
-
-/// The position of the first byte at or after `at` that is not JSON whitespace.
-fn skip_json_space(text: &[u8], mut at: usize) -> usize {
-    while matches!(text.get(at), Some(b' ' | b'\n' | b'\r' | b'\t')) {
-        at += 1;
-    }
-    at
-}
-
-/// Eight copies of a byte.
-const fn bytes8(b: u8) -> u64 {
-    u64::from_ne_bytes([b; 8])
-}
-
-/// The place (from, to) of the string that starts with the quote at `at`, when it has no escape
-/// and no control character, and the position after its closing quote. Eight bytes are looked
-/// at a time while none of them is a quote, a backslash, a control character or beyond ASCII;
-/// from there on, one at a time.
-fn plain_string(body: &[u8], at: usize) -> Option<((u32, u32), usize)> {
-    if body.get(at) != Some(&b'"') {
-        return None;
-    }
-    let start = at + 1;
-    let mut end = start;
-    while let Some(chunk) = body.get(end..end + 8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let w = u64::from_ne_bytes(word);
-        let zero_in = |x: u64| x.wrapping_sub(bytes8(1)) & !x & bytes8(0x80);
-        // Set for a byte under 0x20 (and perhaps for one over 0x7f: both leave the fast way).
-        let special = zero_in(w ^ bytes8(b'"')) | zero_in(w ^ bytes8(b'\\')) | (w.wrapping_sub(bytes8(0x20)) & !w);
-        if (special | w) & bytes8(0x80) != 0 {
-            break;
-        }
-        end += 8;
-    }
-    loop {
-        match *body.get(end)? {
-            b'"' => break,
-            b'\\' | 0..=0x1f => return None,
-            _ => end += 1,
-        }
-    }
-    Some(((u32::try_from(start).ok()?, u32::try_from(end).ok()?), end + 1))
 }
 
 /// Up to this many names a body is read by [`plain_object`] (a command has a few).

@@ -335,7 +335,7 @@ impl CanonicalJson {
 
     /// The value the text stands for.
     pub fn to_value(&self) -> Value {
-        serde_json::from_str(&self.0).unwrap_or_default()
+        JsonRef::Text(self.0.as_bytes()).to_value()
     }
 }
 
@@ -440,10 +440,9 @@ struct Canonical<'a> {
 impl Canonical<'_> {
     /// The next byte that is not whitespace (skipped).
     fn peek(&mut self) -> Option<u8> {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.text.get(self.at) {
-            self.at += 1;
-            self.spaced = true;
-        }
+        let next = skip_json_space(self.text, self.at);
+        self.spaced |= next != self.at;
+        self.at = next;
         self.text.get(self.at).copied()
     }
 
@@ -466,15 +465,13 @@ impl Canonical<'_> {
         found
     }
 
-    /// The place of the string's content, from its opening quote on.
+    /// The place of the string's content, from its opening quote on (a string with an escape or
+    /// a control character is refused: see [`plain_string`]).
     fn string(&mut self) -> Option<(usize, usize)> {
-        (self.peek() == Some(b'"')).then_some(())?;
-        let start = self.at + 1;
-        let len = self.text.get(start..)?.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        let end = start + len;
-        (self.text.get(end) == Some(&b'"')).then_some(())?;
-        self.at = end + 1;
-        Some((start, end))
+        self.peek();
+        let ((start, end), next) = plain_string(self.text, self.at)?;
+        self.at = next;
+        Some((start as usize, end as usize))
     }
 
     fn integer(&mut self) -> bool {
@@ -542,6 +539,51 @@ impl Canonical<'_> {
             r.value()
         })
     }
+}
+
+/// The position of the first byte at or after `at` that is not JSON whitespace.
+pub(crate) fn skip_json_space(text: &[u8], mut at: usize) -> usize {
+    while matches!(text.get(at), Some(b' ' | b'\n' | b'\r' | b'\t')) {
+        at += 1;
+    }
+    at
+}
+
+/// Eight copies of a byte.
+const fn bytes8(b: u8) -> u64 {
+    u64::from_ne_bytes([b; 8])
+}
+
+/// The place (from, to) of the string that starts with the quote at `at`, when it has no escape
+/// and no control character, and the position after its closing quote. Eight bytes are looked
+/// at a time while none of them is a quote, a backslash, a control character or beyond ASCII;
+/// from there on, one at a time.
+pub(crate) fn plain_string(body: &[u8], at: usize) -> Option<((u32, u32), usize)> {
+    if body.get(at) != Some(&b'"') {
+        return None;
+    }
+    let start = at + 1;
+    let mut end = start;
+    while let Some(chunk) = body.get(end..end + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_ne_bytes(word);
+        let zero_in = |x: u64| x.wrapping_sub(bytes8(1)) & !x & bytes8(0x80);
+        // Set for a byte under 0x20 (and perhaps for one over 0x7f: both leave the fast way).
+        let special = zero_in(w ^ bytes8(b'"')) | zero_in(w ^ bytes8(b'\\')) | (w.wrapping_sub(bytes8(0x20)) & !w);
+        if (special | w) & bytes8(0x80) != 0 {
+            break;
+        }
+        end += 8;
+    }
+    loop {
+        match *body.get(end)? {
+            b'"' => break,
+            b'\\' | 0..=0x1f => return None,
+            _ => end += 1,
+        }
+    }
+    Some(((u32::try_from(start).ok()?, u32::try_from(end).ok()?), end + 1))
 }
 
 /// The key by which serde_json's parser recognises its `RawValue` in an object: an object with it
