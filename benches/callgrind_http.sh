@@ -13,13 +13,14 @@
 # then for each scenario sends REQUESTS requests one at a time on one keep-alive connection,
 # with the counters zeroed before and dumped after, and prints the instructions of the whole
 # process (every thread: hyper, the runtime, the kernel's share is not counted) divided by the
-# requests. `bare` is benches/bare_hello.rs driven with GET /heartbeat.
+# requests. `bare` is benches/bare_hello.rs driven with GET /heartbeat; `bare_post` the same
+# server driven with get_session_by_id's requests (a get's exchange with no work between).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REQUESTS=${REQUESTS:-2000}
 SESSIONS=${SESSIONS:-1000}
 PORT=${PORT:-18390}
-SCENARIOS=${SCENARIOS:-bare heartbeat get_session_by_id store_session_data open_session get_sessions_by_user}
+SCENARIOS=${SCENARIOS:-bare bare_post heartbeat get_session_by_id store_session_data open_session get_sessions_by_user}
 BIN=${BIN:-./target/release/service-sessions}
 command -v valgrind >/dev/null || { echo "valgrind is required: apt-get install -y valgrind" >&2; exit 1; }
 # A server already on PORT would answer in place of the one measured here: refuse.
@@ -78,18 +79,26 @@ per_request() { # name: the instructions of the last dump over REQUESTS
   awk -v n="$REQUESTS" '/^summary:|^totals:/ {print int($2 / n); exit}' "$file"
 }
 
-measure() { # name scenario
+measure() { # name scenario [label]: the label names the dump and the printed line
+  local label=${3:-$2}
   callgrind_control -z "$PID" >/dev/null 2>&1
   drive "$2" "$REQUESTS"
-  callgrind_control -d "$2" "$PID" >/dev/null 2>&1
+  callgrind_control -d "$label" "$PID" >/dev/null 2>&1
   sleep 0.5
-  printf '%-24s instructions_per_request=%s\n' "$2" "$(per_request "$1")"
+  printf '%-24s instructions_per_request=%s\n' "$label" "$(per_request "$1")"
 }
 
-if [[ " $SCENARIOS " == *" bare "* ]]; then
+if [[ " $SCENARIOS " == *" bare "* || " $SCENARIOS " == *" bare_post "* ]]; then
   start bare ./target/release/examples/bare_hello "$PORT"
-  drive bare 200
-  measure bare bare
+  # The bare server ignores the body: any ids of the service's shape will do.
+  python3 -c 'import uuid; print("\n".join(uuid.uuid4().hex for _ in range(1000)))' >"$WORK/ids"
+  for s in bare bare_post; do
+    [[ " $SCENARIOS " == *" $s "* ]] || continue
+    scenario=$s
+    [ "$s" = bare_post ] && scenario=get_session_by_id
+    drive "$scenario" 200
+    measure bare "$scenario" "$s"
+  done
   kill "$PID"
   wait "$PID" 2>/dev/null || true
 fi
@@ -103,7 +112,7 @@ c.request("POST", "/v1/sessions/get_sessions", json.dumps({"paging": {"take": 10
 print("\n".join(s["id"] for s in json.loads(c.getresponse().read())["data"]))
 EOF
 for s in $SCENARIOS; do
-  [ "$s" = bare ] && continue
+  [ "$s" = bare ] || [ "$s" = bare_post ] && continue
   drive "$s" 200
   measure service "$s"
 done
