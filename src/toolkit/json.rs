@@ -305,13 +305,9 @@ impl CanonicalJson {
     /// [`CANONICAL_KEYS`] in one object), the parser's raw-value marker as a key, nesting
     /// deeper than [`CANONICAL_DEPTH`].
     pub fn new(text: &str) -> Option<Self> {
-        let mut reader = Canonical { text: text.as_bytes(), at: 0, depth: 0, spaced: false };
-        let whole = matches!(reader.peek(), Some(b'{' | b'[')) && reader.value() && reader.peek().is_none();
-        if !whole {
-            return None;
-        }
-        if !reader.spaced {
-            return Some(Self(text.into()));
+        match Canonical::read(text.as_bytes())? {
+            Spacing::Compact => return Some(Self(text.into())),
+            Spacing::Spaced => {}
         }
         // Strings hold no escape, so a quote always opens or closes one; the runs between the
         // whitespace outside them are copied whole (cut at ASCII bytes: character boundaries).
@@ -326,6 +322,12 @@ impl CanonicalJson {
         }
         compact.push_str(text.get(run..).unwrap_or_default());
         Some(Self(compact.into_boxed_str()))
+    }
+
+    /// Whether `text` is already what [`CanonicalJson::new`] makes of it (vouched for, and
+    /// without whitespace): the test for bytes read back from where such a text was stored.
+    pub fn is_canonical(text: &str) -> bool {
+        Canonical::read(text.as_bytes()) == Some(Spacing::Compact)
     }
 
     /// The text.
@@ -437,7 +439,22 @@ struct Canonical<'a> {
     spaced: bool,
 }
 
+/// Whether a text the canonical reader vouches for had whitespace between its tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spacing {
+    Compact,
+    Spaced,
+}
+
 impl Canonical<'_> {
+    /// Reads a whole array or object: `None` for anything it does not vouch for (see
+    /// [`CanonicalJson::new`]).
+    fn read(text: &[u8]) -> Option<Spacing> {
+        let mut reader = Canonical { text, at: 0, depth: 0, spaced: false };
+        let whole = matches!(reader.peek(), Some(b'{' | b'[')) && reader.value() && reader.peek().is_none();
+        whole.then_some(if reader.spaced { Spacing::Spaced } else { Spacing::Compact })
+    }
+
     /// The next byte that is not whitespace (skipped).
     fn peek(&mut self) -> Option<u8> {
         let next = skip_json_space(self.text, self.at);
@@ -764,6 +781,7 @@ mod tests {
         ];
         for text in yes {
             assert_eq!(canonical(text), Some(written(text)), "{text}");
+            assert_eq!(CanonicalJson::is_canonical(text), text == written(text), "{text}");
             assert_eq!(CanonicalJson::new(text).unwrap().to_value(), serde_json::from_str::<Value>(text).unwrap());
         }
         let deep = format!("{}{}", "[".repeat(CANONICAL_DEPTH + 1), "]".repeat(CANONICAL_DEPTH + 1));
@@ -797,6 +815,7 @@ mod tests {
         ];
         for text in no {
             assert_eq!(canonical(text), None, "{text}");
+            assert!(!CanonicalJson::is_canonical(text), "{text}");
         }
         let within = format!("{}{}", "[".repeat(CANONICAL_DEPTH), "]".repeat(CANONICAL_DEPTH));
         assert_eq!(canonical(&within), Some(within.clone()));

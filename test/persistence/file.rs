@@ -10,8 +10,8 @@ use service_sessions::build::file_persistence_descriptor;
 use service_sessions::data::version1::{SessionV1, SessionsFilter};
 use service_sessions::persistence::file::{FileOptions, SessionsFilePersistence, SyncMode, FILE_LOCKED};
 use service_sessions::persistence::{
-    ExpiryPolicy, LimitPolicy, OpenLimits, PageOptions, SessionChange, SessionLimit, SessionUpdate,
-    SessionsPersistence, UpdateOutcome, WriteCondition,
+    ExpiryPolicy, LimitPolicy, OpenLimits, PageOptions, SessionAnswer, SessionChange, SessionLimit, SessionState,
+    SessionUpdate, SessionsPersistence, UpdateOutcome, WriteCondition,
 };
 use service_sessions::toolkit::component::Component;
 use service_sessions::toolkit::config::ComponentConfig;
@@ -403,6 +403,62 @@ async fn writes_answered_as_text_reopen_as_answered() {
     };
     assert_eq!(texts(p).await, answered);
     assert_eq!(texts(opened(&path, never()).await).await, answered);
+}
+
+/// Start-up makes each session's record from its logged bytes, keeping a payload's bytes when
+/// they are the canonical text and parsing any other: every kind of payload reads back after a
+/// reopen — from the logs, then from a snapshot — as it was, its answer's text serde's, with
+/// enough sessions that start-up decodes them on its worker threads.
+#[tokio::test]
+async fn every_kind_of_payload_reopens_as_it_was() {
+    let payloads = [
+        json!({"n": 1, "cart": [1, 2, 3]}),
+        json!([]),
+        json!({}),
+        json!({"f": 1.5, "e": 1e300, "z": -0.0, "small": 5e-324}),
+        json!({"s": "a\"b\\c\n\u{1}é", "k\"ey": ["\u{7f}"]}),
+        json!({"big": 12_345_678_901_234_567_890u64, "neg": -9_223_372_036_854_775_808i64}),
+        json!({"deep": [[[{"a": [null, false, {"b": {}}]}]]]}),
+        json!("text"),
+        json!(42),
+        json!(-7.25),
+        json!(true),
+        Value::Null,
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("store");
+    let p = opened(&path, never()).await;
+    let n = 9_000;
+    for i in 0..n {
+        let mut s = session(&format!("p{i:05}"), &format!("u{}", i % 13), i as i64);
+        s.data = Some(payloads[i % payloads.len()].clone());
+        s.user = Some(payloads[(i + 5) % payloads.len()].clone());
+        p.create(None, s).await.unwrap();
+    }
+    let before = dump(&p).await;
+    assert_eq!(before.len(), n);
+    p.close(None).await.unwrap();
+    // Each payload as `data` and as `user` (the first sessions hold each of them once).
+    let kinds = payloads.len();
+    let answers = |p: Arc<SessionsFilePersistence>| async move {
+        let no = |_: &SessionState| false;
+        for i in 0..2 * kinds {
+            let id = format!("p{i:05}");
+            let Some(SessionAnswer::Text(text)) = p.get_one_json(None, &id, &no).await.unwrap() else { panic!("{id}") };
+            let session = p.get_one_by_id(None, &id).await.unwrap().unwrap();
+            assert_eq!(text.as_str(), serde_json::to_string(&session).unwrap(), "{id}");
+        }
+        p
+    };
+    let p = answers(opened(&path, never()).await).await;
+    assert_eq!(p.recovery().unwrap().log_records, n as u64);
+    assert_eq!(dump(&p).await, before);
+    p.compact().await.unwrap();
+    p.close(None).await.unwrap();
+    let p = answers(opened(&path, never()).await).await;
+    assert_eq!(p.recovery().unwrap().snapshot_generation, 1);
+    assert_eq!(dump(&p).await, before);
+    p.close(None).await.unwrap();
 }
 
 /// An open answered as its text logs the new session, after the sessions its per-user limit

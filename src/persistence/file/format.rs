@@ -19,7 +19,7 @@
 //! records (stores written before) still load, with neither set. A store may mix both.
 
 use crate::data::version1::{SessionV1, SessionView};
-use crate::toolkit::json::JsonRef;
+use crate::toolkit::json::{CanonicalJson, JsonRef};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::borrow::Borrow;
@@ -254,8 +254,12 @@ impl<'a> Reader<'a> {
         self.take(len)
     }
 
+    fn str(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes()?).ok()
+    }
+
     fn string(&mut self) -> Option<String> {
-        std::str::from_utf8(self.bytes()?).ok().map(str::to_owned)
+        self.str().map(str::to_owned)
     }
 
     fn option<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
@@ -272,18 +276,23 @@ impl<'a> Reader<'a> {
         DateTime::from_timestamp(secs, nanos)
     }
 
-    fn json(&mut self) -> Option<Value> {
-        serde_json::from_slice(self.bytes()?).ok()
+    fn json(&mut self) -> Option<LoggedJson<'a>> {
+        let text = self.str()?;
+        if CanonicalJson::is_canonical(text) {
+            Some(LoggedJson::Text(text.as_bytes()))
+        } else {
+            serde_json::from_str(text).ok().map(LoggedJson::Value)
+        }
     }
 
     /// A session in the layout of record version `v2` (else version 1: no expiry fields).
-    fn session(&mut self, v2: bool) -> Option<SessionV1> {
-        let mut s = SessionV1 {
-            id: self.string()?,
-            user_id: self.string()?,
-            user_name: self.option(Self::string)?,
-            address: self.option(Self::string)?,
-            client: self.option(Self::string)?,
+    fn session(&mut self, v2: bool) -> Option<LoggedSession<'a>> {
+        let mut s = LoggedSession {
+            id: self.str()?,
+            user_id: self.str()?,
+            user_name: self.option(Self::str)?,
+            address: self.option(Self::str)?,
+            client: self.option(Self::str)?,
             active: match self.u8()? {
                 0 => false,
                 1 => true,
@@ -303,6 +312,118 @@ impl<'a> Reader<'a> {
             s.ttl = self.option(Self::i64)?;
         }
         Some(s)
+    }
+}
+
+/// A logged `user` or `data`: its bytes when they are canonical JSON text (as the service
+/// writes them), else the value they parse to.
+#[derive(Debug, Clone, PartialEq)]
+enum LoggedJson<'a> {
+    Text(&'a [u8]),
+    Value(Value),
+}
+
+impl LoggedJson<'_> {
+    fn as_ref(&self) -> JsonRef<'_> {
+        match self {
+            Self::Text(t) => JsonRef::Text(t),
+            Self::Value(v) => JsonRef::Value(v),
+        }
+    }
+
+    fn into_value(self) -> Value {
+        match self {
+            Self::Text(t) => JsonRef::Text(t).to_value(),
+            Self::Value(v) => v,
+        }
+    }
+}
+
+/// A session read from a payload without copying it: its texts and canonical payloads are the
+/// payload's own bytes. Start-up makes each live session's record of it, with no `SessionV1`
+/// and no JSON value in between.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct LoggedSession<'a> {
+    id: &'a str,
+    user_id: &'a str,
+    user_name: Option<&'a str>,
+    address: Option<&'a str>,
+    client: Option<&'a str>,
+    active: bool,
+    open_time: DateTime<Utc>,
+    request_time: DateTime<Utc>,
+    close_time: Option<DateTime<Utc>>,
+    version: i64,
+    user: Option<LoggedJson<'a>>,
+    data: Option<LoggedJson<'a>>,
+    expire_time: Option<DateTime<Utc>>,
+    ttl: Option<i64>,
+}
+
+impl LoggedSession<'_> {
+    /// The session, owning its fields.
+    fn into_session(self) -> SessionV1 {
+        SessionV1 {
+            id: self.id.to_owned(),
+            user_id: self.user_id.to_owned(),
+            user_name: self.user_name.map(str::to_owned),
+            address: self.address.map(str::to_owned),
+            client: self.client.map(str::to_owned),
+            active: self.active,
+            open_time: self.open_time,
+            request_time: self.request_time,
+            close_time: self.close_time,
+            version: self.version,
+            user: self.user.map(LoggedJson::into_value),
+            data: self.data.map(LoggedJson::into_value),
+            expire_time: self.expire_time,
+            ttl: self.ttl,
+        }
+    }
+}
+
+impl SessionView for LoggedSession<'_> {
+    fn id(&self) -> &str {
+        self.id
+    }
+    fn user_id(&self) -> &str {
+        self.user_id
+    }
+    fn user_name(&self) -> Option<&str> {
+        self.user_name
+    }
+    fn address(&self) -> Option<&str> {
+        self.address
+    }
+    fn client(&self) -> Option<&str> {
+        self.client
+    }
+    fn active(&self) -> bool {
+        self.active
+    }
+    fn open_ms(&self) -> i64 {
+        self.open_time.timestamp_millis()
+    }
+    fn request_ms(&self) -> i64 {
+        self.request_time.timestamp_millis()
+    }
+    fn close_ms(&self) -> Option<i64> {
+        self.close_time.map(|t| t.timestamp_millis())
+    }
+    fn user(&self) -> Option<JsonRef<'_>> {
+        self.user.as_ref().map(LoggedJson::as_ref)
+    }
+    fn data(&self) -> Option<JsonRef<'_>> {
+        self.data.as_ref().map(LoggedJson::as_ref)
+    }
+    fn version(&self) -> i64 {
+        self.version
+    }
+    fn expire_ms(&self) -> Option<i64> {
+        self.expire_time.map(|t| t.timestamp_millis())
+    }
+    fn ttl(&self) -> Option<i64> {
+        self.ttl
     }
 }
 
@@ -334,16 +455,29 @@ pub(super) fn peek_record(payload: &[u8]) -> Option<Peek<'_>> {
 
 /// Decodes a frame's payload; `None` if it is not a whole, valid record.
 pub(super) fn decode_record(payload: &[u8]) -> Option<Record> {
+    if let Some(&(TAG_PUT | TAG_PUT_V2)) = payload.first() {
+        return decode_put(payload).map(|s| Record::Put(s.into_session()));
+    }
     let mut r = Reader(payload);
     let record = match r.u8()? {
-        TAG_PUT => Record::Put(r.session(false)?),
-        TAG_PUT_V2 => Record::Put(r.session(true)?),
         TAG_DELETE => Record::Delete(r.string()?),
         TAG_CLEAR => Record::Clear,
         TAG_END => Record::End(u64::from_le_bytes(r.array()?)),
         _ => return None,
     };
     r.0.is_empty().then_some(record)
+}
+
+/// Decodes the payload of a session state (a `Put` record) without copying it; `None` if it is
+/// not a whole, valid one.
+pub(super) fn decode_put(payload: &[u8]) -> Option<LoggedSession<'_>> {
+    let mut r = Reader(payload);
+    let session = match r.u8()? {
+        TAG_PUT => r.session(false)?,
+        TAG_PUT_V2 => r.session(true)?,
+        _ => return None,
+    };
+    r.0.is_empty().then_some(session)
 }
 
 /// The snapshot file header for a generation.
@@ -511,6 +645,22 @@ mod tests {
         assert_eq!(peek_record(&put[12..]), Some(Peek::Put(b"ab")));
         assert_eq!(peek_record(&frames(&recs[2..3])[12..]), Some(Peek::Delete(b"a")));
         assert_eq!(peek_record(&[TAG_PUT, 9, 0, 0, 0, b'x']), None, "id cut short");
+    }
+
+    #[test]
+    fn logged_payloads_are_kept_as_bytes_only_when_canonical() {
+        let read = |text: &[u8]| {
+            let mut buf = Vec::new();
+            put_json(&mut buf, Some(JsonRef::Text(text))).unwrap();
+            Reader(&buf[1..]).json().map(|j| (matches!(j, LoggedJson::Text(t) if t == text), j.into_value()))
+        };
+        assert_eq!(read(br#"{"a":[1,"x"]}"#), Some((true, serde_json::json!({"a": [1, "x"]}))));
+        assert_eq!(read(br#"{ "a": 1 }"#), Some((false, serde_json::json!({"a": 1}))));
+        assert_eq!(read(br#"[1.5]"#), Some((false, serde_json::json!([1.5]))));
+        assert_eq!(read(br#"["\u0041"]"#), Some((false, serde_json::json!(["A"]))));
+        assert_eq!(read(b"7"), Some((false, serde_json::json!(7))));
+        assert_eq!(read(br#"{"a":"#), None);
+        assert_eq!(read(b"[\"\xff\"]"), None);
     }
 
     #[test]

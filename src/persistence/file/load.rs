@@ -7,8 +7,8 @@
 //! `replay`), so start-up costs about the same whatever the length of the logs.
 
 use super::format::{
-    decode_record, log_path, parse_log_file_name, parse_snapshot_header, peek_record, Damage, Frames, Peek, Record,
-    LOCK_FILE, LOG_MAGIC, SNAPSHOT_FILE, SNAPSHOT_HEADER, SNAPSHOT_TEMP_FILE,
+    decode_put, decode_record, log_path, parse_log_file_name, parse_snapshot_header, peek_record, Damage, Frames, Peek,
+    Record, LOCK_FILE, LOG_MAGIC, SNAPSHOT_FILE, SNAPSHOT_HEADER, SNAPSHOT_TEMP_FILE,
 };
 use super::snapshot::{sync_dir, SnapshotWriter};
 use super::{RecoveryReport, TornTail, FILE_LOCKED};
@@ -355,12 +355,15 @@ fn replay(
     }
     drop(seen);
     index.reserve(picked.len());
-    decode_parallel(&picked, |file, offset, record| match record {
-        Some(Record::Put(s)) => {
-            index.put(s);
+    // Each picked frame is a session's state (its peek said so): made into its record on the
+    // decoding threads, straight from the frame's bytes.
+    let prepare = |payload: &[u8]| decode_put(payload).map(|s| IndexBuilder::prepare(&s));
+    decode_parallel(&picked, prepare, |file, offset, record| match record {
+        Some(record) => {
+            index.put_prepared(record);
             Ok(())
         }
-        _ => Err(corrupt(&files[file].0, offset, "undecodable record")),
+        None => Err(corrupt(&files[file].0, offset, "undecodable record")),
     })
 }
 /// Cuts a log at `offset` (keeping its header) and syncs it.
@@ -378,16 +381,20 @@ fn repair_tail(path: &Path, offset: u64) -> Result<(), ApplicationError> {
 
 /// Decodes the frames on worker threads (bounded channels keep the order and the memory) while
 /// this thread applies them in order.
-fn decode_parallel(
+fn decode_parallel<T: Send>(
     frames: &[(usize, u64, &[u8])],
-    mut apply: impl FnMut(usize, u64, Option<Record>) -> Result<(), ApplicationError>,
+    decode: impl Fn(&[u8]) -> Option<T> + Sync,
+    mut apply: impl FnMut(usize, u64, Option<T>) -> Result<(), ApplicationError>,
 ) -> Result<(), ApplicationError> {
-    let mut apply_all = |decoded: Vec<(usize, u64, Option<Record>)>| {
+    let decode_all = |frames: &[(usize, u64, &[u8])]| -> Vec<(usize, u64, Option<T>)> {
+        frames.iter().map(|(file, offset, payload)| (*file, *offset, decode(payload))).collect()
+    };
+    let mut apply_all = |decoded: Vec<(usize, u64, Option<T>)>| {
         decoded.into_iter().try_for_each(|(file, offset, record)| apply(file, offset, record))
     };
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
     if workers < 2 || frames.len() < 2 * CHUNK {
-        return apply_all(decode(frames));
+        return apply_all(decode_all(frames));
     }
     let chunks: Vec<&[(usize, u64, &[u8])]> = frames.chunks(CHUNK).collect();
     std::thread::scope(|scope| {
@@ -396,9 +403,10 @@ fn decode_parallel(
         for w in 0..workers {
             let (tx, rx) = mpsc::sync_channel(2);
             let mine: Vec<&[(usize, u64, &[u8])]> = chunks.iter().skip(w).step_by(workers).copied().collect();
+            let decode_all = &decode_all;
             handles.push(scope.spawn(move || {
                 for chunk in mine {
-                    if tx.send(decode(chunk)).is_err() {
+                    if tx.send(decode_all(chunk)).is_err() {
                         return;
                     }
                 }
@@ -407,7 +415,7 @@ fn decode_parallel(
         }
         let result = chunks.iter().enumerate().try_for_each(|(i, chunk)| {
             // A worker that stopped early (it cannot, on any input) leaves its chunks to us.
-            let decoded = receivers[i % workers].recv().unwrap_or_else(|_| decode(chunk));
+            let decoded = receivers[i % workers].recv().unwrap_or_else(|_| decode_all(chunk));
             apply_all(decoded)
         });
         drop(receivers);
@@ -416,11 +424,6 @@ fn decode_parallel(
         }
         result
     })
-}
-
-/// Decodes payloads (a failure carries no detail: it could only quote stored values).
-fn decode(frames: &[(usize, u64, &[u8])]) -> Vec<(usize, u64, Option<Record>)> {
-    frames.iter().map(|(file, offset, payload)| (*file, *offset, decode_record(payload))).collect()
 }
 
 /// Reads a Node service JSON file: a JSON array of SessionV1 (see

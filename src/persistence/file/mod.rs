@@ -12,7 +12,10 @@
 //! whole session state (`put`), a `delete` or a `clear`: fixed fields in a byte layout, `user`
 //! and `data` as JSON. Whole states make replay "last record wins": start-up keeps the newest
 //! record of each session from the snapshot and the newer logs and builds a [`SessionsIndex`]
-//! (the same engine, and so the same semantics and query paths, as the memory backend).
+//! (the same engine, and so the same semantics and query paths, as the memory backend). Each
+//! kept frame becomes its index record straight from its bytes, on the decoding threads: the
+//! texts are copied, and so are `user` and `data` when they are the canonical JSON text the
+//! service writes (anything else, from an older build, is parsed and written anew).
 //!
 //! # Writes
 //! A write takes the state lock only to check its condition, apply it to the index and hand its

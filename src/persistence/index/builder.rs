@@ -4,16 +4,23 @@ use super::counted::CountedSet;
 use super::record::{ExpiryKey, Key, ListKey, Record};
 use super::slab::Records;
 use super::{SessionsIndex, UserMap, UserSets};
-use crate::data::version1::SessionV1;
-use std::collections::HashMap;
+use crate::data::version1::{SessionV1, SessionView};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-/// Replays changes into a map, then builds a [`SessionsIndex`] from it in bulk.
+/// Replays changes into the records, then builds a [`SessionsIndex`]'s ordered sets from them in
+/// bulk.
 #[derive(Debug, Default)]
 pub(crate) struct IndexBuilder {
-    by_id: HashMap<Arc<str>, SessionV1>,
+    records: Records,
+    /// Each user id once: the records of one user share it.
+    users: HashSet<Arc<str>>,
 }
+
+/// A session's record, made on any thread, for [`IndexBuilder::put_prepared`].
+#[derive(Debug)]
+pub(crate) struct Prepared(Record);
 
 impl IndexBuilder {
     /// An empty builder.
@@ -21,63 +28,73 @@ impl IndexBuilder {
         Self::default()
     }
 
+    /// The record of any view of a session (see [`Record::of`]): the work of loading a session
+    /// that needs no builder, so that start-up does it on its decoding threads.
+    pub(crate) fn prepare<S: SessionView + ?Sized>(s: &S) -> Prepared {
+        Prepared(Record::of(Arc::from(s.id()), Arc::from(s.user_id()), s))
+    }
+
     /// Inserts or replaces a session.
     pub(crate) fn put(&mut self, s: SessionV1) {
-        match self.by_id.get_mut(s.id.as_str()) {
-            Some(slot) => *slot = s,
+        self.put_prepared(Self::prepare(&s));
+    }
+
+    /// Inserts or replaces a session's prepared record.
+    pub(crate) fn put_prepared(&mut self, Prepared(mut record): Prepared) {
+        match self.users.get(&*record.user_id) {
+            Some(u) => record.user_id = u.clone(),
             None => {
-                self.by_id.insert(Arc::from(s.id.as_str()), s);
+                self.users.insert(record.user_id.clone());
+            }
+        }
+        match self.records.slot(&record.id).and_then(|s| self.records.at_mut(s)) {
+            Some(old) => *old = record,
+            // `None` only when every slot is taken (over a terabyte of records): not loaded.
+            None => {
+                let _ = self.records.insert(record);
             }
         }
     }
 
-    /// Makes room for `additional` more sessions (saves rehashing a large map while loading).
+    /// Makes room for `additional` more sessions (saves rehashing a large table while loading).
     pub(crate) fn reserve(&mut self, additional: usize) {
-        self.by_id.reserve(additional);
+        self.records.reserve(additional);
     }
 
     /// Removes a session.
     #[cfg(test)]
     pub(crate) fn remove(&mut self, id: &str) {
-        self.by_id.remove(id);
+        self.records.remove(id);
     }
 
     /// Removes every session.
     #[cfg(test)]
     pub(crate) fn clear(&mut self) {
-        self.by_id.clear();
+        *self = Self::default();
     }
 
     /// Number of sessions.
     pub(crate) fn len(&self) -> usize {
-        self.by_id.len()
+        self.records.len()
     }
 
     /// Whether there are none.
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
+        self.records.is_empty()
     }
 
-    /// The index: each session turned into its compact record once (user ids shared), the keys
-    /// sorted once and each ordered set built from sorted input (the per-user sets on a second
-    /// thread).
+    /// The index: the keys of every record sorted once and each ordered set built from sorted
+    /// input (the per-user sets on a second thread).
     pub(crate) fn build(self) -> SessionsIndex {
-        let n = self.by_id.len();
-        let mut records = Records::with_capacity(n);
+        let records = self.records;
         let mut users: HashMap<Arc<str>, Vec<Key>> = HashMap::new();
         let mut open: Vec<ListKey> = Vec::new();
         let mut closed: Vec<ListKey> = Vec::new();
         let mut by_expiry: Vec<ExpiryKey> = Vec::new();
         let mut open_users: HashMap<Arc<str>, Vec<ListKey>> = HashMap::new();
         let mut untimed: Vec<ListKey> = Vec::new();
-        for (id, s) in self.by_id {
-            let user_id = match users.get_key_value(s.user_id.as_str()) {
-                Some((u, _)) => u.clone(),
-                None => Arc::from(s.user_id.as_str()),
-            };
-            let record = Record::new(id, user_id, s);
-            let Some((slot, record)) = records.insert(record).and_then(|s| Some((s, records.at(s)?))) else { continue };
+        for (slot, record) in records.iter() {
             let k = record.key(slot);
             let lk = k.list_key();
             if record.is_active() {

@@ -22,7 +22,8 @@
 //!
 //! [`SessionsIndex::scan`] walks the index in list order in short resumable steps (the file
 //! backend's compaction), and [`IndexBuilder`] loads many sessions at once (its start-up): it
-//! keeps only a map up to date while changes are replayed, then sorts the keys once and builds
+//! keeps only the records and their id table up to date while changes are replayed (a record
+//! can be made on any thread, from any view of a session), then sorts the keys once and builds
 //! each ordered index in bulk.
 
 mod answer;

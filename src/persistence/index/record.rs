@@ -252,6 +252,14 @@ fn payload_text(v: Option<&Value>) -> Option<ThinVec<u8>> {
     Some(ThinVec::from(out.as_slice()))
 }
 
+/// The text of a payload given as a value or as its canonical text (`None` for none or `null`).
+fn payload_of(v: Option<JsonRef<'_>>) -> Option<ThinVec<u8>> {
+    match v? {
+        JsonRef::Text(t) => Some(ThinVec::from(t)),
+        JsonRef::Value(v) => payload_text(Some(v)),
+    }
+}
+
 /// Puts the text of `v` in `slot`, in the buffer already there when it has room and is not far
 /// larger (no allocation, no free); `null` empties the slot.
 fn replace_payload(slot: &mut Option<ThinVec<u8>>, v: Json) {
@@ -279,17 +287,24 @@ fn replace_payload(slot: &mut Option<ThinVec<u8>>, v: Json) {
 impl Record {
     /// The compact form of `s`, with its id and user id already allocated.
     pub(crate) fn new(id: Arc<str>, user_id: Arc<str>, s: SessionV1) -> Self {
-        let parts = [s.user_name.as_deref(), s.address.as_deref(), s.client.as_deref()];
+        Self::of(id, user_id, &s)
+    }
+
+    /// The compact form of any view of a session (a session, or one read from the file store's
+    /// bytes, whose canonical payloads are copied as they are), with its id and user id already
+    /// allocated.
+    pub(crate) fn of<S: SessionView + ?Sized>(id: Arc<str>, user_id: Arc<str>, s: &S) -> Self {
+        let parts = [s.user_name(), s.address(), s.client()];
         let mut flags = (0..3).filter(|&i| parts[i].is_some()).fold(0, |f, i| f | TEXT << i);
         let texts = Texts::new(parts);
         let opt = |flag: u8, v: Option<i64>| match v {
             Some(v) => (flag, v),
             None => (0, 0),
         };
-        let (close_flag, close_time) = opt(HAS_CLOSE, s.close_time.map(millis));
-        let (expire_flag, expire_time) = opt(HAS_EXPIRE, s.expire_time.map(millis));
-        let (ttl_flag, ttl) = opt(HAS_TTL, s.ttl);
-        flags |= close_flag | expire_flag | ttl_flag | if s.active { ACTIVE } else { 0 };
+        let (close_flag, close_time) = opt(HAS_CLOSE, s.close_ms());
+        let (expire_flag, expire_time) = opt(HAS_EXPIRE, s.expire_ms());
+        let (ttl_flag, ttl) = opt(HAS_TTL, s.ttl());
+        flags |= close_flag | expire_flag | ttl_flag | if s.active() { ACTIVE } else { 0 };
         let hex = hex_id(&id);
         flags |= if hex.is_some() { HEX_ID } else { 0 };
         Self {
@@ -298,14 +313,14 @@ impl Record {
             user_id,
             texts,
             flags,
-            open_time: millis(s.open_time),
-            request_time: millis(s.request_time),
+            open_time: s.open_ms(),
+            request_time: s.request_ms(),
             close_time,
             expire_time,
             ttl,
-            user: payload_text(s.user.as_ref()),
-            data: payload_text(s.data.as_ref()),
-            version: s.version,
+            user: payload_of(s.user()),
+            data: payload_of(s.data()),
+            version: s.version(),
         }
     }
 

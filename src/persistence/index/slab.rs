@@ -62,22 +62,28 @@ fn cell(chunks: &[Vec<Option<Record>>], slot: SlotId) -> Option<&Record> {
     chunks.get(chunk)?.get(offset)?.as_ref()
 }
 
+/// The hash of the id of the record in `slot`, for the id table's rehashing.
+fn slot_hash(chunks: &[Vec<Option<Record>>], hasher: &RecordHasher, slot: SlotId) -> u64 {
+    cell(chunks, slot).map_or(0, |r| hasher.hash_one(&*r.id))
+}
+
 impl Records {
     /// A slab with room for `n` records in its id table.
     pub(crate) fn with_capacity(n: usize) -> Self {
-        // Each shard gets its share and a margin for the spread of the ids over the shards.
-        let each = if n == 0 { 0 } else { n / SHARDS + n / SHARDS / 8 + 8 };
-        Self {
+        let mut records = Self {
             chunks: Vec::new(),
             free: Vec::new(),
-            ids: Box::new(std::array::from_fn(|_| HashTable::with_capacity(each))),
+            ids: Box::new(std::array::from_fn(|_| HashTable::new())),
             len: 0,
             hasher: RecordHasher::default(),
+        };
+        if n > 0 {
+            records.reserve(n);
         }
+        records
     }
 
     /// Number of records.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -126,6 +132,17 @@ impl Records {
         self.chunks.get_mut(chunk)?.get_mut(offset)?.as_mut()
     }
 
+    /// Makes room in the id table for `additional` more records (loading many saves the
+    /// tables' growing on the way). Each shard gets its share and a margin for the spread of
+    /// the ids over the shards.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        let each = additional / SHARDS + additional / SHARDS / 8 + 8;
+        let (chunks, hasher) = (&self.chunks, &self.hasher);
+        for table in self.ids.iter_mut() {
+            table.reserve(each, |&s| slot_hash(chunks, hasher, s));
+        }
+    }
+
     /// Stores a record whose id no record has (the caller checks), returning its slot; `None`
     /// (nothing stored) when all 2^32 slots are taken, which takes over a terabyte of records.
     pub(crate) fn insert(&mut self, record: Record) -> Option<SlotId> {
@@ -148,7 +165,7 @@ impl Records {
             }
         };
         let (chunks, hasher) = (&self.chunks, &self.hasher);
-        self.ids[shard(hash)].insert_unique(hash, slot, |&s| cell(chunks, s).map_or(0, |r| hasher.hash_one(&*r.id)));
+        self.ids[shard(hash)].insert_unique(hash, slot, |&s| slot_hash(chunks, hasher, s));
         self.len += 1;
         Some(slot)
     }
