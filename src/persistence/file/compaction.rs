@@ -5,8 +5,8 @@ use super::format::parse_log_file_name;
 use super::snapshot::{sync_dir, SnapshotWriter};
 use super::writer::{write_failed, Command};
 use super::{send, Shared};
+use crate::persistence::index::ScanPosition;
 use crate::toolkit::errors::ApplicationError;
-use chrono::{DateTime, Utc};
 use std::fs::{self};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -55,7 +55,7 @@ pub(super) fn write_snapshot(shared: &Shared, generation: u64) -> Result<(u64, u
         ApplicationError::file_error("COMPACTION_FAILED", "Cannot write a sessions snapshot").with_cause(e)
     };
     let mut w = SnapshotWriter::create(dir, generation).map_err(fail)?;
-    let mut cursor: Option<(DateTime<Utc>, String)> = None;
+    let mut cursor: Option<ScanPosition> = None;
     loop {
         if shared.stopping.load(Ordering::Acquire) {
             w.abandon();
@@ -63,16 +63,20 @@ pub(super) fn write_snapshot(shared: &Shared, generation: u64) -> Result<(u64, u
         }
         let step = {
             let state = shared.state.read();
-            let chunk = state.index.scan(cursor.as_ref().map(|(t, id)| (*t, id.as_str())), COMPACT_STEP);
-            for s in &chunk {
-                if let Err(e) = w.encode(s) {
+            let after = cursor.as_ref().map(|(t, id)| (*t, id.as_str()));
+            // Each record is written as it is held (its payloads' bytes copied), so the read
+            // lock holds writers up no longer than the copying takes.
+            match state.index.scan_each(after, COMPACT_STEP, |s| w.encode(s)) {
+                Ok((count, last)) => {
+                    cursor = last;
+                    count
+                }
+                Err(e) => {
                     drop(state);
                     w.abandon();
                     return Err(fail(e));
                 }
             }
-            cursor = chunk.last().map(|s| (s.request_time, s.id.clone()));
-            chunk.len()
         };
         if let Err(e) = w.write_out() {
             w.abandon();

@@ -2,8 +2,8 @@
 //! snapshot, and the folder fsynced, so a crash at any point leaves either the old or the new
 //! snapshot whole.
 
-use super::format::{encode_frame, snapshot_header, Record, SNAPSHOT_FILE, SNAPSHOT_TEMP_FILE};
-use crate::data::version1::SessionV1;
+use super::format::{encode_frame, encode_put_frame, snapshot_header, Record, SNAPSHOT_FILE, SNAPSHOT_TEMP_FILE};
+use crate::data::version1::{SessionV1, SessionView};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -42,8 +42,8 @@ impl SnapshotWriter {
     ///
     /// # Errors
     /// When the session cannot be serialised (not expected).
-    pub(super) fn encode(&mut self, session: &SessionV1) -> io::Result<()> {
-        encode_frame(&mut self.buf, &Record::Put(session)).map_err(io::Error::other)?;
+    pub(super) fn encode<S: SessionView + ?Sized>(&mut self, session: &S) -> io::Result<()> {
+        encode_put_frame(&mut self.buf, session).map_err(io::Error::other)?;
         self.count += 1;
         Ok(())
     }

@@ -57,6 +57,9 @@ use std::sync::Arc;
 /// Most records a page looks up at once (see [`SessionsIndex::page_records`]).
 const PAGE_BATCH: usize = 128;
 
+/// A position in list order, `(request_time, id)`, that [`SessionsIndex::scan`] resumes after.
+pub(crate) type ScanPosition = (DateTime<Utc>, String);
+
 /// Each user's sets by user id ([`users::UserMap`]: a new session hashes its user id once).
 type UserMap = users::UserMap<UserSets>;
 
@@ -145,6 +148,29 @@ impl SessionsIndex {
     /// between them: the position need not exist any more. A session that is not changed during
     /// the walk is visited exactly once; one that changes may be visited twice or not at all.
     pub(crate) fn scan(&self, after: Option<(DateTime<Utc>, &str)>, limit: usize) -> Vec<SessionV1> {
+        self.scan_records(after, limit).map(Record::to_session).collect()
+    }
+
+    /// [`SessionsIndex::scan`]'s step with each session visited as a view of its record (no
+    /// session is built, its payloads not parsed): the count visited, and the position of the
+    /// last one to resume after; the first error stops the step.
+    pub(crate) fn scan_each<E>(
+        &self,
+        after: Option<(DateTime<Utc>, &str)>,
+        limit: usize,
+        mut visit: impl FnMut(&record::Whole<'_>) -> Result<(), E>,
+    ) -> Result<(usize, Option<ScanPosition>), E> {
+        let (mut count, mut last) = (0, None);
+        for r in self.scan_records(after, limit) {
+            visit(&record::Whole::new(r))?;
+            count += 1;
+            last = Some(r);
+        }
+        Ok((count, last.map(|r| (record::time(r.request_time), r.id.to_string()))))
+    }
+
+    /// The records of a [`SessionsIndex::scan`] step.
+    fn scan_records(&self, after: Option<(DateTime<Utc>, &str)>, limit: usize) -> impl Iterator<Item = &Record> + '_ {
         // The keys after `(t, id)` in list order are the ones before it in key order.
         let end = |set: &CountedSet<ListKey>| match after {
             None => set.len(),
@@ -156,10 +182,7 @@ impl SessionsIndex {
         };
         let open = self.open.iter_back_from(end(&self.open));
         let closed = self.closed.iter_back_from(end(&self.closed));
-        MergeBack::new(open, closed)
-            .take(limit)
-            .filter_map(|k| self.records.get(&k.id).map(Record::to_session))
-            .collect()
+        MergeBack::new(open, closed).take(limit).filter_map(|k| self.records.get(&k.id))
     }
 
     /// The shared allocation of a user id (a new one for a user without sessions).

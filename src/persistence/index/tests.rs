@@ -103,6 +103,24 @@ fn the_scan_walks_open_and_closed_sessions_in_list_order() {
     let after: Vec<String> =
         index.scan(Some((index.get("s004").unwrap().request_time, "s004")), 3).into_iter().map(|s| s.id).collect();
     assert_eq!(after, walked[1..4]);
+    // The same walk in steps of views, each resumed from the position the step before gave;
+    // every view writes the text of the session `scan` gives.
+    let (mut texts, mut cursor) = (Vec::new(), None);
+    loop {
+        let after = cursor.as_ref().map(|(t, id): &ScanPosition| (*t, id.as_str()));
+        let step = index.scan_each(after, 3, |s| {
+            texts.push(JsonText::write(s).into_string());
+            Ok::<_, ()>(())
+        });
+        let (count, last) = step.unwrap();
+        cursor = last;
+        if count < 3 {
+            break;
+        }
+    }
+    let scanned: Vec<String> = index.scan(None, 100).iter().map(|s| serde_json::to_string(s).unwrap()).collect();
+    assert_eq!(texts, scanned);
+    assert_eq!(index.scan_each(None, 100, |_| Err("stop")), Err("stop"));
 }
 
 /// The heavy operations cost O(answer), not O(store): counted in visited index entries, with
