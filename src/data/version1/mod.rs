@@ -13,6 +13,8 @@ mod validity;
 pub use open_session::{open_session_schema, OpenSessionRequest, MAX_TEXT_LENGTH, MAX_USER_ID_LENGTH, MIN_TTL};
 #[cfg(test)]
 pub(crate) use session_v1::written_json::session as arbitrary_session;
+#[cfg(feature = "server")]
+pub(crate) use session_v1::{borrowed_session_accessors, session_view_times};
 pub use session_v1::{
     is_session_id_shape, new_session_id, session_size_hint, session_size_hint_of, write_session, write_texts,
     SessionV1, SessionView, MAX_SESSION_ID_LENGTH,

@@ -118,6 +118,63 @@ pub trait SessionView {
     }
 }
 
+/// The accessors of [`SessionView`] for a session's flag, times, version and ttl, on a struct
+/// that has them as [`SessionV1`] does (`active`, `version`, `ttl`; `open_time` and
+/// `request_time` as `DateTime<Utc>`, `close_time` and `expire_time` as `Option<DateTime<Utc>>`).
+macro_rules! session_view_times {
+    () => {
+        fn active(&self) -> bool {
+            self.active
+        }
+        fn open_ms(&self) -> i64 {
+            self.open_time.timestamp_millis()
+        }
+        fn request_ms(&self) -> i64 {
+            self.request_time.timestamp_millis()
+        }
+        fn close_ms(&self) -> Option<i64> {
+            self.close_time.map(|t| t.timestamp_millis())
+        }
+        fn version(&self) -> i64 {
+            self.version
+        }
+        fn expire_ms(&self) -> Option<i64> {
+            self.expire_time.map(|t| t.timestamp_millis())
+        }
+        fn ttl(&self) -> Option<i64> {
+            self.ttl
+        }
+    };
+}
+
+/// The accessors of [`SessionView`] but `user` and `data`, for a session read in place (from a
+/// file store's frame, from raw BSON): a struct whose `id` and `user_id` are `&str` and whose
+/// `user_name`, `address` and `client` are `Option<&str>`, with the rest as
+/// `session_view_times` reads it.
+#[cfg(feature = "server")]
+macro_rules! borrowed_session_accessors {
+    () => {
+        fn id(&self) -> &str {
+            self.id
+        }
+        fn user_id(&self) -> &str {
+            self.user_id
+        }
+        fn user_name(&self) -> Option<&str> {
+            self.user_name
+        }
+        fn address(&self) -> Option<&str> {
+            self.address
+        }
+        fn client(&self) -> Option<&str> {
+            self.client
+        }
+        $crate::data::version1::session_view_times!();
+    };
+}
+#[cfg(feature = "server")]
+pub(crate) use {borrowed_session_accessors, session_view_times};
+
 impl SessionView for SessionV1 {
     fn id(&self) -> &str {
         &self.id
@@ -134,33 +191,13 @@ impl SessionView for SessionV1 {
     fn client(&self) -> Option<&str> {
         self.client.as_deref()
     }
-    fn active(&self) -> bool {
-        self.active
-    }
-    fn open_ms(&self) -> i64 {
-        self.open_time.timestamp_millis()
-    }
-    fn request_ms(&self) -> i64 {
-        self.request_time.timestamp_millis()
-    }
-    fn close_ms(&self) -> Option<i64> {
-        self.close_time.map(|t| t.timestamp_millis())
-    }
     fn user(&self) -> Option<JsonRef<'_>> {
         self.user.as_ref().map(JsonRef::Value)
     }
     fn data(&self) -> Option<JsonRef<'_>> {
         self.data.as_ref().map(JsonRef::Value)
     }
-    fn version(&self) -> i64 {
-        self.version
-    }
-    fn expire_ms(&self) -> Option<i64> {
-        self.expire_time.map(|t| t.timestamp_millis())
-    }
-    fn ttl(&self) -> Option<i64> {
-        self.ttl
-    }
+    session_view_times!();
 }
 
 /// Writes `,"user_name":…,"address":…,"client":…` from the texts' bytes (each UTF-8; `None`

@@ -18,7 +18,7 @@
 //! `expire_time` and a `ttl`) appends both after `data`, each behind a `0`/`1` byte; version 1
 //! records (stores written before) still load, with neither set. A store may mix both.
 
-use crate::data::version1::{SessionV1, SessionView};
+use crate::data::version1::{borrowed_session_accessors, SessionV1, SessionView};
 use crate::toolkit::json::{CanonicalJson, JsonRef};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -383,47 +383,12 @@ impl LoggedSession<'_> {
 }
 
 impl SessionView for LoggedSession<'_> {
-    fn id(&self) -> &str {
-        self.id
-    }
-    fn user_id(&self) -> &str {
-        self.user_id
-    }
-    fn user_name(&self) -> Option<&str> {
-        self.user_name
-    }
-    fn address(&self) -> Option<&str> {
-        self.address
-    }
-    fn client(&self) -> Option<&str> {
-        self.client
-    }
-    fn active(&self) -> bool {
-        self.active
-    }
-    fn open_ms(&self) -> i64 {
-        self.open_time.timestamp_millis()
-    }
-    fn request_ms(&self) -> i64 {
-        self.request_time.timestamp_millis()
-    }
-    fn close_ms(&self) -> Option<i64> {
-        self.close_time.map(|t| t.timestamp_millis())
-    }
+    borrowed_session_accessors!();
     fn user(&self) -> Option<JsonRef<'_>> {
         self.user.as_ref().map(LoggedJson::as_ref)
     }
     fn data(&self) -> Option<JsonRef<'_>> {
         self.data.as_ref().map(LoggedJson::as_ref)
-    }
-    fn version(&self) -> i64 {
-        self.version
-    }
-    fn expire_ms(&self) -> Option<i64> {
-        self.expire_time.map(|t| t.timestamp_millis())
-    }
-    fn ttl(&self) -> Option<i64> {
-        self.ttl
     }
 }
 

@@ -16,7 +16,7 @@
 mod walk;
 
 use super::codec::{raw_to_json, read_optional_integer, read_optional_time, read_time, Fields};
-use crate::data::version1::{session_size_hint, write_session, SessionView};
+use crate::data::version1::{borrowed_session_accessors, session_size_hint, write_session, SessionView};
 use crate::persistence::{MustAct, SessionState};
 use crate::toolkit::json::{write_i64, write_json_value, write_str, JsonRef, JsonText, WriteJson};
 use chrono::{DateTime, Utc};
@@ -126,47 +126,12 @@ impl<'a> RawSession<'a> {
 /// The view whose `user` and `data` are raw BSON: it writes them itself
 /// ([`SessionView::write_payloads`]), as the codec converts them.
 impl SessionView for RawSession<'_> {
-    fn id(&self) -> &str {
-        self.id
-    }
-    fn user_id(&self) -> &str {
-        self.user_id
-    }
-    fn user_name(&self) -> Option<&str> {
-        self.user_name
-    }
-    fn address(&self) -> Option<&str> {
-        self.address
-    }
-    fn client(&self) -> Option<&str> {
-        self.client
-    }
-    fn active(&self) -> bool {
-        self.active
-    }
-    fn open_ms(&self) -> i64 {
-        self.open_time.timestamp_millis()
-    }
-    fn request_ms(&self) -> i64 {
-        self.request_time.timestamp_millis()
-    }
-    fn close_ms(&self) -> Option<i64> {
-        self.close_time.map(|t| t.timestamp_millis())
-    }
+    borrowed_session_accessors!();
     fn user(&self) -> Option<JsonRef<'_>> {
         None
     }
     fn data(&self) -> Option<JsonRef<'_>> {
         None
-    }
-    fn version(&self) -> i64 {
-        self.version
-    }
-    fn expire_ms(&self) -> Option<i64> {
-        self.expire_time.map(|t| t.timestamp_millis())
-    }
-    fn ttl(&self) -> Option<i64> {
-        self.ttl
     }
 
     /// Both keys always (the codec reads an absent payload as `null`); a payload of a shape left
