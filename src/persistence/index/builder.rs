@@ -47,13 +47,8 @@ impl IndexBuilder {
                 self.users.insert(record.user_id.clone());
             }
         }
-        match self.records.slot(&record.id).and_then(|s| self.records.at_mut(s)) {
-            Some(old) => *old = record,
-            // `None` only when every slot is taken (over a terabyte of records): not loaded.
-            None => {
-                let _ = self.records.insert(record);
-            }
-        }
+        // `None` only when every slot is taken (over a terabyte of records): not loaded.
+        let _ = self.records.put(record);
     }
 
     /// Makes room for `additional` more sessions (saves rehashing a large table while loading).

@@ -299,7 +299,7 @@ impl SessionsIndex {
         match old {
             Some((slot, old)) => {
                 let user_id = if *old.user_id == *s.user_id { old.user_id.clone() } else { self.user_id(&s.user_id) };
-                let record = Record::new(old.id.clone(), user_id, s);
+                let record = Record::of(old.id.clone(), user_id, &s);
                 let (old, new) = (old.place(slot), record.place(slot));
                 if let Some(r) = self.records.at_mut(slot) {
                     *r = record;
@@ -314,7 +314,7 @@ impl SessionsIndex {
     /// and one of its user id, which finds both the user's shared id and sets.
     fn insert_new(&mut self, s: SessionV1) {
         let (user_id, sets) = self.users.get_or_insert(s.user_id.as_str());
-        let record = Record::new(Arc::from(s.id.as_str()), user_id, s);
+        let record = Record::of(Arc::from(s.id.as_str()), user_id, &s);
         // A store of 2^32 sessions (over a terabyte of memory) takes no more.
         let Some((slot, record)) = self.records.insert(record).and_then(|slot| Some((slot, self.records.at(slot)?)))
         else {

@@ -244,19 +244,16 @@ pub(crate) struct Record {
     pub(crate) version: i64,
 }
 
-/// The text of a payload (`None` for none or `null`).
-fn payload_text(v: Option<&Value>) -> Option<ThinVec<u8>> {
-    let v = v.filter(|v| !v.is_null())?;
-    let mut out = Vec::new();
-    write_json_value(&mut out, v);
-    Some(ThinVec::from(out.as_slice()))
-}
-
 /// The text of a payload given as a value or as its canonical text (`None` for none or `null`).
 fn payload_of(v: Option<JsonRef<'_>>) -> Option<ThinVec<u8>> {
     match v? {
         JsonRef::Text(t) => Some(ThinVec::from(t)),
-        JsonRef::Value(v) => payload_text(Some(v)),
+        JsonRef::Value(Value::Null) => None,
+        JsonRef::Value(v) => {
+            let mut out = Vec::new();
+            write_json_value(&mut out, v);
+            Some(ThinVec::from(out.as_slice()))
+        }
     }
 }
 
@@ -271,7 +268,7 @@ fn replace_payload(slot: &mut Option<ThinVec<u8>>, v: Json) {
         }
         Json::Text(t) => t.as_str().as_bytes(),
         Json::Value(v) => {
-            written = payload_text(Some(v));
+            written = payload_of(Some(JsonRef::Value(v)));
             written.as_deref().unwrap_or_default()
         }
     };
@@ -285,11 +282,6 @@ fn replace_payload(slot: &mut Option<ThinVec<u8>>, v: Json) {
 }
 
 impl Record {
-    /// The compact form of `s`, with its id and user id already allocated.
-    pub(crate) fn new(id: Arc<str>, user_id: Arc<str>, s: SessionV1) -> Self {
-        Self::of(id, user_id, &s)
-    }
-
     /// The compact form of any view of a session (a session, or one read from the file store's
     /// bytes, whose canonical payloads are copied as they are), with its id and user id already
     /// allocated.
@@ -612,7 +604,7 @@ mod tests {
     fn texts_of(parts: [Option<&str>; 3]) -> Record {
         let mut s = SessionV1::open("id".into(), "u".into(), DateTime::UNIX_EPOCH);
         [s.user_name, s.address, s.client] = parts.map(|t| t.map(str::to_string));
-        Record::new(Arc::from("id"), Arc::from("u"), s)
+        Record::of(Arc::from("id"), Arc::from("u"), &s)
     }
 
     /// Texts up to [`INLINE`] bytes in all are held in the record, longer ones in an allocation;

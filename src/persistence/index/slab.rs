@@ -99,8 +99,12 @@ impl Records {
 
     /// The slot of the record with this id.
     pub(crate) fn slot(&self, id: &str) -> Option<SlotId> {
-        let (chunks, hash) = (&self.chunks, self.hash(id));
-        let hex = hex_id(id);
+        self.slot_hashed(id, self.hash(id))
+    }
+
+    /// [`Records::slot`] with the id's hash already made.
+    fn slot_hashed(&self, id: &str, hash: u64) -> Option<SlotId> {
+        let (chunks, hex) = (&self.chunks, hex_id(id));
         self.ids[shard(hash)].find(hash, |&s| cell(chunks, s).is_some_and(|r| r.has_id(id, hex.as_ref()))).copied()
     }
 
@@ -147,6 +151,24 @@ impl Records {
     /// (nothing stored) when all 2^32 slots are taken, which takes over a terabyte of records.
     pub(crate) fn insert(&mut self, record: Record) -> Option<SlotId> {
         let hash = self.hash(&record.id);
+        self.insert_hashed(record, hash)
+    }
+
+    /// Stores a record in place of the one with its id, or as a new one when there is none (its
+    /// id hashed once for both); its slot, `None` as for [`Records::insert`].
+    pub(crate) fn put(&mut self, record: Record) -> Option<SlotId> {
+        let hash = self.hash(&record.id);
+        match self.slot_hashed(&record.id, hash) {
+            Some(slot) => {
+                *self.at_mut(slot)? = record;
+                Some(slot)
+            }
+            None => self.insert_hashed(record, hash),
+        }
+    }
+
+    /// [`Records::insert`] with the id's hash already made.
+    fn insert_hashed(&mut self, record: Record, hash: u64) -> Option<SlotId> {
         let slot = match self.free.pop() {
             Some(slot) => {
                 let (chunk, offset) = split(slot);
@@ -210,7 +232,7 @@ mod tests {
 
     fn record(id: &str) -> Record {
         let s = SessionV1::open(id.to_string(), "u".into(), DateTime::UNIX_EPOCH);
-        Record::new(Arc::from(id), Arc::from("u"), s)
+        Record::of(Arc::from(id), Arc::from("u"), &s)
     }
 
     /// Slots stay where they are while others come and go, freed slots are reused, and the id
@@ -252,6 +274,14 @@ mod tests {
         // A record changed in place stays found by its id.
         records.at_mut(1).unwrap().version = 7;
         assert_eq!(records.get("s1").unwrap().version, 7);
+        // `put` replaces a record in its slot, and stores a new id as `insert` would.
+        let mut changed = record("s1");
+        changed.version = 8;
+        assert_eq!(records.put(changed), Some(1));
+        assert_eq!(records.get("s1").unwrap().version, 8);
+        let len = records.len();
+        assert_eq!(records.put(record("later")), Some(n + 1));
+        assert_eq!((records.len(), records.slot("later")), (len + 1, Some(n + 1)));
     }
 
     /// Ids of the generated shape (32 lowercase hex digits, compared as the bytes they spell in

@@ -402,7 +402,7 @@ fn the_record_judges_conditions_and_expiry_as_the_session_does() {
         for expire_time in [None, Some(t)] {
             let mut s = SessionV1::open("s1".into(), "u1".into(), t);
             (s.active, s.expire_time, s.version) = (active, expire_time, 3);
-            let record = Record::new(Arc::from("s1"), Arc::from("u1"), s.clone());
+            let record = Record::of(Arc::from("s1"), Arc::from("u1"), &s);
             for alive_at in [None, near(-1), near(0), near(1), near(-1_000_000), near(1_000_000)] {
                 for idle_cutoff in [None, near(-1), near(0), near(1), near(999_999), near(-999_999)] {
                     for (require_active, expected_version) in [(false, None), (true, Some(3)), (true, Some(4))] {
