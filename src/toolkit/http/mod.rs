@@ -105,7 +105,10 @@ impl HttpResponse {
     /// Pip's result mapping: `None` → 204 with an empty body, `Some(json)` → 200 JSON.
     pub fn from_result(result: Result<CommandOutput, ApplicationError>, correlation_id: Option<&str>) -> Self {
         match result {
-            Ok(Some(text)) => Self::json_text(StatusCode::OK, Bytes::from(text.into_bytes())),
+            // Trimmed to its length first: `Bytes` takes a buffer whose length is its capacity
+            // as it is, where a longer one costs an allocation of its own (the writers size the
+            // buffer a little over the text, so the allocator trims it in place).
+            Ok(Some(text)) => Self::json_text(StatusCode::OK, Bytes::from(text.into_bytes().into_boxed_slice())),
             Ok(None) => Self::empty(StatusCode::NO_CONTENT),
             Err(e) => error_response(&e.with_correlation_id(correlation_id)),
         }
