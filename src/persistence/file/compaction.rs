@@ -1,9 +1,9 @@
 //! Compaction: rotate the log, walk the index into a snapshot covering the logs before the new
 //! one, remove them; and the background task that runs it when the logs grew enough.
 
-use super::format::parse_log_file_name;
+use super::format::{log_path, parse_log_file_name};
 use super::snapshot::{sync_dir, SnapshotWriter};
-use super::writer::{write_failed, Command};
+use super::writer::{write_failed, Command, Rotated, UnsyncedLog};
 use super::{send, Shared};
 use crate::persistence::index::ScanPosition;
 use crate::toolkit::errors::ApplicationError;
@@ -39,12 +39,33 @@ pub(super) async fn compact(shared: &Arc<Shared>) -> Result<CompactionStats, App
     }
     let (ack, done) = oneshot::channel();
     send(shared, Command::Rotate { ack })?;
-    let generation = done.await.map_err(|_| write_failed())??;
+    let Rotated { generation, unsynced } = done.await.map_err(|_| write_failed())??;
     let sh = shared.clone();
-    let (sessions, bytes) = tokio::task::spawn_blocking(move || write_snapshot(&sh, generation))
-        .await
-        .map_err(|e| ApplicationError::internal("COMPACTION_FAILED", "Compaction stopped").with_cause(e))??;
+    let (sessions, bytes) = tokio::task::spawn_blocking(move || {
+        if let Some(closed) = unsynced {
+            sync_closed_log(&sh, generation, closed);
+        }
+        write_snapshot(&sh, generation)
+    })
+    .await
+    .map_err(|e| ApplicationError::internal("COMPACTION_FAILED", "Compaction stopped").with_cause(e))??;
     Ok(CompactionStats { generation, sessions, bytes, elapsed: started.elapsed() })
+}
+
+/// Fsyncs a log the writer closed with writes not fsynced yet (`sync: interval` or `never`),
+/// before the snapshot that covers it is written. The writer did this at the rotation, where
+/// every append waited for it; appends to the next log go on meanwhile now (under those modes an
+/// OS crash may lose writes not fsynced yet, in either log). A failure is only reported: the
+/// snapshot, written from the index, holds every write the closed log does, and the compaction
+/// fails if the snapshot cannot be written.
+fn sync_closed_log(shared: &Shared, generation: u64, closed: UnsyncedLog) {
+    if let Err(e) = closed.sync() {
+        let file = log_path(&shared.dir, generation);
+        tracing::warn!(
+            file = %file.display(), error = %e,
+            "Cannot fsync the closed sessions log; the snapshot that replaces it is written next."
+        );
+    }
 }
 
 /// Walks the index into a new snapshot covering the logs up to `generation`, then removes them.

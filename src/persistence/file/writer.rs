@@ -47,16 +47,51 @@ pub(super) enum Command {
         /// Answered after the write (and fsync).
         ack: oneshot::Sender<bool>,
     },
-    /// Close the active log (fsynced) and continue in a new generation; answers the closed one.
+    /// Close the active log and continue in a new generation; answers the closed one.
     Rotate {
         /// Answered with the generation that was closed.
-        ack: oneshot::Sender<Result<u64, ApplicationError>>,
+        ack: oneshot::Sender<Result<Rotated, ApplicationError>>,
     },
     /// Write and fsync everything queued before it.
     Flush {
         /// Answered after the fsync.
         ack: oneshot::Sender<Result<(), ApplicationError>>,
     },
+}
+
+/// A log the writer has closed by a rotation.
+#[derive(Debug)]
+pub(super) struct Rotated {
+    /// Its generation.
+    pub generation: u64,
+    /// The closed log itself when it holds writes not fsynced yet (`sync: interval` or `never`):
+    /// the compaction fsyncs it off the writer's thread, so appends to the next log never wait
+    /// for that (with `never`, possibly all of a log's hundreds of MB).
+    pub unsynced: Option<UnsyncedLog>,
+}
+
+/// A closed log holding writes not fsynced yet. Dropped without [`UnsyncedLog::sync`] (a
+/// compaction stopped between its rotation and its snapshot, as the store closes), it is
+/// fsynced then, so its writes never depend on the OS's write-back alone.
+#[derive(Debug)]
+pub(super) struct UnsyncedLog(Option<File>);
+
+impl UnsyncedLog {
+    /// Fsyncs the log.
+    ///
+    /// # Errors
+    /// The fsync's.
+    pub(super) fn sync(mut self) -> io::Result<()> {
+        self.0.take().map_or(Ok(()), |f| f.sync_data())
+    }
+}
+
+impl Drop for UnsyncedLog {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            let _ = f.sync_data();
+        }
+    }
 }
 
 /// Counters and signals shared by the writer, the compactor and the component.
@@ -404,11 +439,12 @@ impl LogWriter {
         }
     }
 
-    /// Closes the active log durably and opens the next generation. A failure to create the
-    /// next log (no descriptors, no permission, no space) leaves the active log in use: it is
+    /// Closes the active log and opens the next generation; the closed log goes to the
+    /// compaction, to be fsynced there if it holds writes not fsynced yet. A failure to create
+    /// the next log (no descriptors, no permission, no space) leaves the active log in use: it is
     /// reported to the compaction, which tries again later; a partly created next log is removed.
-    fn rotate(&mut self) -> Result<u64, ApplicationError> {
-        if self.failed() || (self.dirty && !self.sync_now()) || !self.still_there() {
+    fn rotate(&mut self) -> Result<Rotated, ApplicationError> {
+        if self.failed() || !self.still_there() {
             return Err(write_failed());
         }
         let next = self.generation + 1;
@@ -418,12 +454,13 @@ impl LogWriter {
                 let meta = file.metadata().ok();
                 self.len = meta.as_ref().map_or(super::format::LOG_MAGIC.len() as u64, std::fs::Metadata::len);
                 self.identity = meta.as_ref().and_then(identity);
-                self.file = file;
+                let closed = std::mem::replace(&mut self.file, file);
+                let unsynced = std::mem::take(&mut self.dirty).then(|| UnsyncedLog(Some(closed)));
                 self.status.log_bytes.fetch_add(super::format::LOG_MAGIC.len() as u64, Ordering::Relaxed);
-                let closed = self.generation;
+                let generation = self.generation;
                 self.generation = next;
                 self.path = path;
-                Ok(closed)
+                Ok(Rotated { generation, unsynced })
             }
             Err(e) => {
                 // Only a file this attempt may have made; never a directory or anything else.
@@ -456,17 +493,68 @@ pub(super) fn spawn(
 mod tests {
     use super::*;
     use crate::data::version1::SessionV1;
-    use crate::persistence::file::format::{encode_frame, Record};
+    use crate::persistence::file::format::{encode_frame, Record, LOG_MAGIC};
     use std::sync::mpsc;
+
+    const LOG_MAGIC_LEN: u64 = LOG_MAGIC.len() as u64;
 
     /// A writer on a fresh log in `dir` whose fsyncs go through `sync_fn`.
     fn writer(dir: &std::path::Path, sync_fn: SyncFn) -> (LogWriter, Arc<IoStatus>) {
+        writer_in(dir, SyncMode::Always, sync_fn)
+    }
+
+    fn writer_in(dir: &std::path::Path, sync: SyncMode, sync_fn: SyncFn) -> (LogWriter, Arc<IoStatus>) {
         let file = create_log(dir, 1).unwrap();
         let status = Arc::new(IoStatus::new(u64::MAX));
-        let mut w =
-            LogWriter::new(dir.to_path_buf(), file, 1, SyncMode::Always, Duration::from_millis(1000), status.clone());
+        let mut w = LogWriter::new(dir.to_path_buf(), file, 1, sync, Duration::from_millis(1000), status.clone());
         w.sync_fn = sync_fn;
         (w, status)
+    }
+
+    fn rotate(tx: &mpsc::Sender<Command>) -> Rotated {
+        let (ack, done) = oneshot::channel();
+        tx.send(Command::Rotate { ack }).unwrap();
+        done.blocking_recv().unwrap().unwrap()
+    }
+
+    /// A rotation never fsyncs on the writer's thread (every append would wait for it): a log
+    /// with writes not fsynced yet (`sync: never`) is handed over with them, whole, for the
+    /// compaction to fsync; appends go on in the next log at once. A log with nothing left to
+    /// fsync is handed over as nothing.
+    #[test]
+    fn a_rotation_hands_the_closed_log_over_unsynced_and_appends_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let syncs = Arc::new(AtomicU64::new(0));
+        let hook: SyncFn = {
+            let syncs = syncs.clone();
+            Arc::new(move |f: &File| {
+                syncs.fetch_add(1, Ordering::SeqCst);
+                f.sync_data()
+            })
+        };
+        let (w, status) = writer_in(dir.path(), SyncMode::Never, hook);
+        let (tx, rx) = mpsc::channel();
+        let thread = spawn(w, rx).unwrap();
+        for i in 0..100 {
+            assert!(append(&tx, &format!("before-{i}")).blocking_recv().unwrap());
+        }
+        let rotated = rotate(&tx);
+        assert_eq!(rotated.generation, 1);
+        let closed = rotated.unsynced.expect("the closed log holds writes not fsynced yet");
+        assert_eq!(syncs.load(Ordering::SeqCst), 0, "the writer fsynced at the rotation");
+        assert!(append(&tx, "after").blocking_recv().unwrap());
+        assert!(std::fs::metadata(log_path(dir.path(), 2)).unwrap().len() > LOG_MAGIC_LEN);
+        // Nothing written since: the next rotation has nothing to hand over.
+        let (ack, done) = oneshot::channel();
+        tx.send(Command::Flush { ack }).unwrap();
+        done.blocking_recv().unwrap().unwrap();
+        let rotated = rotate(&tx);
+        assert_eq!(rotated.generation, 2);
+        assert!(rotated.unsynced.is_none());
+        closed.sync().unwrap();
+        drop(tx);
+        thread.join().unwrap().unwrap();
+        assert!(!status.failed.load(Ordering::SeqCst));
     }
 
     fn append(tx: &mpsc::Sender<Command>, id: &str) -> oneshot::Receiver<bool> {
