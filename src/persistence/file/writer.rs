@@ -518,7 +518,7 @@ mod tests {
     }
 
     /// A rotation never fsyncs on the writer's thread (every append would wait for it): a log
-    /// with writes not fsynced yet (`sync: never`) is handed over with them, whole, for the
+    /// with writes not fsynced yet (`sync: never`) is handed over with them, for the
     /// compaction to fsync; appends go on in the next log at once. A log with nothing left to
     /// fsync is handed over as nothing.
     #[test]
