@@ -40,9 +40,16 @@ pub(crate) struct Records {
     hasher: RecordHasher,
 }
 
+/// An empty slab (see [`Records::reserve`] to make room for many records at once).
 impl Default for Records {
     fn default() -> Self {
-        Self::with_capacity(0)
+        Self {
+            chunks: Vec::new(),
+            free: Vec::new(),
+            ids: Box::new(std::array::from_fn(|_| HashTable::new())),
+            len: 0,
+            hasher: RecordHasher::default(),
+        }
     }
 }
 
@@ -68,21 +75,6 @@ fn slot_hash(chunks: &[Vec<Option<Record>>], hasher: &RecordHasher, slot: SlotId
 }
 
 impl Records {
-    /// A slab with room for `n` records in its id table.
-    pub(crate) fn with_capacity(n: usize) -> Self {
-        let mut records = Self {
-            chunks: Vec::new(),
-            free: Vec::new(),
-            ids: Box::new(std::array::from_fn(|_| HashTable::new())),
-            len: 0,
-            hasher: RecordHasher::default(),
-        };
-        if n > 0 {
-            records.reserve(n);
-        }
-        records
-    }
-
     /// Number of records.
     pub(crate) fn len(&self) -> usize {
         self.len
