@@ -14,7 +14,7 @@ pub use open_session::{open_session_schema, OpenSessionRequest, MAX_TEXT_LENGTH,
 #[cfg(test)]
 pub(crate) use session_v1::written_json::session as arbitrary_session;
 #[cfg(feature = "server")]
-pub(crate) use session_v1::{borrowed_session_accessors, session_view_times};
+pub(crate) use session_v1::{borrowed_session_accessors, session_view_times, BorrowedSession};
 pub use session_v1::{
     is_session_id_shape, new_session_id, session_size_hint, session_size_hint_of, write_session, write_texts,
     SessionV1, SessionView, MAX_SESSION_ID_LENGTH,

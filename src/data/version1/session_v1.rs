@@ -120,56 +120,78 @@ pub trait SessionView {
 
 /// The accessors of [`SessionView`] for a session's flag, times, version and ttl, on a struct
 /// that has them as [`SessionV1`] does (`active`, `version`, `ttl`; `open_time` and
-/// `request_time` as `DateTime<Utc>`, `close_time` and `expire_time` as `Option<DateTime<Utc>>`).
+/// `request_time` as `DateTime<Utc>`, `close_time` and `expire_time` as `Option<DateTime<Utc>>`)
+/// — the struct itself, or the one at the field path given (`session_view_times!(session)`).
 macro_rules! session_view_times {
-    () => {
+    ($($field:ident).*) => {
         fn active(&self) -> bool {
-            self.active
+            self$(.$field)*.active
         }
         fn open_ms(&self) -> i64 {
-            self.open_time.timestamp_millis()
+            self$(.$field)*.open_time.timestamp_millis()
         }
         fn request_ms(&self) -> i64 {
-            self.request_time.timestamp_millis()
+            self$(.$field)*.request_time.timestamp_millis()
         }
         fn close_ms(&self) -> Option<i64> {
-            self.close_time.map(|t| t.timestamp_millis())
+            self$(.$field)*.close_time.map(|t| t.timestamp_millis())
         }
         fn version(&self) -> i64 {
-            self.version
+            self$(.$field)*.version
         }
         fn expire_ms(&self) -> Option<i64> {
-            self.expire_time.map(|t| t.timestamp_millis())
+            self$(.$field)*.expire_time.map(|t| t.timestamp_millis())
         }
         fn ttl(&self) -> Option<i64> {
-            self.ttl
+            self$(.$field)*.ttl
         }
     };
 }
 
-/// The accessors of [`SessionView`] but `user` and `data`, for a session read in place (from a
-/// file store's frame, from raw BSON): a struct whose `id` and `user_id` are `&str` and whose
-/// `user_name`, `address` and `client` are `Option<&str>`, with the rest as
-/// `session_view_times` reads it.
+/// A stored session read in place: its fields borrowed from the bytes a store keeps (a file
+/// store's frame, a raw BSON document), `user` and `data` in the form `P` that store reads them
+/// in. [`borrowed_session_accessors`] writes its [`SessionView`] accessors but `user` and
+/// `data`.
+#[cfg(feature = "server")]
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BorrowedSession<'a, P> {
+    pub(crate) id: &'a str,
+    pub(crate) user_id: &'a str,
+    pub(crate) user_name: Option<&'a str>,
+    pub(crate) address: Option<&'a str>,
+    pub(crate) client: Option<&'a str>,
+    pub(crate) active: bool,
+    pub(crate) open_time: DateTime<Utc>,
+    pub(crate) request_time: DateTime<Utc>,
+    pub(crate) close_time: Option<DateTime<Utc>>,
+    pub(crate) version: i64,
+    pub(crate) user: Option<P>,
+    pub(crate) data: Option<P>,
+    pub(crate) expire_time: Option<DateTime<Utc>>,
+    pub(crate) ttl: Option<i64>,
+}
+
+/// The accessors of [`SessionView`] but `user` and `data` of a [`BorrowedSession`]: the struct
+/// itself, or the one at the field path given (`borrowed_session_accessors!(session)`).
 #[cfg(feature = "server")]
 macro_rules! borrowed_session_accessors {
-    () => {
+    ($($field:ident).*) => {
         fn id(&self) -> &str {
-            self.id
+            self$(.$field)*.id
         }
         fn user_id(&self) -> &str {
-            self.user_id
+            self$(.$field)*.user_id
         }
         fn user_name(&self) -> Option<&str> {
-            self.user_name
+            self$(.$field)*.user_name
         }
         fn address(&self) -> Option<&str> {
-            self.address
+            self$(.$field)*.address
         }
         fn client(&self) -> Option<&str> {
-            self.client
+            self$(.$field)*.client
         }
-        $crate::data::version1::session_view_times!();
+        $crate::data::version1::session_view_times!($($field).*);
     };
 }
 #[cfg(feature = "server")]

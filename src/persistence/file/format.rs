@@ -18,7 +18,7 @@
 //! `expire_time` and a `ttl`) appends both after `data`, each behind a `0`/`1` byte; version 1
 //! records (stores written before) still load, with neither set. A store may mix both.
 
-use crate::data::version1::{borrowed_session_accessors, SessionV1, SessionView};
+use crate::data::version1::{borrowed_session_accessors, BorrowedSession, SessionV1, SessionView};
 use crate::toolkit::json::{CanonicalJson, JsonRef};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -318,7 +318,7 @@ impl<'a> Reader<'a> {
 /// A logged `user` or `data`: its bytes when they are canonical JSON text (as the service
 /// writes them), else the value they parse to.
 #[derive(Debug, Clone, PartialEq)]
-enum LoggedJson<'a> {
+pub(super) enum LoggedJson<'a> {
     Text(&'a [u8]),
     Value(Value),
 }
@@ -342,23 +342,7 @@ impl LoggedJson<'_> {
 /// A session read from a payload without copying it: its texts and canonical payloads are the
 /// payload's own bytes. Start-up makes each live session's record of it, with no `SessionV1`
 /// and no JSON value in between.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct LoggedSession<'a> {
-    id: &'a str,
-    user_id: &'a str,
-    user_name: Option<&'a str>,
-    address: Option<&'a str>,
-    client: Option<&'a str>,
-    active: bool,
-    open_time: DateTime<Utc>,
-    request_time: DateTime<Utc>,
-    close_time: Option<DateTime<Utc>>,
-    version: i64,
-    user: Option<LoggedJson<'a>>,
-    data: Option<LoggedJson<'a>>,
-    expire_time: Option<DateTime<Utc>>,
-    ttl: Option<i64>,
-}
+pub(super) type LoggedSession<'a> = BorrowedSession<'a, LoggedJson<'a>>;
 
 impl LoggedSession<'_> {
     /// The session, owning its fields.

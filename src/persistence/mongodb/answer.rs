@@ -16,10 +16,11 @@
 mod walk;
 
 use super::codec::{raw_to_json, read_optional_integer, read_optional_time, read_time, Fields};
-use crate::data::version1::{borrowed_session_accessors, session_size_hint, write_session, SessionView};
+use crate::data::version1::{
+    borrowed_session_accessors, session_size_hint, write_session, BorrowedSession, SessionView,
+};
 use crate::persistence::{MustAct, SessionState};
 use crate::toolkit::json::{write_i64, write_json_value, write_str, JsonRef, JsonText, WriteJson};
-use chrono::{DateTime, Utc};
 use mongodb::bson::{RawBsonRef, RawDocument};
 use std::cell::Cell;
 
@@ -34,20 +35,7 @@ enum Payload<'a> {
 
 /// The fields of a stored session as borrowed from its document.
 struct RawSession<'a> {
-    id: &'a str,
-    user_id: &'a str,
-    user_name: Option<&'a str>,
-    address: Option<&'a str>,
-    client: Option<&'a str>,
-    active: bool,
-    open_time: DateTime<Utc>,
-    request_time: DateTime<Utc>,
-    close_time: Option<DateTime<Utc>>,
-    user: Option<Payload<'a>>,
-    data: Option<Payload<'a>>,
-    version: i64,
-    expire_time: Option<DateTime<Utc>>,
-    ttl: Option<i64>,
+    session: BorrowedSession<'a, Payload<'a>>,
     /// The document's size: a bound of the payload's text, for the size hint.
     size: usize,
     /// Set when `user` or `data` has a shape left to the codec: the text written is not used.
@@ -93,7 +81,7 @@ impl<'a> RawSession<'a> {
         if version.is_some_and(|v| v < 1) {
             return None;
         }
-        Some(Self {
+        let session = BorrowedSession {
             id,
             user_id,
             user_name: optional_text(f.user_name)?,
@@ -103,22 +91,21 @@ impl<'a> RawSession<'a> {
             open_time: read_time(f.open_time, "open_time").ok()?,
             request_time: read_time(f.request_time, "request_time").ok()?,
             close_time: read_optional_time(f.close_time, "close_time").ok()?,
+            version: version.unwrap_or(1),
             user,
             data,
-            version: version.unwrap_or(1),
             expire_time: read_optional_time(f.expire_time, "expire_time").ok()?,
             ttl: read_optional_integer(f.ttl, "ttl").ok()?,
-            size: d.as_bytes().len(),
-            declined: Cell::new(false),
-        })
+        };
+        Some(Self { session, size: d.as_bytes().len(), declined: Cell::new(false) })
     }
 
     fn state(&self) -> SessionState {
         SessionState {
-            active: self.active,
-            expire_time: self.expire_time,
-            request_time: self.request_time,
-            version: self.version,
+            active: self.session.active,
+            expire_time: self.session.expire_time,
+            request_time: self.session.request_time,
+            version: self.session.version,
         }
     }
 }
@@ -126,7 +113,7 @@ impl<'a> RawSession<'a> {
 /// The view whose `user` and `data` are raw BSON: it writes them itself
 /// ([`SessionView::write_payloads`]), as the codec converts them.
 impl SessionView for RawSession<'_> {
-    borrowed_session_accessors!();
+    borrowed_session_accessors!(session);
     fn user(&self) -> Option<JsonRef<'_>> {
         None
     }
@@ -138,9 +125,9 @@ impl SessionView for RawSession<'_> {
     /// to the codec declines the text.
     fn write_payloads(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b",\"user\":");
-        let mut written = write_payload(out, self.user);
+        let mut written = write_payload(out, self.session.user);
         out.extend_from_slice(b",\"data\":");
-        written = written && write_payload(out, self.data);
+        written = written && write_payload(out, self.session.data);
         if !written {
             self.declined.set(true);
         }
@@ -258,7 +245,7 @@ pub(super) fn session_text(d: &RawDocument, must_act: MustAct<'_>) -> Option<Jso
     if !s.declined.get() {
         return Some(text);
     }
-    if !matches!((s.user, s.data), (Some(Payload::Bytes(_)), _) | (_, Some(Payload::Bytes(_)))) {
+    if !matches!((s.session.user, s.session.data), (Some(Payload::Bytes(_)), _) | (_, Some(Payload::Bytes(_)))) {
         return None;
     }
     // A payload the byte reader leaves: through the crate.
