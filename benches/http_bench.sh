@@ -121,9 +121,9 @@ RSS0=$(rss_kb)
 echo "preloading $SESSIONS sessions of $USERS users..."
 stored() { curl -s -XPOST -H "content-type: application/json" "http://127.0.0.1:$1/v1/sessions/get_sessions" -d '{"paging":{"take":1,"total":true}}' | sed -E 's/.*"total":([0-9]+).*/\1/'; }
 preload() { # port sessions: opens about that many (each wrk run stops at what is missing)
-  local stored=0
+  local stored=0 threads=2
   while [ "$stored" -lt "$2" ]; do
-    OPEN_LIMIT=$(($2 - stored)) THREADS=2 wrk -t2 -c64 -d5s -s benches/lua/open.lua "http://127.0.0.1:$1" \
+    OPEN_LIMIT=$(($2 - stored)) THREADS=$threads wrk -t$threads -c64 -d5s -s benches/lua/open.lua "http://127.0.0.1:$1" \
       | grep '^RESULT' | sed 's/^RESULT/preload:/'
     stored=$(stored "$1")
   done
